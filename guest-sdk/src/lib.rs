@@ -1,0 +1,232 @@
+//! # weir-sdk — write Weir operators in Rust
+//!
+//! This crate owns the operator author's side of the `weir:operator` WIT
+//! contract: the [`Map`] and [`KeyedProcessFunction`] traits, the export
+//! macros that turn an implementation into a WebAssembly component, typed
+//! keyed state ([`ValueState`], [`ListState`], [`MapState`]) and a native
+//! test harness ([`testing`]) that runs an operator without Wasm. It knows
+//! nothing about the host's runtime: batches, key tables and state cells are
+//! decoded here and nowhere else on the guest side.
+//!
+//! A map operator is about ten lines:
+//!
+//! ```
+//! use weir_sdk::{Event, Map, Output, Result};
+//!
+//! #[derive(Default)]
+//! struct Upper;
+//!
+//! impl Map for Upper {
+//!     fn map(&mut self, event: &Event<'_>, out: &mut Output) -> Result<()> {
+//!         let line: String = event.json()?;
+//!         out.emit_json(event.key, &line.to_uppercase(), event.timestamp)
+//!     }
+//! }
+//! // In the operator crate: weir_sdk::export_map!(Upper);
+//!
+//! let mut h = weir_sdk::testing::MapHarness::new(Upper).unwrap();
+//! let out = h.map_json(b"", &"hi", Some(7)).unwrap();
+//! assert_eq!(out[0].json::<String>().unwrap(), "HI");
+//! ```
+//!
+//! Values are JSON by default: [`Event::json`] and [`Output::emit_json`] use
+//! serde. Raw bytes are always available through [`Event::value`] and
+//! [`Output::emit`] for operators that bring their own encoding.
+#![warn(missing_docs)]
+
+extern crate self as weir_sdk;
+
+mod event;
+mod state;
+pub mod testing;
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod __wasm;
+
+pub use event::{Event, Output};
+pub use state::{Context, ListState, MapState, OpenContext, TimeDomain, ValueState};
+
+/// The error an operator returns. The host shows its message together with
+/// the operator id, the subtask and the offset of the record being
+/// processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    message: String,
+}
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Error { message: message.into() }
+    }
+
+    /// The message shown to the user.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::new(format!("JSON: {e}"))
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error { message }
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error::new(message)
+    }
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A stateless operator: map, filter or flat-map.
+///
+/// `map` is called once per input event and may emit any number of events
+/// (none filters the event out). An emitted event may carry a new key.
+pub trait Map: 'static {
+    /// Called once per instance before any event, with the operator's
+    /// `config` from the spec (JSON `null` when the spec has none).
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Maps one event.
+    fn map(&mut self, event: &Event<'_>, out: &mut Output) -> Result<()>;
+}
+
+/// A keyed process function, after Flink's `KeyedProcessFunction`.
+///
+/// Events arrive grouped by key; state handles declared in `open` read and
+/// write the state of the current key; timers fire per key.
+pub trait KeyedProcessFunction: 'static {
+    /// Declares state (see [`OpenContext`]) and reads the operator's config.
+    fn open(&mut self, ctx: &mut OpenContext) -> Result<()>;
+
+    /// Processes one event of the current key.
+    fn process(&mut self, event: &Event<'_>, ctx: &mut Context<'_>, out: &mut Output) -> Result<()>;
+
+    /// Called when a timer of the current key fires. `ctx.timestamp()` is
+    /// the timer's timestamp.
+    fn on_timer(&mut self, timestamp: i64, domain: TimeDomain, ctx: &mut Context<'_>, out: &mut Output) -> Result<()> {
+        let _ = (timestamp, domain, ctx, out);
+        Ok(())
+    }
+}
+
+/// Exports a [`Map`] implementation as the component's `map` world.
+/// The type must implement `Default`; the host calls `open` once per
+/// instance. On native targets (tests) it expands to nothing.
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! export_map {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        pub struct __WeirMapExport;
+        impl $crate::__wasm::map_bindings::exports::weir::operator::mapper::Guest for __WeirMapExport {
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__wasm::map_init::<$ty>(config)
+            }
+            fn map_batch(
+                input: $crate::__wasm::map_bindings::weir::operator::types::Batch,
+            ) -> ::std::result::Result<
+                $crate::__wasm::map_bindings::weir::operator::types::Output,
+                $crate::__wasm::map_bindings::weir::operator::types::OperatorError,
+            > {
+                $crate::__wasm::map_batch(input)
+            }
+        }
+        $crate::__wasm::map_bindings::__export_map_world!(__WeirMapExport with_types_in $crate::__wasm::map_bindings);
+    };
+}
+
+/// Exports a [`KeyedProcessFunction`] implementation as the component's
+/// `process` world. The type must implement `Default`. On native targets
+/// (tests) it expands to nothing.
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! export_process {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        pub struct __WeirProcessExport;
+        impl $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::Guest
+            for __WeirProcessExport
+        {
+            fn init(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<
+                $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::StateDeclaration,
+                ::std::string::String,
+            > {
+                $crate::__wasm::process_init::<$ty>(config)
+            }
+            fn process_batch(
+                input: $crate::__wasm::process_bindings::weir::operator::types::Batch,
+                key_slots: ::std::vec::Vec<u32>,
+                table: $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::KeyTable,
+                ctx: $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::CallContext,
+            ) -> ::std::result::Result<
+                $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::ProcessResult,
+                $crate::__wasm::process_bindings::weir::operator::types::OperatorError,
+            > {
+                $crate::__wasm::process_batch(input, key_slots, table, ctx)
+            }
+            fn on_timers(
+                timers: ::std::vec::Vec<$crate::__wasm::process_bindings::exports::weir::operator::keyed_process::FiredTimer>,
+                table: $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::KeyTable,
+                ctx: $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::CallContext,
+            ) -> ::std::result::Result<
+                $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::ProcessResult,
+                $crate::__wasm::process_bindings::weir::operator::types::OperatorError,
+            > {
+                $crate::__wasm::on_timers(timers, table, ctx)
+            }
+        }
+        $crate::__wasm::process_bindings::__export_process_world!(__WeirProcessExport with_types_in $crate::__wasm::process_bindings);
+    };
+}
+
+/// Exports a [`Map`] implementation as the component's `map` world
+/// (native build: nothing to export; the operator runs in tests through
+/// [`testing::MapHarness`]).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_map {
+    ($ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::Map + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+}
+
+/// Exports a [`KeyedProcessFunction`] implementation as the component's
+/// `process` world (native build: nothing to export; the operator runs in
+/// tests through [`testing::ProcessHarness`]).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_process {
+    ($ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::KeyedProcessFunction + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+}

@@ -1,0 +1,309 @@
+//! A native test harness: runs an operator as plain Rust, without Wasm or a
+//! cluster, with in-memory state and timers and a watermark the test
+//! advances. The same operator code is what the export macros put into the
+//! component.
+//!
+//! ```
+//! use weir_sdk::{Context, Event, KeyedProcessFunction, OpenContext, Output, Result, ValueState};
+//! use weir_sdk::testing::ProcessHarness;
+//!
+//! #[derive(Default)]
+//! struct Count { n: ValueState<u64> }
+//!
+//! impl KeyedProcessFunction for Count {
+//!     fn open(&mut self, ctx: &mut OpenContext) -> Result<()> {
+//!         self.n = ctx.value_state("n");
+//!         Ok(())
+//!     }
+//!     fn process(&mut self, e: &Event<'_>, ctx: &mut Context<'_>, out: &mut Output) -> Result<()> {
+//!         let n = self.n.value(ctx)?.unwrap_or(0) + 1;
+//!         self.n.update(ctx, &n)?;
+//!         out.emit_json(e.key, &n, e.timestamp)
+//!     }
+//! }
+//!
+//! let mut h = ProcessHarness::new(Count::default()).unwrap();
+//! h.process_json(b"a", &(), Some(1)).unwrap();
+//! let out = h.process_json(b"a", &(), Some(2)).unwrap();
+//! assert_eq!(out[0].json::<u64>().unwrap(), 2);
+//! assert_eq!(h.value_state::<u64>(b"a", "n").unwrap(), Some(2));
+//! ```
+
+use crate::event::{Output, SideEvent, ts_from_wire};
+use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
+use crate::{Error, Event, KeyedProcessFunction, Map, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// An event an operator emitted, as the test sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputEvent {
+    /// The key bytes (empty: no key).
+    pub key: Vec<u8>,
+    /// The value bytes.
+    pub value: Vec<u8>,
+    /// The event's timestamp.
+    pub timestamp: Option<i64>,
+    /// The side-output tag, `None` for the main output.
+    pub side_output: Option<String>,
+}
+
+impl OutputEvent {
+    /// The value, deserialized from JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_slice(&self.value)?)
+    }
+}
+
+fn collect(out: Output) -> Vec<OutputEvent> {
+    let mut events: Vec<OutputEvent> = out
+        .events()
+        .map(|e| OutputEvent { key: e.key.to_vec(), value: e.value.to_vec(), timestamp: e.timestamp, side_output: None })
+        .collect();
+    events.extend(out.side.into_iter().map(|SideEvent { tag, key, value, timestamp }| OutputEvent {
+        key,
+        value,
+        timestamp: ts_from_wire(timestamp),
+        side_output: Some(tag),
+    }));
+    events
+}
+
+/// Runs a [`Map`] operator natively.
+pub struct MapHarness<M: Map> {
+    op: M,
+}
+
+impl<M: Map> MapHarness<M> {
+    /// Opens the operator with a `null` config.
+    pub fn new(op: M) -> Result<Self> {
+        Self::with_config(op, serde_json::Value::Null)
+    }
+
+    /// Opens the operator with `config`, as the spec's `config` would.
+    pub fn with_config(mut op: M, config: serde_json::Value) -> Result<Self> {
+        op.open(&config)?;
+        Ok(MapHarness { op })
+    }
+
+    /// Maps one event with raw bytes.
+    pub fn map(&mut self, key: &[u8], value: &[u8], timestamp: Option<i64>) -> Result<Vec<OutputEvent>> {
+        let mut out = Output::new();
+        self.op.map(&Event { key, value, timestamp }, &mut out)?;
+        Ok(collect(out))
+    }
+
+    /// Maps one event whose value is `value` as JSON.
+    pub fn map_json<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T, timestamp: Option<i64>) -> Result<Vec<OutputEvent>> {
+        let value = serde_json::to_vec(value)?;
+        self.map(key, &value, timestamp)
+    }
+}
+
+/// In-memory keyed state and timers of a [`ProcessHarness`].
+#[derive(Debug, Default)]
+struct Store {
+    values: HashMap<(u32, Vec<u8>), Vec<u8>>,
+    lists: HashMap<(u32, Vec<u8>), Vec<Vec<u8>>>,
+    maps: HashMap<(u32, Vec<u8>), BTreeMap<Vec<u8>, Vec<u8>>>,
+    timers: BTreeSet<(TimeDomain, i64, Vec<u8>)>,
+}
+
+struct StoreBackend<'a> {
+    store: &'a mut Store,
+    key: &'a [u8],
+}
+
+impl StoreBackend<'_> {
+    fn k(&self, state: u32) -> (u32, Vec<u8>) {
+        (state, self.key.to_vec())
+    }
+}
+
+impl KeyedBackend for StoreBackend<'_> {
+    fn key(&self) -> &[u8] {
+        self.key
+    }
+    fn value_get(&self, state: u32) -> Option<&[u8]> {
+        self.store.values.get(&self.k(state)).map(Vec::as_slice)
+    }
+    fn value_set(&mut self, state: u32, value: Option<&[u8]>) {
+        let k = self.k(state);
+        match value {
+            Some(v) => self.store.values.insert(k, v.to_vec()),
+            None => self.store.values.remove(&k),
+        };
+    }
+    fn list_get(&mut self, state: u32) -> Vec<Vec<u8>> {
+        self.store.lists.get(&self.k(state)).cloned().unwrap_or_default()
+    }
+    fn list_add(&mut self, state: u32, element: &[u8]) {
+        let k = self.k(state);
+        self.store.lists.entry(k).or_default().push(element.to_vec());
+    }
+    fn list_update(&mut self, state: u32, elements: &[Vec<u8>]) {
+        let k = self.k(state);
+        if elements.is_empty() {
+            self.store.lists.remove(&k);
+        } else {
+            self.store.lists.insert(k, elements.to_vec());
+        }
+    }
+    fn list_clear(&mut self, state: u32) {
+        let k = self.k(state);
+        self.store.lists.remove(&k);
+    }
+    fn map_get(&mut self, state: u32, key: &[u8]) -> Option<Vec<u8>> {
+        self.store.maps.get(&self.k(state)).and_then(|m| m.get(key)).cloned()
+    }
+    fn map_put(&mut self, state: u32, key: &[u8], value: &[u8]) {
+        let k = self.k(state);
+        self.store.maps.entry(k).or_default().insert(key.to_vec(), value.to_vec());
+    }
+    fn map_remove(&mut self, state: u32, key: &[u8]) {
+        let k = self.k(state);
+        if let Some(m) = self.store.maps.get_mut(&k) {
+            m.remove(key);
+            if m.is_empty() {
+                self.store.maps.remove(&k);
+            }
+        }
+    }
+    fn map_entries(&mut self, state: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let m = self.store.maps.get(&self.k(state));
+        m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    }
+    fn map_clear(&mut self, state: u32) {
+        let k = self.k(state);
+        self.store.maps.remove(&k);
+    }
+    fn timer(&mut self, domain: TimeDomain, timestamp: i64, delete: bool) {
+        let t = (domain, timestamp, self.key.to_vec());
+        if delete {
+            self.store.timers.remove(&t);
+        } else {
+            self.store.timers.insert(t);
+        }
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`] natively: in-memory keyed state, timers
+/// that fire in timestamp order when the test advances the watermark or
+/// the processing time.
+pub struct ProcessHarness<P: KeyedProcessFunction> {
+    op: P,
+    declared: OpenContext,
+    store: Store,
+    watermark: i64,
+    processing_time: i64,
+    scratch: Vec<u8>,
+}
+
+impl<P: KeyedProcessFunction> ProcessHarness<P> {
+    /// Opens the operator with a `null` config.
+    pub fn new(op: P) -> Result<Self> {
+        Self::with_config(op, serde_json::Value::Null)
+    }
+
+    /// Opens the operator with `config`, as the spec's `config` would.
+    pub fn with_config(mut op: P, config: serde_json::Value) -> Result<Self> {
+        let mut declared = OpenContext::new(config);
+        op.open(&mut declared)?;
+        Ok(ProcessHarness {
+            op,
+            declared,
+            store: Store::default(),
+            watermark: i64::MIN,
+            processing_time: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Processes one event with raw bytes for key `key`.
+    pub fn process(&mut self, key: &[u8], value: &[u8], timestamp: Option<i64>) -> Result<Vec<OutputEvent>> {
+        let mut out = Output::new();
+        let mut backend = StoreBackend { store: &mut self.store, key };
+        let mut ctx = Context {
+            backend: &mut backend,
+            timestamp,
+            watermark: self.watermark,
+            processing_time: self.processing_time,
+            scratch: &mut self.scratch,
+        };
+        self.op.process(&Event { key, value, timestamp }, &mut ctx, &mut out)?;
+        Ok(collect(out))
+    }
+
+    /// Processes one event whose value is `value` as JSON.
+    pub fn process_json<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T, timestamp: Option<i64>) -> Result<Vec<OutputEvent>> {
+        let value = serde_json::to_vec(value)?;
+        self.process(key, &value, timestamp)
+    }
+
+    /// Advances the watermark to `watermark` and fires every event-time
+    /// timer at or below it, in timestamp order (timers registered while
+    /// firing fire too when they are due). A watermark never goes back.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Vec<OutputEvent>> {
+        self.watermark = self.watermark.max(watermark);
+        self.fire(TimeDomain::EventTime, self.watermark)
+    }
+
+    /// Sets processing time to `now` and fires due processing-time timers.
+    pub fn advance_processing_time(&mut self, now: i64) -> Result<Vec<OutputEvent>> {
+        self.processing_time = self.processing_time.max(now);
+        self.fire(TimeDomain::ProcessingTime, self.processing_time)
+    }
+
+    fn fire(&mut self, domain: TimeDomain, upto: i64) -> Result<Vec<OutputEvent>> {
+        let mut fired = Vec::new();
+        loop {
+            let due = self.store.timers.range((domain, i64::MIN, Vec::new())..).next().cloned();
+            let Some(timer @ (d, ts, _)) = due else { break };
+            if d != domain || ts > upto {
+                break;
+            }
+            self.store.timers.remove(&timer);
+            let key = timer.2;
+            let mut out = Output::new();
+            let mut backend = StoreBackend { store: &mut self.store, key: &key };
+            let mut ctx = Context {
+                backend: &mut backend,
+                timestamp: Some(ts),
+                watermark: self.watermark,
+                processing_time: self.processing_time,
+                scratch: &mut self.scratch,
+            };
+            self.op.on_timer(ts, domain, &mut ctx, &mut out)?;
+            fired.extend(collect(out));
+        }
+        Ok(fired)
+    }
+
+    /// The value of the value state `name` for `key`, as the operator left it.
+    pub fn value_state<T: DeserializeOwned>(&self, key: &[u8], name: &str) -> Result<Option<T>> {
+        let id = self
+            .declared
+            .value_states
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::new(format!("no value state named `{name}` was declared in open")))?;
+        let bytes = self.store.values.get(&(id as u32, key.to_vec()));
+        bytes.map(|b| Ok(serde_json::from_slice(b)?)).transpose()
+    }
+
+    /// The pending event-time timers of `key`, in order.
+    pub fn event_time_timers(&self, key: &[u8]) -> Vec<i64> {
+        self.store
+            .timers
+            .iter()
+            .filter(|(d, _, k)| *d == TimeDomain::EventTime && k == key)
+            .map(|(_, ts, _)| *ts)
+            .collect()
+    }
+
+    /// The current watermark (`i64::MIN` before the first).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+}

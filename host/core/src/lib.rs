@@ -1,0 +1,15 @@
+//! # weir-core — the vocabulary every other Weir crate speaks
+//!
+//! Owns the pipeline spec (parsing and validation, with file:line:column
+//! errors), the host-side flat [`Batch`] of events, key groups, and the pure
+//! time state machines (watermark generation and combination). It does no
+//! I/O besides reading a spec file and knows nothing about Wasm, state
+//! backends, threads or the network.
+#![warn(missing_docs)]
+
+mod batch;
+pub mod keys;
+pub mod spec;
+pub mod time;
+
+pub use batch::{Batch, EventRef, Mark, NO_TIMESTAMP};

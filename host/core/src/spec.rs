@@ -1,0 +1,507 @@
+//! The pipeline spec: YAML in, a validated [`Spec`] out.
+//!
+//! Parsing is strict (unknown keys and wrong types are errors that name
+//! file:line:column); validation then checks the graph (ids, inputs,
+//! parallelism, what each source type needs). Relative paths resolve
+//! against the spec's folder. The rest of Weir trusts a `Spec`.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Default number of events a source puts in one batch.
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+
+/// A spec that could not be used: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct SpecError {
+    /// The spec file.
+    pub file: PathBuf,
+    /// Line and column (1-based), when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// A pipeline: sources, operators and sinks connected by `input` names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Spec {
+    /// The job's name (defaults to the spec file's folder name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default parallelism of operators and generator sources.
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    /// Number of key groups; the upper bound of any parallelism.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: u32,
+    /// Events per batch at sources.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Where streams come from.
+    pub sources: Vec<SourceSpec>,
+    /// What transforms them, in any order.
+    #[serde(default)]
+    pub operators: Vec<OperatorSpec>,
+    /// Where streams end.
+    pub sinks: Vec<SinkSpec>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_max_parallelism() -> u32 {
+    crate::keys::DEFAULT_MAX_PARALLELISM
+}
+fn default_batch_size() -> usize {
+    DEFAULT_BATCH_SIZE
+}
+
+/// Source types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceType {
+    /// A bounded file, read from the start.
+    File,
+    /// Seeded synthetic keyed events.
+    Generator,
+}
+
+/// Formats of a file source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileFormat {
+    /// One line per event; the value is the line as a JSON string.
+    Text,
+    /// One JSON document per line; the value is that JSON.
+    Jsonl,
+    /// Comma-separated with a header row; the value is a JSON object of
+    /// header → cell (numbers where a cell parses as one).
+    Csv,
+}
+
+/// A source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceSpec {
+    /// Unique id, used by `input` of operators and sinks.
+    pub id: String,
+    /// What kind of source.
+    #[serde(rename = "type")]
+    pub source_type: SourceType,
+    /// File sources: the file to read.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// File sources: how to read it.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// Generator: the random seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Generator: events to produce per subtask (absent: unbounded).
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Generator: number of distinct keys.
+    #[serde(default = "default_keys")]
+    pub keys: u64,
+    /// Generator: bytes per value.
+    #[serde(default = "default_value_size")]
+    pub value_size: usize,
+    /// Generator: events per second per subtask (absent: flat out).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Generator: subtasks (file sources are always 1).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Field holding event time in epoch milliseconds: a top-level field
+    /// name or a JSON pointer (`/a/b`). Generators stamp event `i` with `i`.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// How watermarks follow event time.
+    #[serde(default)]
+    pub watermark: WatermarkSpec,
+}
+
+fn default_keys() -> u64 {
+    1000
+}
+fn default_value_size() -> usize {
+    100
+}
+
+/// Watermark strategy of a source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WatermarkSpec {
+    /// Bounded out-of-orderness: how late (ms) an event may be.
+    #[serde(default)]
+    pub out_of_orderness_ms: i64,
+    /// A source subtask with no events for this long (wall clock) is idle
+    /// and holds back no downstream watermark until it emits again.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// Operator kinds, one per WIT world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperatorKind {
+    /// World `map`: map, filter, flat-map.
+    Map,
+    /// World `process`: keyed process function.
+    Process,
+}
+
+impl OperatorKind {
+    /// The WIT world the component must implement.
+    pub fn world(self) -> &'static str {
+        match self {
+            OperatorKind::Map => "map",
+            OperatorKind::Process => "process",
+        }
+    }
+}
+
+/// An operator backed by a component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OperatorSpec {
+    /// Unique id; also the operator uid that scopes its state.
+    pub id: String,
+    /// Which world the component implements.
+    pub kind: OperatorKind,
+    /// The `.wasm` component.
+    pub component: PathBuf,
+    /// Upstream ids (`op` for its main output, `op#tag` for a side output).
+    pub input: Inputs,
+    /// How to key the input: a field name, a JSON pointer, or `@key` for
+    /// the key already on the event. Required for `process`.
+    #[serde(default)]
+    pub key_by: Option<String>,
+    /// Subtasks (default: the spec's `parallelism`).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Handed to the operator's `init` as JSON.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// Sink types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkType {
+    /// JSON lines into a file (created or truncated).
+    File,
+    /// JSON lines on standard output.
+    Stdout,
+    /// Counts and drops events (benchmarks).
+    Discard,
+}
+
+/// A sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SinkSpec {
+    /// Unique id.
+    pub id: String,
+    /// What kind of sink.
+    #[serde(rename = "type")]
+    pub sink_type: SinkType,
+    /// File sinks: the file to write.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Upstream ids.
+    pub input: Inputs,
+}
+
+/// One or more upstream names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Inputs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Inputs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an upstream id or a list of upstream ids")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Inputs, E> {
+                Ok(Inputs(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(Inputs(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A reference to an upstream stream: an id and, for side outputs, a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamRef {
+    /// The upstream source or operator id.
+    pub id: String,
+    /// The side-output tag, `None` for the main output.
+    pub tag: Option<String>,
+}
+
+impl StreamRef {
+    /// Parses `id` or `id#tag`.
+    pub fn parse(s: &str) -> StreamRef {
+        match s.split_once('#') {
+            Some((id, tag)) => StreamRef { id: id.to_owned(), tag: Some(tag.to_owned()) },
+            None => StreamRef { id: s.to_owned(), tag: None },
+        }
+    }
+}
+
+/// How an operator keys its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySelector {
+    /// Keep the key on the event (set by the source or an operator).
+    EventKey,
+    /// Read a JSON value at this pointer; strings key by their text, other
+    /// values by their JSON text.
+    Pointer(String),
+}
+
+impl KeySelector {
+    /// Parses the spec's `key-by` text.
+    pub fn parse(s: &str) -> KeySelector {
+        if s == "@key" { KeySelector::EventKey } else { KeySelector::Pointer(field_pointer(s)) }
+    }
+}
+
+/// A field name or JSON pointer as a JSON pointer.
+pub fn field_pointer(s: &str) -> String {
+    if s.starts_with('/') { s.to_owned() } else { format!("/{}", s.replace('~', "~0").replace('/', "~1")) }
+}
+
+impl Spec {
+    /// Reads, parses and validates the spec at `path`; relative paths in it
+    /// resolve against its folder.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_owned(),
+            location: None,
+            message: format!("cannot read the spec: {e}"),
+        })?;
+        let mut spec = Spec::parse(path, &text)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        spec.resolve_paths(dir);
+        if spec.name.is_none() {
+            let folder = std::fs::canonicalize(dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            spec.name = Some(folder.unwrap_or_else(|| "job".to_owned()));
+        }
+        Ok(spec)
+    }
+
+    /// Parses and validates spec text; `file` only names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
+        let spec: Spec = serde_norway::from_str(text).map_err(|e| {
+            let location = e.location().map(|l| (l.line(), l.column()));
+            let mut message = e.to_string();
+            if let Some(at) = message.find(" at line ") {
+                message.truncate(at);
+            }
+            SpecError { file: file.to_owned(), location, message }
+        })?;
+        spec.validate().map_err(|(near, message)| SpecError {
+            file: file.to_owned(),
+            location: near.and_then(|id| locate_id(text, &id)),
+            message,
+        })?;
+        Ok(spec)
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        for s in &mut self.sources {
+            s.path.as_mut().map(fix);
+        }
+        for o in &mut self.operators {
+            fix(&mut o.component);
+        }
+        for s in &mut self.sinks {
+            s.path.as_mut().map(fix);
+        }
+    }
+
+    /// Parallelism of an operator.
+    pub fn operator_parallelism(&self, op: &OperatorSpec) -> u32 {
+        op.parallelism.unwrap_or(self.parallelism)
+    }
+
+    /// Parallelism of a source.
+    pub fn source_parallelism(&self, s: &SourceSpec) -> u32 {
+        match s.source_type {
+            SourceType::File => 1,
+            SourceType::Generator => s.parallelism.unwrap_or(self.parallelism),
+        }
+    }
+
+    /// Overrides the default parallelism (the CLI's `--parallelism`).
+    pub fn set_parallelism(&mut self, parallelism: u32) -> Result<(), String> {
+        if parallelism == 0 || parallelism > self.max_parallelism {
+            return Err(format!("parallelism must be between 1 and max-parallelism ({})", self.max_parallelism));
+        }
+        self.parallelism = parallelism;
+        Ok(())
+    }
+
+    /// Checks the graph; an error names the id it is about (to locate it)
+    /// and says what is wrong.
+    fn validate(&self) -> Result<(), (Option<String>, String)> {
+        let top = |m: String| (None, m);
+        if self.max_parallelism == 0 || self.max_parallelism > 32768 {
+            return Err(top("max-parallelism must be between 1 and 32768".into()));
+        }
+        if self.parallelism == 0 || self.parallelism > self.max_parallelism {
+            return Err(top(format!("parallelism must be between 1 and max-parallelism ({})", self.max_parallelism)));
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 20 {
+            return Err(top("batch-size must be between 1 and 1048576".into()));
+        }
+        if self.sources.is_empty() || self.sinks.is_empty() {
+            return Err(top("a pipeline needs at least one source and one sink".into()));
+        }
+        let mut ids: HashMap<&str, &'static str> = HashMap::new();
+        let all = self.sources.iter().map(|s| (&s.id, "source"));
+        let all = all.chain(self.operators.iter().map(|o| (&o.id, "operator")));
+        for (id, what) in all.chain(self.sinks.iter().map(|s| (&s.id, "sink"))) {
+            let at = |m: String| (Some(id.clone()), m);
+            if id.is_empty() || !id.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
+                return Err(at(format!("{what} id `{id}` must be non-empty letters, digits, `-` or `_`")));
+            }
+            if let Some(prev) = ids.insert(id, what) {
+                return Err(at(format!("id `{id}` is used twice (by a {prev} and a {what}); ids must be unique")));
+            }
+        }
+        for s in &self.sources {
+            let at = |m: String| (Some(s.id.clone()), m);
+            match s.source_type {
+                SourceType::File => {
+                    if s.path.is_none() || s.format.is_none() {
+                        return Err(at(format!("file source `{}` needs `path` and `format` (text, jsonl or csv)", s.id)));
+                    }
+                    if s.parallelism.is_some_and(|p| p != 1) {
+                        return Err(at(format!("file source `{}` reads with parallelism 1; remove `parallelism`", s.id)));
+                    }
+                }
+                SourceType::Generator => {
+                    if s.keys == 0 {
+                        return Err(at(format!("generator `{}`: keys must be at least 1", s.id)));
+                    }
+                    if s.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                        return Err(at(format!("generator `{}`: rate must be a positive number of events/s", s.id)));
+                    }
+                    if s.value_size > 1 << 20 {
+                        return Err(at(format!("generator `{}`: value-size is at most 1048576 bytes", s.id)));
+                    }
+                }
+            }
+            if s.watermark.out_of_orderness_ms < 0 {
+                return Err(at(format!("source `{}`: watermark out-of-orderness-ms must not be negative", s.id)));
+            }
+            if let Some(p) = s.parallelism
+                && (p == 0 || p > self.max_parallelism)
+            {
+                return Err(at(format!("source `{}`: parallelism must be between 1 and {}", s.id, self.max_parallelism)));
+            }
+        }
+        let producers: BTreeSet<&str> =
+            self.sources.iter().map(|s| s.id.as_str()).chain(self.operators.iter().map(|o| o.id.as_str())).collect();
+        let check_inputs = |id: &str, inputs: &Inputs| -> Result<(), (Option<String>, String)> {
+            if inputs.0.is_empty() {
+                return Err((Some(id.to_owned()), format!("`{id}` needs at least one input")));
+            }
+            for i in &inputs.0 {
+                let r = StreamRef::parse(i);
+                if !producers.contains(r.id.as_str()) || r.id == id {
+                    let known: Vec<&str> = producers.iter().copied().filter(|p| *p != id).collect();
+                    return Err((
+                        Some(id.to_owned()),
+                        format!("`{id}`: input `{i}` is not a source or operator (known: {})", known.join(", ")),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for o in &self.operators {
+            let at = |m: String| (Some(o.id.clone()), m);
+            check_inputs(&o.id, &o.input)?;
+            if let Some(p) = o.parallelism
+                && (p == 0 || p > self.max_parallelism)
+            {
+                return Err(at(format!("operator `{}`: parallelism must be between 1 and {}", o.id, self.max_parallelism)));
+            }
+            if o.kind == OperatorKind::Process && o.key_by.is_none() {
+                return Err(at(format!("operator `{}`: a process operator needs `key-by` (a field, a /json/pointer, or @key)", o.id)));
+            }
+        }
+        for s in &self.sinks {
+            check_inputs(&s.id, &s.input)?;
+            if s.sink_type == SinkType::File && s.path.is_none() {
+                return Err((Some(s.id.clone()), format!("file sink `{}` needs `path`", s.id)));
+            }
+        }
+        self.check_acyclic()
+    }
+
+    fn check_acyclic(&self) -> Result<(), (Option<String>, String)> {
+        let inputs: HashMap<&str, Vec<String>> = self
+            .operators
+            .iter()
+            .map(|o| (o.id.as_str(), o.input.0.iter().map(|i| StreamRef::parse(i).id).collect()))
+            .collect();
+        // 0 = unvisited, 1 = on the path, 2 = done
+        fn visit<'a>(id: &'a str, inputs: &'a HashMap<&str, Vec<String>>, seen: &mut HashMap<&'a str, u8>) -> Option<String> {
+            match seen.get(id) {
+                Some(1) => return Some(id.to_owned()),
+                Some(_) => return None,
+                None => {}
+            }
+            seen.insert(id, 1);
+            for up in inputs.get(id).into_iter().flatten() {
+                if let Some(c) = visit(up, inputs, seen) {
+                    return Some(c);
+                }
+            }
+            seen.insert(id, 2);
+            None
+        }
+        let mut seen = HashMap::new();
+        for o in &self.operators {
+            if let Some(c) = visit(&o.id, &inputs, &mut seen) {
+                return Err((Some(c.clone()), format!("operator `{c}` is part of a cycle; pipelines must be acyclic")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Line and column of the `id: <id>` entry, for errors about it.
+fn locate_id(text: &str, id: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(n, line)| {
+        let t = line.trim_start().trim_start_matches("- ");
+        let rest = t.strip_prefix("id:")?.trim();
+        let rest = rest.trim_matches(|c| c == '"' || c == '\'');
+        (rest == id).then(|| (n + 1, line.len() - t.len() + 1))
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+use super::*;
+
+const GOOD: &str = "\
+sources:
+  - id: lines
+    type: file
+    path: data/input.txt
+    format: text
+operators:
+  - id: split
+    kind: map
+    component: split.wasm
+    input: lines
+  - id: count
+    kind: process
+    component: count.wasm
+    input: split
+    key-by: \"@key\"
+    parallelism: 2
+sinks:
+  - id: out
+    type: file
+    path: out/counts.jsonl
+    input: count
+";
+
+fn parse(text: &str) -> Result<Spec, SpecError> {
+    Spec::parse(Path::new("p.yaml"), text)
+}
+
+#[test]
+fn a_good_spec_parses_with_defaults() {
+    let s = parse(GOOD).unwrap();
+    assert_eq!(s.parallelism, 1);
+    assert_eq!(s.max_parallelism, 128);
+    assert_eq!(s.operators[1].key_by.as_deref(), Some("@key"));
+    assert_eq!(s.operator_parallelism(&s.operators[1]), 2);
+    assert_eq!(s.sinks[0].input, Inputs(vec!["count".into()]));
+}
+
+#[test]
+fn unknown_key_reports_file_line_and_column() {
+    let bad = GOOD.replace("    kind: map\n", "    kind: map\n    colour: blue\n");
+    let e = parse(&bad).unwrap_err();
+    assert_eq!(e.location, Some((9, 5)), "{e}");
+    assert!(e.to_string().starts_with("p.yaml:9:5: "), "{e}");
+    assert!(e.message.contains("unknown field `colour`"), "{e}");
+}
+
+#[test]
+fn wrong_type_reports_file_line_and_column() {
+    let bad = GOOD.replace("parallelism: 2", "parallelism: two");
+    let e = parse(&bad).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(16), "{e}");
+    assert!(e.message.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn unknown_input_names_the_known_ids_and_the_place() {
+    let bad = GOOD.replace("input: split", "input: splt");
+    let e = parse(&bad).unwrap_err();
+    assert!(e.message.contains("input `splt` is not a source or operator (known: count, lines, split)") || e.message.contains("(known: lines, split)"), "{e}");
+    assert_eq!(e.location, Some((11, 5)), "{e}");
+}
+
+#[test]
+fn process_without_key_by_is_refused() {
+    let bad = GOOD.replace("    key-by: \"@key\"\n", "");
+    let e = parse(&bad).unwrap_err();
+    assert!(e.message.contains("needs `key-by`"), "{e}");
+}
+
+#[test]
+fn cycles_are_refused() {
+    let bad = GOOD.replace("input: lines", "input: [lines, count]");
+    let e = parse(&bad).unwrap_err();
+    assert!(e.message.contains("cycle"), "{e}");
+}
+
+#[test]
+fn key_selectors_and_stream_refs_parse() {
+    assert_eq!(KeySelector::parse("@key"), KeySelector::EventKey);
+    assert_eq!(KeySelector::parse("account"), KeySelector::Pointer("/account".into()));
+    assert_eq!(KeySelector::parse("/a/b"), KeySelector::Pointer("/a/b".into()));
+    assert_eq!(StreamRef::parse("op#late"), StreamRef { id: "op".into(), tag: Some("late".into()) });
+}

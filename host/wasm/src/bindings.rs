@@ -1,0 +1,18 @@
+//! Host-side bindings of the `weir:operator` worlds.
+
+pub mod map {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "%map",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
+pub mod process {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "process",
+        ownership: Borrowing { duplicate_if_necessary: true },
+        imports: { default: trappable },
+    });
+}

@@ -1,0 +1,254 @@
+//! The engine, compiled-component cache and world checks.
+
+use crate::bindings;
+use crate::sandbox::{self, HostState};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::types::ComponentItem;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+/// The WIT package every component implements.
+pub const PACKAGE: &str = "weir:operator";
+/// Its version.
+pub const VERSION: &str = "0.1.0";
+
+/// How often the epoch ticks; time budgets are counted in ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The worlds a component can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `weir:operator/map`.
+    Map,
+    /// `weir:operator/process`.
+    Process,
+}
+
+impl World {
+    /// The world's name in the WIT package.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Map => "map",
+            World::Process => "process",
+        }
+    }
+
+    fn export(self) -> String {
+        let iface = match self {
+            World::Map => "mapper",
+            World::Process => "keyed-process",
+        };
+        format!("{PACKAGE}/{iface}@{VERSION}")
+    }
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read component {path}: {source}. Build it with `cargo build --release --target wasm32-wasip2`.")]
+    Read {
+        /// The component path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not a valid component (a core module, or garbage).
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Invalid {
+        /// The component path.
+        path: PathBuf,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// A valid component that does not implement the world.
+    #[error("component {path} does not implement world `{world}` of {PACKAGE}@{VERSION}: {message}")]
+    WrongWorld {
+        /// The component path.
+        path: PathBuf,
+        /// The world the spec asked for.
+        world: &'static str,
+        /// The missing or mismatched export or import.
+        message: String,
+    },
+    /// The engine could not be set up.
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(String),
+}
+
+/// A compiled component, checked against its world, ready to instantiate
+/// many times (one instance per subtask).
+#[derive(Clone)]
+pub struct Component {
+    pub(crate) path: PathBuf,
+    pub(crate) pre: Pre,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Map(bindings::map::MapPre<HostState>),
+    Process(bindings::process::ProcessPre<HostState>),
+}
+
+impl Component {
+    /// The world the component implements.
+    pub fn world(&self) -> World {
+        match self.pre {
+            Pre::Map(_) => World::Map,
+            Pre::Process(_) => World::Process,
+        }
+    }
+
+    /// Where it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The wasmtime engine with its linkers and compiled-code cache. One per
+/// process; cheap to share by reference.
+pub struct WasmRuntime {
+    pub(crate) engine: Engine,
+    map_linker: Linker<HostState>,
+    process_linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmRuntime {
+    /// An engine that caches compiled components under `cache_dir` (none:
+    /// compile every time).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let map_linker = sandbox::linker(&engine, World::Map).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let process_linker = sandbox::linker(&engine, World::Process).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        Ok(WasmRuntime { engine, map_linker, process_linker, cache_dir, ticker_stop })
+    }
+
+    /// Loads the component at `path` (from the cache when compiled before)
+    /// and checks that it implements `world`.
+    pub fn load(&self, path: &Path, world: World) -> Result<Component, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let invalid = |e: wasmtime::Error| LoadError::Invalid { path: path.to_owned(), message: format!("{e:#}") };
+        let component = match self.cached(&bytes) {
+            Some(c) => c,
+            None => {
+                let c = wasmtime::component::Component::new(&self.engine, &bytes).map_err(invalid)?;
+                self.store_in_cache(&bytes, &c);
+                c
+            }
+        };
+        self.check_world(path, &component, world)?;
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world: world.name(), message: format!("{e:#}") };
+        let pre = match world {
+            World::Map => {
+                let ip = self.map_linker.instantiate_pre(&component).map_err(wrong)?;
+                Pre::Map(bindings::map::MapPre::new(ip).map_err(wrong)?)
+            }
+            World::Process => {
+                let ip = self.process_linker.instantiate_pre(&component).map_err(wrong)?;
+                Pre::Process(bindings::process::ProcessPre::new(ip).map_err(wrong)?)
+            }
+        };
+        Ok(Component { path: path.to_owned(), pre })
+    }
+
+    fn check_world(&self, path: &Path, component: &wasmtime::component::Component, world: World) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let wanted = world.export();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let found = ty.exports(&self.engine).find(|(name, _)| *name == wanted);
+        match found {
+            Some((_, e)) if matches!(e.ty, ComponentItem::ComponentInstance(_)) => Ok(()),
+            _ => {
+                let other = [World::Map, World::Process].into_iter().find(|w| exports.contains(&w.export()));
+                let hint = match other {
+                    Some(w) => format!(" It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.", w.name(), w.name(), world.name()),
+                    None => String::new(),
+                };
+                Err(LoadError::WrongWorld {
+                    path: path.to_owned(),
+                    world: world.name(),
+                    message: format!(
+                        "missing export `{wanted}` (it exports: {}).{hint}",
+                        if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+                    ),
+                })
+            }
+        }
+    }
+
+    fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut h = Sha256::new();
+        h.update(bytes);
+        let mut compat = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut compat);
+        h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
+        let digest = h.finalize();
+        let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Some(dir.join(format!("{name}.cwasm")))
+    }
+
+    fn cached(&self, bytes: &[u8]) -> Option<wasmtime::component::Component> {
+        let path = self.cache_path(bytes)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the cache directory is Weir's own; its files are written
+        // only by `store_in_cache` below from code this engine compiled, and
+        // are named by the hash of the source bytes and the engine's
+        // compatibility hash. wasmtime also checks the file's header.
+        match unsafe { wasmtime::component::Component::deserialize_file(&self.engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("ignoring unusable compiled-component cache file {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    fn store_in_cache(&self, bytes: &[u8], component: &wasmtime::component::Component) {
+        let Some(path) = self.cache_path(bytes) else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let serialized = component.serialize().map_err(std::io::Error::other)?;
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, serialized)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!("cannot write the compiled-component cache {}: {e}", path.display());
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Instances: one per operator subtask, called one batch at a time.
+//!
+//! Everything a guest returns is untrusted: offsets, ends and slots are
+//! checked before the host uses them.
+
+use crate::bindings::{map as mb, process as pb};
+use crate::engine::{Component, EPOCH_TICK, Pre, WasmRuntime};
+use crate::sandbox::{HostState, Limits};
+use std::sync::Arc;
+use wasmtime::Store;
+use weir_core::Batch;
+use weir_state::KeyedStateBackend;
+
+/// Why a call into an operator failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The operator returned an error for one of its inputs.
+    #[error("operator error on input {index} of the batch: {message}")]
+    Operator {
+        /// Index of the input (event or fired timer) in the call.
+        index: u32,
+        /// The operator's message.
+        message: String,
+    },
+    /// The guest trapped (a Rust panic, an out-of-bounds access, the memory
+    /// limit…).
+    #[error("operator trapped: {message}")]
+    Trap {
+        /// The trap, the guest's last stderr lines and its stack.
+        message: String,
+    },
+    /// One call ran longer than the time budget.
+    #[error("operator exceeded its time budget of {budget_ms} ms for one batch and was interrupted")]
+    Timeout {
+        /// The budget.
+        budget_ms: u64,
+    },
+    /// The guest returned something that breaks the WIT contract.
+    #[error("operator broke the weir:operator contract: {0}")]
+    Protocol(String),
+    /// `init` refused the operator's config.
+    #[error("operator refused to start: {0}")]
+    Init(String),
+}
+
+/// An event sent to a side output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideEvent {
+    /// The side output's tag.
+    pub tag: String,
+    /// Key bytes.
+    pub key: Vec<u8>,
+    /// Value bytes.
+    pub value: Vec<u8>,
+    /// Timestamp.
+    pub timestamp: i64,
+    /// Origin of the input it came from.
+    pub origin: u64,
+}
+
+/// What an operator emitted for one call.
+#[derive(Debug)]
+pub struct CallOutput {
+    /// Main-output events; origins are those of the inputs they came from.
+    pub events: Batch,
+    /// For input `i`, how many main-output events inputs `0..=i` produced.
+    pub input_ends: Vec<u32>,
+    /// Side-output events.
+    pub side: Vec<SideEvent>,
+}
+
+/// Names of the state an operator declared; ids are indexes per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateNames {
+    /// Value states.
+    pub value: Vec<String>,
+    /// List states.
+    pub list: Vec<String>,
+    /// Map states.
+    pub map: Vec<String>,
+}
+
+/// The keys of one `process` call and their value state, built by the
+/// caller (see the `key-table` record of the WIT contract).
+#[derive(Debug, Default, Clone)]
+pub struct KeyTable {
+    /// Keys, concatenated.
+    pub keys: Vec<u8>,
+    /// Where each key ends in `keys`.
+    pub key_ends: Vec<u32>,
+    /// Value-state cells' bytes, concatenated.
+    pub values: Vec<u8>,
+    /// Per cell (`slot * value_states + state`), its length or `u32::MAX`.
+    pub value_lens: Vec<u32>,
+}
+
+impl KeyTable {
+    /// Empties the table, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.key_ends.clear();
+        self.values.clear();
+        self.value_lens.clear();
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.key_ends.len()
+    }
+
+    /// Whether the table has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.key_ends.is_empty()
+    }
+
+    /// Key of slot `slot`.
+    pub fn key(&self, slot: usize) -> &[u8] {
+        let start = if slot == 0 { 0 } else { self.key_ends[slot - 1] as usize };
+        &self.keys[start..self.key_ends[slot] as usize]
+    }
+
+    fn wire(&self) -> pb::exports::weir::operator::keyed_process::KeyTable<'_> {
+        pb::exports::weir::operator::keyed_process::KeyTable {
+            keys: &self.keys,
+            key_ends: &self.key_ends,
+            values: &self.values,
+            value_lens: &self.value_lens,
+        }
+    }
+}
+
+/// A timer change requested by a `process` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerOp {
+    /// Key slot in the call's key table (checked).
+    pub key_slot: u32,
+    /// Timer timestamp.
+    pub timestamp: i64,
+    /// Event time (true) or processing time.
+    pub event_time: bool,
+    /// Delete instead of register.
+    pub delete: bool,
+}
+
+/// A timer to fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FiredTimer {
+    /// Key slot in the call's key table.
+    pub key_slot: u32,
+    /// Timer timestamp.
+    pub timestamp: i64,
+    /// Event time (true) or processing time.
+    pub event_time: bool,
+}
+
+/// What a `process` call returned.
+#[derive(Debug)]
+pub struct ProcessOutput {
+    /// Emitted events.
+    pub output: CallOutput,
+    /// Written value-state cells (checked against the table's size).
+    pub write_cells: Vec<u32>,
+    /// Length of each written cell, `u32::MAX` for cleared.
+    pub write_lens: Vec<u32>,
+    /// Written bytes, concatenated (lengths checked).
+    pub write_data: Vec<u8>,
+    /// Timer changes.
+    pub timers: Vec<TimerOp>,
+}
+
+fn new_store(rt: &WasmRuntime, operator: &str, limits: Limits, backend: Option<Box<dyn KeyedStateBackend>>) -> Store<HostState> {
+    let mut store = Store::new(&rt.engine, HostState::new(Arc::from(operator), limits, backend));
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(u64::MAX / 2);
+    store.epoch_deadline_trap();
+    store
+}
+
+fn budget_ticks(limits: Limits) -> u64 {
+    (limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> CallError {
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return CallError::Timeout { budget_ms: limits.call_budget.as_millis() as u64 };
+    }
+    let recent = store.data().recent_stderr.lock().map(|r| r.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let mut message = String::new();
+    if !recent.is_empty() {
+        message.push_str("guest stderr:\n");
+        for line in &recent {
+            message.push_str("    ");
+            message.push_str(line);
+            message.push('\n');
+        }
+    }
+    message.push_str(&format!("{e:?}"));
+    CallError::Trap { message }
+}
+
+/// Checks a returned batch and the input ends, then builds the host batch
+/// with origins carried over from the inputs.
+fn to_output(
+    b: mb::weir::operator::types::BatchResult,
+    input_ends: Vec<u32>,
+    side: impl Iterator<Item = (String, Vec<u8>, Vec<u8>, i64)>,
+    origins: &[u64],
+) -> Result<CallOutput, CallError> {
+    let n = b.timestamps.len();
+    if b.offsets.len() != 2 * n + 1 || b.offsets[0] != 0 {
+        return Err(CallError::Protocol(format!("output has {n} events but {} offsets (need {})", b.offsets.len(), 2 * n + 1)));
+    }
+    if b.offsets.windows(2).any(|w| w[0] > w[1]) || b.offsets[2 * n] as usize > b.data.len() {
+        return Err(CallError::Protocol("output offsets decrease or run past the data".into()));
+    }
+    if input_ends.len() != origins.len()
+        || input_ends.windows(2).any(|w| w[0] > w[1])
+        || input_ends.last().map_or(0, |&e| e as usize) != n
+    {
+        return Err(CallError::Protocol(format!(
+            "input-ends must have one non-decreasing entry per input ({}) ending at the output count ({n})",
+            origins.len()
+        )));
+    }
+    let mut out_origins = Vec::with_capacity(n);
+    let mut start = 0usize;
+    for (&end, &origin) in input_ends.iter().zip(origins) {
+        out_origins.extend(std::iter::repeat_n(origin, end as usize - start));
+        start = end as usize;
+    }
+    let events = Batch { data: b.data, offsets: b.offsets, timestamps: b.timestamps, origins: out_origins, marks: Vec::new() };
+    let side = side
+        .map(|(tag, key, value, timestamp)| SideEvent { tag, key, value, timestamp, origin: origins.first().copied().unwrap_or(0) })
+        .collect();
+    Ok(CallOutput { events, input_ends, side })
+}
+
+fn wire_batch(b: &Batch) -> mb::weir::operator::types::BatchParam<'_> {
+    mb::weir::operator::types::BatchParam { data: &b.data, offsets: &b.offsets, timestamps: &b.timestamps }
+}
+
+/// An instance of a `map` component.
+pub struct MapInstance {
+    store: Store<HostState>,
+    bindings: mb::Map,
+    limits: Limits,
+}
+
+impl MapInstance {
+    /// Instantiates `component` for `operator` (e.g. `split[0]`) and calls
+    /// `init` with `config` (JSON).
+    pub fn new(rt: &WasmRuntime, component: &Component, operator: &str, config: &str, limits: Limits) -> Result<Self, CallError> {
+        let Pre::Map(pre) = &component.pre else {
+            return Err(CallError::Init(format!("{} is not a map component", component.path.display())));
+        };
+        let mut store = new_store(rt, operator, limits, None);
+        let bindings = pre.instantiate(&mut store).map_err(|e| call_error(&store, e, limits))?;
+        store.set_epoch_deadline(budget_ticks(limits));
+        let r = bindings.weir_operator_mapper().call_init(&mut store, config).map_err(|e| call_error(&store, e, limits))?;
+        r.map_err(CallError::Init)?;
+        Ok(MapInstance { store, bindings, limits })
+    }
+
+    /// Maps one batch.
+    pub fn map_batch(&mut self, input: &Batch) -> Result<CallOutput, CallError> {
+        self.store.set_epoch_deadline(budget_ticks(self.limits));
+        let r = self.bindings.weir_operator_mapper().call_map_batch(&mut self.store, wire_batch(input));
+        let out = r.map_err(|e| call_error(&self.store, e, self.limits))?;
+        let out = out.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
+        to_output(out.events, out.input_ends, out.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)), &input.origins)
+    }
+}
+
+/// An instance of a `process` component, owning its subtask's keyed state.
+pub struct ProcessInstance {
+    store: Store<HostState>,
+    bindings: pb::Process,
+    limits: Limits,
+    states: StateNames,
+}
+
+impl ProcessInstance {
+    /// Instantiates `component` for `operator`, calls `init` with `config`,
+    /// and keeps `backend` as the subtask's keyed state.
+    pub fn new(
+        rt: &WasmRuntime,
+        component: &Component,
+        operator: &str,
+        config: &str,
+        limits: Limits,
+        backend: Box<dyn KeyedStateBackend>,
+    ) -> Result<Self, CallError> {
+        let Pre::Process(pre) = &component.pre else {
+            return Err(CallError::Init(format!("{} is not a process component", component.path.display())));
+        };
+        let mut store = new_store(rt, operator, limits, Some(backend));
+        let bindings = pre.instantiate(&mut store).map_err(|e| call_error(&store, e, limits))?;
+        store.set_epoch_deadline(budget_ticks(limits));
+        let r = bindings.weir_operator_keyed_process().call_init(&mut store, config);
+        let decl = r.map_err(|e| call_error(&store, e, limits))?.map_err(CallError::Init)?;
+        let states = StateNames { value: decl.value_states, list: decl.list_states, map: decl.map_states };
+        Ok(ProcessInstance { store, bindings, limits, states })
+    }
+
+    /// The state the operator declared.
+    pub fn states(&self) -> &StateNames {
+        &self.states
+    }
+
+    /// The subtask's keyed state and timers.
+    pub fn backend(&mut self) -> &mut dyn KeyedStateBackend {
+        self.store.data_mut().backend.as_deref_mut().expect("invariant: process instances are created with a backend")
+    }
+
+    fn before_call(&mut self, table: &KeyTable) {
+        if !self.states.list.is_empty() || !self.states.map.is_empty() {
+            let d = self.store.data_mut();
+            d.call_keys.clear();
+            d.call_keys.extend_from_slice(&table.keys);
+            d.call_key_ends.clear();
+            d.call_key_ends.extend_from_slice(&table.key_ends);
+        }
+        self.store.set_epoch_deadline(budget_ticks(self.limits));
+    }
+
+    /// Processes a batch whose event `i` has key slot `key_slots[i]`.
+    pub fn process_batch(
+        &mut self,
+        input: &Batch,
+        key_slots: &[u32],
+        table: &KeyTable,
+        watermark: i64,
+        processing_time: i64,
+    ) -> Result<ProcessOutput, CallError> {
+        self.before_call(table);
+        let ctx = pb::exports::weir::operator::keyed_process::CallContext { watermark, processing_time };
+        let batch = pb::weir::operator::types::BatchParam { data: &input.data, offsets: &input.offsets, timestamps: &input.timestamps };
+        let r = self.bindings.weir_operator_keyed_process().call_process_batch(&mut self.store, batch, key_slots, table.wire(), ctx);
+        let r = r.map_err(|e| call_error(&self.store, e, self.limits))?;
+        let r = r.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
+        self.finish(r, table, &input.origins)
+    }
+
+    /// Fires `timers` in the order given.
+    pub fn on_timers(
+        &mut self,
+        timers: &[FiredTimer],
+        table: &KeyTable,
+        watermark: i64,
+        processing_time: i64,
+        origins: &[u64],
+    ) -> Result<ProcessOutput, CallError> {
+        use pb::weir::operator::types::TimeDomain;
+        self.before_call(table);
+        let wire: Vec<pb::exports::weir::operator::keyed_process::FiredTimer> = timers
+            .iter()
+            .map(|t| pb::exports::weir::operator::keyed_process::FiredTimer {
+                key_slot: t.key_slot,
+                timestamp: t.timestamp,
+                domain: if t.event_time { TimeDomain::EventTime } else { TimeDomain::ProcessingTime },
+            })
+            .collect();
+        let ctx = pb::exports::weir::operator::keyed_process::CallContext { watermark, processing_time };
+        let r = self.bindings.weir_operator_keyed_process().call_on_timers(&mut self.store, &wire, table.wire(), ctx);
+        let r = r.map_err(|e| call_error(&self.store, e, self.limits))?;
+        let r = r.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
+        self.finish(r, table, origins)
+    }
+
+    fn finish(
+        &mut self,
+        r: pb::exports::weir::operator::keyed_process::ProcessResult,
+        table: &KeyTable,
+        origins: &[u64],
+    ) -> Result<ProcessOutput, CallError> {
+        use pb::weir::operator::types::TimeDomain;
+        let o = r.output;
+        let events = mb::weir::operator::types::BatchResult { data: o.events.data, offsets: o.events.offsets, timestamps: o.events.timestamps };
+        let output = to_output(events, o.input_ends, o.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)), origins)?;
+        let cells = (table.len() * self.states.value.len()) as u32;
+        let w = r.writes;
+        if w.cells.len() != w.lens.len() || w.cells.iter().any(|&c| c >= cells) {
+            return Err(CallError::Protocol("value writes name cells outside the key table".into()));
+        }
+        let total: u64 = w.lens.iter().filter(|&&l| l != u32::MAX).map(|&l| u64::from(l)).sum();
+        if total != w.data.len() as u64 {
+            return Err(CallError::Protocol("value write lengths do not add up to the written bytes".into()));
+        }
+        let slots = table.len() as u32;
+        if r.timers.iter().any(|t| t.key_slot >= slots) {
+            return Err(CallError::Protocol("a timer names a key slot outside the key table".into()));
+        }
+        let timers = r
+            .timers
+            .iter()
+            .map(|t| TimerOp {
+                key_slot: t.key_slot,
+                timestamp: t.timestamp,
+                event_time: matches!(t.domain, TimeDomain::EventTime),
+                delete: t.delete,
+            })
+            .collect();
+        Ok(ProcessOutput { output, write_cells: w.cells, write_lens: w.lens, write_data: w.data, timers })
+    }
+}

@@ -1,0 +1,22 @@
+//! # weir-wasm — operator components on wasmtime
+//!
+//! Owns everything that touches wasmtime: loading and compiling components
+//! (with an on-disk cache of compiled code), checking a component against
+//! the world the spec names, the sandbox (WASI with nothing granted, fixed
+//! clocks, guest stdout/stderr to the task log, memory limit, time budget
+//! per call), and calling operators one batch at a time. The WIT bindings
+//! never leave this crate: callers see [`weir_core::Batch`], plain structs
+//! and [`CallError`]. It does not know about tasks, channels or the spec.
+#![warn(missing_docs)]
+
+mod bindings;
+mod engine;
+mod instance;
+mod sandbox;
+
+pub use engine::{Component, LoadError, WasmRuntime, World};
+pub use instance::{
+    CallError, CallOutput, FiredTimer, KeyTable, MapInstance, ProcessInstance, ProcessOutput, SideEvent, StateNames,
+    TimerOp,
+};
+pub use sandbox::Limits;

@@ -1,0 +1,321 @@
+//! The sandbox around every instance: WASI with nothing granted, fixed
+//! clocks, guest output to the task log, a memory limit, and the host
+//! functions of the `weir:operator` worlds.
+
+use crate::bindings::{map, process};
+use crate::engine::World;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use weir_state::KeyedStateBackend;
+
+/// Resource limits of one instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most linear memory an instance may grow to.
+    pub memory_bytes: usize,
+    /// Longest one call (one batch) may run before it is interrupted.
+    pub call_budget: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 256 << 20, call_budget: Duration::from_secs(10) }
+    }
+}
+
+/// The store's data: WASI, limits, and for `process` instances the keyed
+/// state backend and the current call's keys.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) operator: Arc<str>,
+    pub(crate) backend: Option<Box<dyn KeyedStateBackend>>,
+    /// Keys of the current call, concatenated, and where each ends.
+    pub(crate) call_keys: Vec<u8>,
+    pub(crate) call_key_ends: Vec<u32>,
+    /// The guest's last stderr lines, shown when it traps (a Rust guest's
+    /// panic message arrives there just before the trap).
+    pub(crate) recent_stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl HostState {
+    pub(crate) fn new(operator: Arc<str>, limits: Limits, backend: Option<Box<dyn KeyedStateBackend>>) -> Self {
+        let recent_stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let wasi = WasiCtx::builder()
+            .stdout(GuestLog { operator: operator.clone(), stream: "stdout", recent: None })
+            .stderr(GuestLog { operator: operator.clone(), stream: "stderr", recent: Some(recent_stderr.clone()) })
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(4).build(),
+            operator,
+            backend,
+            call_keys: Vec::new(),
+            call_key_ends: Vec::new(),
+            recent_stderr,
+        }
+    }
+
+    fn key(&self, slot: u32) -> wasmtime::Result<&[u8]> {
+        let s = slot as usize;
+        let Some(&end) = self.call_key_ends.get(s) else {
+            wasmtime::bail!("operator `{}` used key slot {slot}, but the call has {} keys", self.operator, self.call_key_ends.len());
+        };
+        let start = if s == 0 { 0 } else { self.call_key_ends[s - 1] };
+        Ok(&self.call_keys[start as usize..end as usize])
+    }
+
+    fn backend(&mut self) -> wasmtime::Result<(&mut dyn KeyedStateBackend, &[u8], &[u32])> {
+        match self.backend.as_deref_mut() {
+            Some(b) => Ok((b, &self.call_keys, &self.call_key_ends)),
+            None => wasmtime::bail!("operator `{}` has no keyed state here", self.operator),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Builds the linker of a world: WASI (p2, sync) plus Weir's host imports.
+pub(crate) fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    match world {
+        World::Map => map::Map::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
+        World::Process => process::Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
+    }
+    Ok(linker)
+}
+
+fn log_line(operator: &str, level: u8, line: &str) {
+    match level {
+        0 => tracing::trace!(target: "weir::guest", "[{operator}] {line}"),
+        1 => tracing::debug!(target: "weir::guest", "[{operator}] {line}"),
+        2 => tracing::info!(target: "weir::guest", "[{operator}] {line}"),
+        3 => tracing::warn!(target: "weir::guest", "[{operator}] {line}"),
+        _ => tracing::error!(target: "weir::guest", "[{operator}] {line}"),
+    }
+}
+
+macro_rules! impl_log {
+    ($m:ident) => {
+        impl $m::weir::operator::types::Host for HostState {}
+    };
+}
+impl_log!(map);
+impl_log!(process);
+
+impl map::weir::operator::host::Host for HostState {
+    fn log(&mut self, level: map::weir::operator::types::Level, message: String) {
+        log_line(&self.operator, level as u8, &message);
+    }
+}
+
+impl process::weir::operator::host::Host for HostState {
+    fn log(&mut self, level: process::weir::operator::types::Level, message: String) -> wasmtime::Result<()> {
+        log_line(&self.operator, level as u8, &message);
+        Ok(())
+    }
+}
+
+use process::weir::operator::keyed_state::{self as ks, ListValue};
+
+impl ks::Host for HostState {
+    fn list_get(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
+        let key = self.key(key_slot)?.to_vec();
+        let (b, _, _) = self.backend()?;
+        let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
+        b.list_get(state, &key, &mut v.data, &mut v.ends);
+        Ok(v)
+    }
+    fn list_add(&mut self, state: u32, key_slot: u32, element: Vec<u8>) -> wasmtime::Result<()> {
+        let key = self.key(key_slot)?.to_vec();
+        self.backend()?.0.list_add(state, &key, &element);
+        Ok(())
+    }
+    fn list_update(&mut self, state: u32, key_slot: u32, elements: ListValue) -> wasmtime::Result<()> {
+        let key = self.key(key_slot)?.to_vec();
+        self.backend()?.0.list_replace(state, &key, &elements.data, &elements.ends);
+        Ok(())
+    }
+    fn list_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {
+        let key = self.key(key_slot)?.to_vec();
+        self.backend()?.0.list_clear(state, &key);
+        Ok(())
+    }
+    fn map_get(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        let key = self.key(key_slot)?.to_vec();
+        let mut out = Vec::new();
+        Ok(self.backend()?.0.map_get(state, &key, &map_key, &mut out).then_some(out))
+    }
+    fn map_put(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+        let key = self.key(key_slot)?.to_vec();
+        self.backend()?.0.map_put(state, &key, &map_key, &value);
+        Ok(())
+    }
+    fn map_remove(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<()> {
+        let key = self.key(key_slot)?.to_vec();
+        self.backend()?.0.map_remove(state, &key, &map_key);
+        Ok(())
+    }
+    fn map_entries(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
+        let key = self.key(key_slot)?.to_vec();
+        let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
+        self.backend()?.0.map_entries(state, &key, &mut v.data, &mut v.ends);
+        Ok(v)
+    }
+    fn map_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {
+        let key = self.key(key_slot)?.to_vec();
+        self.backend()?.0.map_clear(state, &key);
+        Ok(())
+    }
+}
+
+/// Operators see no real clock: processing time comes in the call
+/// context, so results do not depend on when they ran.
+struct FixedClock;
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A guest's stdout or stderr, written line by line to the task's log.
+struct GuestLog {
+    operator: Arc<str>,
+    stream: &'static str,
+    recent: Option<Arc<Mutex<VecDeque<String>>>>,
+}
+
+/// How many stderr lines a trap report shows.
+const RECENT_LINES: usize = 20;
+
+impl wasmtime_wasi::cli::IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl GuestLog {
+    fn writer(&self) -> LineWriter {
+        LineWriter { operator: self.operator.clone(), stream: self.stream, pending: Vec::new(), recent: self.recent.clone() }
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestLog {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.writer())
+    }
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+}
+
+const LINE_LIMIT: usize = 64 * 1024;
+
+struct LineWriter {
+    operator: Arc<str>,
+    stream: &'static str,
+    pending: Vec<u8>,
+    recent: Option<Arc<Mutex<VecDeque<String>>>>,
+}
+
+impl LineWriter {
+    fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=nl).collect();
+            self.emit(&line[..line.len() - 1]);
+        }
+        if self.pending.len() > LINE_LIMIT {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let level = if self.stream == "stderr" { 3 } else { 2 };
+        log_line(&self.operator, level, &format!("{}: {text}", self.stream));
+        if let Some(recent) = &self.recent {
+            let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
+            if r.len() == RECENT_LINES {
+                r.pop_front();
+            }
+            r.push_back(text.into_owned());
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(LINE_LIMIT)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
