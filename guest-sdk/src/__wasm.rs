@@ -116,6 +116,9 @@ struct TableBackend {
     dirty: Vec<u32>,
     slot: u32,
     timers: Vec<kp::TimerOp>,
+    /// Event-time timers this call registered and has not deleted: the
+    /// ones a mark inside the batch may fire.
+    local_timers: std::collections::BTreeSet<(i64, u32)>,
 }
 
 impl TableBackend {
@@ -143,7 +146,16 @@ impl TableBackend {
         if at > table.values.len() as u64 {
             return Err(Error::new("malformed key table: value cells run past the values"));
         }
-        Ok(TableBackend { table, value_states, cells, written: Vec::new(), dirty: Vec::new(), slot: 0, timers: Vec::new() })
+        Ok(TableBackend {
+            table,
+            value_states,
+            cells,
+            written: Vec::new(),
+            dirty: Vec::new(),
+            slot: 0,
+            timers: Vec::new(),
+            local_timers: Default::default(),
+        })
     }
 
     fn slots(&self) -> u32 {
@@ -247,6 +259,13 @@ impl KeyedBackend for TableBackend {
         ks::map_clear(state, self.slot);
     }
     fn timer(&mut self, domain: TimeDomain, timestamp: i64, delete: bool) {
+        if domain == TimeDomain::EventTime {
+            if delete {
+                self.local_timers.remove(&(timestamp, self.slot));
+            } else {
+                self.local_timers.insert((timestamp, self.slot));
+            }
+        }
         let domain = match domain {
             TimeDomain::EventTime => pt::TimeDomain::EventTime,
             TimeDomain::ProcessingTime => pt::TimeDomain::ProcessingTime,
@@ -279,6 +298,7 @@ fn perr(index: usize, e: Error) -> pt::OperatorError {
 pub fn process_batch(
     input: pt::Batch,
     key_slots: Vec<u32>,
+    marks: Vec<pt::Mark>,
     table: kp::KeyTable,
     ctx: kp::CallContext,
 ) -> Result<kp::ProcessResult, pt::OperatorError> {
@@ -294,21 +314,51 @@ pub fn process_batch(
         let mut out = Output::with_capacity(n, 16 * n);
         let mut input_ends = Vec::with_capacity(n);
         let mut scratch = Vec::new();
+        let mut watermark = ctx.watermark;
+        let mut marks = marks.iter().peekable();
         for (i, &slot) in key_slots.iter().enumerate() {
             let event = event_at(&input.data, &input.offsets, &input.timestamps, i);
             backend.slot = slot;
             let mut c = Context {
                 backend: &mut backend,
                 timestamp: event.timestamp,
-                watermark: ctx.watermark,
+                watermark,
                 processing_time: ctx.processing_time,
                 scratch: &mut scratch,
             };
             op.process(&event, &mut c, &mut out).map_err(|e| perr(i, e))?;
+            while let Some(m) = marks.next_if(|m| m.after as usize == i + 1) {
+                watermark = watermark.max(m.watermark);
+                fire_local(op.as_mut(), &mut backend, watermark, ctx.processing_time, &mut scratch, &mut out)
+                    .map_err(|e| perr(i, e))?;
+            }
             input_ends.push(out.len() as u32);
         }
         Ok(to_result(out, input_ends, backend))
     })
+}
+
+/// Fires the timers this call registered that `watermark` passes, in
+/// timestamp order, and tells the host each is gone.
+fn fire_local(
+    op: &mut dyn KeyedProcessFunction,
+    backend: &mut TableBackend,
+    watermark: i64,
+    processing_time: i64,
+    scratch: &mut Vec<u8>,
+    out: &mut Output,
+) -> crate::Result<()> {
+    while let Some(&(ts, slot)) = backend.local_timers.first() {
+        if ts > watermark {
+            break;
+        }
+        backend.local_timers.pop_first();
+        backend.timers.push(kp::TimerOp { key_slot: slot, timestamp: ts, domain: pt::TimeDomain::EventTime, delete: true });
+        backend.slot = slot;
+        let mut c = Context { backend, timestamp: Some(ts), watermark, processing_time, scratch };
+        op.on_timer(ts, TimeDomain::EventTime, &mut c, out)?;
+    }
+    Ok(())
 }
 
 pub fn on_timers(

@@ -180,13 +180,14 @@ macro_rules! export_process {
             fn process_batch(
                 input: $crate::__wasm::process_bindings::weir::operator::types::Batch,
                 key_slots: ::std::vec::Vec<u32>,
+                marks: ::std::vec::Vec<$crate::__wasm::process_bindings::weir::operator::types::Mark>,
                 table: $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::KeyTable,
                 ctx: $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::CallContext,
             ) -> ::std::result::Result<
                 $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::ProcessResult,
                 $crate::__wasm::process_bindings::weir::operator::types::OperatorError,
             > {
-                $crate::__wasm::process_batch(input, key_slots, table, ctx)
+                $crate::__wasm::process_batch(input, key_slots, marks, table, ctx)
             }
             fn on_timers(
                 timers: ::std::vec::Vec<$crate::__wasm::process_bindings::exports::weir::operator::keyed_process::FiredTimer>,

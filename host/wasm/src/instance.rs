@@ -324,18 +324,23 @@ impl ProcessInstance {
     }
 
     /// Processes a batch whose event `i` has key slot `key_slots[i]`.
+    /// `marks` are watermarks inside the batch at which no timer of the
+    /// backend is due (the guest fires timers the call itself registers).
     pub fn process_batch(
         &mut self,
         input: &Batch,
         key_slots: &[u32],
+        marks: &[weir_core::Mark],
         table: &KeyTable,
         watermark: i64,
         processing_time: i64,
     ) -> Result<ProcessOutput, CallError> {
         self.before_call(table);
+        let marks: Vec<pb::weir::operator::types::Mark> =
+            marks.iter().map(|m| pb::weir::operator::types::Mark { after: m.after, watermark: m.watermark }).collect();
         let ctx = pb::exports::weir::operator::keyed_process::CallContext { watermark, processing_time };
         let batch = pb::weir::operator::types::BatchParam { data: &input.data, offsets: &input.offsets, timestamps: &input.timestamps };
-        let r = self.bindings.weir_operator_keyed_process().call_process_batch(&mut self.store, batch, key_slots, table.wire(), ctx);
+        let r = self.bindings.weir_operator_keyed_process().call_process_batch(&mut self.store, batch, key_slots, &marks, table.wire(), ctx);
         let r = r.map_err(|e| call_error(&self.store, e, self.limits))?;
         let r = r.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
         self.finish(r, table, &input.origins)

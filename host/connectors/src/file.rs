@@ -1,0 +1,163 @@
+//! Bounded file sources: text lines, JSON lines, CSV with a header.
+
+use crate::{Poll, Source, SourceError};
+use serde_json::Value;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use weir_core::spec::{FileFormat, SourceSpec, field_pointer};
+use weir_core::time::BoundedOutOfOrderness;
+use weir_core::{Batch, NO_TIMESTAMP};
+
+enum Reader {
+    Lines(BufReader<File>),
+    Csv { reader: csv::Reader<File>, header: Vec<String> },
+}
+
+/// Reads a file once, front to back, keeping the byte offset of every
+/// record (the offset a checkpoint will record, and errors name).
+pub struct FileSource {
+    id: String,
+    path: PathBuf,
+    format: FileFormat,
+    reader: Reader,
+    offset: u64,
+    line: Vec<u8>,
+    timestamp: Option<String>,
+    watermarks: BoundedOutOfOrderness,
+}
+
+impl FileSource {
+    /// Opens the file of a `type: file` source spec.
+    pub fn open(spec: &SourceSpec) -> Result<Self, SourceError> {
+        let path = spec.path.clone().expect("invariant: validated specs give file sources a path");
+        let format = spec.format.expect("invariant: validated specs give file sources a format");
+        let err = |message: String| SourceError { source_id: spec.id.clone(), place: path.display().to_string(), message };
+        let file = File::open(&path).map_err(|e| err(format!("cannot open the input file: {e}. Check `path` in the spec.")))?;
+        let reader = match format {
+            FileFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
+                let header = reader
+                    .headers()
+                    .map_err(|e| err(format!("cannot read the CSV header row: {e}")))?
+                    .iter()
+                    .map(str::to_owned)
+                    .collect();
+                Reader::Csv { reader, header }
+            }
+            _ => Reader::Lines(BufReader::with_capacity(1 << 16, file)),
+        };
+        Ok(FileSource {
+            id: spec.id.clone(),
+            path,
+            format,
+            reader,
+            offset: 0,
+            line: Vec::new(),
+            timestamp: spec.timestamp.as_deref().map(field_pointer),
+            watermarks: BoundedOutOfOrderness::new(spec.watermark.out_of_orderness_ms),
+        })
+    }
+
+    fn err(&self, offset: u64, message: String) -> SourceError {
+        SourceError { source_id: self.id.clone(), place: format!("{} at byte offset {offset}", self.path.display()), message }
+    }
+
+    fn event_time(&self, value: &Value, offset: u64) -> Result<i64, SourceError> {
+        let Some(pointer) = &self.timestamp else { return Ok(NO_TIMESTAMP) };
+        match value.pointer(pointer) {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
+                .ok_or_else(|| self.err(offset, format!("timestamp `{pointer}` is {n}, not whole epoch milliseconds"))),
+            Some(other) => Err(self.err(offset, format!("timestamp `{pointer}` must be a number of epoch milliseconds, found {other}"))),
+            None => Err(self.err(offset, format!("record has no timestamp field `{pointer}`; fix the data or `timestamp` in the spec"))),
+        }
+    }
+
+    fn push(&mut self, batch: &mut Batch, value: &[u8], parsed: Option<&Value>, offset: u64) -> Result<(), SourceError> {
+        let ts = match parsed {
+            Some(v) => self.event_time(v, offset)?,
+            None => NO_TIMESTAMP,
+        };
+        batch.push(b"", value, ts, offset);
+        if ts != NO_TIMESTAMP
+            && let Some(wm) = self.watermarks.on_event(ts)
+        {
+            batch.mark(wm);
+        }
+        Ok(())
+    }
+
+    fn next_line(&mut self, batch: &mut Batch) -> Result<bool, SourceError> {
+        let Reader::Lines(reader) = &mut self.reader else { unreachable!("invariant: line formats use a line reader") };
+        self.line.clear();
+        let offset = self.offset;
+        let n = reader.read_until(b'\n', &mut self.line).map_err(|e| self.err(offset, format!("read failed: {e}")))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.offset += n as u64;
+        let mut line = std::mem::take(&mut self.line);
+        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            line.pop();
+        }
+        let result = match self.format {
+            FileFormat::Text => {
+                let text = std::str::from_utf8(&line).map_err(|e| self.err(offset, format!("line is not UTF-8: {e}")))?;
+                let value = serde_json::to_vec(text).expect("invariant: a str always serializes to JSON");
+                let parsed = self.timestamp.as_ref().map(|_| Value::String(text.to_owned()));
+                self.push(batch, &value, parsed.as_ref(), offset)
+            }
+            _ if line.iter().all(u8::is_ascii_whitespace) => Ok(()),
+            _ => {
+                let parsed: Value = serde_json::from_slice(&line)
+                    .map_err(|e| self.err(offset, format!("line is not valid JSON: {e}")))?;
+                self.push(batch, &line, Some(&parsed), offset)
+            }
+        };
+        self.line = line;
+        result.map(|()| true)
+    }
+
+    fn next_csv(&mut self, batch: &mut Batch, record: &mut csv::StringRecord) -> Result<bool, SourceError> {
+        let Reader::Csv { reader, header } = &mut self.reader else { unreachable!("invariant: csv uses a csv reader") };
+        let offset = reader.position().byte();
+        let more = reader.read_record(record).map_err(|e| SourceError {
+            source_id: self.id.clone(),
+            place: format!("{} at byte offset {offset}", self.path.display()),
+            message: format!("bad CSV row: {e}"),
+        })?;
+        if !more {
+            return Ok(false);
+        }
+        let mut object = serde_json::Map::with_capacity(header.len());
+        for (name, cell) in header.iter().zip(record.iter()) {
+            let value = match serde_json::from_str::<serde_json::Number>(cell) {
+                Ok(n) if !cell.is_empty() => Value::Number(n),
+                _ => Value::String(cell.to_owned()),
+            };
+            object.insert(name.clone(), value);
+        }
+        let value = Value::Object(object);
+        let bytes = serde_json::to_vec(&value).expect("invariant: a JSON value always serializes");
+        self.push(batch, &bytes, Some(&value), offset)?;
+        Ok(true)
+    }
+}
+
+impl Source for FileSource {
+    fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<Poll, SourceError> {
+        let mut record = csv::StringRecord::new();
+        while batch.len() < max {
+            let more = match self.format {
+                FileFormat::Csv => self.next_csv(batch, &mut record)?,
+                _ => self.next_line(batch)?,
+            };
+            if !more {
+                return Ok(if batch.is_void() { Poll::End } else { Poll::Ready });
+            }
+        }
+        Ok(Poll::Ready)
+    }
+}

@@ -1,0 +1,93 @@
+//! # weir — the command line
+//!
+//! `weir run SPEC.yaml` runs a pipeline in this process (the embedded
+//! single-process cluster); `weir bench` measures throughput of Wasm and
+//! native operators side by side. This crate owns argument parsing, the
+//! compiled-component cache location, logging setup and how errors are
+//! shown; the work itself is `weir-runtime`'s.
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use weir_core::spec::Spec;
+use weir_runtime::{JobSummary, RunOptions};
+use weir_wasm::WasmRuntime;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Stateful stream processing with WebAssembly operators")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline spec to the end of its input, in this process.
+    Run {
+        /// The pipeline spec (YAML). Relative paths in it resolve against its folder.
+        spec: PathBuf,
+        /// Default parallelism of operators (overrides the spec's `parallelism`).
+        #[arg(long, short)]
+        parallelism: Option<u32>,
+    },
+    /// Measure events/s of Wasm and native operators on generated events.
+    Bench(bench::BenchArgs),
+}
+
+/// Where compiled components are cached: `$WEIR_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/weir/components`, else `~/.cache/weir/components`.
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("WEIR_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("weir").join("components"))
+}
+
+fn print_summary(spec: &Spec, s: &JobSummary) {
+    let name = spec.name.as_deref().unwrap_or("job");
+    eprintln!("job `{name}` finished in {:.3} s", s.elapsed.as_secs_f64());
+    eprintln!("  {:<24} {:>4} {:>14} {:>14}", "vertex", "p", "records in", "records out");
+    for v in &s.vertices {
+        eprintln!("  {:<24} {:>4} {:>14} {:>14}", v.id, v.parallelism, v.records_in, v.records_out);
+    }
+    for (op, tag, n) in &s.unread_side_outputs {
+        eprintln!("  warning: operator `{op}` sent {n} events to side output `{tag}`, which no sink or operator reads (add `input: {op}#{tag}` somewhere)");
+    }
+}
+
+fn run(spec_path: &Path, parallelism: Option<u32>) -> Result<(), String> {
+    let mut spec = Spec::load(spec_path).map_err(|e| e.to_string())?;
+    if let Some(p) = parallelism {
+        spec.set_parallelism(p).map_err(|e| format!("--parallelism: {e}"))?;
+    }
+    let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
+    let summary = weir_runtime::run(&spec, &rt, RunOptions::default()).map_err(|e| e.to_string())?;
+    print_summary(&spec, &summary);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn,weir::guest=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { spec, parallelism } => run(&spec, parallelism),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
