@@ -49,7 +49,26 @@ fn parse_config(config: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(config).map_err(|e| format!("operator config is not JSON: {e}"))
 }
 
+/// Guest panics print one line (the operator's message and where), which
+/// the host shows with the trap, instead of std's thread-and-backtrace
+/// text.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        match info.location() {
+            Some(l) => eprintln!("operator panicked at {}:{}: {message}", l.file(), l.line()),
+            None => eprintln!("operator panicked: {message}"),
+        }
+    }));
+}
+
 pub fn map_init<T: Map + Default>(config: String) -> Result<(), String> {
+    install_panic_hook();
     let config = parse_config(&config)?;
     let mut op = T::default();
     op.open(&config).map_err(|e| e.to_string())?;
@@ -88,6 +107,7 @@ pub fn map_batch(input: mt::Batch) -> Result<mt::Output, mt::OperatorError> {
 }
 
 pub fn process_init<T: KeyedProcessFunction + Default>(config: String) -> Result<kp::StateDeclaration, String> {
+    install_panic_hook();
     let mut open = OpenContext::new(parse_config(&config)?);
     let mut op = T::default();
     op.open(&mut open).map_err(|e| e.to_string())?;

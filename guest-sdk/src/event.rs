@@ -68,6 +68,7 @@ impl Output {
         Output { offsets: vec![0], ..Default::default() }
     }
 
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     pub(crate) fn with_capacity(events: usize, bytes: usize) -> Self {
         let mut offsets = Vec::with_capacity(2 * events + 1);
         offsets.push(0);
@@ -154,6 +155,7 @@ pub(crate) fn event_at<'a>(data: &'a [u8], offsets: &[u32], timestamps: &[i64], 
 
 /// Checks that a flat batch from the host is well formed, so that
 /// [`event_at`] cannot go out of bounds.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) fn validate_batch(data: &[u8], offsets: &[u32], timestamps: &[i64]) -> Result<()> {
     let n = timestamps.len();
     if offsets.len() != 2 * n + 1 || offsets.first() != Some(&0) {

@@ -1,0 +1,124 @@
+//! Bad input gets a clear error naming the place, never a panic.
+
+use std::path::Path;
+use weir_tests::{assert_clean_failure, component, weir};
+
+const SPEC: &str = "\
+sources:
+  - id: lines
+    type: file
+    path: input.txt
+    format: text
+operators:
+  - id: panicky
+    kind: map
+    component: COMPONENT
+    input: lines
+sinks:
+  - id: out
+    type: file
+    path: out.jsonl
+    input: panicky
+";
+
+fn run_spec(dir: &Path, spec: &str, input: &str) -> std::process::Output {
+    let spec = spec.replace("COMPONENT", &component("panicky-map").display().to_string());
+    std::fs::write(dir.join("pipeline.yaml"), spec).unwrap();
+    std::fs::write(dir.join("input.txt"), input).unwrap();
+    weir(&["run", dir.join("pipeline.yaml").to_str().unwrap()], &dir.join("cache"))
+}
+
+#[test]
+fn the_test_spec_itself_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_spec(dir.path(), SPEC, "a\nb\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(), "\"a\"\n\"b\"\n");
+}
+
+#[test]
+fn unknown_spec_key_reports_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_spec(dir.path(), &SPEC.replace("    kind: map\n", "    kind: map\n    colour: blue\n"), "a\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("pipeline.yaml:9:5: operators[0]: unknown field `colour`"), "{stderr}");
+}
+
+#[test]
+fn wrong_spec_type_reports_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_spec(dir.path(), &SPEC.replace("    format: text\n", "    format: text\n    parallelism: [1]\n"), "a\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("pipeline.yaml:6:18: sources[0].parallelism: invalid type: sequence"), "{stderr}");
+}
+
+#[test]
+fn a_component_of_the_wrong_world_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC.replace("kind: map", "kind: process\n    key-by: \"@key\"");
+    let out = run_spec(dir.path(), &spec, "a\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("operator `panicky`"), "{stderr}");
+    assert!(stderr.contains("panicky_map.wasm does not implement world `process`"), "{stderr}");
+    assert!(stderr.contains("missing export `weir:operator/keyed-process@0.1.0`"), "{stderr}");
+    assert!(stderr.contains("implements world `map` instead"), "{stderr}");
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
+    let spec = SPEC.replace("COMPONENT", &dir.path().join("junk.wasm").display().to_string());
+    let out = run_spec(dir.path(), &spec, "a\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("junk.wasm is not a valid WebAssembly component"), "{stderr}");
+}
+
+#[test]
+fn a_guest_trap_shows_the_guests_message_and_exits_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_spec(dir.path(), SPEC, "ok\nboom\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("operator `panicky` (subtask 0)"), "{stderr}");
+    assert!(stderr.contains("operator trapped"), "{stderr}");
+    assert!(stderr.contains("the guest blew up on purpose"), "{stderr}");
+    assert!(stderr.contains("panicky_map"), "the guest's stack is shown: {stderr}");
+}
+
+#[test]
+fn an_operator_error_names_the_record_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_spec(dir.path(), SPEC, "ok\nfine\nbad\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("input.txt byte offset 8"), "{stderr}");
+    assert!(stderr.contains("refusing the value `bad`"), "{stderr}");
+}
+
+#[test]
+fn a_type_error_in_the_data_names_the_operator_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC.replace("format: text", "format: jsonl");
+    let out = run_spec(dir.path(), &spec, "\"ok\"\n{\"n\": 1}\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("operator `panicky`") && stderr.contains("byte offset 5"), "{stderr}");
+    assert!(stderr.contains("value is not the expected JSON"), "{stderr}");
+}
+
+#[test]
+fn a_line_that_is_not_json_names_the_source_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC.replace("format: text", "format: jsonl");
+    let out = run_spec(dir.path(), &spec, "\"ok\"\n{oops\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("source `lines`") && stderr.contains("byte offset 5") && stderr.contains("not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn a_missing_key_field_names_the_operator_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC.replace("    input: lines\n", "    input: lines\n    key-by: user\n");
+    let spec = spec.replace("format: text", "format: jsonl");
+    let out = run_spec(dir.path(), &spec, "\"a\"\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("no field `/user`") && stderr.contains("offset 0"), "{stderr}");
+}

@@ -1,0 +1,94 @@
+//! Helpers for the integration tests: the workspace's paths, guest
+//! components built once per test run, and running the real `weir` binary
+//! on example folders copied into temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+/// Guest crates the tests need as components.
+pub const GUESTS: &[&str] = &["wordcount-split", "wordcount-count", "fraud-detector", "panicky-map", "timer-log", "passthrough", "keyed-counter"];
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_owned()
+}
+
+/// The target directory.
+pub fn target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+static BUILD: Once = Once::new();
+
+/// Builds every guest component (once per test binary) and returns the
+/// folder that holds the `.wasm` files.
+pub fn components() -> PathBuf {
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root()).args(["build", "--release", "--target", "wasm32-wasip2"]);
+        for g in GUESTS {
+            cmd.args(["-p", g]);
+        }
+        let status = cmd.status().expect("cannot run cargo to build the guest components");
+        assert!(status.success(), "building the guest components failed");
+    });
+    target().join("wasm32-wasip2").join("release")
+}
+
+/// A component by crate name.
+pub fn component(name: &str) -> PathBuf {
+    components().join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The `weir` binary (built by `cargo build --release`, which the test
+/// command runs first).
+pub fn weir_bin() -> PathBuf {
+    let bin = target().join("release").join("weir");
+    assert!(bin.exists(), "{} is missing: run `cargo build --release -p weir` first", bin.display());
+    bin
+}
+
+/// Runs `weir` with `args`; compiled components are cached in `cache`.
+pub fn weir(args: &[&str], cache: &Path) -> Output {
+    components();
+    Command::new(weir_bin()).args(args).env("WEIR_CACHE_DIR", cache).output().expect("cannot run weir")
+}
+
+/// Copies example `name` (spec, data, expected) into a temp dir, pointing
+/// its component paths at the built components. Returns the dir.
+pub fn example_copy(name: &str) -> tempfile::TempDir {
+    let src = root().join("examples").join(name);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = std::fs::read_to_string(src.join("pipeline.yaml")).expect("example spec");
+    let spec = spec.replace("../../target/wasm32-wasip2/release", &components().display().to_string());
+    std::fs::write(dir.path().join("pipeline.yaml"), spec).expect("write spec");
+    for sub in ["data", "expected"] {
+        let to = dir.path().join(sub);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for entry in std::fs::read_dir(src.join(sub)).expect("example folder") {
+            let entry = entry.expect("dir entry");
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+    dir
+}
+
+/// JSON lines of a file, sorted by their text form (order-free compare).
+pub fn sorted_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut v: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad JSON line {l:?}: {e}", path.display()))).collect();
+    v.sort_by_key(|x| x.to_string());
+    v
+}
+
+/// Asserts a command failed cleanly: non-zero exit, no Rust panic text.
+pub fn assert_clean_failure(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected a failure, got success; stderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "expected exit code 1; stderr:\n{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE") && !stderr.contains("thread '"), "a Rust panic leaked:\n{stderr}");
+    stderr
+}
