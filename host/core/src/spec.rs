@@ -299,7 +299,9 @@ impl Spec {
         let dir = path.parent().unwrap_or(Path::new("."));
         spec.resolve_paths(dir);
         if spec.name.is_none() {
-            let folder = std::fs::canonicalize(dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let folder = std::fs::canonicalize(path)
+                .ok()
+                .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()));
             spec.name = Some(folder.unwrap_or_else(|| "job".to_owned()));
         }
         Ok(spec)
@@ -396,6 +398,9 @@ impl Spec {
                 SourceType::File => {
                     if s.path.is_none() || s.format.is_none() {
                         return Err(at(format!("file source `{}` needs `path` and `format` (text, jsonl or csv)", s.id)));
+                    }
+                    if s.format == Some(FileFormat::Text) && s.timestamp.is_some() {
+                        return Err(at(format!("file source `{}`: text lines have no fields to take a `timestamp` from; use jsonl or csv", s.id)));
                     }
                     if s.parallelism.is_some_and(|p| p != 1) {
                         return Err(at(format!("file source `{}` reads with parallelism 1; remove `parallelism`", s.id)));

@@ -1,7 +1,9 @@
 //! Operators as a task runs them: one call per batch, watermarks (marks)
 //! carried through to the output at the right positions.
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+
+type KeyIndex<'a> = HashMap<&'a [u8], u32, foldhash::fast::FixedState>;
 use weir_connectors::Sink;
 use weir_core::{Batch, EventRef, Mark};
 use weir_state::{KeyedStateBackend, TimerDomain};
@@ -249,7 +251,7 @@ impl ProcessOp {
         self.slots.clear();
         {
             let backend = self.instance.backend();
-            let mut index: FxHashMap<&[u8], u32> = FxHashMap::default();
+            let mut index = KeyIndex::with_capacity_and_hasher(seg.len().min(4096), Default::default());
             for i in 0..seg.len() {
                 let key = seg.key(i);
                 let slot = match index.get(key) {
@@ -291,7 +293,7 @@ impl ProcessOp {
             let mut timers = Vec::with_capacity(self.fired.len());
             {
                 let backend = self.instance.backend();
-                let mut index: FxHashMap<&[u8], u32> = FxHashMap::default();
+                let mut index = KeyIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
                 for (ts, key) in &self.fired {
                     let slot = match index.get(key.as_slice()) {
                         Some(&s) => s,

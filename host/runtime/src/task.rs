@@ -278,7 +278,13 @@ const TICK: Duration = Duration::from_millis(50);
 fn run_input(rx: Receiver<Message>, inputs: usize, mut chain: Chain) -> Result<Chain, TaskError> {
     let mut combiner = WatermarkCombiner::new(inputs);
     let mut ended = 0usize;
+    let mut last_tick = Instant::now();
     loop {
+        if last_tick.elapsed() >= TICK {
+            // Under steady input recv never times out: check the clock here too.
+            last_tick = Instant::now();
+            chain.tick(now_ms())?;
+        }
         let msg = match rx.recv_timeout(TICK) {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {

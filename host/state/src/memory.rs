@@ -1,10 +1,14 @@
 //! State in hash maps on the heap.
 
 use crate::{KeyedStateBackend, TimerDomain};
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+
+/// foldhash with a fixed seed: fast on short keys, well spread, and the
+/// same in every run.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 use std::collections::{BTreeMap, BTreeSet};
 
-type Keyed<V> = Vec<FxHashMap<Box<[u8]>, V>>;
+type Keyed<V> = Vec<FastMap<Box<[u8]>, V>>;
 
 /// The `memory` backend: per state id, a hash map from key to value.
 /// Overwriting a value reuses its buffer.
@@ -16,10 +20,10 @@ pub struct MemoryBackend {
     timers: [BTreeSet<(i64, Box<[u8]>)>; 2],
 }
 
-fn slot<V>(maps: &mut Keyed<V>, state: u32) -> &mut FxHashMap<Box<[u8]>, V> {
+fn slot<V>(maps: &mut Keyed<V>, state: u32) -> &mut FastMap<Box<[u8]>, V> {
     let i = state as usize;
     if maps.len() <= i {
-        maps.resize_with(i + 1, FxHashMap::default);
+        maps.resize_with(i + 1, FastMap::default);
     }
     &mut maps[i]
 }

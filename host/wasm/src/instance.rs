@@ -222,12 +222,18 @@ fn to_output(
             origins.len()
         )));
     }
-    let mut out_origins = Vec::with_capacity(n);
-    let mut start = 0usize;
-    for (&end, &origin) in input_ends.iter().zip(origins) {
-        out_origins.extend(std::iter::repeat_n(origin, end as usize - start));
-        start = end as usize;
-    }
+    let one_to_one = input_ends.len() == n && input_ends.iter().enumerate().all(|(i, &e)| e as usize == i + 1);
+    let out_origins = if one_to_one {
+        origins.to_vec()
+    } else {
+        let mut out_origins = Vec::with_capacity(n);
+        let mut start = 0usize;
+        for (&end, &origin) in input_ends.iter().zip(origins) {
+            out_origins.extend(std::iter::repeat_n(origin, end as usize - start));
+            start = end as usize;
+        }
+        out_origins
+    };
     let events = Batch { data: b.data, offsets: b.offsets, timestamps: b.timestamps, origins: out_origins, marks: Vec::new() };
     let side = side
         .map(|(tag, key, value, timestamp)| SideEvent { tag, key, value, timestamp, origin: origins.first().copied().unwrap_or(0) })
@@ -299,6 +305,8 @@ impl ProcessInstance {
         let r = bindings.weir_operator_keyed_process().call_init(&mut store, config);
         let decl = r.map_err(|e| call_error(&store, e, limits))?.map_err(CallError::Init)?;
         let states = StateNames { value: decl.value_states, list: decl.list_states, map: decl.map_states };
+        store.data_mut().declared_lists = states.list.len() as u32;
+        store.data_mut().declared_maps = states.map.len() as u32;
         Ok(ProcessInstance { store, bindings, limits, states })
     }
 

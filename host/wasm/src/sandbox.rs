@@ -43,6 +43,9 @@ pub(crate) struct HostState {
     /// The guest's last stderr lines, shown when it traps (a Rust guest's
     /// panic message arrives there just before the trap).
     pub(crate) recent_stderr: Arc<Mutex<VecDeque<String>>>,
+    /// How many list and map states the operator declared at `init`.
+    pub(crate) declared_lists: u32,
+    pub(crate) declared_maps: u32,
 }
 
 impl HostState {
@@ -66,7 +69,20 @@ impl HostState {
             call_keys: Vec::new(),
             call_key_ends: Vec::new(),
             recent_stderr,
+            declared_lists: 0,
+            declared_maps: 0,
         }
+    }
+
+    /// The key of `slot`, after checking the state id against the declared
+    /// states of `kind` (a guest must not make the host allocate for ids
+    /// it never declared).
+    fn checked_key(&self, kind: &str, state: u32, slot: u32) -> wasmtime::Result<Vec<u8>> {
+        let declared = if kind == "list" { self.declared_lists } else { self.declared_maps };
+        if state >= declared {
+            wasmtime::bail!("operator `{}` used {kind} state {state}, but declared only {declared} at init", self.operator);
+        }
+        Ok(self.key(slot)?.to_vec())
     }
 
     fn key(&self, slot: u32) -> wasmtime::Result<&[u8]> {
@@ -138,50 +154,50 @@ use process::weir::operator::keyed_state::{self as ks, ListValue};
 
 impl ks::Host for HostState {
     fn list_get(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("list", state, key_slot)?;
         let (b, _, _) = self.backend()?;
         let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
         b.list_get(state, &key, &mut v.data, &mut v.ends);
         Ok(v)
     }
     fn list_add(&mut self, state: u32, key_slot: u32, element: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("list", state, key_slot)?;
         self.backend()?.0.list_add(state, &key, &element);
         Ok(())
     }
     fn list_update(&mut self, state: u32, key_slot: u32, elements: ListValue) -> wasmtime::Result<()> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("list", state, key_slot)?;
         self.backend()?.0.list_replace(state, &key, &elements.data, &elements.ends);
         Ok(())
     }
     fn list_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("list", state, key_slot)?;
         self.backend()?.0.list_clear(state, &key);
         Ok(())
     }
     fn map_get(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("map", state, key_slot)?;
         let mut out = Vec::new();
         Ok(self.backend()?.0.map_get(state, &key, &map_key, &mut out).then_some(out))
     }
     fn map_put(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("map", state, key_slot)?;
         self.backend()?.0.map_put(state, &key, &map_key, &value);
         Ok(())
     }
     fn map_remove(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("map", state, key_slot)?;
         self.backend()?.0.map_remove(state, &key, &map_key);
         Ok(())
     }
     fn map_entries(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("map", state, key_slot)?;
         let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
         self.backend()?.0.map_entries(state, &key, &mut v.data, &mut v.ends);
         Ok(v)
     }
     fn map_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {
-        let key = self.key(key_slot)?.to_vec();
+        let key = self.checked_key("map", state, key_slot)?;
         self.backend()?.0.map_clear(state, &key);
         Ok(())
     }

@@ -7,7 +7,7 @@ pub struct Split;
 
 impl Map for Split {
     fn map(&mut self, event: &Event<'_>, out: &mut Output) -> Result<()> {
-        let line: &str = event.json()?;
+        let line: String = event.json()?;
         for word in line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
             let word = word.to_lowercase();
             out.emit_json(word.as_bytes(), &word, event.timestamp)?;
@@ -30,6 +30,14 @@ mod tests {
         let words: Vec<String> = out.iter().map(|e| e.json().unwrap()).collect();
         assert_eq!(words, ["hello", "wörld", "42x", "hello"]);
         assert_eq!(out[1].key, "wörld".as_bytes());
+    }
+
+    #[test]
+    fn lines_with_quotes_and_escapes_split_too() {
+        let mut h = MapHarness::new(Split).unwrap();
+        let out = h.map_json(b"", "say \"hi\"\tto\\them", None).unwrap();
+        let words: Vec<String> = out.iter().map(|e| e.json().unwrap()).collect();
+        assert_eq!(words, ["say", "hi", "to", "them"]);
     }
 
     #[test]
