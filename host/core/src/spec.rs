@@ -498,13 +498,24 @@ impl Spec {
     }
 }
 
-/// Line and column of the `id: <id>` entry, for errors about it.
+/// Line and column of the `id: <id>` entry (block or flow style), for
+/// errors about it.
 fn locate_id(text: &str, id: &str) -> Option<(usize, usize)> {
     text.lines().enumerate().find_map(|(n, line)| {
-        let t = line.trim_start().trim_start_matches("- ");
-        let rest = t.strip_prefix("id:")?.trim();
-        let rest = rest.trim_matches(|c| c == '"' || c == '\'');
-        (rest == id).then(|| (n + 1, line.len() - t.len() + 1))
+        let mut from = 0;
+        while let Some(i) = line[from..].find("id:").map(|i| i + from) {
+            from = i + 3;
+            let before = line[..i].chars().next_back();
+            if !matches!(before, None | Some(' ' | '{' | '-' | ',')) {
+                continue;
+            }
+            let rest = &line[i + 3..];
+            let value = rest.split([',', '}', '#']).next().unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'');
+            if value == id {
+                return Some((n + 1, i + 1));
+            }
+        }
+        None
     })
 }
 

@@ -138,14 +138,14 @@ pub(crate) struct SinkOp {
 impl Operator for SinkOp {
     fn process(&mut self, input: Batch, _side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
         if let Some(s) = &mut self.sink {
-            s.write(&input).map_err(|e| OpError { origin: None, message: e.to_string() })?;
+            s.write(&input).map_err(|e| OpError { origin: None, message: e.message })?;
         }
         Ok(Batch::new())
     }
 
     fn finish(&mut self) -> Result<(), OpError> {
         match &mut self.sink {
-            Some(s) => s.finish().map_err(|e| OpError { origin: None, message: e.to_string() }),
+            Some(s) => s.finish().map_err(|e| OpError { origin: None, message: e.message }),
             None => Ok(()),
         }
     }

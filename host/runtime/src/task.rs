@@ -232,7 +232,9 @@ fn run_source(mut source: Box<dyn Source>, mut chain: Chain, batch_size: usize, 
             return Err(TaskError::cancelled());
         }
         let mut batch = Batch::with_capacity(batch_size, batch_size * 64);
-        let poll = source.next_batch(&mut batch, batch_size).map_err(|e| chain.error(head, OpError { origin: None, message: e.to_string() }))?;
+        let poll = source
+            .next_batch(&mut batch, batch_size)
+            .map_err(|e| chain.error(head, OpError { origin: None, message: format!("{}: {}", e.place, e.message) }))?;
         match poll {
             Poll::Ready => {
                 if idle {
@@ -422,7 +424,7 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
             let h = match &graph.vertices[head].kind {
                 VertexKind::Source(src) => {
                     let p = graph.vertices[head].parallelism;
-                    let source = open_source(src, s, p).map_err(|e| start_err(head, s, e.to_string()))?;
+                    let source = open_source(src, s, p).map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?;
                     Head::Source(source, src.watermark.idle_timeout_ms.map(Duration::from_millis))
                 }
                 _ => Head::Input(receivers.remove(&(head, s)).expect("invariant: every head with inputs has a channel"), graph.input_layout(head).0),
@@ -518,7 +520,7 @@ fn build_operator(
         VertexKind::Sink(s) => {
             let sink: Option<Box<dyn Sink>> = match s.sink_type {
                 SinkType::File => Some(Box::new(
-                    FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path")).map_err(|e| e.to_string())?,
+                    FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path")).map_err(|e| e.message)?,
                 )),
                 SinkType::Stdout => Some(Box::new(FileSink::stdout(&s.id))),
                 SinkType::Discard => None,

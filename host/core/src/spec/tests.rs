@@ -84,3 +84,10 @@ fn key_selectors_and_stream_refs_parse() {
     assert_eq!(KeySelector::parse("/a/b"), KeySelector::Pointer("/a/b".into()));
     assert_eq!(StreamRef::parse("op#late"), StreamRef { id: "op".into(), tag: Some("late".into()) });
 }
+
+#[test]
+fn errors_about_flow_style_entries_are_located_too() {
+    let text = "sources: [{id: s, type: generator}]\nsinks:\n  - {id: out, type: discard, input: nope}\n";
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.location, Some((3, 6)), "{e}");
+}
