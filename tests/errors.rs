@@ -122,3 +122,32 @@ fn a_missing_key_field_names_the_operator_and_record() {
     let stderr = assert_clean_failure(&out);
     assert!(stderr.contains("no field `/user`") && stderr.contains("offset 0"), "{stderr}");
 }
+
+/// Runs the test spec in this process with tight limits.
+fn run_limited(dir: &Path, input: &str, limits: weir_wasm::Limits) -> Result<weir_runtime::JobSummary, weir_runtime::JobError> {
+    let spec = SPEC.replace("COMPONENT", &component("panicky-map").display().to_string());
+    std::fs::write(dir.join("pipeline.yaml"), spec).unwrap();
+    std::fs::write(dir.join("input.txt"), input).unwrap();
+    let spec = weir_core::spec::Spec::load(&dir.join("pipeline.yaml")).unwrap();
+    let rt = weir_wasm::WasmRuntime::new(None).unwrap();
+    weir_runtime::run(&spec, &rt, weir_runtime::RunOptions { limits, ..Default::default() })
+}
+
+#[test]
+fn a_call_over_its_time_budget_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = weir_wasm::Limits { call_budget: std::time::Duration::from_millis(200), ..Default::default() };
+    let started = std::time::Instant::now();
+    let err = run_limited(dir.path(), "ok\nspin\n", limits).unwrap_err().to_string();
+    assert!(err.contains("operator `panicky`") && err.contains("exceeded its time budget of 200 ms"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "interrupted promptly");
+}
+
+#[test]
+fn a_guest_over_its_memory_limit_traps_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = weir_wasm::Limits { memory_bytes: 64 << 20, ..Default::default() };
+    let err = run_limited(dir.path(), "hog\n", limits).unwrap_err().to_string();
+    assert!(err.contains("operator `panicky`") && err.contains("operator trapped"), "{err}");
+    assert!(err.contains("memory allocation") || err.contains("alloc"), "names the allocation failure: {err}");
+}

@@ -89,6 +89,9 @@ pub fn assert_clean_failure(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "expected a failure, got success; stderr:\n{stderr}");
     assert_eq!(out.status.code(), Some(1), "expected exit code 1; stderr:\n{stderr}");
-    assert!(!stderr.contains("RUST_BACKTRACE") && !stderr.contains("thread '"), "a Rust panic leaked:\n{stderr}");
+    assert!(
+        !stderr.contains("RUST_BACKTRACE") && !stderr.contains("thread '") && !stderr.contains("stack backtrace:"),
+        "a Rust panic leaked:\n{stderr}"
+    );
     stderr
 }

@@ -210,11 +210,13 @@ fn from_list(v: ks::ListValue) -> Vec<Vec<u8>> {
 }
 
 impl KeyedBackend for TableBackend {
+    #[inline]
     fn key(&self) -> &[u8] {
         let s = self.slot as usize;
         let start = if s == 0 { 0 } else { self.table.key_ends[s - 1] as usize };
         &self.table.keys[start..self.table.key_ends[s] as usize]
     }
+    #[inline]
     fn value_get(&self, state: u32) -> Option<&[u8]> {
         let cell = self.cells[(self.slot * self.value_states + state) as usize];
         if cell.len == ABSENT {
@@ -223,6 +225,7 @@ impl KeyedBackend for TableBackend {
         let src = if cell.written { &self.written } else { &self.table.values };
         Some(&src[cell.start as usize..(cell.start + cell.len) as usize])
     }
+    #[inline]
     fn value_set(&mut self, state: u32, value: Option<&[u8]>) {
         let c = self.slot * self.value_states + state;
         let cell = &mut self.cells[c as usize];

@@ -92,6 +92,7 @@ impl Output {
         self.timestamps.is_empty()
     }
 
+    #[inline]
     fn mark(&mut self) -> Result<()> {
         let end = u32::try_from(self.data.len())
             .map_err(|_| Error::new("output batch is larger than 4 GiB; emit less per input event"))?;
@@ -115,6 +116,7 @@ impl Output {
     }
 
     /// Emits an event whose value is `value` serialized as JSON.
+    #[inline]
     pub fn emit_json<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T, timestamp: Option<i64>) -> Result<()> {
         let start = self.data.len();
         self.data.extend_from_slice(key);

@@ -142,6 +142,7 @@ impl Context<'_> {
     }
 }
 
+#[inline]
 fn bound(id: u32, kind: &str) -> Result<u32> {
     if id == UNBOUND {
         return Err(Error::new(format!("{kind} used before it was declared in `open` (OpenContext::{kind})")));
@@ -149,6 +150,7 @@ fn bound(id: u32, kind: &str) -> Result<u32> {
     Ok(id)
 }
 
+#[inline]
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::new(format!("{what} holds bytes of another type: {e}")))
 }
@@ -167,12 +169,14 @@ impl<T> Default for ValueState<T> {
 
 impl<T: Serialize + DeserializeOwned> ValueState<T> {
     /// The current key's value, `None` when it has none.
+    #[inline]
     pub fn value(&self, ctx: &Context<'_>) -> Result<Option<T>> {
         let id = bound(self.id, "value_state")?;
         ctx.backend.value_get(id).map(|b| decode(b, "value state")).transpose()
     }
 
     /// Sets the current key's value.
+    #[inline]
     pub fn update(&self, ctx: &mut Context<'_>, value: &T) -> Result<()> {
         let id = bound(self.id, "value_state")?;
         ctx.scratch.clear();

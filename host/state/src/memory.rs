@@ -1,6 +1,7 @@
 //! State in hash maps on the heap.
 
 use crate::{KeyedStateBackend, TimerDomain};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// foldhash with a fixed seed: fast on short keys, well spread, and the
@@ -8,19 +9,24 @@ use std::collections::HashMap;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 use std::collections::{BTreeMap, BTreeSet};
 
-type Keyed<V> = Vec<FastMap<Box<[u8]>, V>>;
+/// Keys up to 24 bytes and values up to 16 live inline in the table entry:
+/// comparing a key or reading a small value then costs no pointer chase
+/// (that miss was the largest cost of keyed state in `weir bench`).
+type Key = SmallVec<[u8; 24]>;
+type Small = SmallVec<[u8; 16]>;
+type Keyed<V> = Vec<FastMap<Key, V>>;
 
 /// The `memory` backend: per state id, a hash map from key to value.
 /// Overwriting a value reuses its buffer.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    values: Keyed<Vec<u8>>,
+    values: Keyed<Small>,
     lists: Keyed<Vec<Vec<u8>>>,
     maps: Keyed<BTreeMap<Vec<u8>, Vec<u8>>>,
     timers: [BTreeSet<(i64, Box<[u8]>)>; 2],
 }
 
-fn slot<V>(maps: &mut Keyed<V>, state: u32) -> &mut FastMap<Box<[u8]>, V> {
+fn slot<V>(maps: &mut Keyed<V>, state: u32) -> &mut FastMap<Key, V> {
     let i = state as usize;
     if maps.len() <= i {
         maps.resize_with(i + 1, FastMap::default);
@@ -65,7 +71,7 @@ impl KeyedStateBackend for MemoryBackend {
                 v.extend_from_slice(value);
             }
             None => {
-                m.insert(key.into(), value.to_vec());
+                m.insert(Key::from_slice(key), Small::from_slice(value));
             }
         }
     }
@@ -85,7 +91,7 @@ impl KeyedStateBackend for MemoryBackend {
         match m.get_mut(key) {
             Some(l) => l.push(element.to_vec()),
             None => {
-                m.insert(key.into(), vec![element.to_vec()]);
+                m.insert(Key::from_slice(key), vec![element.to_vec()]);
             }
         }
     }
@@ -105,7 +111,7 @@ impl KeyedStateBackend for MemoryBackend {
         if items.is_empty() {
             m.remove(key);
         } else {
-            m.insert(key.into(), items);
+            m.insert(Key::from_slice(key), items);
         }
     }
 
@@ -124,7 +130,7 @@ impl KeyedStateBackend for MemoryBackend {
                 inner.insert(map_key.to_vec(), value.to_vec());
             }
             None => {
-                m.insert(key.into(), BTreeMap::from([(map_key.to_vec(), value.to_vec())]));
+                m.insert(Key::from_slice(key), BTreeMap::from([(map_key.to_vec(), value.to_vec())]));
             }
         }
     }

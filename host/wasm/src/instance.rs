@@ -195,6 +195,11 @@ fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> C
         }
     }
     message.push_str(&format!("{e:?}"));
+    message.push_str(&format!(
+        "\n(instance limits: {} MiB of memory, {} ms per batch)",
+        limits.memory_bytes >> 20,
+        limits.call_budget.as_millis()
+    ));
     CallError::Trap { message }
 }
 

@@ -280,6 +280,11 @@ impl LineWriter {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
+        if text.starts_with("note: run with `RUST_BACKTRACE") {
+            // Guests have no environment, so std's hint cannot be followed;
+            // the host shows the guest's stack with every trap instead.
+            return;
+        }
         let level = if self.stream == "stderr" { 3 } else { 2 };
         log_line(&self.operator, level, &format!("{}: {text}", self.stream));
         if let Some(recent) = &self.recent {

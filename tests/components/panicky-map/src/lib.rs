@@ -1,5 +1,6 @@
-//! Test operator: passes events through, panics on the value "boom" and
-//! returns an operator error on the value "bad".
+//! Test operator: passes events through, panics on the value "boom",
+//! returns an operator error on the value "bad", spins forever on "spin"
+//! and grows its memory without bound on "hog".
 use weir_sdk::{Error, Event, Map, Output, Result};
 
 #[derive(Default)]
@@ -11,6 +12,16 @@ impl Map for Panicky {
         match v.as_str() {
             "boom" => panic!("the guest blew up on purpose"),
             "bad" => Err(Error::new("refusing the value `bad`")),
+            "spin" => loop {
+                std::hint::black_box(&v);
+            },
+            "hog" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
             _ => out.emit(event.key, event.value, event.timestamp),
         }
     }
