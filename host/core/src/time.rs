@@ -73,6 +73,12 @@ impl WatermarkCombiner {
         self.recompute()
     }
 
+    /// Whether every input is idle (then this task is idle towards its own
+    /// consumers, as Flink's watermark status).
+    pub fn all_idle(&self) -> bool {
+        !self.inputs.is_empty() && self.inputs.iter().all(|i| i.idle)
+    }
+
     /// The watermark the combination would have if `input` were at
     /// `watermark` (and active), without changing anything.
     pub fn peek(&self, input: usize, watermark: i64) -> i64 {
@@ -141,6 +147,9 @@ mod tests {
         assert_eq!(c.current(), 20);
         assert_eq!(c.set_idle(1, true), None);
         assert_eq!(c.current(), 20);
+        assert!(c.all_idle());
+        c.update(0, 30);
+        assert!(!c.all_idle(), "a watermark makes its input active again");
     }
 
     #[test]

@@ -204,6 +204,14 @@ impl Chain {
         Ok(())
     }
 
+    /// Tells every consumer this task is idle (or active again).
+    fn set_idle(&self, idle: bool) -> Result<(), TaskError> {
+        for r in self.routers.iter().chain(self.stages.iter().flat_map(|s| s.side_routers.iter().map(|(_, r)| r))) {
+            r.idle(idle)?;
+        }
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         for si in 0..self.stages.len() {
             let v = self.stages[si].vertex;
@@ -239,9 +247,7 @@ fn run_source(mut source: Box<dyn Source>, mut chain: Chain, batch_size: usize, 
             Poll::Ready => {
                 if idle {
                     idle = false;
-                    for r in &chain.routers {
-                        r.idle(false)?;
-                    }
+                    chain.set_idle(false)?;
                 }
                 last_data = Instant::now();
                 chain.run(batch)?;
@@ -255,9 +261,7 @@ fn run_source(mut source: Box<dyn Source>, mut chain: Chain, batch_size: usize, 
                     && last_data.elapsed() >= t
                 {
                     idle = true;
-                    for r in &chain.routers {
-                        r.idle(true)?;
-                    }
+                    chain.set_idle(true)?;
                 }
                 chain.tick(now_ms())?;
                 std::thread::sleep(d);
@@ -281,6 +285,7 @@ fn run_input(rx: Receiver<Message>, inputs: usize, mut chain: Chain) -> Result<C
     let mut combiner = WatermarkCombiner::new(inputs);
     let mut ended = 0usize;
     let mut last_tick = Instant::now();
+    let mut idle = false;
     loop {
         if last_tick.elapsed() >= TICK {
             // Under steady input recv never times out: check the clock here too.
@@ -296,7 +301,12 @@ fn run_input(rx: Receiver<Message>, inputs: usize, mut chain: Chain) -> Result<C
             Err(RecvTimeoutError::Disconnected) => return Err(TaskError::cancelled()),
         };
         let input = msg.input as usize;
-        match msg.kind {
+        let kind = msg.kind;
+        if idle && !matches!(kind, MessageKind::Idle(true)) {
+            idle = false;
+            chain.set_idle(false)?;
+        }
+        match kind {
             MessageKind::Data(mut batch) => {
                 let marks = std::mem::take(&mut batch.marks);
                 for m in marks {
@@ -306,8 +316,8 @@ fn run_input(rx: Receiver<Message>, inputs: usize, mut chain: Chain) -> Result<C
                 }
                 chain.run(batch)?;
             }
-            MessageKind::Idle(idle) => {
-                if let Some(w) = combiner.set_idle(input, idle) {
+            MessageKind::Idle(input_idle) => {
+                if let Some(w) = combiner.set_idle(input, input_idle) {
                     chain.run(mark_only(w))?;
                 }
             }
@@ -321,6 +331,10 @@ fn run_input(rx: Receiver<Message>, inputs: usize, mut chain: Chain) -> Result<C
                     return Ok(chain);
                 }
             }
+        }
+        if !idle && combiner.all_idle() {
+            idle = true;
+            chain.set_idle(true)?;
         }
     }
 }
