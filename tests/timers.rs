@@ -112,3 +112,20 @@ fn timers_keep_per_key_order_at_parallelism_two() {
         assert!(first.is_none() && g.len() == w.len(), "key {key}: first difference at {first:?}: got {:?}, want {:?}", first.map(|i| &g[i.saturating_sub(2)..(i + 3).min(g.len())]), first.map(|i| &w[i.saturating_sub(2)..(i + 3).min(w.len())]));
     }
 }
+
+#[test]
+fn a_guests_log_lines_reach_the_task_log_tagged_with_the_subtask() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("events.jsonl"), "{\"key\": \"a\", \"ts\": 1}\n").unwrap();
+    let spec = format!(
+        "sources: [{{id: events, type: file, path: events.jsonl, format: jsonl, timestamp: ts}}]\n\
+         operators: [{{id: log, kind: process, component: {}, input: events, key-by: key, config: {{delay: 5}}}}]\n\
+         sinks: [{{id: out, type: file, path: out.jsonl, input: log}}]\n",
+        component("timer-log").display()
+    );
+    std::fs::write(dir.path().join("p.yaml"), spec).unwrap();
+    let out = weir_tests::weir(&["run", dir.path().join("p.yaml").to_str().unwrap()], &dir.path().join("cache"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[log[0]] timer-log opened with delay 5"), "{stderr}");
+}

@@ -45,6 +45,45 @@ pub mod testing;
 pub mod __wasm;
 
 pub use event::{Event, Output};
+pub use serde_json;
+
+/// Log levels for [`log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// For debugging.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something looks wrong.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Writes a line to the task's log, tagged with the operator and subtask
+/// (natively, in tests: to stderr).
+///
+/// ```
+/// weir_sdk::log(weir_sdk::Level::Info, "opened");
+/// ```
+pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use __wasm::map_bindings::weir::operator::{host, types::Level as L};
+        let level = match level {
+            Level::Trace => L::Trace,
+            Level::Debug => L::Debug,
+            Level::Info => L::Info,
+            Level::Warn => L::Warn,
+            Level::Error => L::Error,
+        };
+        host::log(level, message);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
+}
 pub use state::{Context, ListState, MapState, OpenContext, TimeDomain, ValueState};
 
 /// The error an operator returns. The host shows its message together with

@@ -13,6 +13,7 @@ pub struct TimerLog {
 impl KeyedProcessFunction for TimerLog {
     fn open(&mut self, ctx: &mut OpenContext) -> Result<()> {
         self.delay = ctx.config().get("delay").and_then(|d| d.as_i64()).unwrap_or(0);
+        weir_sdk::log(weir_sdk::Level::Info, &format!("timer-log opened with delay {}", self.delay));
         Ok(())
     }
 
