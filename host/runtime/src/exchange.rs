@@ -21,6 +21,14 @@ pub(crate) enum MessageKind {
     End,
 }
 
+/// Why routing stopped.
+pub(crate) enum RouteError {
+    /// A receiver is gone: the job is being torn down after another error.
+    Cancelled,
+    /// A record could not be keyed: the message names it.
+    Key(String),
+}
+
 pub(crate) enum Route {
     Forward,
     Hash { selector: KeySelector, max_parallelism: u32 },
@@ -68,11 +76,11 @@ impl Router {
     }
 
     /// Routes a batch; watermarks go to every target.
-    pub fn route(&mut self, batch: Batch, key_buf: &mut Vec<u8>) -> Result<(), String> {
+    pub fn route(&mut self, batch: Batch, key_buf: &mut Vec<u8>) -> Result<(), RouteError> {
         if batch.is_void() {
             return Ok(());
         }
-        let cancelled = |_| "cancelled".to_owned();
+        let cancelled = |_| RouteError::Cancelled;
         match &mut self.route {
             Route::Forward => self.send(0, batch).map_err(cancelled),
             Route::Rebalance { next } => {
@@ -99,8 +107,9 @@ impl Router {
                         KeySelector::EventKey => e.key,
                         KeySelector::Pointer(p) => {
                             key_buf.clear();
-                            key_from_json(e.value, p, key_buf)
-                                .map_err(|m| format!("cannot key the record from offset {} for `{}`: {m}", e.origin, self.consumer))?;
+                            key_from_json(e.value, p, key_buf).map_err(|m| {
+                                RouteError::Key(format!("cannot key the record from offset {} for `{}`: {m}", e.origin, self.consumer))
+                            })?;
                             key_buf.as_slice()
                         }
                     };

@@ -1,7 +1,7 @@
 //! Building tasks from the job graph, running them on threads, and the
 //! job's summary or first error.
 
-use crate::exchange::{Message, MessageKind, Route, Router};
+use crate::exchange::{Message, MessageKind, Route, RouteError, Router};
 use crate::graph::{JobGraph, Partition, VertexKind};
 use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, OpError, Operator, ProcessOp, SinkOp, TIMER_ORIGIN, now_ms};
 use crate::{Native, RunOptions};
@@ -122,11 +122,11 @@ impl Chain {
         TaskError { what: info.what, vertex: info.id.clone(), subtask: self.subtask, record, message: e.message, cancelled: false }
     }
 
-    fn route_error(&self, vertex: usize, message: String) -> TaskError {
-        if message == "cancelled" {
-            return TaskError::cancelled();
+    fn route_error(&self, vertex: usize, e: RouteError) -> TaskError {
+        match e {
+            RouteError::Cancelled => TaskError::cancelled(),
+            RouteError::Key(message) => self.error(vertex, OpError { origin: None, message }),
         }
-        self.error(vertex, OpError { origin: None, message })
     }
 
     fn run(&mut self, batch: Batch) -> Result<(), TaskError> {
