@@ -129,3 +129,28 @@ fn a_guests_log_lines_reach_the_task_log_tagged_with_the_subtask() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("[log[0]] timer-log opened with delay 5"), "{stderr}");
 }
+
+#[test]
+fn processing_time_timers_fire_when_the_clock_passes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "sources: [{{id: gen, type: generator, count: 20, keys: 4, value-size: 8, rate: 40}}]\n\
+         operators: [{{id: log, kind: process, component: {}, input: gen, key-by: '@key', config: {{processing: true, delay: 50}}}}]\n\
+         sinks: [{{id: out, type: file, path: out.jsonl, input: log}}]\n",
+        component("timer-log").display()
+    );
+    std::fs::write(dir.path().join("p.yaml"), spec).unwrap();
+    let spec = Spec::load(&dir.path().join("p.yaml")).unwrap();
+    let rt = WasmRuntime::new(None).unwrap();
+    weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    let out: Vec<Value> =
+        std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(out.iter().filter(|v| v.get("e").is_some()).count(), 20);
+    let fired: Vec<&Value> = out.iter().filter(|v| v.get("pt").is_some()).collect();
+    // 20 events over ~0.5 s, timers 50 ms later: all but the last few fire
+    // before the input ends (pending processing-time timers do not fire then).
+    assert!(fired.len() >= 5, "only {} of 20 processing-time timers fired: {out:?}", fired.len());
+    for t in fired {
+        assert!(t["now"].as_i64().unwrap() >= t["pt"].as_i64().unwrap(), "fired before its time: {t}");
+    }
+}
