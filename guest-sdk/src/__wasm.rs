@@ -139,6 +139,9 @@ struct TableBackend {
     /// Event-time timers this call registered and has not deleted: the
     /// ones a mark inside the batch may fire.
     local_timers: std::collections::BTreeSet<(i64, u32)>,
+    /// Timers deleted in this call: a host-fired timer among them is
+    /// skipped (it was popped before the call, so the host delete is moot).
+    deleted: std::collections::HashSet<(u32, i64, TimeDomain)>,
 }
 
 impl TableBackend {
@@ -175,6 +178,7 @@ impl TableBackend {
             slot: 0,
             timers: Vec::new(),
             local_timers: Default::default(),
+            deleted: Default::default(),
         })
     }
 
@@ -282,6 +286,11 @@ impl KeyedBackend for TableBackend {
         ks::map_clear(state, self.slot);
     }
     fn timer(&mut self, domain: TimeDomain, timestamp: i64, delete: bool) {
+        if delete {
+            self.deleted.insert((self.slot, timestamp, domain));
+        } else {
+            self.deleted.remove(&(self.slot, timestamp, domain));
+        }
         if domain == TimeDomain::EventTime {
             if delete {
                 self.local_timers.remove(&(timestamp, self.slot));
@@ -352,7 +361,7 @@ pub fn process_batch(
             op.process(&event, &mut c, &mut out).map_err(|e| perr(i, e))?;
             while let Some(m) = marks.next_if(|m| m.after as usize == i + 1) {
                 watermark = watermark.max(m.watermark);
-                fire_local(op.as_mut(), &mut backend, watermark, ctx.processing_time, &mut scratch, &mut out)
+                fire_local(op.as_mut(), &mut backend, (watermark, watermark), ctx.processing_time, &mut scratch, &mut out)
                     .map_err(|e| perr(i, e))?;
             }
             input_ends.push(out.len() as u32);
@@ -361,18 +370,18 @@ pub fn process_batch(
     })
 }
 
-/// Fires the timers this call registered that `watermark` passes, in
-/// timestamp order, and tells the host each is gone.
+/// Fires the event-time timers this call registered up to `upto`
+/// (inclusive), in timestamp order, and tells the host each is gone.
 fn fire_local(
     op: &mut dyn KeyedProcessFunction,
     backend: &mut TableBackend,
-    watermark: i64,
+    (watermark, upto): (i64, i64),
     processing_time: i64,
     scratch: &mut Vec<u8>,
     out: &mut Output,
 ) -> crate::Result<()> {
     while let Some(&(ts, slot)) = backend.local_timers.first() {
-        if ts > watermark {
+        if ts > upto {
             break;
         }
         backend.local_timers.pop_first();
@@ -400,11 +409,22 @@ pub fn on_timers(
         let mut input_ends = Vec::with_capacity(timers.len());
         let mut scratch = Vec::new();
         for (i, t) in timers.iter().enumerate() {
-            backend.slot = t.key_slot;
             let domain = match t.domain {
                 pt::TimeDomain::EventTime => TimeDomain::EventTime,
                 pt::TimeDomain::ProcessingTime => TimeDomain::ProcessingTime,
             };
+            if domain == TimeDomain::EventTime {
+                // Timers an earlier callback of this call registered, due
+                // before this one: fire them first, in timestamp order.
+                let upto = ctx.watermark.min(t.timestamp.saturating_sub(1));
+                fire_local(op.as_mut(), &mut backend, (ctx.watermark, upto), ctx.processing_time, &mut scratch, &mut out)
+                    .map_err(|e| perr(i, e))?;
+            }
+            if backend.deleted.contains(&(t.key_slot, t.timestamp, domain)) {
+                input_ends.push(out.len() as u32);
+                continue;
+            }
+            backend.slot = t.key_slot;
             let mut c = Context {
                 backend: &mut backend,
                 timestamp: Some(t.timestamp),

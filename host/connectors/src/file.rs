@@ -9,6 +9,11 @@ use weir_core::spec::{FileFormat, SourceSpec, field_pointer};
 use weir_core::time::BoundedOutOfOrderness;
 use weir_core::{Batch, NO_TIMESTAMP};
 
+/// Most bytes a file source puts in one batch.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+/// Longest record (line) a file source accepts.
+const MAX_RECORD_BYTES: u64 = 256 << 20;
+
 enum Reader {
     Lines(BufReader<File>),
     Csv { reader: csv::Reader<File>, header: Vec<String> },
@@ -66,6 +71,9 @@ impl FileSource {
     fn event_time(&self, value: &Value, offset: u64) -> Result<i64, SourceError> {
         let Some(pointer) = &self.timestamp else { return Ok(NO_TIMESTAMP) };
         match value.pointer(pointer) {
+            Some(Value::Number(n)) if n.as_i64() == Some(i64::MIN) => {
+                Err(self.err(offset, format!("timestamp `{pointer}` is out of range")))
+            }
             Some(Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
@@ -93,7 +101,12 @@ impl FileSource {
         let Reader::Lines(reader) = &mut self.reader else { unreachable!("invariant: line formats use a line reader") };
         self.line.clear();
         let offset = self.offset;
-        let n = reader.read_until(b'\n', &mut self.line).map_err(|e| self.err(offset, format!("read failed: {e}")))?;
+        let n = std::io::Read::take(&mut *reader, MAX_RECORD_BYTES)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| self.err(offset, format!("read failed: {e}")))?;
+        if n as u64 == MAX_RECORD_BYTES && self.line.last() != Some(&b'\n') {
+            return Err(self.err(offset, format!("record is longer than {} MiB; is this the right file and format?", MAX_RECORD_BYTES >> 20)));
+        }
         if n == 0 {
             return Ok(false);
         }
@@ -149,7 +162,8 @@ impl FileSource {
 impl Source for FileSource {
     fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<Poll, SourceError> {
         let mut record = csv::StringRecord::new();
-        while batch.len() < max {
+        // Cut by bytes too, far below the 4 GiB the flat offsets allow.
+        while batch.len() < max && batch.bytes() < MAX_BATCH_BYTES {
             let more = match self.format {
                 FileFormat::Csv => self.next_csv(batch, &mut record)?,
                 _ => self.next_line(batch)?,

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use weir_core::Batch;
 use weir_core::spec::SourceSpec;
 
+/// Most bytes a source puts in one batch.
+const MAX_BATCH_BYTES: u64 = 64 << 20;
+
 /// splitmix64: a small, good, stable mixer (the sequence must never change
 /// for a given seed, so tests and benchmarks can rely on it).
 fn mix(mut z: u64) -> u64 {
@@ -83,12 +86,15 @@ impl Source for Generator {
         if let Some(rate) = self.rate {
             let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
             if due <= self.next {
-                let wait = Duration::from_secs_f64(((self.next + 1) as f64 / rate - self.started.elapsed().as_secs_f64()).max(0.0));
-                return Ok(Poll::Wait(wait.min(Duration::from_millis(100))));
+                let wait = (self.next + 1) as f64 / rate - self.started.elapsed().as_secs_f64();
+                // Clamp before converting: a tiny rate would overflow a Duration.
+                return Ok(Poll::Wait(Duration::from_secs_f64(wait.clamp(0.0, 0.1))));
             }
             n = n.min(due - self.next);
         }
         let size = self.filler.len();
+        // Keep a batch's data far below the 4 GiB the flat offsets allow.
+        n = n.min((MAX_BATCH_BYTES / (size as u64 + 24)).max(1));
         for i in self.next..self.next + n {
             let key = self.key_buf.format(mix(self.seed ^ i) % self.keys);
             batch.push_with(key, i as i64, i, |buf| {

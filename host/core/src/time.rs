@@ -35,11 +35,13 @@ impl BoundedOutOfOrderness {
 struct Input {
     watermark: i64,
     idle: bool,
+    ended: bool,
 }
 
 /// Combines the watermarks of a task's inputs: the minimum over inputs
-/// that are not idle. An input that ended counts as `MAX_WATERMARK`. When
-/// every input is idle the combined watermark stays where it is.
+/// that are neither idle nor ended. When every input has ended it is
+/// `MAX_WATERMARK`; when the rest are all idle it stays where it is (an
+/// idle input may still send data).
 #[derive(Debug, Clone)]
 pub struct WatermarkCombiner {
     inputs: Vec<Input>,
@@ -49,7 +51,7 @@ pub struct WatermarkCombiner {
 impl WatermarkCombiner {
     /// A combiner over `inputs` inputs, all at `MIN_WATERMARK`.
     pub fn new(inputs: usize) -> Self {
-        WatermarkCombiner { inputs: vec![Input { watermark: MIN_WATERMARK, idle: false }; inputs], current: MIN_WATERMARK }
+        WatermarkCombiner { inputs: vec![Input { watermark: MIN_WATERMARK, idle: false, ended: false }; inputs], current: MIN_WATERMARK }
     }
 
     /// The combined watermark.
@@ -73,10 +75,21 @@ impl WatermarkCombiner {
         self.recompute()
     }
 
-    /// Whether every input is idle (then this task is idle towards its own
-    /// consumers, as Flink's watermark status).
+    /// Input `input` reached its end. Returns the new combined watermark
+    /// when it advanced.
+    pub fn end(&mut self, input: usize) -> Option<i64> {
+        let i = &mut self.inputs[input];
+        i.ended = true;
+        i.idle = false;
+        self.recompute()
+    }
+
+    /// Whether every input that has not ended is idle, and one has not (then
+    /// this task is idle towards its own consumers, as Flink's watermark
+    /// status).
     pub fn all_idle(&self) -> bool {
-        !self.inputs.is_empty() && self.inputs.iter().all(|i| i.idle)
+        let mut open = self.inputs.iter().filter(|i| !i.ended).peekable();
+        open.peek().is_some() && open.all(|i| i.idle)
     }
 
     /// The watermark the combination would have if `input` were at
@@ -94,7 +107,11 @@ impl WatermarkCombiner {
     }
 
     fn recompute(&mut self) -> Option<i64> {
-        let min = self.inputs.iter().filter(|i| !i.idle).map(|i| i.watermark).min()?;
+        let min = if self.inputs.iter().all(|i| i.ended) {
+            MAX_WATERMARK
+        } else {
+            self.inputs.iter().filter(|i| !i.idle && !i.ended).map(|i| i.watermark).min()?
+        };
         if min > self.current {
             self.current = min;
             Some(min)
@@ -150,6 +167,19 @@ mod tests {
         assert!(c.all_idle());
         c.update(0, 30);
         assert!(!c.all_idle(), "a watermark makes its input active again");
+    }
+
+    #[test]
+    fn an_ended_input_does_not_push_past_an_idle_one() {
+        let mut c = WatermarkCombiner::new(2);
+        c.update(0, 10);
+        c.update(1, 20);
+        c.set_idle(1, true);
+        assert_eq!(c.end(0), None, "input 1 is idle, not ended: hold");
+        assert_eq!(c.current(), 10);
+        assert!(c.all_idle());
+        assert_eq!(c.update(1, 50), Some(50));
+        assert_eq!(c.end(1), Some(MAX_WATERMARK));
     }
 
     #[test]

@@ -323,7 +323,7 @@ fn run_input(rx: Receiver<Message>, inputs: usize, mut chain: Chain) -> Result<C
             }
             MessageKind::End => {
                 ended += 1;
-                if let Some(w) = combiner.update(input, MAX_WATERMARK) {
+                if let Some(w) = combiner.end(input) {
                     chain.run(mark_only(w))?;
                 }
                 if ended == inputs {
@@ -458,14 +458,18 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
             std::thread::Builder::new()
                 .name(format!("weir-task-{i}"))
                 .spawn(move || {
-                    let r = match head {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match head {
                         Head::Source(src, idle) => run_source(src, chain, batch_size, idle, &cancel),
                         Head::Input(rx, n) => run_input(rx, n, chain),
-                    };
-                    if r.is_err() {
+                    }));
+                    if !matches!(r, Ok(Ok(_))) {
+                        // Stop the sources so the other tasks drain and end.
                         cancel.store(true, Ordering::Relaxed);
                     }
-                    r
+                    match r {
+                        Ok(r) => r,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
                 })
                 .expect("the OS refused to start a task thread")
         })

@@ -167,6 +167,10 @@ impl ks::Host for HostState {
     }
     fn list_update(&mut self, state: u32, key_slot: u32, elements: ListValue) -> wasmtime::Result<()> {
         let key = self.checked_key("list", state, key_slot)?;
+        let ends = &elements.ends;
+        if ends.windows(2).any(|w| w[0] > w[1]) || ends.last().map_or(0, |&e| e as usize) != elements.data.len() {
+            wasmtime::bail!("operator `{}` sent a malformed list-value (ends must not decrease and must end at the data's length)", self.operator);
+        }
         self.backend()?.0.list_replace(state, &key, &elements.data, &elements.ends);
         Ok(())
     }
