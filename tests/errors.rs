@@ -151,3 +151,12 @@ fn a_guest_over_its_memory_limit_traps_with_a_clear_error() {
     assert!(err.contains("operator `panicky`") && err.contains("operator trapped"), "{err}");
     assert!(err.contains("memory allocation") || err.contains("alloc"), "names the allocation failure: {err}");
 }
+
+#[test]
+fn a_guest_cannot_sleep_past_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let err = run_limited(dir.path(), "nap\n", weir_wasm::Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("operator `panicky`") && err.contains("operators cannot sleep"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "refused at once");
+}

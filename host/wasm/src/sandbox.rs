@@ -8,9 +8,9 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weir_state::KeyedStateBackend;
 
@@ -112,6 +112,15 @@ impl WasiView for HostState {
 pub(crate) fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // Waiting on the monotonic clock would block inside host code, where
+    // the per-call time budget cannot interrupt it: operators must not
+    // sleep, so these calls trap with a message instead.
+    linker.allow_shadowing(true);
+    let mut clocks = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    let refuse = || wasmtime::format_err!("operators cannot sleep or wait for time; use a processing-time timer instead");
+    clocks.func_wrap("subscribe-duration", move |_, (_d,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) })?;
+    clocks.func_wrap("subscribe-instant", move |_, (_t,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) })?;
+    linker.allow_shadowing(false);
     match world {
         World::Map => map::Map::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
         World::Process => process::Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,

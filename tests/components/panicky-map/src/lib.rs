@@ -1,6 +1,6 @@
 //! Test operator: passes events through, panics on the value "boom",
 //! returns an operator error on the value "bad", spins forever on "spin"
-//! and grows its memory without bound on "hog".
+//! grows its memory without bound on "hog" and sleeps an hour on "nap".
 use weir_sdk::{Error, Event, Map, Output, Result};
 
 #[derive(Default)]
@@ -12,6 +12,10 @@ impl Map for Panicky {
         match v.as_str() {
             "boom" => panic!("the guest blew up on purpose"),
             "bad" => Err(Error::new("refusing the value `bad`")),
+            "nap" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                out.emit(event.key, event.value, event.timestamp)
+            }
             "spin" => loop {
                 std::hint::black_box(&v);
             },
