@@ -63,7 +63,15 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(4).build(),
+            // Per-memory limits only bound the whole instance if memories and
+            // tables are few: a Rust guest has one memory and a handful of tables.
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .memories(2)
+                .tables(16)
+                .table_elements(1 << 20)
+                .instances(4)
+                .build(),
             operator,
             backend,
             call_keys: Vec::new(),
