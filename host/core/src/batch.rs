@@ -125,10 +125,10 @@ impl Batch {
         self.origins.push(origin);
     }
 
-    /// Appends event `i` of `other`, optionally with another key.
-    pub fn push_from(&mut self, other: &Batch, i: usize, key: Option<&[u8]>) {
+    /// Appends event `i` of `other`.
+    pub fn push_from(&mut self, other: &Batch, i: usize) {
         let e = other.event(i);
-        self.push(key.unwrap_or(e.key), e.value, e.timestamp, e.origin);
+        self.push(e.key, e.value, e.timestamp, e.origin);
     }
 
     fn end(&self) -> u32 {

@@ -92,20 +92,6 @@ impl WatermarkCombiner {
         open.peek().is_some() && open.all(|i| i.idle)
     }
 
-    /// The watermark the combination would have if `input` were at
-    /// `watermark` (and active), without changing anything.
-    pub fn peek(&self, input: usize, watermark: i64) -> i64 {
-        let min = self
-            .inputs
-            .iter()
-            .enumerate()
-            .filter(|(n, i)| *n == input || !i.idle)
-            .map(|(n, i)| if n == input { i.watermark.max(watermark) } else { i.watermark })
-            .min()
-            .unwrap_or(self.current);
-        min.max(self.current)
-    }
-
     fn recompute(&mut self) -> Option<i64> {
         let min = if self.inputs.iter().all(|i| i.ended) {
             MAX_WATERMARK
@@ -180,14 +166,5 @@ mod tests {
         assert!(c.all_idle());
         assert_eq!(c.update(1, 50), Some(50));
         assert_eq!(c.end(1), Some(MAX_WATERMARK));
-    }
-
-    #[test]
-    fn peek_does_not_change_the_combiner() {
-        let mut c = WatermarkCombiner::new(2);
-        c.update(0, 10);
-        c.update(1, 20);
-        assert_eq!(c.peek(0, 30), 20);
-        assert_eq!(c.current(), 10);
     }
 }

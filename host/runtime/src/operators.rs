@@ -219,7 +219,7 @@ impl ProcessOp {
             *out = events;
         } else {
             for i in 0..events.len() {
-                out.push_from(&events, i, None);
+                out.push_from(&events, i);
             }
         }
         r.output.input_ends
@@ -239,7 +239,7 @@ impl ProcessOp {
         if !whole {
             self.segment.clear();
             for i in a..b {
-                self.segment.push_from(input, i, None);
+                self.segment.push_from(input, i);
             }
         }
         let seg = if whole { input } else { &self.segment };
