@@ -47,7 +47,8 @@ fn unknown_spec_key_reports_file_line_and_column() {
 #[test]
 fn wrong_spec_type_reports_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_spec(dir.path(), &SPEC.replace("    format: text\n", "    format: text\n    parallelism: [1]\n"), "a\n");
+    let out =
+        run_spec(dir.path(), &SPEC.replace("    format: text\n", "    format: text\n    parallelism: [1]\n"), "a\n");
     let stderr = assert_clean_failure(&out);
     assert!(stderr.contains("pipeline.yaml:6:18: sources[0].parallelism: invalid type: sequence"), "{stderr}");
 }
@@ -110,7 +111,10 @@ fn a_line_that_is_not_json_names_the_source_and_offset() {
     let spec = SPEC.replace("format: text", "format: jsonl");
     let out = run_spec(dir.path(), &spec, "\"ok\"\n{oops\n");
     let stderr = assert_clean_failure(&out);
-    assert!(stderr.contains("source `lines`") && stderr.contains("byte offset 5") && stderr.contains("not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("source `lines`") && stderr.contains("byte offset 5") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -124,7 +128,11 @@ fn a_missing_key_field_names_the_operator_and_record() {
 }
 
 /// Runs the test spec in this process with tight limits.
-fn run_limited(dir: &Path, input: &str, limits: weir_wasm::Limits) -> Result<weir_runtime::JobSummary, weir_runtime::JobError> {
+fn run_limited(
+    dir: &Path,
+    input: &str,
+    limits: weir_wasm::Limits,
+) -> Result<weir_runtime::JobSummary, weir_runtime::JobError> {
     let spec = SPEC.replace("COMPONENT", &component("panicky-map").display().to_string());
     std::fs::write(dir.join("pipeline.yaml"), spec).unwrap();
     std::fs::write(dir.join("input.txt"), input).unwrap();

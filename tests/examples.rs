@@ -53,7 +53,8 @@ fn wordcount_on_other_input_counts_every_word() {
     let out = weir(&["run", dir.path().join("pipeline.yaml").to_str().unwrap()], cache.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got = sorted_json_lines(&dir.path().join("out/counts.jsonl"));
-    let mut expected: Vec<serde_json::Value> = want.iter().map(|(w, n)| serde_json::json!({"word": w, "count": n})).collect();
+    let mut expected: Vec<serde_json::Value> =
+        want.iter().map(|(w, n)| serde_json::json!({"word": w, "count": n})).collect();
     expected.sort_by_key(|x| x.to_string());
     assert_eq!(got, expected);
 }
@@ -65,5 +66,8 @@ fn a_missing_input_file_names_the_source_and_path() {
     let cache = tempfile::tempdir().unwrap();
     let out = weir(&["run", dir.path().join("pipeline.yaml").to_str().unwrap()], cache.path());
     let stderr = assert_clean_failure(&out);
-    assert!(stderr.contains("source `lines`") && stderr.contains("data/input.txt") && stderr.contains("cannot open"), "{stderr}");
+    assert!(
+        stderr.contains("source `lines`") && stderr.contains("data/input.txt") && stderr.contains("cannot open"),
+        "{stderr}"
+    );
 }

@@ -7,7 +7,15 @@ use std::process::{Command, Output};
 use std::sync::Once;
 
 /// Guest crates the tests need as components.
-pub const GUESTS: &[&str] = &["wordcount-split", "wordcount-count", "fraud-detector", "panicky-map", "timer-log", "passthrough", "keyed-counter"];
+pub const GUESTS: &[&str] = &[
+    "wordcount-split",
+    "wordcount-count",
+    "fraud-detector",
+    "panicky-map",
+    "timer-log",
+    "passthrough",
+    "keyed-counter",
+];
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -78,8 +86,10 @@ pub fn example_copy(name: &str) -> tempfile::TempDir {
 /// JSON lines of a file, sorted by their text form (order-free compare).
 pub fn sorted_json_lines(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let mut v: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad JSON line {l:?}: {e}", path.display()))).collect();
+    let mut v: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad JSON line {l:?}: {e}", path.display())))
+        .collect();
     v.sort_by_key(|x| x.to_string());
     v
 }

@@ -17,7 +17,8 @@ const DELAY: i64 = 30;
 
 /// Out-of-order events with unique timestamps over 5 keys.
 fn input() -> Vec<(String, i64)> {
-    let mut v: Vec<(String, i64)> = (0..2000i64).map(|i| (format!("k{}", (i * 7) % 5), 1_000 + i * 10 + (i % 3))).collect();
+    let mut v: Vec<(String, i64)> =
+        (0..2000i64).map(|i| (format!("k{}", (i * 7) % 5), 1_000 + i * 10 + (i % 3))).collect();
     // Shuffle locally: swap pairs, and move some events 20 places later.
     for i in (0..v.len() - 1).step_by(2) {
         v.swap(i, i + 1);
@@ -96,7 +97,10 @@ fn timers_keep_per_key_order_at_parallelism_two() {
         v.into_iter()
             .map(|mut x| {
                 if let Some(wm) = x.as_object_mut().and_then(|o| o.remove("wm")) {
-                    assert!(wm.as_i64().unwrap() >= x["t"].as_i64().unwrap(), "timer fired before the watermark passed it: {x}");
+                    assert!(
+                        wm.as_i64().unwrap() >= x["t"].as_i64().unwrap(),
+                        "timer fired before the watermark passed it: {x}"
+                    );
                 }
                 x
             })
@@ -109,7 +113,12 @@ fn timers_keep_per_key_order_at_parallelism_two() {
         let of = |v: &Vec<Value>| v.iter().filter(|x| x["k"] == key.as_str()).cloned().collect::<Vec<_>>();
         let (g, w) = (of(&got), of(&want));
         let first = g.iter().zip(&w).position(|(a, b)| a != b);
-        assert!(first.is_none() && g.len() == w.len(), "key {key}: first difference at {first:?}: got {:?}, want {:?}", first.map(|i| &g[i.saturating_sub(2)..(i + 3).min(g.len())]), first.map(|i| &w[i.saturating_sub(2)..(i + 3).min(w.len())]));
+        assert!(
+            first.is_none() && g.len() == w.len(),
+            "key {key}: first difference at {first:?}: got {:?}, want {:?}",
+            first.map(|i| &g[i.saturating_sub(2)..(i + 3).min(g.len())]),
+            first.map(|i| &w[i.saturating_sub(2)..(i + 3).min(w.len())])
+        );
     }
 }
 
@@ -143,8 +152,11 @@ fn processing_time_timers_fire_when_the_clock_passes_them() {
     let spec = Spec::load(&dir.path().join("p.yaml")).unwrap();
     let rt = WasmRuntime::new(None).unwrap();
     weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
-    let out: Vec<Value> =
-        std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out: Vec<Value> = std::fs::read_to_string(dir.path().join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(out.iter().filter(|v| v.get("e").is_some()).count(), 20);
     let fired: Vec<&Value> = out.iter().filter(|v| v.get("pt").is_some()).collect();
     // 20 events over ~0.5 s, timers 50 ms later: all but the last few fire

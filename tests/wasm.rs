@@ -41,5 +41,9 @@ fn a_corrupt_cache_file_is_ignored_and_the_component_compiles_again() {
 fn a_map_component_is_not_a_process_component() {
     let rt = WasmRuntime::new(None).unwrap();
     let err = rt.load(&component("passthrough"), World::Process).err().expect("refused").to_string();
-    assert!(err.contains("does not implement world `process`") && err.contains("missing export `weir:operator/keyed-process@0.1.0`"), "{err}");
+    assert!(
+        err.contains("does not implement world `process`")
+            && err.contains("missing export `weir:operator/keyed-process@0.1.0`"),
+        "{err}"
+    );
 }

@@ -361,8 +361,15 @@ pub fn process_batch(
             op.process(&event, &mut c, &mut out).map_err(|e| perr(i, e))?;
             while let Some(m) = marks.next_if(|m| m.after as usize == i + 1) {
                 watermark = watermark.max(m.watermark);
-                fire_local(op.as_mut(), &mut backend, (watermark, watermark), ctx.processing_time, &mut scratch, &mut out)
-                    .map_err(|e| perr(i, e))?;
+                fire_local(
+                    op.as_mut(),
+                    &mut backend,
+                    (watermark, watermark),
+                    ctx.processing_time,
+                    &mut scratch,
+                    &mut out,
+                )
+                .map_err(|e| perr(i, e))?;
             }
             input_ends.push(out.len() as u32);
         }
@@ -385,7 +392,12 @@ fn fire_local(
             break;
         }
         backend.local_timers.pop_first();
-        backend.timers.push(kp::TimerOp { key_slot: slot, timestamp: ts, domain: pt::TimeDomain::EventTime, delete: true });
+        backend.timers.push(kp::TimerOp {
+            key_slot: slot,
+            timestamp: ts,
+            domain: pt::TimeDomain::EventTime,
+            delete: true,
+        });
         backend.slot = slot;
         let mut c = Context { backend, timestamp: Some(ts), watermark, processing_time, scratch };
         op.on_timer(ts, TimeDomain::EventTime, &mut c, out)?;
@@ -417,8 +429,15 @@ pub fn on_timers(
                 // Timers an earlier callback of this call registered, due
                 // before this one: fire them first, in timestamp order.
                 let upto = ctx.watermark.min(t.timestamp.saturating_sub(1));
-                fire_local(op.as_mut(), &mut backend, (ctx.watermark, upto), ctx.processing_time, &mut scratch, &mut out)
-                    .map_err(|e| perr(i, e))?;
+                fire_local(
+                    op.as_mut(),
+                    &mut backend,
+                    (ctx.watermark, upto),
+                    ctx.processing_time,
+                    &mut scratch,
+                    &mut out,
+                )
+                .map_err(|e| perr(i, e))?;
             }
             if backend.deleted.contains(&(t.key_slot, t.timestamp, domain)) {
                 input_ends.push(out.len() as u32);

@@ -74,12 +74,7 @@ impl Output {
     pub(crate) fn with_capacity(events: usize, bytes: usize) -> Self {
         let mut offsets = Vec::with_capacity(2 * events + 1);
         offsets.push(0);
-        Output {
-            data: Vec::with_capacity(bytes),
-            offsets,
-            timestamps: Vec::with_capacity(events),
-            side: Vec::new(),
-        }
+        Output { data: Vec::with_capacity(bytes), offsets, timestamps: Vec::with_capacity(events), side: Vec::new() }
     }
 
     /// Number of main-output events emitted so far.
@@ -142,7 +137,13 @@ impl Output {
     }
 
     /// Emits an event with a JSON value to the side output named `tag`.
-    pub fn emit_side_json<T: Serialize + ?Sized>(&mut self, tag: &str, key: &[u8], value: &T, timestamp: Option<i64>) -> Result<()> {
+    pub fn emit_side_json<T: Serialize + ?Sized>(
+        &mut self,
+        tag: &str,
+        key: &[u8],
+        value: &T,
+        timestamp: Option<i64>,
+    ) -> Result<()> {
         let value = serde_json::to_vec(value)?;
         self.emit_side(tag, key, &value, timestamp);
         Ok(())

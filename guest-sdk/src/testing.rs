@@ -59,7 +59,12 @@ impl OutputEvent {
 fn collect(out: Output) -> Vec<OutputEvent> {
     let mut events: Vec<OutputEvent> = out
         .events()
-        .map(|e| OutputEvent { key: e.key.to_vec(), value: e.value.to_vec(), timestamp: e.timestamp, side_output: None })
+        .map(|e| OutputEvent {
+            key: e.key.to_vec(),
+            value: e.value.to_vec(),
+            timestamp: e.timestamp,
+            side_output: None,
+        })
         .collect();
     events.extend(out.side.into_iter().map(|SideEvent { tag, key, value, timestamp }| OutputEvent {
         key,
@@ -95,7 +100,12 @@ impl<M: Map> MapHarness<M> {
     }
 
     /// Maps one event whose value is `value` as JSON.
-    pub fn map_json<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T, timestamp: Option<i64>) -> Result<Vec<OutputEvent>> {
+    pub fn map_json<T: Serialize + ?Sized>(
+        &mut self,
+        key: &[u8],
+        value: &T,
+        timestamp: Option<i64>,
+    ) -> Result<Vec<OutputEvent>> {
         let value = serde_json::to_vec(value)?;
         self.map(key, &value, timestamp)
     }
@@ -236,7 +246,12 @@ impl<P: KeyedProcessFunction> ProcessHarness<P> {
     }
 
     /// Processes one event whose value is `value` as JSON.
-    pub fn process_json<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T, timestamp: Option<i64>) -> Result<Vec<OutputEvent>> {
+    pub fn process_json<T: Serialize + ?Sized>(
+        &mut self,
+        key: &[u8],
+        value: &T,
+        timestamp: Option<i64>,
+    ) -> Result<Vec<OutputEvent>> {
         let value = serde_json::to_vec(value)?;
         self.process(key, &value, timestamp)
     }

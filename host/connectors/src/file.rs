@@ -37,8 +37,10 @@ impl FileSource {
     pub fn open(spec: &SourceSpec) -> Result<Self, SourceError> {
         let path = spec.path.clone().expect("invariant: validated specs give file sources a path");
         let format = spec.format.expect("invariant: validated specs give file sources a format");
-        let err = |message: String| SourceError { source_id: spec.id.clone(), place: path.display().to_string(), message };
-        let file = File::open(&path).map_err(|e| err(format!("cannot open the input file: {e}. Check `path` in the spec.")))?;
+        let err =
+            |message: String| SourceError { source_id: spec.id.clone(), place: path.display().to_string(), message };
+        let file = File::open(&path)
+            .map_err(|e| err(format!("cannot open the input file: {e}. Check `path` in the spec.")))?;
         let reader = match format {
             FileFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
@@ -65,7 +67,11 @@ impl FileSource {
     }
 
     fn err(&self, offset: u64, message: String) -> SourceError {
-        SourceError { source_id: self.id.clone(), place: format!("{} at byte offset {offset}", self.path.display()), message }
+        SourceError {
+            source_id: self.id.clone(),
+            place: format!("{} at byte offset {offset}", self.path.display()),
+            message,
+        }
     }
 
     fn event_time(&self, value: &Value, offset: u64) -> Result<i64, SourceError> {
@@ -78,12 +84,22 @@ impl FileSource {
                 .as_i64()
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
                 .ok_or_else(|| self.err(offset, format!("timestamp `{pointer}` is {n}, not whole epoch milliseconds"))),
-            Some(other) => Err(self.err(offset, format!("timestamp `{pointer}` must be a number of epoch milliseconds, found {other}"))),
-            None => Err(self.err(offset, format!("record has no timestamp field `{pointer}`; fix the data or `timestamp` in the spec"))),
+            Some(other) => Err(self
+                .err(offset, format!("timestamp `{pointer}` must be a number of epoch milliseconds, found {other}"))),
+            None => Err(self.err(
+                offset,
+                format!("record has no timestamp field `{pointer}`; fix the data or `timestamp` in the spec"),
+            )),
         }
     }
 
-    fn push(&mut self, batch: &mut Batch, value: &[u8], parsed: Option<&Value>, offset: u64) -> Result<(), SourceError> {
+    fn push(
+        &mut self,
+        batch: &mut Batch,
+        value: &[u8],
+        parsed: Option<&Value>,
+        offset: u64,
+    ) -> Result<(), SourceError> {
         let ts = match parsed {
             Some(v) => self.event_time(v, offset)?,
             None => NO_TIMESTAMP,
@@ -105,7 +121,10 @@ impl FileSource {
             .read_until(b'\n', &mut self.line)
             .map_err(|e| self.err(offset, format!("read failed: {e}")))?;
         if n as u64 == MAX_RECORD_BYTES && self.line.last() != Some(&b'\n') {
-            return Err(self.err(offset, format!("record is longer than {} MiB; is this the right file and format?", MAX_RECORD_BYTES >> 20)));
+            return Err(self.err(
+                offset,
+                format!("record is longer than {} MiB; is this the right file and format?", MAX_RECORD_BYTES >> 20),
+            ));
         }
         if n == 0 {
             return Ok(false);
@@ -117,7 +136,8 @@ impl FileSource {
         }
         let result = match self.format {
             FileFormat::Text => {
-                let text = std::str::from_utf8(&line).map_err(|e| self.err(offset, format!("line is not UTF-8: {e}")))?;
+                let text =
+                    std::str::from_utf8(&line).map_err(|e| self.err(offset, format!("line is not UTF-8: {e}")))?;
                 let value = serde_json::to_vec(text).expect("invariant: a str always serializes to JSON");
                 let parsed = self.timestamp.as_ref().map(|_| Value::String(text.to_owned()));
                 self.push(batch, &value, parsed.as_ref(), offset)

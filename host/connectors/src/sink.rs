@@ -34,12 +34,19 @@ pub struct FileSink {
 impl FileSink {
     /// Creates (or truncates) `path`, creating its folder.
     pub fn create(id: &str, path: &Path) -> Result<Self, SinkError> {
-        let err = |e: std::io::Error| SinkError { sink_id: id.to_owned(), message: format!("cannot create {}: {e}", path.display()) };
+        let err = |e: std::io::Error| SinkError {
+            sink_id: id.to_owned(),
+            message: format!("cannot create {}: {e}", path.display()),
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let file = File::create(path).map_err(err)?;
-        Ok(FileSink { id: id.to_owned(), place: Some(path.to_owned()), out: BufWriter::with_capacity(1 << 16, Box::new(file)) })
+        Ok(FileSink {
+            id: id.to_owned(),
+            place: Some(path.to_owned()),
+            out: BufWriter::with_capacity(1 << 16, Box::new(file)),
+        })
     }
 
     /// Writes to standard output.

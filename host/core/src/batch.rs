@@ -153,12 +153,7 @@ impl Batch {
 
     /// Event `i`.
     pub fn event(&self, i: usize) -> EventRef<'_> {
-        EventRef {
-            key: self.key(i),
-            value: self.value(i),
-            timestamp: self.timestamps[i],
-            origin: self.origins[i],
-        }
+        EventRef { key: self.key(i), value: self.value(i), timestamp: self.timestamps[i], origin: self.origins[i] }
     }
 
     /// Key of event `i`.

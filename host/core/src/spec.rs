@@ -5,8 +5,8 @@
 //! parallelism, what each source type needs). Relative paths resolve
 //! against the spec's folder. The rest of Weir trusts a `Spec`.
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -397,13 +397,22 @@ impl Spec {
             match s.source_type {
                 SourceType::File => {
                     if s.path.is_none() || s.format.is_none() {
-                        return Err(at(format!("file source `{}` needs `path` and `format` (text, jsonl or csv)", s.id)));
+                        return Err(at(format!(
+                            "file source `{}` needs `path` and `format` (text, jsonl or csv)",
+                            s.id
+                        )));
                     }
                     if s.format == Some(FileFormat::Text) && s.timestamp.is_some() {
-                        return Err(at(format!("file source `{}`: text lines have no fields to take a `timestamp` from; use jsonl or csv", s.id)));
+                        return Err(at(format!(
+                            "file source `{}`: text lines have no fields to take a `timestamp` from; use jsonl or csv",
+                            s.id
+                        )));
                     }
                     if s.parallelism.is_some_and(|p| p != 1) {
-                        return Err(at(format!("file source `{}` reads with parallelism 1; remove `parallelism`", s.id)));
+                        return Err(at(format!(
+                            "file source `{}` reads with parallelism 1; remove `parallelism`",
+                            s.id
+                        )));
                     }
                 }
                 SourceType::Generator => {
@@ -424,7 +433,10 @@ impl Spec {
             if let Some(p) = s.parallelism
                 && (p == 0 || p > self.max_parallelism)
             {
-                return Err(at(format!("source `{}`: parallelism must be between 1 and {}", s.id, self.max_parallelism)));
+                return Err(at(format!(
+                    "source `{}`: parallelism must be between 1 and {}",
+                    s.id, self.max_parallelism
+                )));
             }
         }
         let producers: BTreeSet<&str> =
@@ -451,10 +463,16 @@ impl Spec {
             if let Some(p) = o.parallelism
                 && (p == 0 || p > self.max_parallelism)
             {
-                return Err(at(format!("operator `{}`: parallelism must be between 1 and {}", o.id, self.max_parallelism)));
+                return Err(at(format!(
+                    "operator `{}`: parallelism must be between 1 and {}",
+                    o.id, self.max_parallelism
+                )));
             }
             if o.kind == OperatorKind::Process && o.key_by.is_none() {
-                return Err(at(format!("operator `{}`: a process operator needs `key-by` (a field, a /json/pointer, or @key)", o.id)));
+                return Err(at(format!(
+                    "operator `{}`: a process operator needs `key-by` (a field, a /json/pointer, or @key)",
+                    o.id
+                )));
             }
         }
         for s in &self.sinks {
@@ -473,7 +491,11 @@ impl Spec {
             .map(|o| (o.id.as_str(), o.input.0.iter().map(|i| StreamRef::parse(i).id).collect()))
             .collect();
         // 0 = unvisited, 1 = on the path, 2 = done
-        fn visit<'a>(id: &'a str, inputs: &'a HashMap<&str, Vec<String>>, seen: &mut HashMap<&'a str, u8>) -> Option<String> {
+        fn visit<'a>(
+            id: &'a str,
+            inputs: &'a HashMap<&str, Vec<String>>,
+            seen: &mut HashMap<&'a str, u8>,
+        ) -> Option<String> {
             match seen.get(id) {
                 Some(1) => return Some(id.to_owned()),
                 Some(_) => return None,

@@ -51,7 +51,10 @@ pub struct WatermarkCombiner {
 impl WatermarkCombiner {
     /// A combiner over `inputs` inputs, all at `MIN_WATERMARK`.
     pub fn new(inputs: usize) -> Self {
-        WatermarkCombiner { inputs: vec![Input { watermark: MIN_WATERMARK, idle: false, ended: false }; inputs], current: MIN_WATERMARK }
+        WatermarkCombiner {
+            inputs: vec![Input { watermark: MIN_WATERMARK, idle: false, ended: false }; inputs],
+            current: MIN_WATERMARK,
+        }
     }
 
     /// The combined watermark.

@@ -47,7 +47,8 @@ pub(crate) struct Router {
 }
 
 fn key_from_json(value: &[u8], pointer: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| format!("value is not JSON ({e}), so it cannot be keyed by `{pointer}`"))?;
+    let v: serde_json::Value = serde_json::from_slice(value)
+        .map_err(|e| format!("value is not JSON ({e}), so it cannot be keyed by `{pointer}`"))?;
     match v.pointer(pointer) {
         Some(serde_json::Value::String(s)) => out.extend_from_slice(s.as_bytes()),
         Some(other) => serde_json::to_writer(&mut *out, other).map_err(|e| e.to_string())?,
@@ -108,7 +109,10 @@ impl Router {
                         KeySelector::Pointer(p) => {
                             key_buf.clear();
                             key_from_json(e.value, p, key_buf).map_err(|m| {
-                                RouteError::Key(format!("cannot key the record from offset {} for `{}`: {m}", e.origin, self.consumer))
+                                RouteError::Key(format!(
+                                    "cannot key the record from offset {} for `{}`: {m}",
+                                    e.origin, self.consumer
+                                ))
                             })?;
                             key_buf.as_slice()
                         }

@@ -45,20 +45,37 @@ impl JobGraph {
     pub fn from_spec(spec: &Spec) -> JobGraph {
         let mut vertices: Vec<Vertex> = Vec::new();
         for s in &spec.sources {
-            vertices.push(Vertex { id: s.id.clone(), kind: VertexKind::Source(s.clone()), parallelism: spec.source_parallelism(s), inputs: vec![] });
+            vertices.push(Vertex {
+                id: s.id.clone(),
+                kind: VertexKind::Source(s.clone()),
+                parallelism: spec.source_parallelism(s),
+                inputs: vec![],
+            });
         }
         for o in &spec.operators {
             let p = spec.operator_parallelism(o);
-            vertices.push(Vertex { id: o.id.clone(), kind: VertexKind::Operator(o.clone()), parallelism: p, inputs: vec![] });
+            vertices.push(Vertex {
+                id: o.id.clone(),
+                kind: VertexKind::Operator(o.clone()),
+                parallelism: p,
+                inputs: vec![],
+            });
         }
         for s in &spec.sinks {
             let p = match s.sink_type {
                 SinkType::Discard => spec.parallelism,
                 SinkType::File | SinkType::Stdout => 1,
             };
-            vertices.push(Vertex { id: s.id.clone(), kind: VertexKind::Sink(s.clone()), parallelism: p, inputs: vec![] });
+            vertices.push(Vertex {
+                id: s.id.clone(),
+                kind: VertexKind::Sink(s.clone()),
+                parallelism: p,
+                inputs: vec![],
+            });
         }
-        let index = |id: &str| vertices.iter().position(|v| v.id == id).expect("invariant: validated specs only name known ids");
+        let index = |id: &str| {
+            vertices.iter().position(|v| v.id == id).expect("invariant: validated specs only name known ids")
+        };
         let mut all_inputs = Vec::new();
         for (vi, v) in vertices.iter().enumerate() {
             let (names, key_by) = match &v.kind {

@@ -184,7 +184,11 @@ impl ProcessOp {
         table.key_ends.push(table.keys.len() as u32);
         for s in 0..states {
             let before = table.values.len();
-            let len = if backend.value_get(s as u32, key, &mut table.values) { (table.values.len() - before) as u32 } else { u32::MAX };
+            let len = if backend.value_get(s as u32, key, &mut table.values) {
+                (table.values.len() - before) as u32
+            } else {
+                u32::MAX
+            };
             table.value_lens.push(len);
         }
         (table.key_ends.len() - 1) as u32
@@ -227,7 +231,15 @@ impl ProcessOp {
 
     /// Processes events `a..b` of `input`, with `inner` marks (relative to
     /// `a`) at which no backend timer is due.
-    fn run_segment(&mut self, input: &Batch, a: usize, b: usize, inner: &[Mark], out: &mut Batch, side: &mut Vec<SideEvent>) -> Result<(), OpError> {
+    fn run_segment(
+        &mut self,
+        input: &Batch,
+        a: usize,
+        b: usize,
+        inner: &[Mark],
+        out: &mut Batch,
+        side: &mut Vec<SideEvent>,
+    ) -> Result<(), OpError> {
         if a == b {
             for m in inner {
                 self.watermark = self.watermark.max(m.watermark);
@@ -282,7 +294,13 @@ impl ProcessOp {
 
     /// Fires every timer of `domain` due at `upto`, earliest first, in
     /// calls of up to 1024 timers (timers they register fire too if due).
-    fn fire(&mut self, domain: TimerDomain, upto: i64, out: &mut Batch, side: &mut Vec<SideEvent>) -> Result<(), OpError> {
+    fn fire(
+        &mut self,
+        domain: TimerDomain,
+        upto: i64,
+        out: &mut Batch,
+        side: &mut Vec<SideEvent>,
+    ) -> Result<(), OpError> {
         loop {
             self.fired.clear();
             self.instance.backend().pop_timers(domain, upto, TIMERS_PER_CALL, &mut self.fired);
@@ -303,7 +321,11 @@ impl ProcessOp {
                             s
                         }
                     };
-                    timers.push(FiredTimer { key_slot: slot, timestamp: *ts, event_time: domain == TimerDomain::EventTime });
+                    timers.push(FiredTimer {
+                        key_slot: slot,
+                        timestamp: *ts,
+                        event_time: domain == TimerDomain::EventTime,
+                    });
                 }
             }
             let origins = vec![TIMER_ORIGIN; timers.len()];

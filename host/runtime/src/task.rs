@@ -3,12 +3,14 @@
 
 use crate::exchange::{Message, MessageKind, Route, RouteError, Router};
 use crate::graph::{JobGraph, Partition, VertexKind};
-use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, OpError, Operator, ProcessOp, SinkOp, TIMER_ORIGIN, now_ms};
+use crate::operators::{
+    MapOp, NativeMapOp, NativeProcessOp, OpError, Operator, ProcessOp, SinkOp, TIMER_ORIGIN, now_ms,
+};
 use crate::{Native, RunOptions};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Poll, Sink, Source, open_source};
 use weir_core::spec::{OperatorKind, SinkType, SourceType, Spec};
@@ -36,7 +38,14 @@ pub struct TaskError {
 
 impl TaskError {
     pub(crate) fn cancelled() -> TaskError {
-        TaskError { what: "task", vertex: String::new(), subtask: 0, record: None, message: "cancelled".into(), cancelled: true }
+        TaskError {
+            what: "task",
+            vertex: String::new(),
+            subtask: 0,
+            record: None,
+            message: "cancelled".into(),
+            cancelled: true,
+        }
     }
 }
 
@@ -119,7 +128,14 @@ impl Chain {
             (o, Some(src)) => format!("record at {src} offset {o}"),
             (o, None) => format!("record at offset {o} of its source"),
         });
-        TaskError { what: info.what, vertex: info.id.clone(), subtask: self.subtask, record, message: e.message, cancelled: false }
+        TaskError {
+            what: info.what,
+            vertex: info.id.clone(),
+            subtask: self.subtask,
+            record,
+            message: e.message,
+            cancelled: false,
+        }
     }
 
     fn route_error(&self, vertex: usize, e: RouteError) -> TaskError {
@@ -231,7 +247,13 @@ fn mark_only(watermark: i64) -> Batch {
     b
 }
 
-fn run_source(mut source: Box<dyn Source>, mut chain: Chain, batch_size: usize, idle_timeout: Option<Duration>, cancel: &AtomicBool) -> Result<Chain, TaskError> {
+fn run_source(
+    mut source: Box<dyn Source>,
+    mut chain: Chain,
+    batch_size: usize,
+    idle_timeout: Option<Duration>,
+    cancel: &AtomicBool,
+) -> Result<Chain, TaskError> {
     let head = chain.stages[0].vertex;
     let mut last_data = Instant::now();
     let mut idle = false;
@@ -352,7 +374,14 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
     let names = Arc::new(vertex_infos(&graph));
     let counters: Arc<Vec<Counters>> = Arc::new(graph.vertices.iter().map(|_| Counters::default()).collect());
     let start_err = |v: usize, subtask: u32, message: String| {
-        JobError::Task(TaskError { what: names[v].what, vertex: names[v].id.clone(), subtask, record: None, message, cancelled: false })
+        JobError::Task(TaskError {
+            what: names[v].what,
+            vertex: names[v].id.clone(),
+            subtask,
+            record: None,
+            message,
+            cancelled: false,
+        })
     };
 
     // Components: loaded and checked once per operator.
@@ -398,14 +427,20 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
             let id = graph.vertices[c].id.clone();
             out.push(match &e.partition {
                 Partition::Forward => Router::new(id, Route::Forward, vec![senders[&(c, s)].clone()], base),
-                Partition::Hash(sel) => Router::new(id, Route::Hash { selector: sel.clone(), max_parallelism: graph.max_parallelism }, all(), base + s),
+                Partition::Hash(sel) => Router::new(
+                    id,
+                    Route::Hash { selector: sel.clone(), max_parallelism: graph.max_parallelism },
+                    all(),
+                    base + s,
+                ),
                 Partition::Rebalance => Router::new(id, Route::Rebalance { next: s as usize }, all(), base + s),
             });
         }
         out
     };
     let side_tags = |v: usize| -> Vec<String> {
-        let mut tags: Vec<String> = graph.consumers(v).iter().filter_map(|&(c, ei)| graph.vertices[c].inputs[ei].tag.clone()).collect();
+        let mut tags: Vec<String> =
+            graph.consumers(v).iter().filter_map(|&(c, ei)| graph.vertices[c].inputs[ei].tag.clone()).collect();
         tags.sort();
         tags.dedup();
         tags
@@ -424,7 +459,12 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
                     let rs = routers_for(v, Some(&t), s);
                     rs.into_iter().map(move |r| (t.clone(), r))
                 });
-                stages.push(Stage { vertex: v, op, side_routers: side_routers.flatten().collect(), unread_side: HashMap::new() });
+                stages.push(Stage {
+                    vertex: v,
+                    op,
+                    side_routers: side_routers.flatten().collect(),
+                    unread_side: HashMap::new(),
+                });
             }
             let chain = Chain {
                 stages,
@@ -438,10 +478,14 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
             let h = match &graph.vertices[head].kind {
                 VertexKind::Source(src) => {
                     let p = graph.vertices[head].parallelism;
-                    let source = open_source(src, s, p).map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?;
+                    let source = open_source(src, s, p)
+                        .map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?;
                     Head::Source(source, src.watermark.idle_timeout_ms.map(Duration::from_millis))
                 }
-                _ => Head::Input(receivers.remove(&(head, s)).expect("invariant: every head with inputs has a channel"), graph.input_layout(head).0),
+                _ => Head::Input(
+                    receivers.remove(&(head, s)).expect("invariant: every head with inputs has a channel"),
+                    graph.input_layout(head).0,
+                ),
             };
             tasks.push((h, chain));
         }
@@ -491,13 +535,19 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
                 first_error.get_or_insert(e);
             }
             Err(panic) => {
-                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
                 first_error.get_or_insert(TaskError {
                     what: "task",
                     vertex: String::new(),
                     subtask: 0,
                     record: None,
-                    message: format!("internal error (a bug in Weir, please report it): {}", message.unwrap_or_default()),
+                    message: format!(
+                        "internal error (a bug in Weir, please report it): {}",
+                        message.unwrap_or_default()
+                    ),
                     cancelled: false,
                 });
             }
@@ -538,7 +588,8 @@ fn build_operator(
         VertexKind::Sink(s) => {
             let sink: Option<Box<dyn Sink>> = match s.sink_type {
                 SinkType::File => Some(Box::new(
-                    FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path")).map_err(|e| e.message)?,
+                    FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path"))
+                        .map_err(|e| e.message)?,
                 )),
                 SinkType::Stdout => Some(Box::new(FileSink::stdout(&s.id))),
                 SinkType::Discard => None,
@@ -547,17 +598,27 @@ fn build_operator(
         }
         VertexKind::Operator(o) => match options.native.get(&o.id) {
             Some(Native::Map(f)) => Box::new(NativeMapOp { f: f(), ends: Vec::new() }),
-            Some(Native::Process(f)) => Box::new(NativeProcessOp { f: f(), backend: Box::new(MemoryBackend::new()), ends: Vec::new() }),
+            Some(Native::Process(f)) => {
+                Box::new(NativeProcessOp { f: f(), backend: Box::new(MemoryBackend::new()), ends: Vec::new() })
+            }
             None => {
                 let component = &components[&v];
                 let config = o.config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
                 match o.kind {
-                    OperatorKind::Map => {
-                        Box::new(MapOp { instance: MapInstance::new(rt, component, &name, &config, options.limits).map_err(|e| e.to_string())? })
-                    }
+                    OperatorKind::Map => Box::new(MapOp {
+                        instance: MapInstance::new(rt, component, &name, &config, options.limits)
+                            .map_err(|e| e.to_string())?,
+                    }),
                     OperatorKind::Process => {
-                        let instance = ProcessInstance::new(rt, component, &name, &config, options.limits, Box::new(MemoryBackend::new()))
-                            .map_err(|e| e.to_string())?;
+                        let instance = ProcessInstance::new(
+                            rt,
+                            component,
+                            &name,
+                            &config,
+                            options.limits,
+                            Box::new(MemoryBackend::new()),
+                        )
+                        .map_err(|e| e.to_string())?;
                         Box::new(ProcessOp::new(instance))
                     }
                 }

@@ -167,7 +167,11 @@ impl WasmRuntime {
             }
         };
         self.check_world(path, &component, world)?;
-        let wrong = |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world: world.name(), message: format!("{e:#}") };
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_owned(),
+            world: world.name(),
+            message: format!("{e:#}"),
+        };
         let pre = match world {
             World::Map => {
                 let ip = self.map_linker.instantiate_pre(&component).map_err(wrong)?;
@@ -181,7 +185,12 @@ impl WasmRuntime {
         Ok(Component { path: path.to_owned(), pre })
     }
 
-    fn check_world(&self, path: &Path, component: &wasmtime::component::Component, world: World) -> Result<(), LoadError> {
+    fn check_world(
+        &self,
+        path: &Path,
+        component: &wasmtime::component::Component,
+        world: World,
+    ) -> Result<(), LoadError> {
         let ty = component.component_type();
         let wanted = world.export();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
@@ -191,7 +200,12 @@ impl WasmRuntime {
             _ => {
                 let other = [World::Map, World::Process].into_iter().find(|w| exports.contains(&w.export()));
                 let hint = match other {
-                    Some(w) => format!(" It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.", w.name(), w.name(), world.name()),
+                    Some(w) => format!(
+                        " It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.",
+                        w.name(),
+                        w.name(),
+                        world.name()
+                    ),
                     None => String::new(),
                 };
                 Err(LoadError::WrongWorld {

@@ -168,7 +168,12 @@ pub struct ProcessOutput {
     pub timers: Vec<TimerOp>,
 }
 
-fn new_store(rt: &WasmRuntime, operator: &str, limits: Limits, backend: Option<Box<dyn KeyedStateBackend>>) -> Store<HostState> {
+fn new_store(
+    rt: &WasmRuntime,
+    operator: &str,
+    limits: Limits,
+    backend: Option<Box<dyn KeyedStateBackend>>,
+) -> Store<HostState> {
     let mut store = Store::new(&rt.engine, HostState::new(Arc::from(operator), limits, backend));
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(u64::MAX / 2);
@@ -213,7 +218,11 @@ fn to_output(
 ) -> Result<CallOutput, CallError> {
     let n = b.timestamps.len();
     if b.offsets.len() != 2 * n + 1 || b.offsets[0] != 0 {
-        return Err(CallError::Protocol(format!("output has {n} events but {} offsets (need {})", b.offsets.len(), 2 * n + 1)));
+        return Err(CallError::Protocol(format!(
+            "output has {n} events but {} offsets (need {})",
+            b.offsets.len(),
+            2 * n + 1
+        )));
     }
     if b.offsets.windows(2).any(|w| w[0] > w[1]) || b.offsets[2 * n] as usize > b.data.len() {
         return Err(CallError::Protocol("output offsets decrease or run past the data".into()));
@@ -239,9 +248,16 @@ fn to_output(
         }
         out_origins
     };
-    let events = Batch { data: b.data, offsets: b.offsets, timestamps: b.timestamps, origins: out_origins, marks: Vec::new() };
+    let events =
+        Batch { data: b.data, offsets: b.offsets, timestamps: b.timestamps, origins: out_origins, marks: Vec::new() };
     let side = side
-        .map(|(tag, key, value, timestamp)| SideEvent { tag, key, value, timestamp, origin: origins.first().copied().unwrap_or(0) })
+        .map(|(tag, key, value, timestamp)| SideEvent {
+            tag,
+            key,
+            value,
+            timestamp,
+            origin: origins.first().copied().unwrap_or(0),
+        })
         .collect();
     Ok(CallOutput { events, input_ends, side })
 }
@@ -260,14 +276,21 @@ pub struct MapInstance {
 impl MapInstance {
     /// Instantiates `component` for `operator` (e.g. `split[0]`) and calls
     /// `init` with `config` (JSON).
-    pub fn new(rt: &WasmRuntime, component: &Component, operator: &str, config: &str, limits: Limits) -> Result<Self, CallError> {
+    pub fn new(
+        rt: &WasmRuntime,
+        component: &Component,
+        operator: &str,
+        config: &str,
+        limits: Limits,
+    ) -> Result<Self, CallError> {
         let Pre::Map(pre) = &component.pre else {
             return Err(CallError::Init(format!("{} is not a map component", component.path.display())));
         };
         let mut store = new_store(rt, operator, limits, None);
         let bindings = pre.instantiate(&mut store).map_err(|e| call_error(&store, e, limits))?;
         store.set_epoch_deadline(budget_ticks(limits));
-        let r = bindings.weir_operator_mapper().call_init(&mut store, config).map_err(|e| call_error(&store, e, limits))?;
+        let r =
+            bindings.weir_operator_mapper().call_init(&mut store, config).map_err(|e| call_error(&store, e, limits))?;
         r.map_err(CallError::Init)?;
         Ok(MapInstance { store, bindings, limits })
     }
@@ -278,7 +301,12 @@ impl MapInstance {
         let r = self.bindings.weir_operator_mapper().call_map_batch(&mut self.store, wire_batch(input));
         let out = r.map_err(|e| call_error(&self.store, e, self.limits))?;
         let out = out.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
-        to_output(out.events, out.input_ends, out.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)), &input.origins)
+        to_output(
+            out.events,
+            out.input_ends,
+            out.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)),
+            &input.origins,
+        )
     }
 }
 
@@ -352,8 +380,19 @@ impl ProcessInstance {
         let marks: Vec<pb::weir::operator::types::Mark> =
             marks.iter().map(|m| pb::weir::operator::types::Mark { after: m.after, watermark: m.watermark }).collect();
         let ctx = pb::exports::weir::operator::keyed_process::CallContext { watermark, processing_time };
-        let batch = pb::weir::operator::types::BatchParam { data: &input.data, offsets: &input.offsets, timestamps: &input.timestamps };
-        let r = self.bindings.weir_operator_keyed_process().call_process_batch(&mut self.store, batch, key_slots, &marks, table.wire(), ctx);
+        let batch = pb::weir::operator::types::BatchParam {
+            data: &input.data,
+            offsets: &input.offsets,
+            timestamps: &input.timestamps,
+        };
+        let r = self.bindings.weir_operator_keyed_process().call_process_batch(
+            &mut self.store,
+            batch,
+            key_slots,
+            &marks,
+            table.wire(),
+            ctx,
+        );
         let r = r.map_err(|e| call_error(&self.store, e, self.limits))?;
         let r = r.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
         self.finish(r, table, &input.origins)
@@ -393,8 +432,13 @@ impl ProcessInstance {
     ) -> Result<ProcessOutput, CallError> {
         use pb::weir::operator::types::TimeDomain;
         let o = r.output;
-        let events = mb::weir::operator::types::BatchResult { data: o.events.data, offsets: o.events.offsets, timestamps: o.events.timestamps };
-        let output = to_output(events, o.input_ends, o.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)), origins)?;
+        let events = mb::weir::operator::types::BatchResult {
+            data: o.events.data,
+            offsets: o.events.offsets,
+            timestamps: o.events.timestamps,
+        };
+        let output =
+            to_output(events, o.input_ends, o.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)), origins)?;
         let cells = (table.len() * self.states.value.len()) as u32;
         let w = r.writes;
         if w.cells.len() != w.lens.len() || w.cells.iter().any(|&c| c >= cells) {

@@ -88,7 +88,10 @@ impl HostState {
     fn checked_key(&self, kind: &str, state: u32, slot: u32) -> wasmtime::Result<Vec<u8>> {
         let declared = if kind == "list" { self.declared_lists } else { self.declared_maps };
         if state >= declared {
-            wasmtime::bail!("operator `{}` used {kind} state {state}, but declared only {declared} at init", self.operator);
+            wasmtime::bail!(
+                "operator `{}` used {kind} state {state}, but declared only {declared} at init",
+                self.operator
+            );
         }
         Ok(self.key(slot)?.to_vec())
     }
@@ -96,7 +99,11 @@ impl HostState {
     fn key(&self, slot: u32) -> wasmtime::Result<&[u8]> {
         let s = slot as usize;
         let Some(&end) = self.call_key_ends.get(s) else {
-            wasmtime::bail!("operator `{}` used key slot {slot}, but the call has {} keys", self.operator, self.call_key_ends.len());
+            wasmtime::bail!(
+                "operator `{}` used key slot {slot}, but the call has {} keys",
+                self.operator,
+                self.call_key_ends.len()
+            );
         };
         let start = if s == 0 { 0 } else { self.call_key_ends[s - 1] };
         Ok(&self.call_keys[start as usize..end as usize])
@@ -125,9 +132,14 @@ pub(crate) fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<H
     // sleep, so these calls trap with a message instead.
     linker.allow_shadowing(true);
     let mut clocks = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
-    let refuse = || wasmtime::format_err!("operators cannot sleep or wait for time; use a processing-time timer instead");
-    clocks.func_wrap("subscribe-duration", move |_, (_d,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) })?;
-    clocks.func_wrap("subscribe-instant", move |_, (_t,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) })?;
+    let refuse =
+        || wasmtime::format_err!("operators cannot sleep or wait for time; use a processing-time timer instead");
+    clocks.func_wrap("subscribe-duration", move |_, (_d,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+        Err(refuse())
+    })?;
+    clocks.func_wrap("subscribe-instant", move |_, (_t,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+        Err(refuse())
+    })?;
     linker.allow_shadowing(false);
     match world {
         World::Map => map::Map::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
@@ -186,7 +198,10 @@ impl ks::Host for HostState {
         let key = self.checked_key("list", state, key_slot)?;
         let ends = &elements.ends;
         if ends.windows(2).any(|w| w[0] > w[1]) || ends.last().map_or(0, |&e| e as usize) != elements.data.len() {
-            wasmtime::bail!("operator `{}` sent a malformed list-value (ends must not decrease and must end at the data's length)", self.operator);
+            wasmtime::bail!(
+                "operator `{}` sent a malformed list-value (ends must not decrease and must end at the data's length)",
+                self.operator
+            );
         }
         self.backend()?.0.list_replace(state, &key, &elements.data, &elements.ends);
         Ok(())
@@ -264,7 +279,12 @@ impl wasmtime_wasi::cli::IsTerminal for GuestLog {
 
 impl GuestLog {
     fn writer(&self) -> LineWriter {
-        LineWriter { operator: self.operator.clone(), stream: self.stream, pending: Vec::new(), recent: self.recent.clone() }
+        LineWriter {
+            operator: self.operator.clone(),
+            stream: self.stream,
+            pending: Vec::new(),
+            recent: self.recent.clone(),
+        }
     }
 }
 
@@ -354,10 +374,16 @@ impl tokio::io::AsyncWrite for LineWriter {
         self.push(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

@@ -42,7 +42,10 @@ fn spec_text(p: Pipeline, components: &Path, events: u64, keys: u64, value_size:
         "parallelism: {parallelism}\nsources:\n  - {{id: gen, type: generator, seed: 1, count: {per_subtask}, keys: {keys}, value-size: {value_size}}}\n"
     );
     let op = match p {
-        Pipeline::Map => format!("  - {{id: op, kind: map, component: {}, input: gen}}\n", components.join("passthrough.wasm").display()),
+        Pipeline::Map => format!(
+            "  - {{id: op, kind: map, component: {}, input: gen}}\n",
+            components.join("passthrough.wasm").display()
+        ),
         Pipeline::Process => format!(
             "  - {{id: op, kind: process, component: {}, input: gen, key-by: '@key'}}\n",
             components.join("keyed_counter.wasm").display()
@@ -107,11 +110,19 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
-    println!("weir bench: {} events, {} keys, {}-byte values, best of {} runs; {cpus} CPUs ({model})", args.events, args.keys, args.value_size, args.runs);
+    println!(
+        "weir bench: {} events, {} keys, {}-byte values, best of {} runs; {cpus} CPUs ({model})",
+        args.events, args.keys, args.value_size, args.runs
+    );
     println!("{:<44} {:>3} {:>14} {:>14} {:>11}", "pipeline", "p", "wasm ev/s", "native ev/s", "slowdown");
-    for (p, name) in [(Pipeline::Map, "generator → map → discard"), (Pipeline::Process, "generator → key_by → process(ValueState) → discard")] {
+    for (p, name) in [
+        (Pipeline::Map, "generator → map → discard"),
+        (Pipeline::Process, "generator → key_by → process(ValueState) → discard"),
+    ] {
         for &par in &args.parallelism {
             let text = spec_text(p, &components, args.events, args.keys, args.value_size, par);
             // Warm up: compile (or load from the cache) and touch every code path once.

@@ -56,7 +56,9 @@ fn print_summary(spec: &Spec, s: &JobSummary) {
         eprintln!("  {:<24} {:>4} {:>14} {:>14}", v.id, v.parallelism, v.records_in, v.records_out);
     }
     for (op, tag, n) in &s.unread_side_outputs {
-        eprintln!("  warning: operator `{op}` sent {n} events to side output `{tag}`, which no sink or operator reads (add `input: {op}#{tag}` somewhere)");
+        eprintln!(
+            "  warning: operator `{op}` sent {n} events to side output `{tag}`, which no sink or operator reads (add `input: {op}#{tag}` somewhere)"
+        );
     }
 }
 

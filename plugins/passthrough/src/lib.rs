@@ -20,6 +20,9 @@ mod tests {
     fn forwards_key_value_and_timestamp() {
         let mut h = weir_sdk::testing::MapHarness::new(super::Passthrough).unwrap();
         let out = h.map(b"k", b"\x00raw", Some(9)).unwrap();
-        assert_eq!((out[0].key.as_slice(), out[0].value.as_slice(), out[0].timestamp), (&b"k"[..], &b"\x00raw"[..], Some(9)));
+        assert_eq!(
+            (out[0].key.as_slice(), out[0].value.as_slice(), out[0].timestamp),
+            (&b"k"[..], &b"\x00raw"[..], Some(9))
+        );
     }
 }

@@ -59,7 +59,11 @@ fn wrong_type_reports_file_line_and_column() {
 fn unknown_input_names_the_known_ids_and_the_place() {
     let bad = GOOD.replace("input: split", "input: splt");
     let e = parse(&bad).unwrap_err();
-    assert!(e.message.contains("input `splt` is not a source or operator (known: count, lines, split)") || e.message.contains("(known: lines, split)"), "{e}");
+    assert!(
+        e.message.contains("input `splt` is not a source or operator (known: count, lines, split)")
+            || e.message.contains("(known: lines, split)"),
+        "{e}"
+    );
     assert_eq!(e.location, Some((11, 5)), "{e}");
 }
 
