@@ -111,12 +111,15 @@ impl<M: Map> MapHarness<M> {
     }
 }
 
+/// State of one (state id, key).
+type Cell = (u32, Vec<u8>);
+
 /// In-memory keyed state and timers of a [`ProcessHarness`].
 #[derive(Debug, Default)]
 struct Store {
-    values: HashMap<(u32, Vec<u8>), Vec<u8>>,
-    lists: HashMap<(u32, Vec<u8>), Vec<Vec<u8>>>,
-    maps: HashMap<(u32, Vec<u8>), BTreeMap<Vec<u8>, Vec<u8>>>,
+    values: HashMap<Cell, Vec<u8>>,
+    lists: HashMap<Cell, Vec<Vec<u8>>>,
+    maps: HashMap<Cell, BTreeMap<Vec<u8>, Vec<u8>>>,
     timers: BTreeSet<(TimeDomain, i64, Vec<u8>)>,
 }
 

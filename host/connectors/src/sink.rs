@@ -69,7 +69,7 @@ impl Sink for FileSink {
                     sink_id: self.id.clone(),
                     message: format!(
                         "the value of the record from offset {} holds a newline, which would break JSON lines; emit compact JSON",
-                        batch.origins[i]
+                        batch.origins()[i]
                     ),
                 });
             }

@@ -12,4 +12,4 @@ pub mod keys;
 pub mod spec;
 pub mod time;
 
-pub use batch::{Batch, EventRef, Mark, NO_TIMESTAMP};
+pub use batch::{Batch, BatchError, EventRef, Mark, NO_KEY_GROUP, NO_TIMESTAMP};

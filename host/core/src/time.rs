@@ -1,5 +1,6 @@
 //! Pure event-time state machines: watermark generation at sources and the
-//! combination of per-input watermarks in tasks. Time comes in as
+//! combination of per-input watermarks in tasks (after Flink's
+//! `StatusWatermarkValve`). Time comes in as
 //! arguments; nothing here reads a clock.
 
 /// The watermark before any: nothing is known about event time yet.
@@ -35,26 +36,49 @@ impl BoundedOutOfOrderness {
 struct Input {
     watermark: i64,
     idle: bool,
+    /// Whether the input takes part in the minimum: active, and its
+    /// watermark has caught up with the combined one since it was last
+    /// idle.
+    aligned: bool,
     ended: bool,
 }
 
-/// Combines the watermarks of a task's inputs: the minimum over inputs
-/// that are neither idle nor ended. When every input has ended it is
-/// `MAX_WATERMARK`; when the rest are all idle it stays where it is (an
-/// idle input may still send data).
-#[derive(Debug, Clone)]
-pub struct WatermarkCombiner {
-    inputs: Vec<Input>,
-    current: i64,
+/// What a step of the [`WatermarkValve`] changed downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ValveChange {
+    /// The combined watermark advanced to this.
+    pub watermark: Option<i64>,
+    /// The task's own status changed: `Some(true)` when it went idle
+    /// (every input idle), `Some(false)` when it became active again.
+    pub idle: Option<bool>,
 }
 
-impl WatermarkCombiner {
-    /// A combiner over `inputs` inputs, all at `MIN_WATERMARK`.
+/// Combines the watermarks of a task's inputs by Flink's rules (its
+/// `StatusWatermarkValve`):
+///
+/// - the combined watermark is the minimum over *aligned* inputs: active
+///   ones whose watermark has reached the combined one; it never goes back;
+/// - an input that goes idle leaves the minimum; one that becomes active
+///   again rejoins only once its watermark catches up;
+/// - when the last active input goes idle and it held the minimum, the
+///   combined watermark advances to the highest watermark of any input,
+///   and the task is idle towards its consumers until an input is active
+///   again;
+/// - an ended input stays at `MAX_WATERMARK` and active (Flink sends
+///   `MAX_WATERMARK` at the end of input), so it never holds anything back
+///   and a task with an ended input is never idle.
+#[derive(Debug, Clone)]
+pub struct WatermarkValve {
+    inputs: Vec<Input>,
+    current: i64,
+    idle: bool,
+}
+
+impl WatermarkValve {
+    /// A valve over `inputs` inputs, all active at `MIN_WATERMARK`.
     pub fn new(inputs: usize) -> Self {
-        WatermarkCombiner {
-            inputs: vec![Input { watermark: MIN_WATERMARK, idle: false, ended: false }; inputs],
-            current: MIN_WATERMARK,
-        }
+        let input = Input { watermark: MIN_WATERMARK, idle: false, aligned: true, ended: false };
+        WatermarkValve { inputs: vec![input; inputs], current: MIN_WATERMARK, idle: false }
     }
 
     /// The combined watermark.
@@ -62,51 +86,91 @@ impl WatermarkCombiner {
         self.current
     }
 
-    /// Input `input` reached `watermark` (it is active again if it was
-    /// idle). Returns the new combined watermark when it advanced.
-    pub fn update(&mut self, input: usize, watermark: i64) -> Option<i64> {
+    /// Whether every input is idle (the task is idle towards its consumers).
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+
+    /// Whether every input has ended.
+    pub fn all_ended(&self) -> bool {
+        self.inputs.iter().all(|i| i.ended)
+    }
+
+    /// Input `input` sent data: it is active (again).
+    pub fn activate(&mut self, input: usize) -> ValveChange {
+        let current = self.current;
         let i = &mut self.inputs[input];
-        i.idle = false;
-        i.watermark = i.watermark.max(watermark);
-        self.recompute()
-    }
-
-    /// Marks input `input` idle (or active again). Returns the new
-    /// combined watermark when excluding it advanced it.
-    pub fn set_idle(&mut self, input: usize, idle: bool) -> Option<i64> {
-        self.inputs[input].idle = idle;
-        self.recompute()
-    }
-
-    /// Input `input` reached its end. Returns the new combined watermark
-    /// when it advanced.
-    pub fn end(&mut self, input: usize) -> Option<i64> {
-        let i = &mut self.inputs[input];
-        i.ended = true;
-        i.idle = false;
-        self.recompute()
-    }
-
-    /// Whether every input that has not ended is idle, and one has not (then
-    /// this task is idle towards its own consumers, as Flink's watermark
-    /// status).
-    pub fn all_idle(&self) -> bool {
-        let mut open = self.inputs.iter().filter(|i| !i.ended).peekable();
-        open.peek().is_some() && open.all(|i| i.idle)
-    }
-
-    fn recompute(&mut self) -> Option<i64> {
-        let min = if self.inputs.iter().all(|i| i.ended) {
-            MAX_WATERMARK
-        } else {
-            self.inputs.iter().filter(|i| !i.idle && !i.ended).map(|i| i.watermark).min()?
-        };
-        if min > self.current {
-            self.current = min;
-            Some(min)
-        } else {
-            None
+        let mut change = ValveChange::default();
+        if i.idle {
+            i.idle = false;
+            i.aligned = i.watermark >= current;
+            if self.idle {
+                self.idle = false;
+                change.idle = Some(false);
+            }
         }
+        change
+    }
+
+    /// Input `input` reached `watermark` (it is active again if it was
+    /// idle).
+    pub fn watermark(&mut self, input: usize, watermark: i64) -> ValveChange {
+        let mut change = self.activate(input);
+        let current = self.current;
+        let i = &mut self.inputs[input];
+        if watermark > i.watermark {
+            i.watermark = watermark;
+            if !i.aligned && watermark >= current {
+                i.aligned = true;
+            }
+            change.watermark = self.advance_to_min();
+        }
+        change
+    }
+
+    /// Input `input` went idle, or active again.
+    pub fn set_idle(&mut self, input: usize, idle: bool) -> ValveChange {
+        if !idle {
+            return self.activate(input);
+        }
+        let i = &mut self.inputs[input];
+        if i.idle || i.ended {
+            return ValveChange::default();
+        }
+        i.idle = true;
+        i.aligned = false;
+        let held_min = i.watermark == self.current;
+        let mut change = ValveChange::default();
+        if self.inputs.iter().all(|i| i.idle) {
+            if held_min {
+                let max = self.inputs.iter().map(|i| i.watermark).max().unwrap_or(MIN_WATERMARK);
+                change.watermark = self.advance(max);
+            }
+            self.idle = true;
+            change.idle = Some(true);
+        } else if held_min {
+            change.watermark = self.advance_to_min();
+        }
+        change
+    }
+
+    /// Input `input` reached its end: it is at `MAX_WATERMARK` for good.
+    pub fn end(&mut self, input: usize) -> ValveChange {
+        let change = self.watermark(input, MAX_WATERMARK);
+        self.inputs[input].ended = true;
+        change
+    }
+
+    fn advance_to_min(&mut self) -> Option<i64> {
+        let min = self.inputs.iter().filter(|i| i.aligned).map(|i| i.watermark).min()?;
+        self.advance(min)
+    }
+
+    fn advance(&mut self, to: i64) -> Option<i64> {
+        (to > self.current).then(|| {
+            self.current = to;
+            to
+        })
     }
 }
 
@@ -125,49 +189,65 @@ mod tests {
 
     #[test]
     fn combined_watermark_is_the_minimum_of_inputs() {
-        let mut c = WatermarkCombiner::new(2);
-        assert_eq!(c.update(0, 100), None);
-        assert_eq!(c.update(1, 50), Some(50));
-        assert_eq!(c.update(1, 200), Some(100));
-        assert_eq!(c.update(0, 90), None, "a watermark never goes back");
+        let mut c = WatermarkValve::new(2);
+        assert_eq!(c.watermark(0, 100).watermark, None);
+        assert_eq!(c.watermark(1, 50).watermark, Some(50));
+        assert_eq!(c.watermark(1, 200).watermark, Some(100));
+        assert_eq!(c.watermark(0, 90).watermark, None, "a watermark never goes back");
         assert_eq!(c.current(), 100);
     }
 
     #[test]
-    fn idle_inputs_are_excluded_until_they_resume() {
-        let mut c = WatermarkCombiner::new(2);
-        c.update(0, 100);
-        assert_eq!(c.set_idle(1, true), Some(100));
-        assert_eq!(c.update(0, 150), Some(150));
-        assert_eq!(c.update(1, 120), None, "a resumed input never moves the watermark back");
-        assert_eq!(c.update(0, 300), None, "but it holds it until it catches up");
-        assert_eq!(c.update(1, 200), Some(200));
+    fn a_resumed_input_rejoins_the_minimum_only_once_it_catches_up() {
+        let mut c = WatermarkValve::new(2);
+        c.watermark(0, 100);
+        assert_eq!(c.set_idle(1, true).watermark, Some(100));
+        assert_eq!(c.watermark(0, 150).watermark, Some(150));
+        assert_eq!(c.watermark(1, 120).watermark, None, "a resumed input never moves the watermark back");
+        assert_eq!(
+            c.watermark(0, 300).watermark,
+            Some(300),
+            "nor holds it back before it caught up (Flink's alignment)"
+        );
+        assert_eq!(c.watermark(1, 310).watermark, None);
+        assert_eq!(c.watermark(0, 400).watermark, Some(310), "once caught up it takes part in the minimum again");
     }
 
     #[test]
-    fn all_idle_inputs_hold_the_watermark() {
-        let mut c = WatermarkCombiner::new(2);
-        c.update(0, 10);
-        c.update(1, 20);
+    fn all_idle_inputs_advance_to_the_highest_watermark() {
+        let mut c = WatermarkValve::new(2);
+        c.watermark(0, 10);
+        c.watermark(1, 20);
+        assert_eq!(c.set_idle(1, true), ValveChange::default(), "input 0 still holds the minimum");
+        assert_eq!(c.set_idle(0, true), ValveChange { watermark: Some(20), idle: Some(true) });
+        assert!(c.is_idle());
+        assert_eq!(c.watermark(0, 30), ValveChange { watermark: Some(30), idle: Some(false) });
+        assert!(!c.is_idle(), "a watermark makes its input active again");
+    }
+
+    #[test]
+    fn all_idle_does_not_flush_when_the_last_input_to_go_idle_was_behind() {
+        let mut c = WatermarkValve::new(2);
+        c.watermark(0, 10);
+        c.watermark(1, 20);
         c.set_idle(0, true);
         assert_eq!(c.current(), 20);
-        assert_eq!(c.set_idle(1, true), None);
-        assert_eq!(c.current(), 20);
-        assert!(c.all_idle());
-        c.update(0, 30);
-        assert!(!c.all_idle(), "a watermark makes its input active again");
+        c.set_idle(0, false);
+        c.watermark(0, 15);
+        assert_eq!(c.set_idle(1, true).watermark, None, "input 1 held the minimum: input 0 is the only one left");
+        assert_eq!(c.set_idle(0, true), ValveChange { watermark: None, idle: Some(true) }, "input 0 was behind");
     }
 
     #[test]
-    fn an_ended_input_does_not_push_past_an_idle_one() {
-        let mut c = WatermarkCombiner::new(2);
-        c.update(0, 10);
-        c.update(1, 20);
+    fn an_ended_input_next_to_an_idle_one_ends_event_time() {
+        let mut c = WatermarkValve::new(2);
+        c.watermark(0, 10);
+        c.watermark(1, 20);
         c.set_idle(1, true);
-        assert_eq!(c.end(0), None, "input 1 is idle, not ended: hold");
-        assert_eq!(c.current(), 10);
-        assert!(c.all_idle());
-        assert_eq!(c.update(1, 50), Some(50));
-        assert_eq!(c.end(1), Some(MAX_WATERMARK));
+        assert_eq!(c.end(0).watermark, Some(MAX_WATERMARK), "as in Flink: the ended input is at +inf and active");
+        assert!(!c.is_idle());
+        assert!(!c.all_ended());
+        c.end(1);
+        assert!(c.all_ended());
     }
 }

@@ -39,6 +39,11 @@ pub(crate) struct Vertex {
 pub(crate) struct JobGraph {
     pub vertices: Vec<Vertex>,
     pub max_parallelism: u32,
+    /// Per vertex: its consumers as (consumer, input edge index).
+    consumers: Vec<Vec<(usize, usize)>>,
+    /// Per vertex: number of logical inputs and the first index of each
+    /// input edge.
+    layouts: Vec<(usize, Vec<usize>)>,
 }
 
 impl JobGraph {
@@ -97,20 +102,51 @@ impl JobGraph {
         for (vi, e) in all_inputs {
             vertices[vi].inputs.push(e);
         }
-        JobGraph { vertices, max_parallelism: spec.max_parallelism }
+        let mut consumers = vec![Vec::new(); vertices.len()];
+        for (ci, c) in vertices.iter().enumerate() {
+            for (ei, e) in c.inputs.iter().enumerate() {
+                consumers[e.from].push((ci, ei));
+            }
+        }
+        let layouts = vertices
+            .iter()
+            .map(|v| {
+                let mut bases = Vec::new();
+                let mut n = 0usize;
+                for e in &v.inputs {
+                    bases.push(n);
+                    n += match e.partition {
+                        Partition::Forward => 1,
+                        _ => vertices[e.from].parallelism as usize,
+                    };
+                }
+                (n, bases)
+            })
+            .collect();
+        JobGraph { vertices, max_parallelism: spec.max_parallelism, consumers, layouts }
     }
 
     /// Consumers of `v`: (consumer, input edge index).
-    pub fn consumers(&self, v: usize) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        for (ci, c) in self.vertices.iter().enumerate() {
-            for (ei, e) in c.inputs.iter().enumerate() {
-                if e.from == v {
-                    out.push((ci, ei));
+    pub fn consumers(&self, v: usize) -> &[(usize, usize)] {
+        &self.consumers[v]
+    }
+
+    /// Vertices in an order where every vertex comes after its inputs
+    /// (Kahn's algorithm: iterative and linear; validated specs are acyclic).
+    pub fn topological_order(&self) -> Vec<usize> {
+        let mut missing: Vec<usize> = self.vertices.iter().map(|v| v.inputs.len()).collect();
+        let mut ready: Vec<usize> = (0..self.vertices.len()).filter(|&v| missing[v] == 0).collect();
+        let mut order = Vec::with_capacity(self.vertices.len());
+        while let Some(v) = ready.pop() {
+            order.push(v);
+            for &(c, _) in &self.consumers[v] {
+                missing[c] -= 1;
+                if missing[c] == 0 {
+                    ready.push(c);
                 }
             }
         }
-        out
+        order
     }
 
     /// Whether `v` runs in the same task as its one upstream vertex: a
@@ -134,7 +170,7 @@ impl JobGraph {
             loop {
                 let last = *chain.last().expect("invariant: a chain starts with its head");
                 let next = self.consumers(last);
-                match next.as_slice() {
+                match next {
                     [(c, _)] if self.chained_to_upstream(*c) => chain.push(*c),
                     _ => break,
                 }
@@ -146,17 +182,8 @@ impl JobGraph {
 
     /// Number of logical inputs (for watermark combination) a subtask of
     /// `v` has, and the first index of each input edge.
-    pub fn input_layout(&self, v: usize) -> (usize, Vec<usize>) {
-        let mut bases = Vec::new();
-        let mut n = 0usize;
-        for e in &self.vertices[v].inputs {
-            bases.push(n);
-            n += match e.partition {
-                Partition::Forward => 1,
-                _ => self.vertices[e.from].parallelism as usize,
-            };
-        }
-        (n, bases)
+    pub fn input_layout(&self, v: usize) -> (usize, &[usize]) {
+        (self.layouts[v].0, &self.layouts[v].1)
     }
 }
 
@@ -195,7 +222,7 @@ mod tests {
         );
         assert_eq!(g.chains(), vec![vec![0, 1], vec![2], vec![3]]);
         assert_eq!(g.vertices[2].inputs[0].partition, Partition::Rebalance);
-        assert_eq!(g.input_layout(2), (2, vec![0]));
-        assert_eq!(g.input_layout(3), (1, vec![0]));
+        assert_eq!(g.input_layout(2), (2, &[0][..]));
+        assert_eq!(g.input_layout(3), (1, &[0][..]));
     }
 }

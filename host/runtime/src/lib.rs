@@ -9,14 +9,18 @@
 #![warn(missing_docs)]
 
 mod exchange;
+mod gate;
 mod graph;
+mod job;
 mod operators;
 mod task;
 
+pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
 pub use operators::{NativeMapFn, NativeProcessFn};
-pub use task::{JobError, JobSummary, TaskError, VertexMetrics, run};
+pub use task::TaskError;
 
 use std::collections::HashMap;
+use std::time::Duration;
 use weir_wasm::Limits;
 
 /// A native operator standing in for the component of the operator with
@@ -29,18 +33,33 @@ pub enum Native {
     Process(Box<dyn Fn() -> NativeProcessFn>),
 }
 
-/// How to run a job.
+/// How to run a job: every knob that is policy, in one place, with
+/// defaults that are right for most jobs.
 pub struct RunOptions {
-    /// Limits of every operator instance.
+    /// Limits and quotas of every operator instance.
     pub limits: Limits,
-    /// Batches a channel holds before its sender blocks.
-    pub channel_capacity: usize,
+    /// Bytes one input queue of a task holds before its sender blocks (the
+    /// credit a remote channel will grant). Default 4 MiB.
+    pub channel_bytes: usize,
+    /// Most bytes of keys and values in one batch between stages and tasks
+    /// (the spec's `batch-size` bounds the events). Default 4 MiB; an
+    /// event larger than that travels alone.
+    pub batch_bytes: usize,
+    /// How often tasks check processing time (processing-time timers).
+    /// Default 50 ms.
+    pub tick_interval: Duration,
     /// Native stand-ins by operator id.
     pub native: HashMap<String, Native>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { limits: Limits::default(), channel_capacity: 16, native: HashMap::new() }
+        RunOptions {
+            limits: Limits::default(),
+            channel_bytes: 4 << 20,
+            batch_bytes: 4 << 20,
+            tick_interval: Duration::from_millis(50),
+            native: HashMap::new(),
+        }
     }
 }

@@ -1,28 +1,29 @@
 //! Operators as a task runs them: one call per batch, watermarks (marks)
-//! carried through to the output at the right positions.
+//! carried through to the output at the right positions, and output handed
+//! on as it is made (never gathered over a whole input batch or a whole
+//! watermark's timers), so it flows in bounded batches with backpressure.
 
-use std::collections::HashMap;
-
-type KeyIndex<'a> = HashMap<&'a [u8], u32, foldhash::fast::FixedState>;
+use crate::TaskError;
 use weir_connectors::Sink;
 use weir_core::{Batch, EventRef, Mark};
-use weir_state::{KeyedStateBackend, TimerDomain};
-use weir_wasm::{CallError, CallOutput, FiredTimer, KeyTable, MapInstance, ProcessInstance, ProcessOutput, SideEvent};
+use weir_state::KeyedStateBackend;
+use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent};
 
-/// Timers fired per `on-timers` call.
-const TIMERS_PER_CALL: usize = 1024;
+mod process;
+pub(crate) use process::ProcessOp;
 
 /// The origin given to events emitted by timers.
 pub(crate) const TIMER_ORIGIN: u64 = u64::MAX;
 
 /// A failure inside an operator, before the task adds its name.
+#[derive(Debug)]
 pub(crate) struct OpError {
     pub origin: Option<u64>,
     pub message: String,
 }
 
 impl OpError {
-    fn call(e: CallError, origins: &[u64]) -> OpError {
+    pub fn call(e: CallError, origins: &[u64]) -> OpError {
         let origin = match &e {
             CallError::Operator { index, .. } => origins.get(*index as usize).copied(),
             _ => None,
@@ -31,41 +32,72 @@ impl OpError {
     }
 }
 
+/// Why a stage stopped: its own failure, or one downstream of it (already
+/// named) that it passes on.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Op(OpError),
+    Downstream(TaskError),
+}
+
+impl From<OpError> for Fail {
+    fn from(e: OpError) -> Self {
+        Fail::Op(e)
+    }
+}
+
+impl From<TaskError> for Fail {
+    fn from(e: TaskError) -> Self {
+        Fail::Downstream(e)
+    }
+}
+
+/// Where a stage's output goes: the rest of the chain, then the routers.
+pub(crate) trait Emit {
+    /// Main-output events with the watermarks between them. Large batches
+    /// are cut to the job's batch bounds on the way.
+    fn emit(&mut self, batch: Batch) -> Result<(), TaskError>;
+    /// Side-output events (sent before the main output of the same call).
+    fn side(&mut self, events: Vec<SideEvent>) -> Result<(), TaskError>;
+}
+
 /// A stage of a chain.
 pub(crate) trait Operator: Send {
-    /// Processes a batch; returns the main output (with marks) and pushes
-    /// side-output events to `side`.
-    fn process(&mut self, input: Batch, side: &mut Vec<SideEvent>) -> Result<Batch, OpError>;
+    /// Processes a batch, emitting its output (with marks) as it goes.
+    fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail>;
 
     /// Fires processing-time timers due at `now` (epoch ms).
-    fn on_processing_time(&mut self, _now: i64, _side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
-        Ok(Batch::new())
+    fn on_processing_time(&mut self, _now: i64, _out: &mut dyn Emit) -> Result<(), Fail> {
+        Ok(())
     }
 
     /// End of input: flush.
-    fn finish(&mut self) -> Result<(), OpError> {
+    fn finish(&mut self, _out: &mut dyn Emit) -> Result<(), Fail> {
         Ok(())
     }
 }
 
-/// Output marks at the positions the operator's `input_ends` give.
-fn carry_marks(marks: &[Mark], input_ends: &[u32], base: u32, out: &mut Batch) {
+/// Puts `marks` into `out` at the positions the operator's `input_ends`
+/// give (mark after input `k` → after the output of inputs `0..k`), plus
+/// `base` events already in `out`.
+pub(crate) fn carry_marks(marks: &[Mark], input_ends: &[u32], base: u32, out: &mut Batch) {
     for m in marks {
         let after = if m.after == 0 { 0 } else { input_ends[m.after as usize - 1] };
-        push_mark_at(out, base + after, m.watermark);
-    }
-}
-
-fn push_mark_at(out: &mut Batch, after: u32, watermark: i64) {
-    match out.marks.last_mut() {
-        Some(last) if last.watermark >= watermark => {}
-        Some(last) if last.after == after => last.watermark = watermark,
-        _ => out.marks.push(Mark { after, watermark }),
+        out.mark_at(base + after, m.watermark);
     }
 }
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A source's own stage: what the source emits goes on unchanged.
+pub(crate) struct PassThrough;
+
+impl Operator for PassThrough {
+    fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        Ok(out.emit(input)?)
+    }
 }
 
 /// A Wasm `map` operator.
@@ -74,15 +106,15 @@ pub(crate) struct MapOp {
 }
 
 impl Operator for MapOp {
-    fn process(&mut self, input: Batch, side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
+    fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
         if input.is_empty() {
-            return Ok(input);
+            return Ok(out.emit(input)?);
         }
-        let CallOutput { mut events, input_ends, side: s } =
-            self.instance.map_batch(&input).map_err(|e| OpError::call(e, &input.origins))?;
-        carry_marks(&input.marks, &input_ends, 0, &mut events);
-        side.extend(s);
-        Ok(events)
+        let CallOutput { mut events, input_ends, side } =
+            self.instance.map_batch(&input).map_err(|e| OpError::call(e, input.origins()))?;
+        carry_marks(input.marks(), &input_ends, 0, &mut events);
+        out.side(side)?;
+        Ok(out.emit(events)?)
     }
 }
 
@@ -98,15 +130,15 @@ pub(crate) struct NativeMapOp {
 }
 
 impl Operator for NativeMapOp {
-    fn process(&mut self, input: Batch, _side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
-        let mut out = Batch::with_capacity(input.len(), input.bytes());
+    fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        let mut events = Batch::with_capacity(input.len(), input.bytes());
         self.ends.clear();
         for i in 0..input.len() {
-            (self.f)(input.event(i), &mut out);
-            self.ends.push(out.len() as u32);
+            (self.f)(input.event(i), &mut events);
+            self.ends.push(events.len() as u32);
         }
-        carry_marks(&input.marks, &self.ends, 0, &mut out);
-        Ok(out)
+        carry_marks(input.marks(), &self.ends, 0, &mut events);
+        Ok(out.emit(events)?)
     }
 }
 
@@ -117,15 +149,15 @@ pub(crate) struct NativeProcessOp {
 }
 
 impl Operator for NativeProcessOp {
-    fn process(&mut self, input: Batch, _side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
-        let mut out = Batch::with_capacity(input.len(), input.len() * 16);
+    fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        let mut events = Batch::with_capacity(input.len(), input.len() * 16);
         self.ends.clear();
         for i in 0..input.len() {
-            (self.f)(input.event(i), self.backend.as_mut(), &mut out);
-            self.ends.push(out.len() as u32);
+            (self.f)(input.event(i), self.backend.as_mut(), &mut events);
+            self.ends.push(events.len() as u32);
         }
-        carry_marks(&input.marks, &self.ends, 0, &mut out);
-        Ok(out)
+        carry_marks(input.marks(), &self.ends, 0, &mut events);
+        Ok(out.emit(events)?)
     }
 }
 
@@ -136,239 +168,79 @@ pub(crate) struct SinkOp {
 }
 
 impl Operator for SinkOp {
-    fn process(&mut self, input: Batch, _side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
+    fn process(&mut self, input: Batch, _out: &mut dyn Emit) -> Result<(), Fail> {
         if let Some(s) = &mut self.sink {
             s.write(&input).map_err(|e| OpError { origin: None, message: e.message })?;
-        }
-        Ok(Batch::new())
-    }
-
-    fn finish(&mut self) -> Result<(), OpError> {
-        match &mut self.sink {
-            Some(s) => s.finish().map_err(|e| OpError { origin: None, message: e.message }),
-            None => Ok(()),
-        }
-    }
-}
-
-/// A Wasm keyed `process` operator: builds each call's key table from the
-/// backend, applies the returned writes and timer changes, and fires
-/// timers in timestamp order when watermarks pass them.
-pub(crate) struct ProcessOp {
-    pub instance: ProcessInstance,
-    pub value_states: usize,
-    pub watermark: i64,
-    pub table: KeyTable,
-    pub slots: Vec<u32>,
-    pub segment: Batch,
-    pub fired: Vec<(i64, Vec<u8>)>,
-}
-
-impl ProcessOp {
-    pub fn new(instance: ProcessInstance) -> Self {
-        let value_states = instance.states().value.len();
-        ProcessOp {
-            instance,
-            value_states,
-            watermark: i64::MIN,
-            table: KeyTable::default(),
-            slots: Vec::new(),
-            segment: Batch::new(),
-            fired: Vec::new(),
-        }
-    }
-
-    /// Adds `key` to the table (with its value state) if new; its slot.
-    fn slot_of(table: &mut KeyTable, backend: &dyn KeyedStateBackend, states: usize, key: &[u8]) -> u32 {
-        table.keys.extend_from_slice(key);
-        table.key_ends.push(table.keys.len() as u32);
-        for s in 0..states {
-            let before = table.values.len();
-            let len = if backend.value_get(s as u32, key, &mut table.values) {
-                (table.values.len() - before) as u32
-            } else {
-                u32::MAX
-            };
-            table.value_lens.push(len);
-        }
-        (table.key_ends.len() - 1) as u32
-    }
-
-    /// Applies what a call returned to the backend and appends its events.
-    fn apply(&mut self, r: ProcessOutput, out: &mut Batch, side: &mut Vec<SideEvent>) -> Vec<u32> {
-        let states = self.value_states.max(1) as u32;
-        let backend = self.instance.backend();
-        let mut at = 0usize;
-        for (&cell, &len) in r.write_cells.iter().zip(&r.write_lens) {
-            let key = self.table.key((cell / states) as usize);
-            if len == u32::MAX {
-                backend.value_clear(cell % states, key);
-            } else {
-                backend.value_put(cell % states, key, &r.write_data[at..at + len as usize]);
-                at += len as usize;
-            }
-        }
-        for t in &r.timers {
-            let key = self.table.key(t.key_slot as usize);
-            let domain = if t.event_time { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
-            if t.delete {
-                backend.timer_delete(domain, key, t.timestamp);
-            } else {
-                backend.timer_register(domain, key, t.timestamp);
-            }
-        }
-        side.extend(r.output.side);
-        let events = r.output.events;
-        if out.is_void() {
-            *out = events;
-        } else {
-            for i in 0..events.len() {
-                out.push_from(&events, i);
-            }
-        }
-        r.output.input_ends
-    }
-
-    /// Processes events `a..b` of `input`, with `inner` marks (relative to
-    /// `a`) at which no backend timer is due.
-    fn run_segment(
-        &mut self,
-        input: &Batch,
-        a: usize,
-        b: usize,
-        inner: &[Mark],
-        out: &mut Batch,
-        side: &mut Vec<SideEvent>,
-    ) -> Result<(), OpError> {
-        if a == b {
-            for m in inner {
-                self.watermark = self.watermark.max(m.watermark);
-                out.mark(self.watermark);
-            }
-            return Ok(());
-        }
-        let whole = a == 0 && b == input.len();
-        if !whole {
-            self.segment.clear();
-            for i in a..b {
-                self.segment.push_from(input, i);
-            }
-        }
-        let seg = if whole { input } else { &self.segment };
-        let mut start_wm = self.watermark;
-        for m in inner.iter().filter(|m| m.after == 0) {
-            start_wm = start_wm.max(m.watermark);
-        }
-        self.table.clear();
-        self.slots.clear();
-        {
-            let backend = self.instance.backend();
-            let mut index = KeyIndex::with_capacity_and_hasher(seg.len().min(4096), Default::default());
-            for i in 0..seg.len() {
-                let key = seg.key(i);
-                let slot = match index.get(key) {
-                    Some(&s) => s,
-                    None => {
-                        let s = Self::slot_of(&mut self.table, backend, self.value_states, key);
-                        index.insert(key, s);
-                        s
-                    }
-                };
-                self.slots.push(slot);
-            }
-        }
-        let marks: Vec<Mark> = inner.iter().filter(|m| m.after > 0).copied().collect();
-        let r = self
-            .instance
-            .process_batch(seg, &self.slots, &marks, &self.table, start_wm, now_ms())
-            .map_err(|e| OpError::call(e, &seg.origins))?;
-        let base = out.len() as u32;
-        let ends = self.apply(r, out, side);
-        for m in inner {
-            let after = if m.after == 0 { 0 } else { ends[m.after as usize - 1] };
-            push_mark_at(out, base + after, m.watermark);
-            self.watermark = self.watermark.max(m.watermark);
         }
         Ok(())
     }
 
-    /// Fires every timer of `domain` due at `upto`, earliest first, in
-    /// calls of up to 1024 timers (timers they register fire too if due).
-    fn fire(
-        &mut self,
-        domain: TimerDomain,
-        upto: i64,
-        out: &mut Batch,
-        side: &mut Vec<SideEvent>,
-    ) -> Result<(), OpError> {
-        loop {
-            self.fired.clear();
-            self.instance.backend().pop_timers(domain, upto, TIMERS_PER_CALL, &mut self.fired);
-            if self.fired.is_empty() {
-                return Ok(());
-            }
-            self.table.clear();
-            let mut timers = Vec::with_capacity(self.fired.len());
-            {
-                let backend = self.instance.backend();
-                let mut index = KeyIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
-                for (ts, key) in &self.fired {
-                    let slot = match index.get(key.as_slice()) {
-                        Some(&s) => s,
-                        None => {
-                            let s = Self::slot_of(&mut self.table, backend, self.value_states, key);
-                            index.insert(key.as_slice(), s);
-                            s
-                        }
-                    };
-                    timers.push(FiredTimer {
-                        key_slot: slot,
-                        timestamp: *ts,
-                        event_time: domain == TimerDomain::EventTime,
-                    });
-                }
-            }
-            let origins = vec![TIMER_ORIGIN; timers.len()];
-            let r = self
-                .instance
-                .on_timers(&timers, &self.table, self.watermark, now_ms(), &origins)
-                .map_err(|e| OpError::call(e, &origins))?;
-            self.apply(r, out, side);
+    fn finish(&mut self, _out: &mut dyn Emit) -> Result<(), Fail> {
+        if let Some(s) = &mut self.sink {
+            s.finish().map_err(|e| OpError { origin: None, message: e.message })?;
         }
+        Ok(())
     }
 }
 
-impl Operator for ProcessOp {
-    fn process(&mut self, mut input: Batch, side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
-        let n = input.len();
-        let marks = std::mem::take(&mut input.marks);
-        let mut out = Batch::new();
-        let mut start = 0usize;
-        let mut inner: Vec<Mark> = Vec::new();
-        for m in &marks {
-            let due = self.instance.backend().next_timer(TimerDomain::EventTime).is_some_and(|t| t <= m.watermark);
-            if !due {
-                inner.push(Mark { after: m.after - start as u32, watermark: m.watermark });
-                continue;
-            }
-            self.run_segment(&input, start, m.after as usize, &inner, &mut out, side)?;
-            inner.clear();
-            self.watermark = self.watermark.max(m.watermark);
-            self.fire(TimerDomain::EventTime, self.watermark, &mut out, side)?;
-            out.mark(self.watermark);
-            start = m.after as usize;
-        }
-        if start < n || !inner.is_empty() {
-            self.run_segment(&input, start, n, &inner, &mut out, side)?;
-        }
-        Ok(out)
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Collects what a stage emits.
+    #[derive(Default)]
+    pub(crate) struct Collect {
+        pub batches: Vec<Batch>,
+        pub side: Vec<SideEvent>,
     }
 
-    fn on_processing_time(&mut self, now: i64, side: &mut Vec<SideEvent>) -> Result<Batch, OpError> {
-        let mut out = Batch::new();
-        if self.instance.backend().next_timer(TimerDomain::ProcessingTime).is_some_and(|t| t <= now) {
-            self.fire(TimerDomain::ProcessingTime, now, &mut out, side)?;
+    impl Emit for Collect {
+        fn emit(&mut self, batch: Batch) -> Result<(), TaskError> {
+            self.batches.push(batch);
+            Ok(())
         }
-        Ok(out)
+        fn side(&mut self, events: Vec<SideEvent>) -> Result<(), TaskError> {
+            self.side.extend(events);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn marks_follow_the_output_of_the_inputs_before_them() {
+        let mut out = Batch::new();
+        for i in 0..5 {
+            out.push(b"", &[i], 0, 0);
+        }
+        // Inputs 0..3 produced 2, 0 and 3 events; marks after input 1 and 3.
+        carry_marks(
+            &[Mark { after: 0, watermark: 1 }, Mark { after: 1, watermark: 5 }, Mark { after: 3, watermark: 9 }],
+            &[2, 2, 5],
+            0,
+            &mut out,
+        );
+        assert_eq!(
+            out.marks(),
+            &[Mark { after: 0, watermark: 1 }, Mark { after: 2, watermark: 5 }, Mark { after: 5, watermark: 9 }]
+        );
+    }
+
+    #[test]
+    fn a_native_map_emits_one_batch_per_input_with_its_marks() {
+        let mut op = NativeMapOp {
+            f: Box::new(|e, out| {
+                out.push(e.key, e.value, e.timestamp, e.origin);
+                out.push(e.key, e.value, e.timestamp, e.origin);
+            }),
+            ends: Vec::new(),
+        };
+        let mut input = Batch::new();
+        input.push(b"", b"a", 1, 0);
+        input.mark(1);
+        input.push(b"", b"b", 2, 1);
+        let mut c = Collect::default();
+        op.process(input, &mut c).unwrap();
+        assert_eq!(c.batches.len(), 1);
+        assert_eq!(c.batches[0].len(), 4);
+        assert_eq!(c.batches[0].marks(), &[Mark { after: 2, watermark: 1 }]);
     }
 }

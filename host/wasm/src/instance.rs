@@ -217,16 +217,6 @@ fn to_output(
     origins: &[u64],
 ) -> Result<CallOutput, CallError> {
     let n = b.timestamps.len();
-    if b.offsets.len() != 2 * n + 1 || b.offsets[0] != 0 {
-        return Err(CallError::Protocol(format!(
-            "output has {n} events but {} offsets (need {})",
-            b.offsets.len(),
-            2 * n + 1
-        )));
-    }
-    if b.offsets.windows(2).any(|w| w[0] > w[1]) || b.offsets[2 * n] as usize > b.data.len() {
-        return Err(CallError::Protocol("output offsets decrease or run past the data".into()));
-    }
     if input_ends.len() != origins.len()
         || input_ends.windows(2).any(|w| w[0] > w[1])
         || input_ends.last().map_or(0, |&e| e as usize) != n
@@ -248,8 +238,8 @@ fn to_output(
         }
         out_origins
     };
-    let events =
-        Batch { data: b.data, offsets: b.offsets, timestamps: b.timestamps, origins: out_origins, marks: Vec::new() };
+    let events = Batch::from_parts(b.data, b.offsets, b.timestamps, out_origins)
+        .map_err(|e| CallError::Protocol(format!("output: {e}")))?;
     let side = side
         .map(|(tag, key, value, timestamp)| SideEvent {
             tag,
@@ -263,7 +253,7 @@ fn to_output(
 }
 
 fn wire_batch(b: &Batch) -> mb::weir::operator::types::BatchParam<'_> {
-    mb::weir::operator::types::BatchParam { data: &b.data, offsets: &b.offsets, timestamps: &b.timestamps }
+    mb::weir::operator::types::BatchParam { data: b.data(), offsets: b.offsets(), timestamps: b.timestamps() }
 }
 
 /// An instance of a `map` component.
@@ -305,7 +295,7 @@ impl MapInstance {
             out.events,
             out.input_ends,
             out.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)),
-            &input.origins,
+            input.origins(),
         )
     }
 }
@@ -381,9 +371,9 @@ impl ProcessInstance {
             marks.iter().map(|m| pb::weir::operator::types::Mark { after: m.after, watermark: m.watermark }).collect();
         let ctx = pb::exports::weir::operator::keyed_process::CallContext { watermark, processing_time };
         let batch = pb::weir::operator::types::BatchParam {
-            data: &input.data,
-            offsets: &input.offsets,
-            timestamps: &input.timestamps,
+            data: input.data(),
+            offsets: input.offsets(),
+            timestamps: input.timestamps(),
         };
         let r = self.bindings.weir_operator_keyed_process().call_process_batch(
             &mut self.store,
@@ -395,7 +385,7 @@ impl ProcessInstance {
         );
         let r = r.map_err(|e| call_error(&self.store, e, self.limits))?;
         let r = r.map_err(|e| CallError::Operator { index: e.index, message: e.message })?;
-        self.finish(r, table, &input.origins)
+        self.finish(r, table, input.origins())
     }
 
     /// Fires `timers` in the order given.

@@ -1,0 +1,253 @@
+//! The input gate of a task with inputs, as a pure state machine: messages
+//! from the inputs come in, the steps the task must take come out. It
+//! combines watermarks (the [`WatermarkValve`]), tracks idleness and end of
+//! input, and says when processing time is due to be checked. No queues,
+//! threads or clocks: time comes in as an argument.
+
+use crate::exchange::MessageKind;
+use std::time::{Duration, Instant};
+use weir_core::Batch;
+use weir_core::time::{ValveChange, WatermarkValve};
+
+/// What the task does next, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Run this batch through the chain (its marks are combined watermarks).
+    Run(Batch),
+    /// Tell consumers this task went idle (`true`) or active again.
+    Idle(bool),
+    /// Every input ended: finish the chain and end the outputs.
+    Finish,
+}
+
+pub(crate) struct InputGate {
+    valve: WatermarkValve,
+    tick_every: Duration,
+    last_tick: Instant,
+}
+
+impl InputGate {
+    /// A gate over `inputs` inputs that asks for a processing-time check
+    /// every `tick_every`, starting at `now`.
+    pub fn new(inputs: usize, tick_every: Duration, now: Instant) -> Self {
+        InputGate { valve: WatermarkValve::new(inputs), tick_every, last_tick: now }
+    }
+
+    fn status(change: ValveChange, steps: &mut Vec<Step>) {
+        if let Some(idle) = change.idle {
+            steps.push(Step::Idle(idle));
+        }
+    }
+
+    /// Takes a message from `input` and appends the steps it causes.
+    pub fn on_message(&mut self, input: usize, message: MessageKind, steps: &mut Vec<Step>) {
+        match message {
+            MessageKind::Data(mut batch) => {
+                Self::status(self.valve.activate(input), steps);
+                let marks = batch.take_marks();
+                for m in marks {
+                    if let Some(w) = self.valve.watermark(input, m.watermark).watermark {
+                        batch.mark_at(m.after, w);
+                    }
+                }
+                if !batch.is_void() {
+                    steps.push(Step::Run(batch));
+                }
+            }
+            MessageKind::Idle(idle) => {
+                let change = self.valve.set_idle(input, idle);
+                if !idle {
+                    Self::status(change, steps);
+                }
+                if let Some(w) = change.watermark {
+                    steps.push(Step::Run(Batch::watermark(w)));
+                }
+                if idle {
+                    Self::status(change, steps);
+                }
+            }
+            MessageKind::End => {
+                let change = self.valve.end(input);
+                Self::status(change, steps);
+                if let Some(w) = change.watermark {
+                    steps.push(Step::Run(Batch::watermark(w)));
+                }
+                if self.valve.all_ended() {
+                    steps.push(Step::Finish);
+                }
+            }
+        }
+    }
+
+    /// Whether processing time is due to be checked at `now` (then the
+    /// next check is `tick_every` later).
+    pub fn tick_due(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.last_tick) >= self.tick_every {
+            self.last_tick = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How long until the next processing-time check, from `now`.
+    pub fn until_tick(&self, now: Instant) -> Duration {
+        self.tick_every.saturating_sub(now.duration_since(self.last_tick))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use weir_core::time::MAX_WATERMARK;
+
+    fn batch(marks: &[(u32, i64)], events: usize) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..events {
+            for &(after, w) in marks.iter().filter(|m| m.0 as usize == i) {
+                b.mark_at(after, w);
+            }
+            b.push(b"", b"", i as i64, 0);
+        }
+        for &(after, w) in marks.iter().filter(|m| m.0 as usize >= events) {
+            b.mark_at(after, w);
+        }
+        b
+    }
+
+    fn steps(g: &mut InputGate, input: usize, m: MessageKind) -> Vec<Step> {
+        let mut s = Vec::new();
+        g.on_message(input, m, &mut s);
+        s
+    }
+
+    #[test]
+    fn marks_become_combined_watermarks_at_their_place() {
+        let mut g = InputGate::new(2, Duration::from_millis(50), Instant::now());
+        assert_eq!(steps(&mut g, 0, MessageKind::Data(batch(&[(1, 100)], 2))), vec![Step::Run(batch(&[], 2))]);
+        let s = steps(&mut g, 1, MessageKind::Data(batch(&[(1, 50), (2, 200)], 2)));
+        assert_eq!(s, vec![Step::Run(batch(&[(1, 50), (2, 100)], 2))]);
+    }
+
+    #[test]
+    fn idleness_end_and_finish_come_out_in_order() {
+        let mut g = InputGate::new(2, Duration::from_millis(50), Instant::now());
+        steps(&mut g, 0, MessageKind::Data(batch(&[(0, 10)], 0)));
+        steps(&mut g, 1, MessageKind::Data(batch(&[(0, 20)], 0)));
+        assert_eq!(steps(&mut g, 1, MessageKind::Idle(true)), vec![]);
+        assert_eq!(steps(&mut g, 0, MessageKind::Idle(true)), vec![Step::Run(Batch::watermark(20)), Step::Idle(true)]);
+        assert_eq!(
+            steps(&mut g, 0, MessageKind::Data(batch(&[], 1))),
+            vec![Step::Idle(false), Step::Run(batch(&[], 1))]
+        );
+        assert_eq!(steps(&mut g, 0, MessageKind::End), vec![Step::Run(Batch::watermark(MAX_WATERMARK))]);
+        assert_eq!(steps(&mut g, 1, MessageKind::End), vec![Step::Finish]);
+    }
+
+    #[test]
+    fn ticks_are_due_every_interval() {
+        let t0 = Instant::now();
+        let mut g = InputGate::new(1, Duration::from_millis(50), t0);
+        assert!(!g.tick_due(t0 + Duration::from_millis(49)));
+        assert_eq!(g.until_tick(t0 + Duration::from_millis(20)), Duration::from_millis(30));
+        assert!(g.tick_due(t0 + Duration::from_millis(50)));
+        assert!(!g.tick_due(t0 + Duration::from_millis(60)));
+    }
+
+    /// A direct model of Flink's valve: per input (watermark, idle,
+    /// aligned); the output is the minimum over aligned inputs, or the
+    /// maximum of all when the last active input goes idle holding it.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Wm(usize, i64),
+        Idle(usize, bool),
+        End(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 0..60i64).prop_map(|(i, w)| Op::Wm(i, w)),
+            2 => (0..3usize, any::<bool>()).prop_map(|(i, b)| Op::Idle(i, b)),
+            1 => (0..3usize).prop_map(Op::End),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_gate_emits_what_flinks_valve_would(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut g = InputGate::new(3, Duration::from_secs(1), Instant::now());
+            let mut wm = [i64::MIN; 3];
+            let mut idle = [false; 3];
+            let mut aligned = [true; 3];
+            let mut ended = [false; 3];
+            let mut out = i64::MIN;
+            let mut out_idle = false;
+            let mut finished = false;
+            for op in ops {
+                if finished { break; }
+                let mut expect_wm = None;
+                let mut expect_idle = None;
+                let activate = |i: usize, idle: &mut [bool; 3], aligned: &mut [bool; 3], wm: &[i64; 3], out: i64, out_idle: &mut bool, ei: &mut Option<bool>| {
+                    if idle[i] {
+                        idle[i] = false;
+                        aligned[i] = wm[i] >= out;
+                        if *out_idle { *out_idle = false; *ei = Some(false); }
+                    }
+                };
+                let min_aligned = |wm: &[i64; 3], aligned: &[bool; 3]| (0..3).filter(|&i| aligned[i]).map(|i| wm[i]).min();
+                let message = match op {
+                    Op::Wm(i, w) if !ended[i] => {
+                        activate(i, &mut idle, &mut aligned, &wm, out, &mut out_idle, &mut expect_idle);
+                        if w > wm[i] {
+                            wm[i] = w;
+                            if w >= out { aligned[i] = true; }
+                            if let Some(m) = min_aligned(&wm, &aligned) && m > out { out = m; expect_wm = Some(m); }
+                        }
+                        let mut b = Batch::new();
+                        b.mark(w);
+                        MessageKind::Data(b)
+                    }
+                    Op::Idle(i, false) if !ended[i] => {
+                        activate(i, &mut idle, &mut aligned, &wm, out, &mut out_idle, &mut expect_idle);
+                        MessageKind::Idle(false)
+                    }
+                    Op::Idle(i, true) if !ended[i] => {
+                        if !idle[i] {
+                            idle[i] = true;
+                            aligned[i] = false;
+                            let held = wm[i] == out;
+                            if idle.iter().all(|&x| x) {
+                                let max = *wm.iter().max().unwrap();
+                                if held && max > out { out = max; expect_wm = Some(max); }
+                                out_idle = true;
+                                expect_idle = Some(true);
+                            } else if held && let Some(m) = min_aligned(&wm, &aligned) && m > out {
+                                out = m;
+                                expect_wm = Some(m);
+                            }
+                        }
+                        MessageKind::Idle(true)
+                    }
+                    Op::End(i) if !ended[i] => {
+                        activate(i, &mut idle, &mut aligned, &wm, out, &mut out_idle, &mut expect_idle);
+                        wm[i] = MAX_WATERMARK;
+                        aligned[i] = true;
+                        ended[i] = true;
+                        if let Some(m) = min_aligned(&wm, &aligned) && m > out { out = m; expect_wm = Some(m); }
+                        MessageKind::End
+                    }
+                    _ => continue,
+                };
+                let input = match op { Op::Wm(i, _) | Op::Idle(i, _) | Op::End(i) => i };
+                let s = steps(&mut g, input, message);
+                let got_wm = s.iter().find_map(|s| match s { Step::Run(b) => b.last_watermark(), _ => None });
+                let got_idle = s.iter().find_map(|s| match s { Step::Idle(b) => Some(*b), _ => None });
+                prop_assert_eq!(got_wm, expect_wm);
+                prop_assert_eq!(got_idle, expect_idle);
+                finished = s.contains(&Step::Finish);
+                prop_assert_eq!(finished, ended.iter().all(|&e| e));
+            }
+        }
+    }
+}

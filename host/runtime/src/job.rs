@@ -1,0 +1,573 @@
+//! Starting a job (components, inboxes, routers and tasks built from the
+//! job graph, one thread per task) and the [`JobHandle`] that watches and
+//! cancels it: live metrics, status, the first error and the exception
+//! history. Every failure ends the job promptly: the first real error
+//! cancels every source and closes every inbox, which wakes every task,
+//! whatever the graph's shape and order.
+
+use crate::exchange::{Inbox, InputSender, Route, Router};
+use crate::gate::InputGate;
+use crate::graph::{JobGraph, Partition, VertexKind};
+use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp};
+use crate::task::{Chain, Head, Stage, Tail, TaskError, VertexInfo, run_task};
+use crate::{Native, RunOptions};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use weir_connectors::{FileSink, Sink, open_source};
+use weir_core::spec::{OperatorKind, SinkType, SourceType, Spec};
+use weir_state::MemoryBackend;
+use weir_wasm::{Component, MapInstance, ProcessInstance, WasmRuntime, World};
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A component could not be loaded or does not fit its world.
+    #[error("operator `{operator}`: {source}")]
+    Load {
+        /// The operator id.
+        operator: String,
+        /// The load error.
+        source: weir_wasm::LoadError,
+    },
+    /// A task could not start or failed.
+    #[error("{0}")]
+    Task(TaskError),
+    /// The job was cancelled before it finished.
+    #[error("the job was cancelled")]
+    Cancelled,
+}
+
+/// The states of a job, after Flink's `JobStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Tasks are running.
+    Running,
+    /// A task failed; the others are being stopped.
+    Failing,
+    /// The job failed (see [`JobHandle::errors`]).
+    Failed,
+    /// Cancellation was asked for; tasks are stopping.
+    Cancelling,
+    /// The job was cancelled.
+    Canceled,
+    /// Every task reached the end of its input.
+    Finished,
+}
+
+impl JobStatus {
+    /// Whether the job has ended (finished, failed or canceled).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
+    }
+}
+
+/// Records in and out of one vertex, over all its subtasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexMetrics {
+    /// The vertex id.
+    pub id: String,
+    /// Its parallelism.
+    pub parallelism: u32,
+    /// `numRecordsIn`.
+    pub records_in: u64,
+    /// `numRecordsOut`.
+    pub records_out: u64,
+}
+
+/// What a finished job did.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    /// Per vertex, in spec order.
+    pub vertices: Vec<VertexMetrics>,
+    /// Side-output events that no vertex reads: (operator, tag, count).
+    pub unread_side_outputs: Vec<(String, String, u64)>,
+    /// Wall time from start to the last task's end.
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+}
+
+struct Progress {
+    running: usize,
+    status: JobStatus,
+    errors: Vec<TaskError>,
+    unread: HashMap<(usize, String), u64>,
+    ended_at: Option<Instant>,
+}
+
+/// What the job's tasks and its handle share.
+pub(crate) struct JobShared {
+    cancel: AtomicBool,
+    inboxes: Mutex<Vec<Arc<Inbox>>>,
+    pub counters: Vec<Counters>,
+    progress: Mutex<Progress>,
+    ended: Condvar,
+}
+
+impl JobShared {
+    /// Whether sources should stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops sources and closes every inbox: every task wakes and ends.
+    fn stop_all(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        for inbox in self.inboxes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            inbox.close();
+        }
+    }
+
+    /// A task ended with `result`.
+    fn task_ended(&self, result: Result<Vec<(usize, String, u64)>, TaskError>) {
+        let mut p = self.progress();
+        p.running -= 1;
+        match result {
+            Ok(unread) => {
+                for (v, tag, n) in unread {
+                    *p.unread.entry((v, tag)).or_default() += n;
+                }
+            }
+            Err(e) if e.cancelled => {}
+            Err(e) => {
+                p.errors.push(e);
+                if p.status == JobStatus::Running {
+                    p.status = JobStatus::Failing;
+                    drop(p);
+                    self.stop_all();
+                    p = self.progress();
+                }
+            }
+        }
+        if p.running == 0 {
+            p.status = match p.status {
+                JobStatus::Running => JobStatus::Finished,
+                JobStatus::Failing => JobStatus::Failed,
+                JobStatus::Cancelling => JobStatus::Canceled,
+                s => s,
+            };
+            p.ended_at = Some(Instant::now());
+            self.ended.notify_all();
+        }
+    }
+}
+
+/// A running job: watch it, cancel it, wait for its end.
+pub struct JobHandle {
+    shared: Arc<JobShared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    vertices: Vec<(String, u32)>,
+    started: Instant,
+}
+
+impl JobHandle {
+    /// The job's status now.
+    pub fn status(&self) -> JobStatus {
+        self.shared.progress().status
+    }
+
+    /// Records in and out per vertex, now.
+    pub fn metrics(&self) -> Vec<VertexMetrics> {
+        self.vertices
+            .iter()
+            .zip(&self.shared.counters)
+            .map(|((id, parallelism), c)| VertexMetrics {
+                id: id.clone(),
+                parallelism: *parallelism,
+                records_in: c.records_in.load(Ordering::Relaxed),
+                records_out: c.records_out.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Every task failure so far, first (the root cause) first.
+    pub fn errors(&self) -> Vec<TaskError> {
+        self.shared.progress().errors.clone()
+    }
+
+    /// Asks the job to stop; [`JobHandle::wait`] then returns
+    /// [`JobError::Cancelled`] (or the failure that came first).
+    pub fn cancel(&self) {
+        let mut p = self.shared.progress();
+        if p.status == JobStatus::Running {
+            p.status = JobStatus::Cancelling;
+        }
+        drop(p);
+        self.shared.stop_all();
+    }
+
+    /// Waits up to `timeout` for the job to end; its status then.
+    pub fn wait_timeout(&self, timeout: Duration) -> JobStatus {
+        let p = self.shared.progress();
+        let (p, _) =
+            self.shared.ended.wait_timeout_while(p, timeout, |p| p.running > 0).unwrap_or_else(|e| e.into_inner());
+        p.status
+    }
+
+    /// Waits for the job to end: its summary, or its first error.
+    pub fn wait(mut self) -> Result<JobSummary, JobError> {
+        {
+            let p = self.shared.progress();
+            let _ended = self.shared.ended.wait_while(p, |p| p.running > 0).unwrap_or_else(|e| e.into_inner());
+        }
+        for t in std::mem::take(&mut self.threads) {
+            // Tasks catch their own panics and report them as errors.
+            let _ = t.join();
+        }
+        let p = self.shared.progress();
+        if let Some(e) = p.errors.first() {
+            return Err(JobError::Task(e.clone()));
+        }
+        if p.status == JobStatus::Canceled {
+            return Err(JobError::Cancelled);
+        }
+        let vertices = self.vertices.iter().zip(&self.shared.counters);
+        let vertices = vertices
+            .map(|((id, parallelism), c)| VertexMetrics {
+                id: id.clone(),
+                parallelism: *parallelism,
+                records_in: c.records_in.load(Ordering::Relaxed),
+                records_out: c.records_out.load(Ordering::Relaxed),
+            })
+            .collect();
+        let mut unread_side_outputs: Vec<(String, String, u64)> =
+            p.unread.iter().map(|((v, tag), n)| (self.vertices[*v].0.clone(), tag.clone(), *n)).collect();
+        unread_side_outputs.sort();
+        let elapsed = p.ended_at.unwrap_or_else(Instant::now) - self.started;
+        Ok(JobSummary { vertices, unread_side_outputs, elapsed })
+    }
+}
+
+impl Drop for JobHandle {
+    /// A handle dropped while the job runs cancels it.
+    fn drop(&mut self) {
+        if !self.threads.is_empty() && !self.status().is_terminal() {
+            // `wait` takes the threads, so this is a handle nobody waited on.
+            self.cancel();
+        }
+    }
+}
+
+/// Runs `spec` to the end of its input (bounded sources) and returns what
+/// every vertex did, or the first error.
+pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSummary, JobError> {
+    start(spec, rt, options)?.wait()
+}
+
+/// Starts `spec`: loads its components, builds every task and starts them
+/// on their threads. Errors before anything runs (a component that does
+/// not load, a file that cannot be opened, an instance that cannot be
+/// created) come back here; later ones through the handle.
+pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHandle, JobError> {
+    let started = Instant::now();
+    let graph = JobGraph::from_spec(spec);
+    let names = Arc::new(vertex_infos(&graph));
+    let start_err = |v: usize, subtask: u32, message: String| {
+        JobError::Task(TaskError {
+            what: names[v].what,
+            vertex: names[v].id.clone(),
+            subtask,
+            record: None,
+            message,
+            cancelled: false,
+        })
+    };
+
+    // Components: loaded and checked once per operator.
+    let mut components: HashMap<usize, Component> = HashMap::new();
+    for (vi, v) in graph.vertices.iter().enumerate() {
+        if let VertexKind::Operator(o) = &v.kind
+            && !options.native.contains_key(&o.id)
+        {
+            let world = match o.kind {
+                OperatorKind::Map => World::Map,
+                OperatorKind::Process => World::Process,
+            };
+            let c = rt.load(&o.component, world).map_err(|source| JobError::Load { operator: o.id.clone(), source })?;
+            components.insert(vi, c);
+        }
+    }
+
+    let shared = Arc::new(JobShared {
+        cancel: AtomicBool::new(false),
+        inboxes: Mutex::new(Vec::new()),
+        counters: graph.vertices.iter().map(|_| Counters::default()).collect(),
+        progress: Mutex::new(Progress {
+            running: 0,
+            status: JobStatus::Running,
+            errors: Vec::new(),
+            unread: HashMap::new(),
+            ended_at: None,
+        }),
+        ended: Condvar::new(),
+    });
+
+    // Inboxes: one per (chain head with inputs, subtask), a queue per input.
+    let chains = graph.chains();
+    let mut inboxes: HashMap<(usize, u32), Arc<Inbox>> = HashMap::new();
+    for chain in &chains {
+        let head = chain[0];
+        if graph.vertices[head].inputs.is_empty() {
+            continue;
+        }
+        let inputs = graph.input_layout(head).0;
+        for s in 0..graph.vertices[head].parallelism {
+            inboxes.insert((head, s), Inbox::new(inputs, options.channel_bytes));
+        }
+    }
+    *shared.inboxes.lock().unwrap_or_else(|p| p.into_inner()) = inboxes.values().cloned().collect();
+    let routers_for = |v: usize, tag: Option<&str>, s: u32| -> Vec<Router> {
+        let mut out = Vec::new();
+        for &(c, ei) in graph.consumers(v) {
+            let e = &graph.vertices[c].inputs[ei];
+            if e.tag.as_deref() != tag || graph.chained_to_upstream(c) {
+                continue;
+            }
+            let base = graph.input_layout(c).1[ei];
+            let p = graph.vertices[c].parallelism;
+            let id = graph.vertices[c].id.clone();
+            let to = |t: u32, input: usize| InputSender { inbox: inboxes[&(c, t)].clone(), input };
+            out.push(match &e.partition {
+                Partition::Forward => Router::new(id, Route::Forward, vec![to(s, base)]),
+                Partition::Hash(sel) => Router::new(
+                    id,
+                    Route::Hash { selector: sel.clone(), max_parallelism: graph.max_parallelism },
+                    (0..p).map(|t| to(t, base + s as usize)).collect(),
+                ),
+                Partition::Rebalance => Router::new(
+                    id,
+                    Route::Rebalance { next: s as usize },
+                    (0..p).map(|t| to(t, base + s as usize)).collect(),
+                ),
+            });
+        }
+        out
+    };
+    let side_tags = |v: usize| -> Vec<String> {
+        let mut tags: Vec<String> =
+            graph.consumers(v).iter().filter_map(|&(c, ei)| graph.vertices[c].inputs[ei].tag.clone()).collect();
+        tags.sort();
+        tags.dedup();
+        tags
+    };
+
+    // Tasks: build every chain subtask (instances, sources, sinks), then start.
+    let mut tasks: Vec<(Head, Chain)> = Vec::new();
+    for chain in &chains {
+        let head = chain[0];
+        let last = *chain.last().expect("invariant: chains are not empty");
+        for s in 0..graph.vertices[head].parallelism {
+            let mut stages = Vec::new();
+            for &v in chain {
+                let op = build_operator(&graph, v, s, &components, rt, &options).map_err(|m| start_err(v, s, m))?;
+                let side_routers = side_tags(v).into_iter().flat_map(|t| {
+                    let rs = routers_for(v, Some(&t), s);
+                    rs.into_iter().map(move |r| (t.clone(), r))
+                });
+                stages.push(Stage { vertex: v, op, side_routers: side_routers.collect(), unread_side: HashMap::new() });
+            }
+            let tail = Tail {
+                routers: routers_for(last, None, s),
+                last_vertex: last,
+                subtask: s,
+                names: names.clone(),
+                shared: shared.clone(),
+                batch_events: spec.batch_size,
+                batch_bytes: options.batch_bytes,
+                key_buf: Vec::new(),
+            };
+            let h = match &graph.vertices[head].kind {
+                VertexKind::Source(src) => {
+                    let p = graph.vertices[head].parallelism;
+                    let source = open_source(src, s, p)
+                        .map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?;
+                    Head::Source {
+                        source,
+                        idle_timeout: src.watermark.idle_timeout_ms.map(Duration::from_millis),
+                        batch_size: spec.batch_size,
+                    }
+                }
+                _ => Head::Input {
+                    inbox: inboxes[&(head, s)].clone(),
+                    gate: InputGate::new(graph.input_layout(head).0, options.tick_interval, Instant::now()),
+                },
+            };
+            tasks.push((h, Chain { stages, tail }));
+        }
+    }
+    drop(inboxes);
+
+    shared.progress().running = tasks.len();
+    let mut handle = JobHandle {
+        shared: shared.clone(),
+        threads: Vec::with_capacity(tasks.len()),
+        vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
+        started,
+    };
+    let total = tasks.len();
+    for (i, (head, mut chain)) in tasks.into_iter().enumerate() {
+        let task_shared = shared.clone();
+        // A chain runs its stages by recursion: give long chains the stack.
+        let stack = (2 << 20) + chain.stages.len() * (4 << 10);
+        let spawned = std::thread::Builder::new().name(format!("weir-task-{i}")).stack_size(stack).spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(head, &mut chain)));
+            let r = match r {
+                Ok(Ok(())) => Ok(chain.unread_side_outputs()),
+                Ok(Err(e)) => Err(e),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    let info = &chain.tail.names[chain.head()];
+                    Err(TaskError {
+                        what: info.what,
+                        vertex: info.id.clone(),
+                        subtask: chain.tail.subtask,
+                        record: None,
+                        message: format!("internal error (a bug in Weir, please report it): {message}"),
+                        cancelled: false,
+                    })
+                }
+            };
+            // Drop the chain (its routers, instances, files) before reporting.
+            drop(chain);
+            task_shared.task_ended(r);
+        });
+        match spawned {
+            Ok(t) => handle.threads.push(t),
+            Err(e) => {
+                // Tasks not started count as ended; stop the ones that did.
+                let mut p = shared.progress();
+                p.running -= total - i;
+                p.errors.push(TaskError {
+                    what: "job",
+                    vertex: spec.name.clone().unwrap_or_default(),
+                    subtask: 0,
+                    record: None,
+                    message: format!(
+                        "cannot start task {} of {total}: {e}. This machine cannot run that many tasks; lower the parallelism",
+                        i + 1
+                    ),
+                    cancelled: false,
+                });
+                p.status = JobStatus::Failing;
+                if p.running == 0 {
+                    p.status = JobStatus::Failed;
+                    p.ended_at = Some(Instant::now());
+                    shared.ended.notify_all();
+                }
+                drop(p);
+                shared.stop_all();
+                break;
+            }
+        }
+    }
+    Ok(handle)
+}
+
+fn build_operator(
+    graph: &JobGraph,
+    v: usize,
+    subtask: u32,
+    components: &HashMap<usize, Component>,
+    rt: &WasmRuntime,
+    options: &RunOptions,
+) -> Result<Box<dyn Operator>, String> {
+    let vertex = &graph.vertices[v];
+    let name = format!("{}[{subtask}]", vertex.id);
+    Ok(match &vertex.kind {
+        VertexKind::Source(_) => Box::new(PassThrough),
+        VertexKind::Sink(s) => {
+            let sink: Option<Box<dyn Sink>> = match s.sink_type {
+                SinkType::File => Some(Box::new(
+                    FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path"))
+                        .map_err(|e| e.message)?,
+                )),
+                SinkType::Stdout => Some(Box::new(FileSink::stdout(&s.id))),
+                SinkType::Discard => None,
+            };
+            Box::new(SinkOp { sink })
+        }
+        VertexKind::Operator(o) => match options.native.get(&o.id) {
+            Some(Native::Map(f)) => Box::new(NativeMapOp { f: f(), ends: Vec::new() }),
+            Some(Native::Process(f)) => {
+                Box::new(NativeProcessOp { f: f(), backend: Box::new(MemoryBackend::new()), ends: Vec::new() })
+            }
+            None => {
+                let component = &components[&v];
+                let config = o.config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
+                match o.kind {
+                    OperatorKind::Map => Box::new(MapOp {
+                        instance: MapInstance::new(rt, component, &name, &config, options.limits)
+                            .map_err(|e| e.to_string())?,
+                    }),
+                    OperatorKind::Process => {
+                        let backend = Box::new(MemoryBackend::new());
+                        let instance = ProcessInstance::new(rt, component, &name, &config, options.limits, backend)
+                            .map_err(|e| e.to_string())?;
+                        Box::new(ProcessOp::new(instance))
+                    }
+                }
+            }
+        },
+    })
+}
+
+/// How each vertex is named in errors; a record's origin is named by the
+/// one source upstream of the vertex, when there is exactly one.
+fn vertex_infos(graph: &JobGraph) -> Vec<VertexInfo> {
+    // Sources upstream of each vertex, in topological order (linear in
+    // the graph's size; a set per vertex is capped at two: "one" or "many").
+    let order = graph.topological_order();
+    let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); graph.vertices.len()];
+    for &v in &order {
+        if graph.vertices[v].inputs.is_empty() {
+            upstream[v] = vec![v];
+            continue;
+        }
+        let mut set: Vec<usize> = Vec::new();
+        for e in &graph.vertices[v].inputs {
+            for &s in &upstream[e.from] {
+                if !set.contains(&s) && set.len() < 2 {
+                    set.push(s);
+                }
+            }
+        }
+        upstream[v] = set;
+    }
+    graph
+        .vertices
+        .iter()
+        .enumerate()
+        .map(|(vi, v)| {
+            let origin = match upstream[vi].as_slice() {
+                [one] => match &graph.vertices[*one].kind {
+                    VertexKind::Source(s) if s.source_type == SourceType::File => {
+                        Some(format!("{} byte", s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()))
+                    }
+                    VertexKind::Source(s) => Some(format!("generator `{}` sequence", s.id)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let what = match v.kind {
+                VertexKind::Source(_) => "source",
+                VertexKind::Operator(_) => "operator",
+                VertexKind::Sink(_) => "sink",
+            };
+            VertexInfo { id: v.id.clone(), what, origin }
+        })
+        .collect()
+}

@@ -1,0 +1,220 @@
+//! The Wasm keyed `process` operator: builds each call's key table from the
+//! backend, applies the returned writes and timer changes, and fires
+//! timers in timestamp order when watermarks pass them. Every call's
+//! output is emitted as soon as the call returns.
+
+use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN, now_ms};
+use std::collections::HashMap;
+use weir_core::{Batch, Mark};
+use weir_state::{KeyedStateBackend, TimerDomain};
+use weir_wasm::{FiredTimer, KeyTable, ProcessInstance, ProcessOutput};
+
+type KeyIndex<'a> = HashMap<&'a [u8], u32, foldhash::fast::FixedState>;
+
+/// Timers fired per `on-timers` call.
+const TIMERS_PER_CALL: usize = 1024;
+
+pub(crate) struct ProcessOp {
+    instance: ProcessInstance,
+    value_states: usize,
+    watermark: i64,
+    table: KeyTable,
+    slots: Vec<u32>,
+    segment: Batch,
+    fired: Vec<(i64, Vec<u8>)>,
+    timers: Vec<FiredTimer>,
+}
+
+impl ProcessOp {
+    pub fn new(instance: ProcessInstance) -> Self {
+        let value_states = instance.states().value.len();
+        ProcessOp {
+            instance,
+            value_states,
+            watermark: i64::MIN,
+            table: KeyTable::default(),
+            slots: Vec::new(),
+            segment: Batch::new(),
+            fired: Vec::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    /// Adds `key` to the table (with its value state) if new; its slot.
+    fn slot_of(table: &mut KeyTable, backend: &dyn KeyedStateBackend, states: usize, key: &[u8]) -> u32 {
+        table.keys.extend_from_slice(key);
+        table.key_ends.push(table.keys.len() as u32);
+        for s in 0..states {
+            let before = table.values.len();
+            let len = if backend.value_get(s as u32, key, &mut table.values) {
+                (table.values.len() - before) as u32
+            } else {
+                u32::MAX
+            };
+            table.value_lens.push(len);
+        }
+        (table.key_ends.len() - 1) as u32
+    }
+
+    /// Applies what a call returned to the backend; sends its side output
+    /// on and returns its main output and input ends.
+    fn apply(&mut self, r: ProcessOutput, out: &mut dyn Emit) -> Result<(Batch, Vec<u32>), Fail> {
+        let states = self.value_states.max(1) as u32;
+        let backend = self.instance.backend();
+        let mut at = 0usize;
+        for (&cell, &len) in r.write_cells.iter().zip(&r.write_lens) {
+            let key = self.table.key((cell / states) as usize);
+            if len == u32::MAX {
+                backend.value_clear(cell % states, key);
+            } else {
+                backend.value_put(cell % states, key, &r.write_data[at..at + len as usize]);
+                at += len as usize;
+            }
+        }
+        for t in &r.timers {
+            let key = self.table.key(t.key_slot as usize);
+            let domain = if t.event_time { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+            if t.delete {
+                backend.timer_delete(domain, key, t.timestamp);
+            } else {
+                backend.timer_register(domain, key, t.timestamp);
+            }
+        }
+        out.side(r.output.side)?;
+        Ok((r.output.events, r.output.input_ends))
+    }
+
+    /// Processes events `a..b` of `input`, with `inner` marks (relative to
+    /// `a`) at which no backend timer is due, and emits the output.
+    fn run_segment(
+        &mut self,
+        input: &Batch,
+        a: usize,
+        b: usize,
+        inner: &[Mark],
+        out: &mut dyn Emit,
+    ) -> Result<(), Fail> {
+        if a == b {
+            if let Some(w) = inner.iter().map(|m| m.watermark).max() {
+                self.watermark = self.watermark.max(w);
+                out.emit(Batch::watermark(self.watermark))?;
+            }
+            return Ok(());
+        }
+        let whole = a == 0 && b == input.len();
+        if !whole {
+            self.segment.clear();
+            for i in a..b {
+                self.segment.push_from(input, i);
+            }
+        }
+        let seg = if whole { input } else { &self.segment };
+        let mut start_wm = self.watermark;
+        for m in inner.iter().filter(|m| m.after == 0) {
+            start_wm = start_wm.max(m.watermark);
+        }
+        self.table.clear();
+        self.slots.clear();
+        {
+            let backend = self.instance.backend();
+            let mut index = KeyIndex::with_capacity_and_hasher(seg.len().min(4096), Default::default());
+            for i in 0..seg.len() {
+                let key = seg.key(i);
+                let slot = match index.get(key) {
+                    Some(&s) => s,
+                    None => {
+                        let s = Self::slot_of(&mut self.table, backend, self.value_states, key);
+                        index.insert(key, s);
+                        s
+                    }
+                };
+                self.slots.push(slot);
+            }
+        }
+        let marks: Vec<Mark> = inner.iter().filter(|m| m.after > 0).copied().collect();
+        let r = self
+            .instance
+            .process_batch(seg, &self.slots, &marks, &self.table, start_wm, now_ms())
+            .map_err(|e| OpError::call(e, seg.origins()))?;
+        let (mut events, ends) = self.apply(r, out)?;
+        super::carry_marks(inner, &ends, 0, &mut events);
+        for m in inner {
+            self.watermark = self.watermark.max(m.watermark);
+        }
+        Ok(out.emit(events)?)
+    }
+
+    /// Fires every timer of `domain` due at `upto`, earliest first, in
+    /// calls of up to 1024 timers (timers they register fire too if due),
+    /// emitting each call's output as it returns.
+    fn fire(&mut self, domain: TimerDomain, upto: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        loop {
+            self.fired.clear();
+            self.instance.backend().pop_timers(domain, upto, TIMERS_PER_CALL, &mut self.fired);
+            if self.fired.is_empty() {
+                return Ok(());
+            }
+            self.table.clear();
+            self.timers.clear();
+            {
+                let backend = self.instance.backend();
+                let mut index = KeyIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
+                for (ts, key) in &self.fired {
+                    let slot = match index.get(key.as_slice()) {
+                        Some(&s) => s,
+                        None => {
+                            let s = Self::slot_of(&mut self.table, backend, self.value_states, key);
+                            index.insert(key.as_slice(), s);
+                            s
+                        }
+                    };
+                    self.timers.push(FiredTimer {
+                        key_slot: slot,
+                        timestamp: *ts,
+                        event_time: domain == TimerDomain::EventTime,
+                    });
+                }
+            }
+            let origins = vec![TIMER_ORIGIN; self.timers.len()];
+            let r = self
+                .instance
+                .on_timers(&self.timers, &self.table, self.watermark, now_ms(), &origins)
+                .map_err(|e| OpError::call(e, &origins))?;
+            let (events, _) = self.apply(r, out)?;
+            out.emit(events)?;
+        }
+    }
+}
+
+impl Operator for ProcessOp {
+    fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        let n = input.len();
+        let marks = input.take_marks();
+        let mut start = 0usize;
+        let mut inner: Vec<Mark> = Vec::new();
+        for m in &marks {
+            let due = self.instance.backend().next_timer(TimerDomain::EventTime).is_some_and(|t| t <= m.watermark);
+            if !due {
+                inner.push(Mark { after: m.after - start as u32, watermark: m.watermark });
+                continue;
+            }
+            self.run_segment(&input, start, m.after as usize, &inner, out)?;
+            inner.clear();
+            self.watermark = self.watermark.max(m.watermark);
+            self.fire(TimerDomain::EventTime, self.watermark, out)?;
+            out.emit(Batch::watermark(self.watermark))?;
+            start = m.after as usize;
+        }
+        if start < n || !inner.is_empty() {
+            self.run_segment(&input, start, n, &inner, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        if self.instance.backend().next_timer(TimerDomain::ProcessingTime).is_some_and(|t| t <= now) {
+            self.fire(TimerDomain::ProcessingTime, now, out)?;
+        }
+        Ok(())
+    }
+}
