@@ -447,7 +447,13 @@ impl Spec {
             }
             for i in &inputs.0 {
                 let r = StreamRef::parse(i);
-                if !producers.contains(r.id.as_str()) || r.id == id {
+                if r.id == id {
+                    return Err((
+                        Some(id.to_owned()),
+                        format!("`{id}` reads its own output (`{i}`); pipelines must be acyclic"),
+                    ));
+                }
+                if !producers.contains(r.id.as_str()) {
                     let known: Vec<&str> = producers.iter().copied().filter(|p| *p != id).collect();
                     return Err((
                         Some(id.to_owned()),
@@ -484,39 +490,36 @@ impl Spec {
         self.check_acyclic()
     }
 
+    /// Kahn's algorithm over the operators: iterative and linear, so a
+    /// spec of any depth is checked without deep recursion.
     fn check_acyclic(&self) -> Result<(), (Option<String>, String)> {
-        let inputs: HashMap<&str, Vec<String>> = self
-            .operators
-            .iter()
-            .map(|o| (o.id.as_str(), o.input.0.iter().map(|i| StreamRef::parse(i).id).collect()))
-            .collect();
-        // 0 = unvisited, 1 = on the path, 2 = done
-        fn visit<'a>(
-            id: &'a str,
-            inputs: &'a HashMap<&str, Vec<String>>,
-            seen: &mut HashMap<&'a str, u8>,
-        ) -> Option<String> {
-            match seen.get(id) {
-                Some(1) => return Some(id.to_owned()),
-                Some(_) => return None,
-                None => {}
-            }
-            seen.insert(id, 1);
-            for up in inputs.get(id).into_iter().flatten() {
-                if let Some(c) = visit(up, inputs, seen) {
-                    return Some(c);
+        let index: HashMap<&str, usize> = self.operators.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
+        let mut missing = vec![0usize; self.operators.len()];
+        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); self.operators.len()];
+        for (i, o) in self.operators.iter().enumerate() {
+            for input in &o.input.0 {
+                if let Some(&up) = index.get(StreamRef::parse(input).id.as_str()) {
+                    missing[i] += 1;
+                    consumers[up].push(i);
                 }
             }
-            seen.insert(id, 2);
-            None
         }
-        let mut seen = HashMap::new();
-        for o in &self.operators {
-            if let Some(c) = visit(&o.id, &inputs, &mut seen) {
-                return Err((Some(c.clone()), format!("operator `{c}` is part of a cycle; pipelines must be acyclic")));
+        let mut ready: Vec<usize> = (0..missing.len()).filter(|&i| missing[i] == 0).collect();
+        let mut done = 0;
+        while let Some(i) = ready.pop() {
+            done += 1;
+            for &c in &consumers[i] {
+                missing[c] -= 1;
+                if missing[c] == 0 {
+                    ready.push(c);
+                }
             }
         }
-        Ok(())
+        if done == self.operators.len() {
+            return Ok(());
+        }
+        let c = &self.operators[missing.iter().position(|&m| m > 0).expect("invariant: an operator is left")].id;
+        Err((Some(c.clone()), format!("operator `{c}` is part of a cycle; pipelines must be acyclic")))
     }
 }
 

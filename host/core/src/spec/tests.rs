@@ -95,3 +95,29 @@ fn errors_about_flow_style_entries_are_located_too() {
     let e = parse(text).unwrap_err();
     assert_eq!(e.location, Some((3, 6)), "{e}");
 }
+
+#[test]
+fn a_self_loop_is_reported_as_reading_its_own_output() {
+    let e = parse(&GOOD.replace("input: split", "input: count")).unwrap_err();
+    assert!(e.message.contains("`count` reads its own output (`count`)"), "{e}");
+}
+
+#[test]
+fn a_cycle_of_100000_operators_is_refused_without_deep_recursion() {
+    let n = 100_000;
+    let mut text = String::from(
+        "sources: [{id: s, type: generator}]\nsinks: [{id: out, type: discard, input: op0}]\noperators:\n",
+    );
+    for i in 0..n {
+        let input = if i == 0 { format!("[s, op{}]", n - 1) } else { format!("op{}", i - 1) };
+        text.push_str(&format!("  - {{id: op{i}, kind: map, component: m.wasm, input: {input}}}\n"));
+    }
+    // Run on a small stack: a recursive check would overflow it.
+    let e = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || parse(&text).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(e.message.contains("part of a cycle"), "{e}");
+}

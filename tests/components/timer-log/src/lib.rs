@@ -4,6 +4,8 @@
 //! sequence shows exactly when timers fired relative to events. With
 //! `config.processing: true` it registers processing-time timers at
 //! processing time + delay instead, which emit `{"k", "pt": ts, "now": …}`.
+//! With `config.fail-at: T` it returns an operator error on the event with
+//! timestamp `T`.
 use serde_json::json;
 use weir_sdk::{Context, Event, KeyedProcessFunction, OpenContext, Output, Result, TimeDomain};
 
@@ -11,18 +13,23 @@ use weir_sdk::{Context, Event, KeyedProcessFunction, OpenContext, Output, Result
 pub struct TimerLog {
     delay: i64,
     processing: bool,
+    fail_at: Option<i64>,
 }
 
 impl KeyedProcessFunction for TimerLog {
     fn open(&mut self, ctx: &mut OpenContext) -> Result<()> {
         self.delay = ctx.config().get("delay").and_then(|d| d.as_i64()).unwrap_or(0);
         self.processing = ctx.config().get("processing").and_then(|p| p.as_bool()).unwrap_or(false);
+        self.fail_at = ctx.config().get("fail-at").and_then(|f| f.as_i64());
         weir_sdk::log(weir_sdk::Level::Info, &format!("timer-log opened with delay {}", self.delay));
         Ok(())
     }
 
     fn process(&mut self, event: &Event<'_>, ctx: &mut Context<'_>, out: &mut Output) -> Result<()> {
         let ts = event.timestamp.ok_or("event has no timestamp")?;
+        if self.fail_at == Some(ts) {
+            return Err(format!("failing at timestamp {ts} as configured").into());
+        }
         out.emit_json(event.key, &json!({"k": ctx.key_str()?, "e": ts}), Some(ts))?;
         if self.processing {
             let at = ctx.current_processing_time() + self.delay;
