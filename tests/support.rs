@@ -13,6 +13,7 @@ pub const GUESTS: &[&str] = &[
     "fraud-detector",
     "panicky-map",
     "timer-log",
+    "timer-churn",
     "passthrough",
     "keyed-counter",
 ];

@@ -4,6 +4,7 @@
 
 use crate::event::{Output, event_at, validate_batch};
 use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
+use crate::timers::{CallTimers, Due};
 use crate::{Error, KeyedProcessFunction, Map};
 use std::cell::RefCell;
 
@@ -135,13 +136,14 @@ struct TableBackend {
     written: Vec<u8>,
     dirty: Vec<u32>,
     slot: u32,
-    timers: Vec<kp::TimerOp>,
-    /// Event-time timers this call registered and has not deleted: the
-    /// ones a mark inside the batch may fire.
-    local_timers: std::collections::BTreeSet<(i64, u32)>,
-    /// Timers deleted in this call: a host-fired timer among them is
-    /// skipped (it was popped before the call, so the host delete is moot).
-    deleted: std::collections::HashSet<(u32, i64, TimeDomain)>,
+    timers: CallTimers,
+}
+
+/// The key of `slot` in a checked key table.
+fn key_at(table: &kp::KeyTable, slot: u32) -> &[u8] {
+    let s = slot as usize;
+    let start = if s == 0 { 0 } else { table.key_ends[s - 1] as usize };
+    &table.keys[start..table.key_ends[s] as usize]
 }
 
 impl TableBackend {
@@ -176,9 +178,7 @@ impl TableBackend {
             written: Vec::new(),
             dirty: Vec::new(),
             slot: 0,
-            timers: Vec::new(),
-            local_timers: Default::default(),
-            deleted: Default::default(),
+            timers: CallTimers::default(),
         })
     }
 
@@ -216,9 +216,7 @@ fn from_list(v: ks::ListValue) -> Vec<Vec<u8>> {
 impl KeyedBackend for TableBackend {
     #[inline]
     fn key(&self) -> &[u8] {
-        let s = self.slot as usize;
-        let start = if s == 0 { 0 } else { self.table.key_ends[s - 1] as usize };
-        &self.table.keys[start..self.table.key_ends[s] as usize]
+        key_at(&self.table, self.slot)
     }
     #[inline]
     fn value_get(&self, state: u32) -> Option<&[u8]> {
@@ -286,28 +284,25 @@ impl KeyedBackend for TableBackend {
         ks::map_clear(state, self.slot);
     }
     fn timer(&mut self, domain: TimeDomain, timestamp: i64, delete: bool) {
+        let key = key_at(&self.table, self.slot);
         if delete {
-            self.deleted.insert((self.slot, timestamp, domain));
+            self.timers.delete(self.slot, key, timestamp, domain);
         } else {
-            self.deleted.remove(&(self.slot, timestamp, domain));
+            self.timers.register(self.slot, key, timestamp, domain);
         }
-        if domain == TimeDomain::EventTime {
-            if delete {
-                self.local_timers.remove(&(timestamp, self.slot));
-            } else {
-                self.local_timers.insert((timestamp, self.slot));
-            }
-        }
-        let domain = match domain {
-            TimeDomain::EventTime => pt::TimeDomain::EventTime,
-            TimeDomain::ProcessingTime => pt::TimeDomain::ProcessingTime,
-        };
-        self.timers.push(kp::TimerOp { key_slot: self.slot, timestamp, domain, delete });
     }
 }
 
 fn to_result(out: Output, input_ends: Vec<u32>, mut backend: TableBackend) -> kp::ProcessResult {
-    let timers = std::mem::take(&mut backend.timers);
+    let timers = std::mem::take(&mut backend.timers.changes)
+        .into_iter()
+        .map(|c| kp::TimerOp {
+            key_slot: c.slot,
+            timestamp: c.timestamp,
+            domain: wire_domain(c.domain),
+            delete: c.delete,
+        })
+        .collect();
     kp::ProcessResult {
         output: pt::Output {
             events: pt::Batch { data: out.data, offsets: out.offsets, timestamps: out.timestamps },
@@ -361,15 +356,8 @@ pub fn process_batch(
             op.process(&event, &mut c, &mut out).map_err(|e| perr(i, e))?;
             while let Some(m) = marks.next_if(|m| m.after as usize == i + 1) {
                 watermark = watermark.max(m.watermark);
-                fire_local(
-                    op.as_mut(),
-                    &mut backend,
-                    (watermark, watermark),
-                    ctx.processing_time,
-                    &mut scratch,
-                    &mut out,
-                )
-                .map_err(|e| perr(i, e))?;
+                fire_local(op.as_mut(), &mut backend, (watermark, ctx.processing_time), &mut scratch, &mut out)
+                    .map_err(|e| perr(i, e))?;
             }
             input_ends.push(out.len() as u32);
         }
@@ -377,30 +365,45 @@ pub fn process_batch(
     })
 }
 
-/// Fires the event-time timers this call registered up to `upto`
-/// (inclusive), in timestamp order, and tells the host each is gone.
-fn fire_local(
+fn from_wire_domain(d: pt::TimeDomain) -> TimeDomain {
+    match d {
+        pt::TimeDomain::EventTime => TimeDomain::EventTime,
+        pt::TimeDomain::ProcessingTime => TimeDomain::ProcessingTime,
+    }
+}
+
+fn wire_domain(d: TimeDomain) -> pt::TimeDomain {
+    match d {
+        TimeDomain::EventTime => pt::TimeDomain::EventTime,
+        TimeDomain::ProcessingTime => pt::TimeDomain::ProcessingTime,
+    }
+}
+
+/// Calls `on_timer` for one due timer.
+fn fire(
     op: &mut dyn KeyedProcessFunction,
     backend: &mut TableBackend,
-    (watermark, upto): (i64, i64),
-    processing_time: i64,
+    due: Due,
+    (watermark, processing_time): (i64, i64),
     scratch: &mut Vec<u8>,
     out: &mut Output,
 ) -> crate::Result<()> {
-    while let Some(&(ts, slot)) = backend.local_timers.first() {
-        if ts > upto {
-            break;
-        }
-        backend.local_timers.pop_first();
-        backend.timers.push(kp::TimerOp {
-            key_slot: slot,
-            timestamp: ts,
-            domain: pt::TimeDomain::EventTime,
-            delete: true,
-        });
-        backend.slot = slot;
-        let mut c = Context { backend, timestamp: Some(ts), watermark, processing_time, scratch };
-        op.on_timer(ts, TimeDomain::EventTime, &mut c, out)?;
+    backend.slot = due.slot;
+    let mut c = Context { backend, timestamp: Some(due.timestamp), watermark, processing_time, scratch };
+    op.on_timer(due.timestamp, due.domain, &mut c, out)
+}
+
+/// Fires the event-time timers this call registered that the watermark
+/// `watermark` has passed, in (timestamp, key) order.
+fn fire_local(
+    op: &mut dyn KeyedProcessFunction,
+    backend: &mut TableBackend,
+    (watermark, processing_time): (i64, i64),
+    scratch: &mut Vec<u8>,
+    out: &mut Output,
+) -> crate::Result<()> {
+    while let Some(due) = backend.timers.pop_local(watermark, None) {
+        fire(op, backend, due, (watermark, processing_time), scratch, out)?;
     }
     Ok(())
 }
@@ -420,38 +423,22 @@ pub fn on_timers(
         let mut out = Output::with_capacity(timers.len(), 16 * timers.len());
         let mut input_ends = Vec::with_capacity(timers.len());
         let mut scratch = Vec::new();
-        for (i, t) in timers.iter().enumerate() {
-            let domain = match t.domain {
-                pt::TimeDomain::EventTime => TimeDomain::EventTime,
-                pt::TimeDomain::ProcessingTime => TimeDomain::ProcessingTime,
-            };
-            if domain == TimeDomain::EventTime {
-                // Timers an earlier callback of this call registered, due
-                // before this one: fire them first, in timestamp order.
-                let upto = ctx.watermark.min(t.timestamp.saturating_sub(1));
-                fire_local(
-                    op.as_mut(),
-                    &mut backend,
-                    (ctx.watermark, upto),
-                    ctx.processing_time,
-                    &mut scratch,
-                    &mut out,
-                )
-                .map_err(|e| perr(i, e))?;
+        let listed = timers.iter().map(|t| (t.timestamp, t.key_slot, from_wire_domain(t.domain))).collect();
+        backend.timers = CallTimers::new(listed);
+        let times = (ctx.watermark, ctx.processing_time);
+        while let Some((i, next)) = backend.timers.peek_listed() {
+            if next.domain == TimeDomain::EventTime {
+                // Timers registered by earlier callbacks of this call that
+                // come before this one fire first.
+                loop {
+                    let before = Some((next.timestamp, key_at(&backend.table, next.slot)));
+                    let Some(due) = backend.timers.pop_local(ctx.watermark, before) else { break };
+                    fire(op.as_mut(), &mut backend, due, times, &mut scratch, &mut out).map_err(|e| perr(i, e))?;
+                }
             }
-            if backend.deleted.contains(&(t.key_slot, t.timestamp, domain)) {
-                input_ends.push(out.len() as u32);
-                continue;
+            if let Some(due) = backend.timers.take_listed() {
+                fire(op.as_mut(), &mut backend, due, times, &mut scratch, &mut out).map_err(|e| perr(i, e))?;
             }
-            backend.slot = t.key_slot;
-            let mut c = Context {
-                backend: &mut backend,
-                timestamp: Some(t.timestamp),
-                watermark: ctx.watermark,
-                processing_time: ctx.processing_time,
-                scratch: &mut scratch,
-            };
-            op.on_timer(t.timestamp, domain, &mut c, &mut out).map_err(|e| perr(i, e))?;
             input_ends.push(out.len() as u32);
         }
         Ok(to_result(out, input_ends, backend))

@@ -39,6 +39,7 @@ extern crate self as weir_sdk;
 mod event;
 mod state;
 pub mod testing;
+mod timers;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
