@@ -47,3 +47,50 @@ fn a_map_component_is_not_a_process_component() {
         "{err}"
     );
 }
+
+/// Flipped bytes inside the compiled code used to pass wasmtime's header
+/// check and crash the host; the checksum written with each file catches them.
+#[test]
+fn flipped_bytes_in_a_cached_code_section_are_caught_before_loading() {
+    let cache = tempfile::tempdir().unwrap();
+    let path = component("passthrough");
+    WasmRuntime::new(Some(cache.path().to_owned())).unwrap().load(&path, World::Map).unwrap();
+    let file = std::fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    for i in (bytes.len() / 3..bytes.len() / 2).step_by(97) {
+        bytes[i] ^= 0xff;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let rt = WasmRuntime::new(Some(cache.path().to_owned())).unwrap();
+    let loaded = rt.load(&path, World::Map).unwrap();
+    let mut instance = MapInstance::new(&rt, &loaded, "passthrough[0]", "null", Limits::default()).unwrap();
+    let mut batch = weir_core::Batch::new();
+    batch.push(b"k", b"\"v\"", 5, 0);
+    assert_eq!(instance.map_batch(&batch).unwrap().events.event(0).value, b"\"v\"");
+    assert_ne!(std::fs::read(&file).unwrap(), bytes, "the bad file was replaced by a good one");
+}
+
+#[test]
+fn an_empty_weir_cache_dir_does_not_mean_the_current_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "sources: [{{id: s, type: generator, count: 10}}]\n\
+         operators: [{{id: m, kind: map, component: {}, input: s}}]\n\
+         sinks: [{{id: out, type: discard, input: m}}]\n",
+        component("passthrough").display()
+    );
+    std::fs::write(work.path().join("p.yaml"), spec).unwrap();
+    let out = std::process::Command::new(weir_tests::weir_bin())
+        .args(["run", "p.yaml"])
+        .current_dir(work.path())
+        .env("WEIR_CACHE_DIR", "")
+        .env("XDG_CACHE_HOME", "")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let in_work: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(in_work, vec![std::ffi::OsString::from("p.yaml")], "nothing cached in the current directory");
+    assert_eq!(std::fs::read_dir(home.path().join(".cache/weir/components")).unwrap().count(), 1);
+}

@@ -234,14 +234,30 @@ impl WasmRuntime {
 
     fn cached(&self, bytes: &[u8]) -> Option<wasmtime::component::Component> {
         let path = self.cache_path(bytes)?;
-        if !path.exists() {
+        let file = match std::fs::read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("cannot read the compiled-component cache file {}: {e}", path.display());
+                return None;
+            }
+        };
+        let Some(code) = verified(&file) else {
+            tracing::warn!(
+                "ignoring compiled-component cache file {}: its checksum does not match (corrupt or truncated); compiling again",
+                path.display()
+            );
             return None;
-        }
-        // SAFETY: the cache directory is Weir's own; its files are written
-        // only by `store_in_cache` below from code this engine compiled, and
-        // are named by the hash of the source bytes and the engine's
-        // compatibility hash. wasmtime also checks the file's header.
-        match unsafe { wasmtime::component::Component::deserialize_file(&self.engine, &path) } {
+        };
+        // SAFETY: wasmtime requires that deserialized bytes were produced by
+        // `serialize` of a compatible engine. They were: the file's SHA-256
+        // trailer matches what `store_in_cache` wrote (checked just above),
+        // it is named by the hash of the source bytes and of this engine's
+        // compatibility hash, and wasmtime checks its header again. The
+        // cache directory must be writable only by the user running Weir
+        // (docs/architecture.md, "Compiled-component cache"): the checksum
+        // catches corruption, not a user who can already write our files.
+        match unsafe { wasmtime::component::Component::deserialize(&self.engine, code) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!("ignoring unusable compiled-component cache file {}: {e}", path.display());
@@ -256,13 +272,49 @@ impl WasmRuntime {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let serialized = component.serialize().map_err(std::io::Error::other)?;
+            let mut file = component.serialize().map_err(std::io::Error::other)?;
+            let digest = Sha256::digest(&file);
+            file.extend_from_slice(&digest);
+            file.extend_from_slice(CACHE_MAGIC);
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, serialized)?;
+            std::fs::write(&tmp, file)?;
             std::fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
             tracing::warn!("cannot write the compiled-component cache {}: {e}", path.display());
         }
+    }
+}
+
+/// Ends every compiled-component cache file, after the SHA-256 of the
+/// serialized code.
+const CACHE_MAGIC: &[u8; 8] = b"WEIRCW01";
+
+/// The serialized code of a cache file whose trailer (SHA-256 of the code,
+/// then [`CACHE_MAGIC`]) matches; `None` for anything else.
+fn verified(file: &[u8]) -> Option<&[u8]> {
+    let body = file.strip_suffix(CACHE_MAGIC)?;
+    let split = body.len().checked_sub(32)?;
+    let (code, digest) = body.split_at(split);
+    (Sha256::digest(code).as_slice() == digest).then_some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_with_a_matching_trailer_are_verified() {
+        let code = b"compiled code".to_vec();
+        let mut file = code.clone();
+        file.extend_from_slice(&Sha256::digest(&code));
+        file.extend_from_slice(CACHE_MAGIC);
+        assert_eq!(verified(&file), Some(&code[..]));
+        let mut flipped = file.clone();
+        flipped[3] ^= 0x40;
+        assert_eq!(verified(&flipped), None, "a flipped bit in the code");
+        assert_eq!(verified(&file[1..]), None, "truncated at the front");
+        assert_eq!(verified(&file[..file.len() - 1]), None, "truncated at the end");
+        assert_eq!(verified(b"WEIRCW01"), None, "too short");
     }
 }

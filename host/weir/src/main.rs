@@ -37,14 +37,15 @@ enum Command {
 }
 
 /// Where compiled components are cached: `$WEIR_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/weir/components`, else `~/.cache/weir/components`.
+/// `$XDG_CACHE_HOME/weir/components`, else `~/.cache/weir/components`. An
+/// empty variable counts as unset (never the current directory).
 pub(crate) fn cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("WEIR_CACHE_DIR") {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(d) = var("WEIR_CACHE_DIR") {
         return Some(PathBuf::from(d));
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let base =
+        var("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("weir").join("components"))
 }
 
