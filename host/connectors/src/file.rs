@@ -1,5 +1,6 @@
 //! Bounded file sources: text lines, JSON lines, CSV with a header.
 
+use crate::csv_rows::{self, BlankLinesAsRows};
 use crate::{Poll, Source, SourceError};
 use serde_json::Value;
 use std::fs::File;
@@ -16,7 +17,13 @@ const MAX_RECORD_BYTES: u64 = 256 << 20;
 
 enum Reader {
     Lines(BufReader<File>),
-    Csv { reader: csv::Reader<File>, header: Vec<String> },
+    Csv {
+        reader: Box<csv::Reader<BlankLinesAsRows<File>>>,
+        header: Vec<String>,
+        /// The column holding event time, if the spec names one.
+        time_column: Option<usize>,
+        row: Vec<u8>,
+    },
 }
 
 /// Reads a file once, front to back, keeping the byte offset of every
@@ -43,14 +50,38 @@ impl FileSource {
             .map_err(|e| err(format!("cannot open the input file: {e}. Check `path` in the spec.")))?;
         let reader = match format {
             FileFormat::Csv => {
-                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
-                let header = reader
-                    .headers()
-                    .map_err(|e| err(format!("cannot read the CSV header row: {e}")))?
-                    .iter()
-                    .map(str::to_owned)
-                    .collect();
-                Reader::Csv { reader, header }
+                let header = |file: File, blank_rows: bool| {
+                    let mut reader = csv::ReaderBuilder::new()
+                        .has_headers(true)
+                        .flexible(false)
+                        .from_reader(BlankLinesAsRows::new(file, blank_rows));
+                    let header: Vec<String> = reader
+                        .headers()
+                        .map_err(|e| err(format!("cannot read the CSV header row: {e}")))?
+                        .iter()
+                        .map(str::to_owned)
+                        .collect();
+                    Ok::<_, SourceError>((reader, header))
+                };
+                // Blank lines are rows only in a one-column file: read its
+                // header once to know, then read from the start.
+                let (_, first) = header(file, false)?;
+                let again = File::open(&path).map_err(|e| err(format!("cannot open the input file again: {e}")))?;
+                let (reader, header) = header(again, first.len() == 1)?;
+                csv_rows::check_header(&header).map_err(err)?;
+                let time_column = match &spec.timestamp {
+                    None => None,
+                    Some(t) => {
+                        let name = t.strip_prefix('/').map_or(t.clone(), |p| p.replace("~1", "/").replace("~0", "~"));
+                        Some(header.iter().position(|h| *h == name).ok_or_else(|| {
+                            err(format!(
+                                "the CSV header has no column `{name}` to take `timestamp` from (columns: {})",
+                                header.join(", ")
+                            ))
+                        })?)
+                    }
+                };
+                Reader::Csv { reader: Box::new(reader), header, time_column, row: Vec::new() }
             }
             _ => Reader::Lines(BufReader::with_capacity(1 << 16, file)),
         };
@@ -154,8 +185,11 @@ impl FileSource {
     }
 
     fn next_csv(&mut self, batch: &mut Batch, record: &mut csv::StringRecord) -> Result<bool, SourceError> {
-        let Reader::Csv { reader, header } = &mut self.reader else { unreachable!("invariant: csv uses a csv reader") };
-        let offset = reader.position().byte();
+        let Reader::Csv { reader, header, time_column, row } = &mut self.reader else {
+            unreachable!("invariant: csv uses a csv reader")
+        };
+        let inserted = reader.get_ref().inserted();
+        let offset = BlankLinesAsRows::<File>::original_offset(inserted, reader.position().byte());
         let more = reader.read_record(record).map_err(|e| SourceError {
             source_id: self.id.clone(),
             place: format!("{} at byte offset {offset}", self.path.display()),
@@ -164,17 +198,25 @@ impl FileSource {
         if !more {
             return Ok(false);
         }
-        let mut object = serde_json::Map::with_capacity(header.len());
-        for (name, cell) in header.iter().zip(record.iter()) {
-            let value = match serde_json::from_str::<serde_json::Number>(cell) {
-                Ok(n) if !cell.is_empty() => Value::Number(n),
-                _ => Value::String(cell.to_owned()),
-            };
-            object.insert(name.clone(), value);
+        let inserted = reader.get_ref().inserted();
+        let offset =
+            record.position().map_or(offset, |p| BlankLinesAsRows::<File>::original_offset(inserted, p.byte()));
+        let ts = match time_column {
+            Some(c) => csv_rows::timestamp_cell(&record[*c]).map_err(|m| SourceError {
+                source_id: self.id.clone(),
+                place: format!("{} at byte offset {offset}", self.path.display()),
+                message: format!("timestamp column `{}` {m}", header[*c]),
+            })?,
+            None => NO_TIMESTAMP,
+        };
+        row.clear();
+        csv_rows::write_row(header, record, row);
+        batch.push(b"", row, ts, offset);
+        if ts != NO_TIMESTAMP
+            && let Some(wm) = self.watermarks.on_event(ts)
+        {
+            batch.mark(wm);
         }
-        let value = Value::Object(object);
-        let bytes = serde_json::to_vec(&value).expect("invariant: a JSON value always serializes");
-        self.push(batch, &bytes, Some(&value), offset)?;
         Ok(true)
     }
 }

@@ -7,6 +7,7 @@
 //! about tasks, channels, Wasm or state.
 #![warn(missing_docs)]
 
+mod csv_rows;
 mod file;
 mod generator;
 mod sink;

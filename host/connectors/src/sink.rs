@@ -25,14 +25,20 @@ pub trait Sink: Send {
 
 /// Writes each event's value as one line (values are JSON, so the output is
 /// JSON lines), to a file or to stdout.
+///
+/// A file is written as a hidden in-progress file beside its path and
+/// renamed onto the path when the input ends, so the path only ever holds
+/// a whole output, and two jobs writing the same path never interleave
+/// (the last to finish wins). A job that fails leaves no in-progress file.
 pub struct FileSink {
     id: String,
     place: Option<PathBuf>,
+    in_progress: Option<PathBuf>,
     out: BufWriter<Box<dyn Write + Send>>,
 }
 
 impl FileSink {
-    /// Creates (or truncates) `path`, creating its folder.
+    /// Starts writing `path` (created, with its folder, when the input ends).
     pub fn create(id: &str, path: &Path) -> Result<Self, SinkError> {
         let err = |e: std::io::Error| SinkError {
             sink_id: id.to_owned(),
@@ -41,22 +47,46 @@ impl FileSink {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let file = File::create(path).map_err(err)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let tmp = path.with_file_name(format!(".{name}.inprogress-{}-{nanos}", std::process::id()));
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(err)?;
         Ok(FileSink {
             id: id.to_owned(),
             place: Some(path.to_owned()),
+            in_progress: Some(tmp),
             out: BufWriter::with_capacity(1 << 16, Box::new(file)),
         })
     }
 
-    /// Writes to standard output.
-    pub fn stdout(id: &str) -> Self {
-        FileSink { id: id.to_owned(), place: None, out: BufWriter::new(Box::new(std::io::stdout())) }
+    /// Writes to standard output. Fails when stdout is closed (`>&-`),
+    /// which Rust's own stdout would silently treat as a sink.
+    pub fn stdout(id: &str) -> Result<Self, SinkError> {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| SinkError {
+            sink_id: id.to_owned(),
+            message: format!("standard output is not open ({e}); redirect it to a file, or use a file sink"),
+        })?;
+        Ok(FileSink {
+            id: id.to_owned(),
+            place: None,
+            in_progress: None,
+            out: BufWriter::new(Box::new(File::from(fd))),
+        })
     }
 
     fn io(&self, e: std::io::Error) -> SinkError {
         let place = self.place.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
         SinkError { sink_id: self.id.clone(), message: format!("cannot write to {place}: {e}") }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.in_progress.take() {
+            // Not finished: the output is not whole, so it is not kept.
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 
@@ -79,6 +109,11 @@ impl Sink for FileSink {
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| self.io(e))
+        self.out.flush().map_err(|e| self.io(e))?;
+        if let (Some(tmp), Some(path)) = (&self.in_progress, &self.place) {
+            std::fs::rename(tmp, path).map_err(|e| self.io(e))?;
+            self.in_progress = None;
+        }
+        Ok(())
     }
 }

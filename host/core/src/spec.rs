@@ -298,6 +298,11 @@ impl Spec {
         let mut spec = Spec::parse(path, &text)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         spec.resolve_paths(dir);
+        spec.check_files().map_err(|(near, message)| SpecError {
+            file: path.to_owned(),
+            location: near.and_then(|id| locate_id(&text, &id)),
+            message,
+        })?;
         if spec.name.is_none() {
             let folder = std::fs::canonicalize(path)
                 .ok()
@@ -340,6 +345,60 @@ impl Spec {
         for s in &mut self.sinks {
             s.path.as_mut().map(fix);
         }
+    }
+
+    /// File sinks must not write a file a source reads (it would be
+    /// truncated before it is read) or another sink writes (lines would
+    /// interleave). Paths are compared after resolving links and `..`.
+    fn check_files(&self) -> Result<(), (Option<String>, String)> {
+        fn identity(p: &Path) -> PathBuf {
+            if let Ok(c) = std::fs::canonicalize(p) {
+                return c;
+            }
+            match (p.parent().map(std::fs::canonicalize), p.file_name()) {
+                (Some(Ok(dir)), Some(name)) => dir.join(name),
+                _ => {
+                    // Lexically: `a/sub/../b` is `a/b` whether or not `sub` exists yet.
+                    let mut out = PathBuf::new();
+                    for c in std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).components() {
+                        match c {
+                            std::path::Component::ParentDir => {
+                                out.pop();
+                            }
+                            std::path::Component::CurDir => {}
+                            c => out.push(c),
+                        }
+                    }
+                    out
+                }
+            }
+        }
+        let mut files: HashMap<PathBuf, (&str, &'static str)> = HashMap::new();
+        for s in &self.sources {
+            if let Some(p) = &s.path {
+                files.entry(identity(p)).or_insert((&s.id, "source"));
+            }
+        }
+        for s in self.sinks.iter().filter(|s| s.sink_type == SinkType::File) {
+            let Some(p) = &s.path else { continue };
+            if let Some((other, what)) = files.insert(identity(p), (&s.id, "sink")) {
+                let why = if what == "source" {
+                    "it would be overwritten before it is read"
+                } else {
+                    "their lines would interleave"
+                };
+                return Err((
+                    Some(s.id.clone()),
+                    format!(
+                        "file sink `{}` writes {}, which {what} `{other}` {} too: {why}; give it another `path`",
+                        s.id,
+                        p.display(),
+                        if what == "source" { "reads" } else { "writes" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Parallelism of an operator.

@@ -495,7 +495,7 @@ fn build_operator(
                     FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path"))
                         .map_err(|e| e.message)?,
                 )),
-                SinkType::Stdout => Some(Box::new(FileSink::stdout(&s.id))),
+                SinkType::Stdout => Some(Box::new(FileSink::stdout(&s.id).map_err(|e| e.message)?)),
                 SinkType::Discard => None,
             };
             Box::new(SinkOp { sink })

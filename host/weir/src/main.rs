@@ -63,8 +63,34 @@ fn print_summary(spec: &Spec, s: &JobSummary) {
     }
 }
 
+/// Whether standard output was closed when the process started (`>&-`).
+/// Rust's runtime reopens a closed stdout on /dev/null before `main`, so
+/// the check runs earlier, from `.init_array`.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CHECK_STDOUT_AT_START: extern "C" fn() = {
+    extern "C" fn check() {
+        // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags.
+        if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    check
+};
+
 fn run(spec_path: &Path, parallelism: Option<u32>) -> Result<(), String> {
     let mut spec = Spec::load(spec_path).map_err(|e| e.to_string())?;
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+        && let Some(s) = spec.sinks.iter().find(|s| s.sink_type == weir_core::spec::SinkType::Stdout)
+    {
+        return Err(format!(
+            "standard output is closed, so stdout sink `{}` would write nowhere; redirect stdout (to a file, or to /dev/null to drop the output on purpose)",
+            s.id
+        ));
+    }
     if let Some(p) = parallelism {
         spec.set_parallelism(p).map_err(|e| format!("--parallelism: {e}"))?;
     }
@@ -77,6 +103,8 @@ fn run(spec_path: &Path, parallelism: Option<u32>) -> Result<(), String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: never escape codes in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn,weir::guest=info".into()),
         )
