@@ -56,7 +56,7 @@ fn wrong_spec_type_reports_file_line_and_column() {
 #[test]
 fn a_component_of_the_wrong_world_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SPEC.replace("kind: map", "kind: process\n    key-by: \"@key\"");
+    let spec = SPEC.replace("kind: map", "kind: process\n    key-by: word");
     let out = run_spec(dir.path(), &spec, "a\n");
     let stderr = assert_clean_failure(&out);
     assert!(stderr.contains("operator `panicky`"), "{stderr}");
@@ -84,6 +84,39 @@ fn a_guest_trap_shows_the_guests_message_and_exits_nonzero() {
     assert!(stderr.contains("operator trapped"), "{stderr}");
     assert!(stderr.contains("the guest blew up on purpose"), "{stderr}");
     assert!(stderr.contains("panicky_map"), "the guest's stack is shown: {stderr}");
+}
+
+#[test]
+fn a_guest_trap_names_the_record_it_was_processing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_spec(
+        dir.path(),
+        SPEC,
+        "ok
+fine
+boom
+",
+    );
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("record at") && stderr.contains("input.txt byte offset 8"), "{stderr}");
+}
+
+#[test]
+fn key_by_event_key_on_events_without_a_key_fails_naming_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC
+        .replace(
+            "sinks:",
+            "  - id: keyed\n    kind: map\n    component: COMPONENT\n    input: panicky\n    key-by: \"@key\"\nsinks:",
+        )
+        .replace("    input: panicky\n\n", "    input: keyed\n")
+        .replace(
+            "  - id: out\n    type: file\n    path: out.jsonl\n    input: panicky",
+            "  - id: out\n    type: file\n    path: out.jsonl\n    input: keyed",
+        );
+    let out = run_spec(dir.path(), &spec, "a\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("has no key, but `keyed` is keyed by `@key`"), "{stderr}");
 }
 
 #[test]

@@ -50,11 +50,22 @@ fn parse_config(config: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(config).map_err(|e| format!("operator config is not JSON: {e}"))
 }
 
+thread_local! {
+    /// The input (event or fired timer) of the current call being
+    /// processed, for the panic message: the host names its record.
+    static CURRENT_INPUT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+fn at_input(i: usize) {
+    CURRENT_INPUT.with(|c| c.set(Some(i)));
+}
+
 /// Guest panics print one line (the operator's message and where), which
 /// the host shows with the trap, instead of std's thread-and-backtrace
 /// text.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        let input = CURRENT_INPUT.with(|c| c.get()).map(|i| format!(" on input {i}")).unwrap_or_default();
         let message = info
             .payload()
             .downcast_ref::<&str>()
@@ -62,8 +73,8 @@ fn install_panic_hook() {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(no message)".to_owned());
         match info.location() {
-            Some(l) => eprintln!("operator panicked at {}:{}: {message}", l.file(), l.line()),
-            None => eprintln!("operator panicked: {message}"),
+            Some(l) => eprintln!("operator panicked at {}:{}{input}: {message}", l.file(), l.line()),
+            None => eprintln!("operator panicked{input}: {message}"),
         }
     }));
 }
@@ -91,6 +102,7 @@ pub fn map_batch(input: mt::Batch) -> Result<mt::Output, mt::OperatorError> {
         let mut out = Output::with_capacity(n, input.data.len() + input.data.len() / 4);
         let mut input_ends = Vec::with_capacity(n);
         for i in 0..n {
+            at_input(i);
             let event = event_at(&input.data, &input.offsets, &input.timestamps, i);
             op.map(&event, &mut out).map_err(|e| err(i, e))?;
             input_ends.push(out.len() as u32);
@@ -344,6 +356,7 @@ pub fn process_batch(
         let mut watermark = ctx.watermark;
         let mut marks = marks.iter().peekable();
         for (i, &slot) in key_slots.iter().enumerate() {
+            at_input(i);
             let event = event_at(&input.data, &input.offsets, &input.timestamps, i);
             backend.slot = slot;
             let mut c = Context {
@@ -427,6 +440,7 @@ pub fn on_timers(
         backend.timers = CallTimers::new(listed);
         let times = (ctx.watermark, ctx.processing_time);
         while let Some((i, next)) = backend.timers.peek_listed() {
+            at_input(i);
             if next.domain == TimeDomain::EventTime {
                 // Timers registered by earlier callbacks of this call that
                 // come before this one fire first.

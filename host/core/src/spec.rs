@@ -500,6 +500,9 @@ impl Spec {
         }
         let producers: BTreeSet<&str> =
             self.sources.iter().map(|s| s.id.as_str()).chain(self.operators.iter().map(|o| o.id.as_str())).collect();
+        let sources: BTreeSet<&str> = self.sources.iter().map(|s| s.id.as_str()).collect();
+        let keyless: BTreeSet<&str> =
+            self.sources.iter().filter(|s| s.source_type == SourceType::File).map(|s| s.id.as_str()).collect();
         let check_inputs = |id: &str, inputs: &Inputs| -> Result<(), (Option<String>, String)> {
             if inputs.0.is_empty() {
                 return Err((Some(id.to_owned()), format!("`{id}` needs at least one input")));
@@ -519,6 +522,18 @@ impl Spec {
                         format!("`{id}`: input `{i}` is not a source or operator (known: {})", known.join(", ")),
                     ));
                 }
+                if let Some(tag) = &r.tag {
+                    let why = if sources.contains(r.id.as_str()) {
+                        Some(format!("`{}` is a source, and sources have no side outputs; read `{}`", r.id, r.id))
+                    } else if tag.is_empty() || tag.contains('#') {
+                        Some("a side output is named `operator#tag`, with one non-empty tag without `#`".to_owned())
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err((Some(id.to_owned()), format!("`{id}`: input `{i}` reads nothing: {why}")));
+                    }
+                }
             }
             Ok(())
         };
@@ -531,6 +546,14 @@ impl Spec {
                 return Err(at(format!(
                     "operator `{}`: parallelism must be between 1 and {}",
                     o.id, self.max_parallelism
+                )));
+            }
+            if o.key_by.as_deref() == Some("@key")
+                && let Some(src) = o.input.0.iter().find(|i| keyless.contains(i.as_str()))
+            {
+                return Err(at(format!(
+                    "operator `{}`: `key-by: \"@key\"` keeps the key on the event, but file source `{src}` sets none; key by a field instead",
+                    o.id
                 )));
             }
             if o.kind == OperatorKind::Process && o.key_by.is_none() {

@@ -25,7 +25,9 @@ pub(crate) struct OpError {
 impl OpError {
     pub fn call(e: CallError, origins: &[u64]) -> OpError {
         let origin = match &e {
-            CallError::Operator { index, .. } => origins.get(*index as usize).copied(),
+            CallError::Operator { index, .. } | CallError::Trap { index: Some(index), .. } => {
+                origins.get(*index as usize).copied()
+            }
             _ => None,
         };
         OpError { origin, message: e.to_string() }

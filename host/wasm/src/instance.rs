@@ -28,6 +28,9 @@ pub enum CallError {
     Trap {
         /// The trap, the guest's last stderr lines and its stack.
         message: String,
+        /// The input (event or fired timer) the guest was at, when its
+        /// panic message says (`… on input N: …`).
+        index: Option<u32>,
     },
     /// One call ran longer than the time budget.
     #[error("operator exceeded its time budget of {budget_ms} ms for one batch and was interrupted")]
@@ -205,7 +208,12 @@ fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> C
         limits.memory_bytes >> 20,
         limits.call_budget.as_millis()
     ));
-    CallError::Trap { message }
+    // The SDK's panic hook names the input it was at.
+    let index = recent.iter().rev().find(|l| l.starts_with("operator panicked")).and_then(|l| {
+        let rest = &l[l.find(" on input ")? + " on input ".len()..];
+        rest[..rest.find(':')?].parse().ok()
+    });
+    CallError::Trap { message, index }
 }
 
 /// Checks a returned batch and the input ends, then builds the host batch

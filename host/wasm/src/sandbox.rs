@@ -52,8 +52,13 @@ impl HostState {
     pub(crate) fn new(operator: Arc<str>, limits: Limits, backend: Option<Box<dyn KeyedStateBackend>>) -> Self {
         let recent_stderr = Arc::new(Mutex::new(VecDeque::new()));
         let wasi = WasiCtx::builder()
-            .stdout(GuestLog { operator: operator.clone(), stream: "stdout", recent: None })
-            .stderr(GuestLog { operator: operator.clone(), stream: "stderr", recent: Some(recent_stderr.clone()) })
+            .stdout(GuestLog { operator: operator.clone(), stream: "stdout", recent: None, bucket: Bucket::new() })
+            .stderr(GuestLog {
+                operator: operator.clone(),
+                stream: "stderr",
+                recent: Some(recent_stderr.clone()),
+                bucket: Bucket::new(),
+            })
             .wall_clock(FixedClock)
             .monotonic_clock(FixedClock)
             .allow_tcp(false)
@@ -266,6 +271,7 @@ struct GuestLog {
     operator: Arc<str>,
     stream: &'static str,
     recent: Option<Arc<Mutex<VecDeque<String>>>>,
+    bucket: Arc<Mutex<Bucket>>,
 }
 
 /// How many stderr lines a trap report shows.
@@ -284,6 +290,7 @@ impl GuestLog {
             stream: self.stream,
             pending: Vec::new(),
             recent: self.recent.clone(),
+            bucket: self.bucket.clone(),
         }
     }
 }
@@ -299,20 +306,74 @@ impl wasmtime_wasi::cli::StdoutStream for GuestLog {
 
 const LINE_LIMIT: usize = 64 * 1024;
 
+/// Guest output allowed per second per stream (bytes); a burst of this
+/// much is allowed too. What is over is counted and reported, not logged.
+const OUTPUT_BYTES_PER_SECOND: f64 = 256.0 * 1024.0;
+
 struct LineWriter {
     operator: Arc<str>,
     stream: &'static str,
     pending: Vec<u8>,
     recent: Option<Arc<Mutex<VecDeque<String>>>>,
+    /// Shared by every stream the guest opens on this output.
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+/// Token bucket of output bytes, refilled with wall time.
+struct Bucket {
+    allowance: f64,
+    refilled: std::time::Instant,
+    dropped: u64,
+}
+
+impl Bucket {
+    fn new() -> Arc<Mutex<Bucket>> {
+        Arc::new(Mutex::new(Bucket {
+            allowance: OUTPUT_BYTES_PER_SECOND,
+            refilled: std::time::Instant::now(),
+            dropped: 0,
+        }))
+    }
+
+    /// How many of `len` bytes may be written now; a note to log about
+    /// what was dropped before, once the rate allows again.
+    fn take(&mut self, len: usize) -> (usize, Option<u64>) {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.allowance = (self.allowance + elapsed * OUTPUT_BYTES_PER_SECOND).min(OUTPUT_BYTES_PER_SECOND);
+        let mut note = None;
+        if self.dropped > 0 && self.allowance >= OUTPUT_BYTES_PER_SECOND / 2.0 {
+            note = Some(std::mem::take(&mut self.dropped));
+        }
+        let take = if (len as f64) <= self.allowance { len } else { self.allowance.max(0.0) as usize };
+        self.allowance -= take as f64;
+        self.dropped += (len - take) as u64;
+        (take, note)
+    }
 }
 
 impl LineWriter {
     fn push(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=nl).collect();
-            self.emit(&line[..line.len() - 1]);
+        let (take, dropped) = self.bucket.lock().unwrap_or_else(|p| p.into_inner()).take(bytes.len());
+        if let Some(n) = dropped {
+            let limit = OUTPUT_BYTES_PER_SECOND as u64 / 1024;
+            log_line(&self.operator, 3, &format!("({n} bytes of guest {} dropped: over {limit} KiB/s)", self.stream));
         }
+        let bytes = &bytes[..take];
+        // Split into lines in one pass (linear in the bytes written).
+        let mut start = 0;
+        for nl in memchr_all(bytes) {
+            if self.pending.is_empty() {
+                self.emit(&bytes[start..nl]);
+            } else {
+                self.pending.extend_from_slice(&bytes[start..nl]);
+                let line = std::mem::take(&mut self.pending);
+                self.emit(&line);
+            }
+            start = nl + 1;
+        }
+        self.pending.extend_from_slice(&bytes[start..]);
         if self.pending.len() > LINE_LIMIT {
             let line = std::mem::take(&mut self.pending);
             self.emit(&line);
@@ -320,7 +381,8 @@ impl LineWriter {
     }
 
     fn emit(&self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = String::from_utf8_lossy(&line[..line.len().min(LINE_LIMIT)]);
         if text.starts_with("note: run with `RUST_BACKTRACE") {
             // Guests have no environment, so std's hint cannot be followed;
             // the host shows the guest's stack with every trap instead.
@@ -336,6 +398,11 @@ impl LineWriter {
             r.push_back(text.into_owned());
         }
     }
+}
+
+/// Positions of every `\n` in `bytes`.
+fn memchr_all(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i)
 }
 
 impl Drop for LineWriter {
@@ -385,5 +452,32 @@ impl tokio::io::AsyncWrite for LineWriter {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_output_is_split_in_one_pass_and_rate_limited() {
+        let recent = Arc::new(Mutex::new(VecDeque::new()));
+        let mut w = LineWriter {
+            operator: "op[0]".into(),
+            stream: "stderr",
+            pending: Vec::new(),
+            recent: Some(recent.clone()),
+            bucket: Bucket::new(),
+        };
+        // A million lines in one write: linear work, and only the first
+        // 256 KiB pass the rate limit; the rest is counted as dropped.
+        let lines = b"ab\n".repeat(1 << 20);
+        w.push(&lines);
+        let dropped = w.bucket.lock().unwrap().dropped;
+        let allowed = OUTPUT_BYTES_PER_SECOND as u64;
+        assert!((lines.len() as u64 - allowed..=lines.len() as u64 - allowed + 64).contains(&dropped), "{dropped}");
+        let r = recent.lock().unwrap();
+        assert_eq!(r.len(), RECENT_LINES);
+        assert!(r.iter().all(|l| l == "ab" || l == "a" || l.is_empty()), "{r:?}");
     }
 }

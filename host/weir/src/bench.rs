@@ -10,19 +10,19 @@ use weir_wasm::WasmRuntime;
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
     /// Events per pipeline run (split evenly over generator subtasks).
-    #[arg(long, default_value_t = 20_000_000)]
+    #[arg(long, default_value_t = 20_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
     /// Distinct keys.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
     /// Bytes per value.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
     /// Parallelisms to measure, comma-separated.
-    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    #[arg(long, default_value = "1,2", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=128))]
     parallelism: Vec<u32>,
     /// Runs per configuration; the best is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
     /// Folder with passthrough.wasm and keyed_counter.wasm (default: the
     /// build's wasm32-wasip2/release folder next to this binary's).
@@ -37,7 +37,7 @@ enum Pipeline {
 }
 
 fn spec_text(p: Pipeline, components: &Path, events: u64, keys: u64, value_size: usize, parallelism: u32) -> String {
-    let per_subtask = events / u64::from(parallelism);
+    let per_subtask = (events / u64::from(parallelism)).max(1);
     let source = format!(
         "parallelism: {parallelism}\nsources:\n  - {{id: gen, type: generator, seed: 1, count: {per_subtask}, keys: {keys}, value-size: {value_size}}}\n"
     );

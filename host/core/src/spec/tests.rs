@@ -121,3 +121,19 @@ fn a_cycle_of_100000_operators_is_refused_without_deep_recursion() {
         .unwrap();
     assert!(e.message.contains("part of a cycle"), "{e}");
 }
+
+#[test]
+fn side_outputs_that_read_nothing_are_refused() {
+    let read =
+        |input: &str| parse(&GOOD.replace("    input: count\n", &format!("    input: {input}\n"))).unwrap_err().message;
+    assert!(read("\"lines#x\"").contains("`lines` is a source, and sources have no side outputs"));
+    assert!(read("\"count#\"").contains("one non-empty tag"));
+    assert!(read("\"count#a#b\"").contains("without `#`"));
+}
+
+#[test]
+fn key_by_event_key_right_after_a_keyless_file_source_is_refused() {
+    let e = parse(&GOOD.replace("    input: split\n    key-by: \"@key\"", "    input: lines\n    key-by: \"@key\""))
+        .unwrap_err();
+    assert!(e.message.contains("file source `lines` sets none; key by a field instead"), "{e}");
+}
