@@ -14,6 +14,7 @@ pub const GUESTS: &[&str] = &[
     "panicky-map",
     "timer-log",
     "timer-churn",
+    "hostile-process",
     "passthrough",
     "keyed-counter",
 ];

@@ -517,7 +517,7 @@ fn build_operator(
                         let backend = Box::new(MemoryBackend::new());
                         let instance = ProcessInstance::new(rt, component, &name, &config, options.limits, backend)
                             .map_err(|e| e.to_string())?;
-                        Box::new(ProcessOp::new(instance))
+                        Box::new(ProcessOp::new(instance, options.limits))
                     }
                 }
             }

@@ -55,6 +55,8 @@ pub trait KeyedStateBackend: Send {
     fn timer_register(&mut self, domain: TimerDomain, key: &[u8], timestamp: i64);
     /// Deletes a timer if it exists.
     fn timer_delete(&mut self, domain: TimerDomain, key: &[u8], timestamp: i64);
+    /// Number of timers held, both domains.
+    fn timers_pending(&self) -> usize;
     /// The earliest timer of `domain`.
     fn next_timer(&self, domain: TimerDomain) -> Option<i64>;
     /// Removes up to `limit` timers of `domain` at or before `upto`,

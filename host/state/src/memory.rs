@@ -163,6 +163,10 @@ impl KeyedStateBackend for MemoryBackend {
         self.timers[domain as usize].remove(&(timestamp, Box::<[u8]>::from(key)));
     }
 
+    fn timers_pending(&self) -> usize {
+        self.timers[0].len() + self.timers[1].len()
+    }
+
     fn next_timer(&self, domain: TimerDomain) -> Option<i64> {
         self.timers[domain as usize].first().map(|t| t.0)
     }

@@ -133,6 +133,8 @@ impl WasmRuntime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Stated, not left to the default: deep guest recursion traps here.
+        config.max_wasm_stack(1 << 20);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let map_linker = sandbox::linker(&engine, World::Map).map_err(|e| LoadError::Engine(e.to_string()))?;
         let process_linker = sandbox::linker(&engine, World::Process).map_err(|e| LoadError::Engine(e.to_string()))?;

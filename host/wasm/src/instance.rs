@@ -41,9 +41,13 @@ pub enum CallError {
     /// The guest returned something that breaks the WIT contract.
     #[error("operator broke the weir:operator contract: {0}")]
     Protocol(String),
-    /// `init` refused the operator's config.
+    /// `init` refused the operator's config, or declared state the host
+    /// refuses.
     #[error("operator refused to start: {0}")]
     Init(String),
+    /// The operator used more than a quota of its [`crate::Limits`].
+    #[error("operator exceeded a quota: {0}")]
+    Quota(String),
 }
 
 /// An event sent to a side output.
@@ -81,6 +85,29 @@ pub struct StateNames {
     pub list: Vec<String>,
     /// Map states.
     pub map: Vec<String>,
+}
+
+impl StateNames {
+    /// At most `max` names over all kinds, each non-empty, at most 256
+    /// bytes and unique within its kind.
+    fn check(&self, max: usize) -> Result<(), String> {
+        let total = self.value.len() + self.list.len() + self.map.len();
+        if total > max {
+            return Err(format!("it declares {total} states; at most {max} are allowed"));
+        }
+        for (kind, names) in [("value", &self.value), ("list", &self.list), ("map", &self.map)] {
+            let mut seen = std::collections::HashSet::new();
+            for n in names {
+                if n.is_empty() || n.len() > 256 {
+                    return Err(format!("{kind} state name {n:?} must be 1 to 256 bytes"));
+                }
+                if !seen.insert(n) {
+                    return Err(format!("it declares {kind} state `{n}` twice"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The keys of one `process` call and their value state, built by the
@@ -179,7 +206,8 @@ fn new_store(
 ) -> Store<HostState> {
     let mut store = Store::new(&rt.engine, HostState::new(Arc::from(operator), limits, backend));
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(u64::MAX / 2);
+    // Instantiation runs the component's start functions: budget it too.
+    store.set_epoch_deadline(budget_ticks(limits));
     store.epoch_deadline_trap();
     store
 }
@@ -336,6 +364,7 @@ impl ProcessInstance {
         let r = bindings.weir_operator_keyed_process().call_init(&mut store, config);
         let decl = r.map_err(|e| call_error(&store, e, limits))?.map_err(CallError::Init)?;
         let states = StateNames { value: decl.value_states, list: decl.list_states, map: decl.map_states };
+        states.check(limits.max_states).map_err(CallError::Init)?;
         store.data_mut().declared_lists = states.list.len() as u32;
         store.data_mut().declared_maps = states.map.len() as u32;
         Ok(ProcessInstance { store, bindings, limits, states })
@@ -352,6 +381,7 @@ impl ProcessInstance {
     }
 
     fn before_call(&mut self, table: &KeyTable) {
+        self.store.data_mut().call_state_bytes = 0;
         if !self.states.list.is_empty() || !self.states.map.is_empty() {
             let d = self.store.data_mut();
             d.call_keys.clear();
@@ -437,12 +467,27 @@ impl ProcessInstance {
         };
         let output =
             to_output(events, o.input_ends, o.side.into_iter().map(|s| (s.tag, s.key, s.value, s.timestamp)), origins)?;
-        let cells = (table.len() * self.states.value.len()) as u32;
+        let cells = table.len().saturating_mul(self.states.value.len()).min(u32::MAX as usize) as u32;
         let w = r.writes;
         if w.cells.len() != w.lens.len() || w.cells.iter().any(|&c| c >= cells) {
             return Err(CallError::Protocol("value writes name cells outside the key table".into()));
         }
         let total: u64 = w.lens.iter().filter(|&&l| l != u32::MAX).map(|&l| u64::from(l)).sum();
+        let host_written = self.store.data().call_state_bytes as u64;
+        if total + host_written > self.limits.state_bytes_per_call as u64 {
+            return Err(CallError::Quota(format!(
+                "it wrote {} MiB of keyed state in one call, over the quota of {} MiB (`state_bytes_per_call`)",
+                (total + host_written) >> 20,
+                self.limits.state_bytes_per_call >> 20
+            )));
+        }
+        if r.timers.len() > self.limits.timers_per_call {
+            return Err(CallError::Quota(format!(
+                "it changed {} timers in one call, over the quota of {} (`timers_per_call`)",
+                r.timers.len(),
+                self.limits.timers_per_call
+            )));
+        }
         if total != w.data.len() as u64 {
             return Err(CallError::Protocol("value write lengths do not add up to the written bytes".into()));
         }

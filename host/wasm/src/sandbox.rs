@@ -14,18 +14,45 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, Stream
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weir_state::KeyedStateBackend;
 
-/// Resource limits of one instance.
+/// Resource limits and quotas of one instance: what a guest may cost the
+/// host. Exceeding one fails the task with a message naming it.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most linear memory an instance may grow to.
+    /// Most linear memory an instance may grow to. Default 256 MiB.
     pub memory_bytes: usize,
-    /// Longest one call (one batch) may run before it is interrupted.
+    /// Longest one call (one batch, `init`, or instantiation) may run
+    /// before it is interrupted. Default 10 s.
     pub call_budget: Duration,
+    /// Bytes of keyed state one call may write (value writes plus list and
+    /// map state written through host calls). Default 64 MiB.
+    pub state_bytes_per_call: usize,
+    /// Timer registrations and deletions one call may make. Default 1,000,000.
+    pub timers_per_call: usize,
+    /// Timers one instance may hold. Default 10,000,000.
+    pub pending_timers: usize,
+    /// Timers one watermark (or processing-time tick) may fire beyond those
+    /// pending when it came: a guest that keeps registering timers the
+    /// watermark has passed would otherwise fire forever. Default 1,000,000.
+    pub timers_per_firing: usize,
+    /// Most bytes of keys and value state in one call's key table (a call
+    /// is cut where it would be more; one key always fits). Default 32 MiB.
+    pub key_table_bytes: usize,
+    /// Most state names an operator may declare, over all kinds. Default 1024.
+    pub max_states: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 256 << 20, call_budget: Duration::from_secs(10) }
+        Limits {
+            memory_bytes: 256 << 20,
+            call_budget: Duration::from_secs(10),
+            state_bytes_per_call: 64 << 20,
+            timers_per_call: 1_000_000,
+            pending_timers: 10_000_000,
+            timers_per_firing: 1_000_000,
+            key_table_bytes: 32 << 20,
+            max_states: 1024,
+        }
     }
 }
 
@@ -46,6 +73,10 @@ pub(crate) struct HostState {
     /// How many list and map states the operator declared at `init`.
     pub(crate) declared_lists: u32,
     pub(crate) declared_maps: u32,
+    /// State bytes written through host calls in the current call, and
+    /// the quota.
+    pub(crate) call_state_bytes: usize,
+    pub(crate) state_bytes_per_call: usize,
 }
 
 impl HostState {
@@ -76,6 +107,9 @@ impl HostState {
                 .tables(16)
                 .table_elements(1 << 20)
                 .instances(4)
+                // Growing past the limit traps (with the limits in the
+                // report) instead of failing inside the guest's allocator.
+                .trap_on_grow_failure(true)
                 .build(),
             operator,
             backend,
@@ -84,6 +118,8 @@ impl HostState {
             recent_stderr,
             declared_lists: 0,
             declared_maps: 0,
+            call_state_bytes: 0,
+            state_bytes_per_call: limits.state_bytes_per_call,
         }
     }
 
@@ -112,6 +148,19 @@ impl HostState {
         };
         let start = if s == 0 { 0 } else { self.call_key_ends[s - 1] };
         Ok(&self.call_keys[start as usize..end as usize])
+    }
+
+    /// Charges `bytes` of state written in this call to its quota.
+    fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.call_state_bytes = self.call_state_bytes.saturating_add(bytes);
+        if self.call_state_bytes > self.state_bytes_per_call {
+            wasmtime::bail!(
+                "operator `{}` wrote more than {} MiB of keyed state in one call (quota `state_bytes_per_call`); keep less state per key, or write it over several events",
+                self.operator,
+                self.state_bytes_per_call >> 20
+            );
+        }
+        Ok(())
     }
 
     fn backend(&mut self) -> wasmtime::Result<(&mut dyn KeyedStateBackend, &[u8], &[u32])> {
@@ -196,6 +245,7 @@ impl ks::Host for HostState {
     }
     fn list_add(&mut self, state: u32, key_slot: u32, element: Vec<u8>) -> wasmtime::Result<()> {
         let key = self.checked_key("list", state, key_slot)?;
+        self.charge(element.len())?;
         self.backend()?.0.list_add(state, &key, &element);
         Ok(())
     }
@@ -208,6 +258,7 @@ impl ks::Host for HostState {
                 self.operator
             );
         }
+        self.charge(elements.data.len())?;
         self.backend()?.0.list_replace(state, &key, &elements.data, &elements.ends);
         Ok(())
     }
@@ -223,6 +274,7 @@ impl ks::Host for HostState {
     }
     fn map_put(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
         let key = self.checked_key("map", state, key_slot)?;
+        self.charge(map_key.len() + value.len())?;
         self.backend()?.0.map_put(state, &key, &map_key, &value);
         Ok(())
     }

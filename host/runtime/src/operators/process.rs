@@ -7,7 +7,7 @@ use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN, now_ms};
 use std::collections::HashMap;
 use weir_core::{Batch, Mark};
 use weir_state::{KeyedStateBackend, TimerDomain};
-use weir_wasm::{FiredTimer, KeyTable, ProcessInstance, ProcessOutput};
+use weir_wasm::{FiredTimer, KeyTable, Limits, ProcessInstance, ProcessOutput};
 
 type KeyIndex<'a> = HashMap<&'a [u8], u32, foldhash::fast::FixedState>;
 
@@ -16,6 +16,7 @@ const TIMERS_PER_CALL: usize = 1024;
 
 pub(crate) struct ProcessOp {
     instance: ProcessInstance,
+    limits: Limits,
     value_states: usize,
     watermark: i64,
     table: KeyTable,
@@ -26,10 +27,11 @@ pub(crate) struct ProcessOp {
 }
 
 impl ProcessOp {
-    pub fn new(instance: ProcessInstance) -> Self {
+    pub fn new(instance: ProcessInstance, limits: Limits) -> Self {
         let value_states = instance.states().value.len();
         ProcessOp {
             instance,
+            limits,
             value_states,
             watermark: i64::MIN,
             table: KeyTable::default(),
@@ -80,12 +82,25 @@ impl ProcessOp {
                 backend.timer_register(domain, key, t.timestamp);
             }
         }
+        if backend.timers_pending() > self.limits.pending_timers {
+            return Err(Fail::Op(OpError {
+                origin: None,
+                message: format!(
+                    "operator exceeded a quota: it holds {} timers, over the quota of {} (`pending_timers`); delete timers it no longer needs",
+                    backend.timers_pending(),
+                    self.limits.pending_timers
+                ),
+            }));
+        }
         out.side(r.output.side)?;
         Ok((r.output.events, r.output.input_ends))
     }
 
-    /// Processes events `a..b` of `input`, with `inner` marks (relative to
-    /// `a`) at which no backend timer is due, and emits the output.
+    /// Processes events `a..b` of `input` in one call, with `inner` marks
+    /// (relative to `a`) at which no backend timer is due, and emits the
+    /// output. A call whose key table would pass `key_table_bytes` stops
+    /// early (one key always fits): returns the end it reached, having
+    /// taken the marks up to there.
     fn run_segment(
         &mut self,
         input: &Batch,
@@ -93,33 +108,22 @@ impl ProcessOp {
         b: usize,
         inner: &[Mark],
         out: &mut dyn Emit,
-    ) -> Result<(), Fail> {
+    ) -> Result<usize, Fail> {
         if a == b {
             if let Some(w) = inner.iter().map(|m| m.watermark).max() {
                 self.watermark = self.watermark.max(w);
                 out.emit(Batch::watermark(self.watermark))?;
             }
-            return Ok(());
-        }
-        let whole = a == 0 && b == input.len();
-        if !whole {
-            self.segment.clear();
-            for i in a..b {
-                self.segment.push_from(input, i);
-            }
-        }
-        let seg = if whole { input } else { &self.segment };
-        let mut start_wm = self.watermark;
-        for m in inner.iter().filter(|m| m.after == 0) {
-            start_wm = start_wm.max(m.watermark);
+            return Ok(b);
         }
         self.table.clear();
         self.slots.clear();
-        {
+        let end = {
             let backend = self.instance.backend();
-            let mut index = KeyIndex::with_capacity_and_hasher(seg.len().min(4096), Default::default());
-            for i in 0..seg.len() {
-                let key = seg.key(i);
+            let mut index = KeyIndex::with_capacity_and_hasher((b - a).min(4096), Default::default());
+            let mut i = a;
+            while i < b {
+                let key = input.key(i);
                 let slot = match index.get(key) {
                     Some(&s) => s,
                     None => {
@@ -129,30 +133,63 @@ impl ProcessOp {
                     }
                 };
                 self.slots.push(slot);
+                i += 1;
+                if self.table.keys.len() + self.table.values.len() > self.limits.key_table_bytes {
+                    break;
+                }
+            }
+            i
+        };
+        let len = (end - a) as u32;
+        let now: Vec<Mark> = inner.iter().filter(|m| m.after <= len).copied().collect();
+        let whole = a == 0 && end == input.len();
+        if !whole {
+            self.segment.clear();
+            for i in a..end {
+                self.segment.push_from(input, i);
             }
         }
-        let marks: Vec<Mark> = inner.iter().filter(|m| m.after > 0).copied().collect();
+        let seg = if whole { input } else { &self.segment };
+        let mut start_wm = self.watermark;
+        for m in now.iter().filter(|m| m.after == 0) {
+            start_wm = start_wm.max(m.watermark);
+        }
+        let marks: Vec<Mark> = now.iter().filter(|m| m.after > 0).copied().collect();
         let r = self
             .instance
             .process_batch(seg, &self.slots, &marks, &self.table, start_wm, now_ms())
             .map_err(|e| OpError::call(e, seg.origins()))?;
         let (mut events, ends) = self.apply(r, out)?;
-        super::carry_marks(inner, &ends, 0, &mut events);
-        for m in inner {
+        super::carry_marks(&now, &ends, 0, &mut events);
+        for m in &now {
             self.watermark = self.watermark.max(m.watermark);
         }
-        Ok(out.emit(events)?)
+        out.emit(events)?;
+        Ok(end)
     }
 
     /// Fires every timer of `domain` due at `upto`, earliest first, in
     /// calls of up to 1024 timers (timers they register fire too if due),
     /// emitting each call's output as it returns.
     fn fire(&mut self, domain: TimerDomain, upto: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        let pending = self.instance.backend().timers_pending();
+        let budget = pending.saturating_add(self.limits.timers_per_firing);
+        let mut fired = 0usize;
         loop {
             self.fired.clear();
             self.instance.backend().pop_timers(domain, upto, TIMERS_PER_CALL, &mut self.fired);
             if self.fired.is_empty() {
                 return Ok(());
+            }
+            fired += self.fired.len();
+            if fired > budget {
+                return Err(Fail::Op(OpError {
+                    origin: None,
+                    message: format!(
+                        "operator exceeded a quota: {fired} timers fired at {} {upto} where {pending} were pending; it keeps registering timers that time has already passed (`timers_per_firing`)",
+                        if domain == TimerDomain::EventTime { "watermark" } else { "processing time" }
+                    ),
+                }));
             }
             self.table.clear();
             self.timers.clear();
@@ -187,28 +224,42 @@ impl ProcessOp {
 }
 
 impl Operator for ProcessOp {
+    /// Runs the batch in calls that end where a backend timer is due at a
+    /// watermark (the host fires those between calls) or where the key
+    /// table is full; which marks are due is decided again after every
+    /// call, since a call may register timers.
     fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
         let n = input.len();
         let marks = input.take_marks();
-        let mut start = 0usize;
+        let (mut pos, mut next_mark) = (0usize, 0usize);
         let mut inner: Vec<Mark> = Vec::new();
-        for m in &marks {
-            let due = self.instance.backend().next_timer(TimerDomain::EventTime).is_some_and(|t| t <= m.watermark);
-            if !due {
-                inner.push(Mark { after: m.after - start as u32, watermark: m.watermark });
+        loop {
+            inner.clear();
+            let mut end = n;
+            let mut due = None;
+            for (k, m) in marks.iter().enumerate().skip(next_mark) {
+                let next_timer = self.instance.backend().next_timer(TimerDomain::EventTime);
+                if next_timer.is_some_and(|t| t <= m.watermark) {
+                    (end, due) = (m.after as usize, Some(k));
+                    break;
+                }
+                inner.push(Mark { after: m.after - pos as u32, watermark: m.watermark });
+            }
+            if pos == n && inner.is_empty() && due.is_none() {
+                return Ok(());
+            }
+            let reached = self.run_segment(&input, pos, end, &inner, out)?;
+            next_mark += inner.iter().filter(|m| m.after as usize <= reached - pos).count();
+            pos = reached;
+            if reached < end {
                 continue;
             }
-            self.run_segment(&input, start, m.after as usize, &inner, out)?;
-            inner.clear();
-            self.watermark = self.watermark.max(m.watermark);
+            let Some(k) = due else { return Ok(()) };
+            self.watermark = self.watermark.max(marks[k].watermark);
             self.fire(TimerDomain::EventTime, self.watermark, out)?;
             out.emit(Batch::watermark(self.watermark))?;
-            start = m.after as usize;
+            next_mark = k + 1;
         }
-        if start < n || !inner.is_empty() {
-            self.run_segment(&input, start, n, &inner, out)?;
-        }
-        Ok(())
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Emit) -> Result<(), Fail> {

@@ -1,0 +1,57 @@
+//! Test operator that tries to make the host pay, chosen by
+//! `config.mode`: `declare-many` declares 2,000 value states; `hoard`
+//! writes 100 MiB of map state per event through host calls; `timers`
+//! registers `config.n` timers per event; `chase` registers, on every
+//! timer, another one just after it, which the watermark has already
+//! passed at the end of input, so a firing would never end.
+use weir_sdk::{Context, Event, KeyedProcessFunction, MapState, OpenContext, Output, Result, TimeDomain};
+
+#[derive(Default)]
+pub struct Hostile {
+    mode: String,
+    n: i64,
+    hoard: MapState<u32, String>,
+}
+
+impl KeyedProcessFunction for Hostile {
+    fn open(&mut self, ctx: &mut OpenContext) -> Result<()> {
+        self.mode = ctx.config().get("mode").and_then(|m| m.as_str()).unwrap_or("").to_owned();
+        self.n = ctx.config().get("n").and_then(|n| n.as_i64()).unwrap_or(0);
+        if self.mode == "declare-many" {
+            for i in 0..2000 {
+                let _ = ctx.value_state::<u8>(&format!("s{i}"));
+            }
+        }
+        self.hoard = ctx.map_state("hoard");
+        Ok(())
+    }
+
+    fn process(&mut self, event: &Event<'_>, ctx: &mut Context<'_>, _out: &mut Output) -> Result<()> {
+        let ts = event.timestamp.unwrap_or(0);
+        match self.mode.as_str() {
+            "hoard" => {
+                let big = "x".repeat(1 << 20);
+                for i in 0..100 {
+                    self.hoard.put(ctx, &i, &big)?;
+                }
+            }
+            "timers" => {
+                for i in 0..self.n {
+                    ctx.register_event_time_timer(ts * 10_000_000 + i);
+                }
+            }
+            "chase" => ctx.register_event_time_timer(ts),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, ts: i64, _domain: TimeDomain, ctx: &mut Context<'_>, _out: &mut Output) -> Result<()> {
+        if self.mode == "chase" {
+            ctx.register_event_time_timer(ts + 1);
+        }
+        Ok(())
+    }
+}
+
+weir_sdk::export_process!(Hostile);
