@@ -61,7 +61,7 @@ fn a_component_of_the_wrong_world_is_refused_by_name() {
     let stderr = assert_clean_failure(&out);
     assert!(stderr.contains("operator `panicky`"), "{stderr}");
     assert!(stderr.contains("panicky_map.wasm does not implement world `process`"), "{stderr}");
-    assert!(stderr.contains("missing export `weir:operator/keyed-process@0.1.0`"), "{stderr}");
+    assert!(stderr.contains("missing export `weir:operator/keyed-process@0.2.0`"), "{stderr}");
     assert!(stderr.contains("implements world `map` instead"), "{stderr}");
 }
 

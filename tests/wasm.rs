@@ -43,7 +43,7 @@ fn a_map_component_is_not_a_process_component() {
     let err = rt.load(&component("passthrough"), World::Process).err().expect("refused").to_string();
     assert!(
         err.contains("does not implement world `process`")
-            && err.contains("missing export `weir:operator/keyed-process@0.1.0`"),
+            && err.contains("missing export `weir:operator/keyed-process@0.2.0`"),
         "{err}"
     );
 }

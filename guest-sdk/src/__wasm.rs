@@ -166,6 +166,14 @@ impl TableBackend {
         {
             return Err(Error::new("malformed key table: key ends decrease or run past the keys"));
         }
+        if table.namespace_ends.len() != keys
+            || table.namespace_ends.windows(2).any(|w| w[0] > w[1])
+            || table.namespace_ends.last().map_or(0, |e| *e as usize) > table.namespaces.len()
+        {
+            return Err(Error::new(
+                "malformed key table: namespace ends do not match the keys or run past the namespaces",
+            ));
+        }
         if table.value_lens.len() != keys * value_states as usize {
             return Err(Error::new(format!(
                 "malformed key table: {keys} keys × {value_states} value states need as many cells, got {}",
@@ -229,6 +237,11 @@ impl KeyedBackend for TableBackend {
     #[inline]
     fn key(&self) -> &[u8] {
         key_at(&self.table, self.slot)
+    }
+    fn namespace(&self) -> &[u8] {
+        let s = self.slot as usize;
+        let start = if s == 0 { 0 } else { self.table.namespace_ends[s - 1] as usize };
+        &self.table.namespaces[start..self.table.namespace_ends[s] as usize]
     }
     #[inline]
     fn value_get(&self, state: u32) -> Option<&[u8]> {

@@ -23,6 +23,7 @@ pub enum TimeDomain {
 /// Where the state of the current key lives.
 pub(crate) trait KeyedBackend {
     fn key(&self) -> &[u8];
+    fn namespace(&self) -> &[u8];
     fn value_get(&self, state: u32) -> Option<&[u8]>;
     fn value_set(&mut self, state: u32, value: Option<&[u8]>);
     fn list_get(&mut self, state: u32) -> Vec<Vec<u8>>;
@@ -98,6 +99,12 @@ impl Context<'_> {
     /// The current key.
     pub fn key(&self) -> &[u8] {
         self.backend.key()
+    }
+
+    /// The namespace of the current key's state and timers: empty for
+    /// process functions; window functions see their window here.
+    pub fn namespace(&self) -> &[u8] {
+        self.backend.namespace()
     }
 
     /// The current key as UTF-8 text.

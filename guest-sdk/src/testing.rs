@@ -138,6 +138,9 @@ impl KeyedBackend for StoreBackend<'_> {
     fn key(&self) -> &[u8] {
         self.key
     }
+    fn namespace(&self) -> &[u8] {
+        &[]
+    }
     fn value_get(&self, state: u32) -> Option<&[u8]> {
         self.store.values.get(&self.k(state)).map(Vec::as_slice)
     }

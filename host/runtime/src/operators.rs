@@ -123,8 +123,9 @@ impl Operator for MapOp {
 /// A native map function (benchmarks compare Wasm operators with these).
 pub type NativeMapFn = Box<dyn FnMut(EventRef<'_>, &mut Batch) + Send>;
 
-/// A native keyed function: event, its subtask's state backend, output.
-pub type NativeProcessFn = Box<dyn FnMut(EventRef<'_>, &mut dyn KeyedStateBackend, &mut Batch) + Send>;
+/// A native keyed function: event, its key group, its subtask's state
+/// backend, output.
+pub type NativeProcessFn = Box<dyn FnMut(EventRef<'_>, u16, &mut dyn KeyedStateBackend, &mut Batch) + Send>;
 
 pub(crate) struct NativeMapOp {
     pub f: NativeMapFn,
@@ -155,7 +156,7 @@ impl Operator for NativeProcessOp {
         let mut events = Batch::with_capacity(input.len(), input.len() * 16);
         self.ends.clear();
         for i in 0..input.len() {
-            (self.f)(input.event(i), self.backend.as_mut(), &mut events);
+            (self.f)(input.event(i), input.key_groups()[i], self.backend.as_mut(), &mut events);
             self.ends.push(events.len() as u32);
         }
         carry_marks(input.marks(), &self.ends, 0, &mut events);

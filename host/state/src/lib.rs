@@ -1,8 +1,8 @@
 //! # weir-state — keyed state and timers of one operator subtask
 //!
 //! Owns the [`KeyedStateBackend`] trait (value, list and map state scoped to
-//! a state id and a key; event- and processing-time timers, one per key and
-//! timestamp) and its backends: [`MemoryBackend`] now, the LSM backend
+//! a state id, key group, key and namespace; event- and processing-time
+//! timers, one per key, namespace and timestamp) and its backends: [`MemoryBackend`] now, the LSM backend
 //! later. Knows nothing about Wasm, operators or the network; state ids
 //! are assigned by the runtime from the operator's declared state names.
 #![warn(missing_docs)]
@@ -20,46 +20,85 @@ pub enum TimerDomain {
     ProcessingTime,
 }
 
-/// Keyed state and timers of one operator subtask. Reads append to
-/// caller-owned buffers so the hot path allocates nothing.
+/// Where a piece of keyed state lives: the key's key group (computed by
+/// the router with `weir_core::keys::key_group`, and never again), the
+/// key, and a namespace within the key (empty for process functions; the
+/// window for window operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// The key group of `key`.
+    pub group: u16,
+    /// The key's bytes.
+    pub key: &'a [u8],
+    /// The namespace's bytes (empty: none).
+    pub namespace: &'a [u8],
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of `key` in key group `group`, without a namespace.
+    pub fn key(group: u16, key: &'a [u8]) -> Self {
+        Scope { group, key, namespace: &[] }
+    }
+}
+
+/// A timer taken out of a backend to fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// When it fires.
+    pub timestamp: i64,
+    /// Its key group.
+    pub group: u16,
+    /// Its key.
+    pub key: Vec<u8>,
+    /// Its namespace.
+    pub namespace: Vec<u8>,
+}
+
+/// Keyed state and timers of one operator subtask, scoped to (state id,
+/// key group, key, namespace); timers to (domain, key group, key,
+/// namespace, timestamp), one each. Reads append to caller-owned buffers
+/// so the hot path allocates nothing. Backends keep everything
+/// partitioned by key group, so a key group can be snapshotted and moved
+/// without rehashing.
 pub trait KeyedStateBackend: Send {
-    /// Appends the value of `(state, key)` to `out`; false when absent.
-    fn value_get(&self, state: u32, key: &[u8], out: &mut Vec<u8>) -> bool;
-    /// Sets the value of `(state, key)`.
-    fn value_put(&mut self, state: u32, key: &[u8], value: &[u8]);
-    /// Removes the value of `(state, key)`.
-    fn value_clear(&mut self, state: u32, key: &[u8]);
+    /// Appends the value of `state` at `at` to `out`; false when absent.
+    fn value_get(&self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool;
+    /// Sets the value.
+    fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]);
+    /// Removes the value.
+    fn value_clear(&mut self, state: u32, at: Scope<'_>);
 
     /// Appends the list's elements to `data`, pushing each element's end
     /// (relative to `data`'s length at the call) to `ends`.
-    fn list_get(&self, state: u32, key: &[u8], data: &mut Vec<u8>, ends: &mut Vec<u32>);
+    fn list_get(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>);
     /// Appends an element to the list.
-    fn list_add(&mut self, state: u32, key: &[u8], element: &[u8]);
+    fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]);
     /// Replaces the list with the elements `data` split at `ends`.
-    fn list_replace(&mut self, state: u32, key: &[u8], data: &[u8], ends: &[u32]);
+    fn list_replace(&mut self, state: u32, at: Scope<'_>, data: &[u8], ends: &[u32]);
     /// Removes the list.
-    fn list_clear(&mut self, state: u32, key: &[u8]);
+    fn list_clear(&mut self, state: u32, at: Scope<'_>);
 
     /// Appends the map's value under `map_key` to `out`; false when absent.
-    fn map_get(&self, state: u32, key: &[u8], map_key: &[u8], out: &mut Vec<u8>) -> bool;
+    fn map_get(&self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool;
     /// Puts a map entry.
-    fn map_put(&mut self, state: u32, key: &[u8], map_key: &[u8], value: &[u8]);
+    fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]);
     /// Removes a map entry.
-    fn map_remove(&mut self, state: u32, key: &[u8], map_key: &[u8]);
+    fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]);
     /// Appends all entries, key then value, in map-key order (see `list_get`).
-    fn map_entries(&self, state: u32, key: &[u8], data: &mut Vec<u8>, ends: &mut Vec<u32>);
+    fn map_entries(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>);
     /// Removes the whole map.
-    fn map_clear(&mut self, state: u32, key: &[u8]);
+    fn map_clear(&mut self, state: u32, at: Scope<'_>);
 
     /// Registers a timer; registering one that exists does nothing.
-    fn timer_register(&mut self, domain: TimerDomain, key: &[u8], timestamp: i64);
+    fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64);
     /// Deletes a timer if it exists.
-    fn timer_delete(&mut self, domain: TimerDomain, key: &[u8], timestamp: i64);
+    fn timer_delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64);
     /// Number of timers held, both domains.
     fn timers_pending(&self) -> usize;
     /// The earliest timer of `domain`.
     fn next_timer(&self, domain: TimerDomain) -> Option<i64>;
-    /// Removes up to `limit` timers of `domain` at or before `upto`,
-    /// earliest first, appending `(timestamp, key)` to `out`.
-    fn pop_timers(&mut self, domain: TimerDomain, upto: i64, limit: usize, out: &mut Vec<(i64, Vec<u8>)>);
+    /// Removes up to `limit` timers of `domain` at or before `upto`, in
+    /// (timestamp, key, namespace) order whatever their key groups, and
+    /// appends them to `out`.
+    fn pop_timers(&mut self, domain: TimerDomain, upto: i64, limit: usize, out: &mut Vec<Timer>);
 }

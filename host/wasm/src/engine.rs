@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine};
 /// The WIT package every component implements.
 pub const PACKAGE: &str = "weir:operator";
 /// Its version.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.2.0";
 
 /// How often the epoch ticks; time budgets are counted in ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);

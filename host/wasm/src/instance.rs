@@ -9,7 +9,7 @@ use crate::sandbox::{HostState, Limits};
 use std::sync::Arc;
 use wasmtime::Store;
 use weir_core::Batch;
-use weir_state::KeyedStateBackend;
+use weir_state::{KeyedStateBackend, Scope};
 
 /// Why a call into an operator failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -110,18 +110,25 @@ impl StateNames {
     }
 }
 
-/// The keys of one `process` call and their value state, built by the
-/// caller (see the `key-table` record of the WIT contract).
+/// The key slots of one `process` call (key, namespace and key group of
+/// each) and their value state, built by the caller (see the `key-table`
+/// record of the WIT contract).
 #[derive(Debug, Default, Clone)]
 pub struct KeyTable {
-    /// Keys, concatenated.
-    pub keys: Vec<u8>,
-    /// Where each key ends in `keys`.
-    pub key_ends: Vec<u32>,
+    keys: Vec<u8>,
+    key_ends: Vec<u32>,
+    namespaces: Vec<u8>,
+    namespace_ends: Vec<u32>,
+    groups: Vec<u16>,
     /// Value-state cells' bytes, concatenated.
     pub values: Vec<u8>,
     /// Per cell (`slot * value_states + state`), its length or `u32::MAX`.
     pub value_lens: Vec<u32>,
+}
+
+fn part(ends: &[u32], slot: usize) -> std::ops::Range<usize> {
+    let start = if slot == 0 { 0 } else { ends[slot - 1] as usize };
+    start..ends[slot] as usize
 }
 
 impl KeyTable {
@@ -129,30 +136,55 @@ impl KeyTable {
     pub fn clear(&mut self) {
         self.keys.clear();
         self.key_ends.clear();
+        self.namespaces.clear();
+        self.namespace_ends.clear();
+        self.groups.clear();
         self.values.clear();
         self.value_lens.clear();
     }
 
-    /// Number of keys.
+    /// Adds a slot for `at`; its number. The caller appends its value
+    /// cells to `values` and `value_lens`.
+    pub fn push_slot(&mut self, at: Scope<'_>) -> u32 {
+        self.keys.extend_from_slice(at.key);
+        self.key_ends.push(self.keys.len() as u32);
+        self.namespaces.extend_from_slice(at.namespace);
+        self.namespace_ends.push(self.namespaces.len() as u32);
+        self.groups.push(at.group);
+        (self.groups.len() - 1) as u32
+    }
+
+    /// Number of slots.
     pub fn len(&self) -> usize {
-        self.key_ends.len()
+        self.groups.len()
     }
 
-    /// Whether the table has no keys.
+    /// Whether the table has no slots.
     pub fn is_empty(&self) -> bool {
-        self.key_ends.is_empty()
+        self.groups.is_empty()
     }
 
-    /// Key of slot `slot`.
-    pub fn key(&self, slot: usize) -> &[u8] {
-        let start = if slot == 0 { 0 } else { self.key_ends[slot - 1] as usize };
-        &self.keys[start..self.key_ends[slot] as usize]
+    /// Bytes of keys, namespaces and values: what the call copies into
+    /// the guest.
+    pub fn bytes(&self) -> usize {
+        self.keys.len() + self.namespaces.len() + self.values.len()
+    }
+
+    /// Key, namespace and key group of slot `slot`.
+    pub fn scope(&self, slot: usize) -> Scope<'_> {
+        Scope {
+            group: self.groups[slot],
+            key: &self.keys[part(&self.key_ends, slot)],
+            namespace: &self.namespaces[part(&self.namespace_ends, slot)],
+        }
     }
 
     fn wire(&self) -> pb::exports::weir::operator::keyed_process::KeyTable<'_> {
         pb::exports::weir::operator::keyed_process::KeyTable {
             keys: &self.keys,
             key_ends: &self.key_ends,
+            namespaces: &self.namespaces,
+            namespace_ends: &self.namespace_ends,
             values: &self.values,
             value_lens: &self.value_lens,
         }
@@ -383,11 +415,7 @@ impl ProcessInstance {
     fn before_call(&mut self, table: &KeyTable) {
         self.store.data_mut().call_state_bytes = 0;
         if !self.states.list.is_empty() || !self.states.map.is_empty() {
-            let d = self.store.data_mut();
-            d.call_keys.clear();
-            d.call_keys.extend_from_slice(&table.keys);
-            d.call_key_ends.clear();
-            d.call_key_ends.extend_from_slice(&table.key_ends);
+            self.store.data_mut().call_table.clone_from(table);
         }
         self.store.set_epoch_deadline(budget_ticks(self.limits));
     }

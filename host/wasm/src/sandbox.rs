@@ -12,7 +12,7 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use weir_state::KeyedStateBackend;
+use weir_state::{KeyedStateBackend, Scope};
 
 /// Resource limits and quotas of one instance: what a guest may cost the
 /// host. Exceeding one fails the task with a message naming it.
@@ -65,8 +65,7 @@ pub(crate) struct HostState {
     pub(crate) operator: Arc<str>,
     pub(crate) backend: Option<Box<dyn KeyedStateBackend>>,
     /// Keys of the current call, concatenated, and where each ends.
-    pub(crate) call_keys: Vec<u8>,
-    pub(crate) call_key_ends: Vec<u32>,
+    pub(crate) call_table: crate::KeyTable,
     /// The guest's last stderr lines, shown when it traps (a Rust guest's
     /// panic message arrives there just before the trap).
     pub(crate) recent_stderr: Arc<Mutex<VecDeque<String>>>,
@@ -113,8 +112,7 @@ impl HostState {
                 .build(),
             operator,
             backend,
-            call_keys: Vec::new(),
-            call_key_ends: Vec::new(),
+            call_table: crate::KeyTable::default(),
             recent_stderr,
             declared_lists: 0,
             declared_maps: 0,
@@ -123,10 +121,17 @@ impl HostState {
         }
     }
 
-    /// The key of `slot`, after checking the state id against the declared
-    /// states of `kind` (a guest must not make the host allocate for ids
-    /// it never declared).
-    fn checked_key(&self, kind: &str, state: u32, slot: u32) -> wasmtime::Result<Vec<u8>> {
+    /// Runs `f` on the backend at the scope of key slot `slot`, after
+    /// checking the slot and the state id against the declared states of
+    /// `kind` (a guest must not make the host allocate for ids it never
+    /// declared).
+    fn at<R>(
+        &mut self,
+        kind: &str,
+        state: u32,
+        slot: u32,
+        f: impl FnOnce(&mut dyn KeyedStateBackend, Scope<'_>) -> R,
+    ) -> wasmtime::Result<R> {
         let declared = if kind == "list" { self.declared_lists } else { self.declared_maps };
         if state >= declared {
             wasmtime::bail!(
@@ -134,20 +139,17 @@ impl HostState {
                 self.operator
             );
         }
-        Ok(self.key(slot)?.to_vec())
-    }
-
-    fn key(&self, slot: u32) -> wasmtime::Result<&[u8]> {
-        let s = slot as usize;
-        let Some(&end) = self.call_key_ends.get(s) else {
+        if slot as usize >= self.call_table.len() {
             wasmtime::bail!(
                 "operator `{}` used key slot {slot}, but the call has {} keys",
                 self.operator,
-                self.call_key_ends.len()
+                self.call_table.len()
             );
+        }
+        let Some(backend) = self.backend.as_deref_mut() else {
+            wasmtime::bail!("operator `{}` has no keyed state here", self.operator)
         };
-        let start = if s == 0 { 0 } else { self.call_key_ends[s - 1] };
-        Ok(&self.call_keys[start as usize..end as usize])
+        Ok(f(backend, self.call_table.scope(slot as usize)))
     }
 
     /// Charges `bytes` of state written in this call to its quota.
@@ -161,13 +163,6 @@ impl HostState {
             );
         }
         Ok(())
-    }
-
-    fn backend(&mut self) -> wasmtime::Result<(&mut dyn KeyedStateBackend, &[u8], &[u32])> {
-        match self.backend.as_deref_mut() {
-            Some(b) => Ok((b, &self.call_keys, &self.call_key_ends)),
-            None => wasmtime::bail!("operator `{}` has no keyed state here", self.operator),
-        }
     }
 }
 
@@ -237,20 +232,15 @@ use process::weir::operator::keyed_state::{self as ks, ListValue};
 
 impl ks::Host for HostState {
     fn list_get(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
-        let key = self.checked_key("list", state, key_slot)?;
-        let (b, _, _) = self.backend()?;
         let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
-        b.list_get(state, &key, &mut v.data, &mut v.ends);
+        self.at("list", state, key_slot, |b, at| b.list_get(state, at, &mut v.data, &mut v.ends))?;
         Ok(v)
     }
     fn list_add(&mut self, state: u32, key_slot: u32, element: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.checked_key("list", state, key_slot)?;
         self.charge(element.len())?;
-        self.backend()?.0.list_add(state, &key, &element);
-        Ok(())
+        self.at("list", state, key_slot, |b, at| b.list_add(state, at, &element))
     }
     fn list_update(&mut self, state: u32, key_slot: u32, elements: ListValue) -> wasmtime::Result<()> {
-        let key = self.checked_key("list", state, key_slot)?;
         let ends = &elements.ends;
         if ends.windows(2).any(|w| w[0] > w[1]) || ends.last().map_or(0, |&e| e as usize) != elements.data.len() {
             wasmtime::bail!(
@@ -259,40 +249,30 @@ impl ks::Host for HostState {
             );
         }
         self.charge(elements.data.len())?;
-        self.backend()?.0.list_replace(state, &key, &elements.data, &elements.ends);
-        Ok(())
+        self.at("list", state, key_slot, |b, at| b.list_replace(state, at, &elements.data, &elements.ends))
     }
     fn list_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {
-        let key = self.checked_key("list", state, key_slot)?;
-        self.backend()?.0.list_clear(state, &key);
-        Ok(())
+        self.at("list", state, key_slot, |b, at| b.list_clear(state, at))
     }
     fn map_get(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
-        let key = self.checked_key("map", state, key_slot)?;
         let mut out = Vec::new();
-        Ok(self.backend()?.0.map_get(state, &key, &map_key, &mut out).then_some(out))
+        let found = self.at("map", state, key_slot, |b, at| b.map_get(state, at, &map_key, &mut out))?;
+        Ok(found.then_some(out))
     }
     fn map_put(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.checked_key("map", state, key_slot)?;
         self.charge(map_key.len() + value.len())?;
-        self.backend()?.0.map_put(state, &key, &map_key, &value);
-        Ok(())
+        self.at("map", state, key_slot, |b, at| b.map_put(state, at, &map_key, &value))
     }
     fn map_remove(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.checked_key("map", state, key_slot)?;
-        self.backend()?.0.map_remove(state, &key, &map_key);
-        Ok(())
+        self.at("map", state, key_slot, |b, at| b.map_remove(state, at, &map_key))
     }
     fn map_entries(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
-        let key = self.checked_key("map", state, key_slot)?;
         let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
-        self.backend()?.0.map_entries(state, &key, &mut v.data, &mut v.ends);
+        self.at("map", state, key_slot, |b, at| b.map_entries(state, at, &mut v.data, &mut v.ends))?;
         Ok(v)
     }
     fn map_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {
-        let key = self.checked_key("map", state, key_slot)?;
-        self.backend()?.0.map_clear(state, &key);
-        Ok(())
+        self.at("map", state, key_slot, |b, at| b.map_clear(state, at))
     }
 }
 

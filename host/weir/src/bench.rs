@@ -59,14 +59,15 @@ fn native(p: Pipeline) -> Native {
         Pipeline::Map => Native::Map(Box::new(|| Box::new(|e, out| out.push(e.key, e.value, e.timestamp, e.origin)))),
         Pipeline::Process => Native::Process(Box::new(|| {
             let mut buf = Vec::with_capacity(8);
-            Box::new(move |e, state, out| {
+            Box::new(move |e, group, state, out| {
                 buf.clear();
-                let n = if state.value_get(0, e.key, &mut buf) {
+                let at = weir_state::Scope::key(group, e.key);
+                let n = if state.value_get(0, at, &mut buf) {
                     u64::from_le_bytes(buf[..8].try_into().expect("invariant: the counter stores 8 bytes")) + 1
                 } else {
                     1
                 };
-                state.value_put(0, e.key, &n.to_le_bytes());
+                state.value_put(0, at, &n.to_le_bytes());
                 out.push(e.key, &n.to_le_bytes(), e.timestamp, e.origin);
             })
         })),

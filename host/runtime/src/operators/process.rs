@@ -6,10 +6,11 @@
 use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN, now_ms};
 use std::collections::HashMap;
 use weir_core::{Batch, Mark};
-use weir_state::{KeyedStateBackend, TimerDomain};
+use weir_state::{KeyedStateBackend, Scope, Timer, TimerDomain};
 use weir_wasm::{FiredTimer, KeyTable, Limits, ProcessInstance, ProcessOutput};
 
-type KeyIndex<'a> = HashMap<&'a [u8], u32, foldhash::fast::FixedState>;
+/// Slots of a call by key (and namespace, for fired timers).
+type KeyIndex<'a> = HashMap<(&'a [u8], &'a [u8]), u32, foldhash::fast::FixedState>;
 
 /// Timers fired per `on-timers` call.
 const TIMERS_PER_CALL: usize = 1024;
@@ -22,7 +23,7 @@ pub(crate) struct ProcessOp {
     table: KeyTable,
     slots: Vec<u32>,
     segment: Batch,
-    fired: Vec<(i64, Vec<u8>)>,
+    fired: Vec<Timer>,
     timers: Vec<FiredTimer>,
 }
 
@@ -42,20 +43,19 @@ impl ProcessOp {
         }
     }
 
-    /// Adds `key` to the table (with its value state) if new; its slot.
-    fn slot_of(table: &mut KeyTable, backend: &dyn KeyedStateBackend, states: usize, key: &[u8]) -> u32 {
-        table.keys.extend_from_slice(key);
-        table.key_ends.push(table.keys.len() as u32);
+    /// Adds a slot for `at` to the table, with its value state; its number.
+    fn slot_of(table: &mut KeyTable, backend: &dyn KeyedStateBackend, states: usize, at: Scope<'_>) -> u32 {
+        let slot = table.push_slot(at);
         for s in 0..states {
             let before = table.values.len();
-            let len = if backend.value_get(s as u32, key, &mut table.values) {
+            let len = if backend.value_get(s as u32, at, &mut table.values) {
                 (table.values.len() - before) as u32
             } else {
                 u32::MAX
             };
             table.value_lens.push(len);
         }
-        (table.key_ends.len() - 1) as u32
+        slot
     }
 
     /// Applies what a call returned to the backend; sends its side output
@@ -65,21 +65,21 @@ impl ProcessOp {
         let backend = self.instance.backend();
         let mut at = 0usize;
         for (&cell, &len) in r.write_cells.iter().zip(&r.write_lens) {
-            let key = self.table.key((cell / states) as usize);
+            let scope = self.table.scope((cell / states) as usize);
             if len == u32::MAX {
-                backend.value_clear(cell % states, key);
+                backend.value_clear(cell % states, scope);
             } else {
-                backend.value_put(cell % states, key, &r.write_data[at..at + len as usize]);
+                backend.value_put(cell % states, scope, &r.write_data[at..at + len as usize]);
                 at += len as usize;
             }
         }
         for t in &r.timers {
-            let key = self.table.key(t.key_slot as usize);
+            let scope = self.table.scope(t.key_slot as usize);
             let domain = if t.event_time { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
             if t.delete {
-                backend.timer_delete(domain, key, t.timestamp);
+                backend.timer_delete(domain, scope, t.timestamp);
             } else {
-                backend.timer_register(domain, key, t.timestamp);
+                backend.timer_register(domain, scope, t.timestamp);
             }
         }
         if backend.timers_pending() > self.limits.pending_timers {
@@ -124,17 +124,18 @@ impl ProcessOp {
             let mut i = a;
             while i < b {
                 let key = input.key(i);
-                let slot = match index.get(key) {
+                let slot = match index.get(&(key, &[][..])) {
                     Some(&s) => s,
                     None => {
-                        let s = Self::slot_of(&mut self.table, backend, self.value_states, key);
-                        index.insert(key, s);
+                        let at = Scope::key(input.key_groups()[i], key);
+                        let s = Self::slot_of(&mut self.table, backend, self.value_states, at);
+                        index.insert((key, &[]), s);
                         s
                     }
                 };
                 self.slots.push(slot);
                 i += 1;
-                if self.table.keys.len() + self.table.values.len() > self.limits.key_table_bytes {
+                if self.table.bytes() > self.limits.key_table_bytes {
                     break;
                 }
             }
@@ -196,18 +197,19 @@ impl ProcessOp {
             {
                 let backend = self.instance.backend();
                 let mut index = KeyIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
-                for (ts, key) in &self.fired {
-                    let slot = match index.get(key.as_slice()) {
+                for t in &self.fired {
+                    let slot = match index.get(&(t.key.as_slice(), t.namespace.as_slice())) {
                         Some(&s) => s,
                         None => {
-                            let s = Self::slot_of(&mut self.table, backend, self.value_states, key);
-                            index.insert(key.as_slice(), s);
+                            let at = Scope { group: t.group, key: &t.key, namespace: &t.namespace };
+                            let s = Self::slot_of(&mut self.table, backend, self.value_states, at);
+                            index.insert((&t.key, &t.namespace), s);
                             s
                         }
                     };
                     self.timers.push(FiredTimer {
                         key_slot: slot,
-                        timestamp: *ts,
+                        timestamp: t.timestamp,
                         event_time: domain == TimerDomain::EventTime,
                     });
                 }
