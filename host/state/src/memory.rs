@@ -7,9 +7,10 @@
 //! earliest timer of the subtask is found without scanning groups.
 
 use crate::{KeyedStateBackend, Scope, Timer, TimerDomain};
+use hashbrown::{Equivalent, HashMap};
 use smallvec::SmallVec;
-use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 
 /// foldhash with a fixed seed: fast on short keys, well spread, and the
 /// same in every run.
@@ -21,11 +22,12 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 /// sorts as the key does. Keys up to 23 bytes stay inline in the table
 /// entry: comparing one then costs no pointer chase (that miss was the
 /// largest cost of keyed state in `weir bench`).
-type Composite = SmallVec<[u8; 24]>;
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Composite(SmallVec<[u8; 24]>);
 type Small = SmallVec<[u8; 16]>;
 
 fn composite(at: Scope<'_>) -> Composite {
-    let mut c = Composite::with_capacity(at.key.len() + at.namespace.len() + 1);
+    let mut c = SmallVec::with_capacity(at.key.len() + at.namespace.len() + 1);
     c.extend_from_slice(at.key);
     c.extend_from_slice(at.namespace);
     match u8::try_from(at.namespace.len()) {
@@ -35,7 +37,37 @@ fn composite(at: Scope<'_>) -> Composite {
             c.push(255);
         }
     }
-    c
+    Composite(c)
+}
+
+/// Hashes a key and namespace the same way whether stored ([`Composite`])
+/// or looked up ([`Probe`]).
+fn hash_parts<H: Hasher>(key: &[u8], namespace: &[u8], h: &mut H) {
+    h.write(key);
+    h.write_usize(namespace.len());
+    h.write(namespace);
+}
+
+impl Hash for Composite {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (key, namespace) = split(&self.0);
+        hash_parts(key, namespace, h);
+    }
+}
+
+/// A lookup by key and namespace, without building a [`Composite`].
+struct Probe<'a>(Scope<'a>);
+
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_parts(self.0.key, self.0.namespace, h);
+    }
+}
+
+impl Equivalent<Composite> for Probe<'_> {
+    fn equivalent(&self, c: &Composite) -> bool {
+        split(&c.0) == (self.0.key, self.0.namespace)
+    }
 }
 
 /// The key and namespace of a composite.
@@ -106,7 +138,7 @@ impl MemoryBackend {
     }
 
     fn get<V>(&self, pick: impl Fn(&Group) -> &Keyed<V>, state: u32, at: Scope<'_>) -> Option<&V> {
-        pick(self.group(at.group)?).get(state as usize)?.get(composite(at).as_slice())
+        pick(self.group(at.group)?).get(state as usize)?.get(&Probe(at))
     }
 
     /// Number of keys (with their namespaces) holding a value in value
@@ -153,21 +185,20 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
-        let c = composite(at);
         let m = slot(&mut self.group_mut(at.group).values, state);
-        match m.get_mut(c.as_slice()) {
+        match m.get_mut(&Probe(at)) {
             Some(v) => {
                 v.clear();
                 v.extend_from_slice(value);
             }
             None => {
-                m.insert(c, Small::from_slice(value));
+                m.insert(composite(at), Small::from_slice(value));
             }
         }
     }
 
     fn value_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.group_mut(at.group).values, state).remove(composite(at).as_slice());
+        slot(&mut self.group_mut(at.group).values, state).remove(&Probe(at));
     }
 
     fn list_get(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
@@ -177,8 +208,13 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]) {
-        let c = composite(at);
-        slot(&mut self.group_mut(at.group).lists, state).entry(c).or_default().push(element.to_vec());
+        let m = slot(&mut self.group_mut(at.group).lists, state);
+        match m.get_mut(&Probe(at)) {
+            Some(l) => l.push(element.to_vec()),
+            None => {
+                m.insert(composite(at), vec![element.to_vec()]);
+            }
+        }
     }
 
     fn list_replace(&mut self, state: u32, at: Scope<'_>, data: &[u8], ends: &[u32]) {
@@ -192,17 +228,16 @@ impl KeyedStateBackend for MemoryBackend {
                 item
             })
             .collect();
-        let c = composite(at);
         let m = slot(&mut self.group_mut(at.group).lists, state);
         if items.is_empty() {
-            m.remove(c.as_slice());
+            m.remove(&Probe(at));
         } else {
-            m.insert(c, items);
+            m.insert(composite(at), items);
         }
     }
 
     fn list_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.group_mut(at.group).lists, state).remove(composite(at).as_slice());
+        slot(&mut self.group_mut(at.group).lists, state).remove(&Probe(at));
     }
 
     fn map_get(&self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
@@ -210,18 +245,23 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]) {
-        let c = composite(at);
         let m = slot(&mut self.group_mut(at.group).maps, state);
-        m.entry(c).or_default().insert(map_key.to_vec(), value.to_vec());
+        match m.get_mut(&Probe(at)) {
+            Some(inner) => {
+                inner.insert(map_key.to_vec(), value.to_vec());
+            }
+            None => {
+                m.insert(composite(at), BTreeMap::from([(map_key.to_vec(), value.to_vec())]));
+            }
+        }
     }
 
     fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) {
-        let c = composite(at);
         let m = slot(&mut self.group_mut(at.group).maps, state);
-        if let Some(inner) = m.get_mut(c.as_slice()) {
+        if let Some(inner) = m.get_mut(&Probe(at)) {
             inner.remove(map_key);
             if inner.is_empty() {
-                m.remove(c.as_slice());
+                m.remove(&Probe(at));
             }
         }
     }
@@ -233,7 +273,7 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.group_mut(at.group).maps, state).remove(composite(at).as_slice());
+        slot(&mut self.group_mut(at.group).maps, state).remove(&Probe(at));
     }
 
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
@@ -264,7 +304,7 @@ impl KeyedStateBackend for MemoryBackend {
             }
             let (timestamp, c) =
                 self.with_timers(domain, g, |q| q.pop_first()).expect("invariant: a group in `heads` has a timer");
-            let (key, namespace) = split(&c);
+            let (key, namespace) = split(&c.0);
             out.push(Timer { timestamp, group: g, key: key.to_vec(), namespace: namespace.to_vec() });
         }
     }
@@ -351,7 +391,7 @@ mod tests {
             ns in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let c = composite(Scope { group: 0, key: &k1, namespace: &ns });
-            prop_assert_eq!(split(&c), (&k1[..], &ns[..]));
+            prop_assert_eq!(split(&c.0), (&k1[..], &ns[..]));
             let (a, b) = (composite(Scope::key(0, &k1)), composite(Scope::key(0, &k2)));
             prop_assert_eq!(a.cmp(&b), k1.cmp(&k2));
         }
