@@ -201,3 +201,28 @@ fn a_guest_cannot_sleep_past_its_budget() {
     assert!(err.contains("operator `panicky`") && err.contains("operators cannot sleep"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "refused at once");
 }
+
+/// More instances than the machine can hold (here: address space capped
+/// with `ulimit -v`) is a resources error that says to lower the
+/// parallelism, not a "trap".
+#[test]
+fn a_parallelism_the_machine_cannot_hold_says_to_lower_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "parallelism: 64\n\
+         sources: [{{id: s, type: generator, count: 10}}]\n\
+         operators: [{{id: m, kind: map, component: {}, input: s}}]\n\
+         sinks: [{{id: out, type: discard, input: m}}]\n",
+        component("passthrough").display()
+    );
+    std::fs::write(dir.path().join("p.yaml"), spec).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v 24000000 && exec '{}' run p.yaml", weir_tests::weir_bin().display()))
+        .current_dir(dir.path())
+        .env("WEIR_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("lower the parallelism") && !stderr.contains("trapped"), "{stderr}");
+}

@@ -57,17 +57,32 @@ pub(crate) fn timestamp_cell(cell: &str) -> Result<i64, String> {
     }
 }
 
-/// Reads a one-column CSV file with each blank line (outside quotes)
-/// turned into `""`, a row with an empty value, which the csv crate would
-/// otherwise skip. Keeps where it inserted, to map positions back to the
-/// file's own byte offsets.
+/// Where the CSV parser is inside a record, tracked as csv-core does: a
+/// quote opens a quoted field only at the start of a field; inside one,
+/// `""` is an escaped quote and a lone quote closes it; after that, other
+/// bytes continue the field as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Start,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+/// Reads a one-column CSV file with each blank line after the header
+/// (outside quotes) turned into `""`, a row with an empty value, which the
+/// csv crate would otherwise skip. Keeps where it inserted, to map
+/// positions back to the file's own byte offsets.
 pub(crate) struct BlankLinesAsRows<R> {
     inner: R,
     enabled: bool,
     buf: Vec<u8>,
     at: usize,
-    in_quotes: bool,
+    field: Field,
+    /// At the start of a line (only `\r` seen on it so far).
     line_start: bool,
+    /// The header line has ended (blank lines before it are not rows).
+    header_done: bool,
     /// Positions in the output at which `""` was inserted.
     inserted: Vec<u64>,
     produced: u64,
@@ -81,8 +96,9 @@ impl<R: Read> BlankLinesAsRows<R> {
             enabled,
             buf: Vec::new(),
             at: 0,
-            in_quotes: false,
-            line_start: false,
+            field: Field::Start,
+            line_start: true,
+            header_done: false,
             inserted: Vec::new(),
             produced: 0,
         }
@@ -103,17 +119,32 @@ impl<R: Read> BlankLinesAsRows<R> {
         self.buf.clear();
         self.at = 0;
         for &b in &raw[..n] {
-            // A blank line outside quotes: the header line (the first) is
-            // never blank here, as `line_start` starts false.
-            // At the `\n` of a line that held nothing (or only `\r`).
-            if self.enabled && self.line_start && !self.in_quotes && b == b'\n' {
-                self.inserted.push(self.produced + self.buf.len() as u64);
-                self.buf.extend_from_slice(b"\"\"");
+            let outside = self.field != Field::Quoted;
+            if b == b'\n' && outside {
+                // The `\n` of a line that held nothing (or only `\r`).
+                if self.line_start && self.header_done && self.enabled {
+                    self.inserted.push(self.produced + self.buf.len() as u64);
+                    self.buf.extend_from_slice(b"\"\"");
+                }
+                if !self.line_start {
+                    self.header_done = true;
+                }
+                self.line_start = true;
+                self.field = Field::Start;
+            } else {
+                self.line_start = self.line_start && b == b'\r';
+                self.field = match (self.field, b) {
+                    (Field::Start, b'"') => Field::Quoted,
+                    (Field::Start | Field::Unquoted | Field::QuoteInQuoted, b',') => Field::Start,
+                    (Field::Start, b'\r') => Field::Start,
+                    (Field::Start | Field::Unquoted, _) => Field::Unquoted,
+                    (Field::Quoted, b'"') => Field::QuoteInQuoted,
+                    (Field::Quoted, _) => Field::Quoted,
+                    (Field::QuoteInQuoted, b'"') => Field::Quoted,
+                    (Field::QuoteInQuoted, b'\r') => Field::QuoteInQuoted,
+                    (Field::QuoteInQuoted, _) => Field::Unquoted,
+                };
             }
-            if b == b'"' {
-                self.in_quotes = !self.in_quotes;
-            }
-            self.line_start = b == b'\n' || (self.line_start && b == b'\r');
             self.buf.push(b);
         }
         Ok(())
@@ -155,6 +186,12 @@ mod tests {
         assert_eq!(rows("name\na\n\nb\n"), vec![r#"{"name":"a"}"#, r#"{"name":""}"#, r#"{"name":"b"}"#]);
         assert_eq!(rows("name\r\n\r\nb\r\n"), vec![r#"{"name":""}"#, r#"{"name":"b"}"#]);
         assert_eq!(rows("name\n\"x\n\ny\"\n"), vec![r#"{"name":"x\n\ny"}"#], "blank lines inside quotes stay");
+        assert_eq!(
+            rows("size\n6\" ruler\n\n\"a\n\nb\"\n"),
+            vec![r#"{"size":"6\" ruler"}"#, r#"{"size":""}"#, r#"{"size":"a\n\nb"}"#],
+            "a quote inside an unquoted field opens nothing"
+        );
+        assert_eq!(rows("\n\nname\na\n"), vec![r#"{"name":"a"}"#], "blank lines before the header are not rows");
     }
 
     #[test]

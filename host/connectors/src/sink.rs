@@ -111,7 +111,13 @@ impl Sink for FileSink {
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|e| self.io(e))?;
         if let (Some(tmp), Some(path)) = (&self.in_progress, &self.place) {
-            std::fs::rename(tmp, path).map_err(|e| self.io(e))?;
+            // Durable before it is visible: sync the data, rename, then
+            // sync the folder so the rename itself survives a crash.
+            let sync = File::open(tmp).and_then(|f| f.sync_all());
+            sync.and_then(|()| std::fs::rename(tmp, path)).map_err(|e| self.io(e))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(|e| self.io(e))?;
+            }
             self.in_progress = None;
         }
         Ok(())

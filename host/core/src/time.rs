@@ -96,8 +96,8 @@ impl WatermarkValve {
         self.inputs.iter().all(|i| i.ended)
     }
 
-    /// Input `input` sent data: it is active (again).
-    pub fn activate(&mut self, input: usize) -> ValveChange {
+    /// Input `input` said it is active again.
+    fn activate(&mut self, input: usize) -> ValveChange {
         let current = self.current;
         let i = &mut self.inputs[input];
         let mut change = ValveChange::default();
@@ -112,12 +112,17 @@ impl WatermarkValve {
         change
     }
 
-    /// Input `input` reached `watermark` (it is active again if it was
-    /// idle).
+    /// Input `input` reached `watermark`. As in Flink, a watermark of an
+    /// idle input is ignored: only an active-again message
+    /// ([`WatermarkValve::set_idle`] with `false`) changes an input's
+    /// status, not data.
     pub fn watermark(&mut self, input: usize, watermark: i64) -> ValveChange {
-        let mut change = self.activate(input);
+        let mut change = ValveChange::default();
         let current = self.current;
         let i = &mut self.inputs[input];
+        if i.idle {
+            return change;
+        }
         if watermark > i.watermark {
             i.watermark = watermark;
             if !i.aligned && watermark >= current {
@@ -154,9 +159,11 @@ impl WatermarkValve {
         change
     }
 
-    /// Input `input` reached its end: it is at `MAX_WATERMARK` for good.
+    /// Input `input` reached its end: it is at `MAX_WATERMARK` for good,
+    /// and active (an idle source that ends still ends event time).
     pub fn end(&mut self, input: usize) -> ValveChange {
-        let change = self.watermark(input, MAX_WATERMARK);
+        let mut change = self.activate(input);
+        change.watermark = self.watermark(input, MAX_WATERMARK).watermark;
         self.inputs[input].ended = true;
         change
     }
@@ -203,6 +210,8 @@ mod tests {
         c.watermark(0, 100);
         assert_eq!(c.set_idle(1, true).watermark, Some(100));
         assert_eq!(c.watermark(0, 150).watermark, Some(150));
+        assert_eq!(c.watermark(1, 500), ValveChange::default(), "an idle input's watermark is ignored");
+        c.set_idle(1, false);
         assert_eq!(c.watermark(1, 120).watermark, None, "a resumed input never moves the watermark back");
         assert_eq!(
             c.watermark(0, 300).watermark,
@@ -221,8 +230,9 @@ mod tests {
         assert_eq!(c.set_idle(1, true), ValveChange::default(), "input 0 still holds the minimum");
         assert_eq!(c.set_idle(0, true), ValveChange { watermark: Some(20), idle: Some(true) });
         assert!(c.is_idle());
-        assert_eq!(c.watermark(0, 30), ValveChange { watermark: Some(30), idle: Some(false) });
-        assert!(!c.is_idle(), "a watermark makes its input active again");
+        assert_eq!(c.set_idle(0, false), ValveChange { watermark: None, idle: Some(false) });
+        assert_eq!(c.watermark(0, 30).watermark, Some(30));
+        assert!(!c.is_idle());
     }
 
     #[test]

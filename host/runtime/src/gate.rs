@@ -43,7 +43,8 @@ impl InputGate {
     pub fn on_message(&mut self, input: usize, message: MessageKind, steps: &mut Vec<Step>) {
         match message {
             MessageKind::Data(mut batch) => {
-                Self::status(self.valve.activate(input), steps);
+                // Data does not change an input's status (Flink's rule:
+                // only status messages do); an idle input's marks are ignored.
                 let marks = batch.take_marks();
                 for m in marks {
                     if let Some(w) = self.valve.watermark(input, m.watermark).watermark {
@@ -137,10 +138,9 @@ mod tests {
         steps(&mut g, 1, MessageKind::Data(batch(&[(0, 20)], 0)));
         assert_eq!(steps(&mut g, 1, MessageKind::Idle(true)), vec![]);
         assert_eq!(steps(&mut g, 0, MessageKind::Idle(true)), vec![Step::Run(Batch::watermark(20)), Step::Idle(true)]);
-        assert_eq!(
-            steps(&mut g, 0, MessageKind::Data(batch(&[], 1))),
-            vec![Step::Idle(false), Step::Run(batch(&[], 1))]
-        );
+        let records = steps(&mut g, 0, MessageKind::Data(batch(&[(1, 50)], 1)));
+        assert_eq!(records, vec![Step::Run(batch(&[], 1))], "records of an idle input change nothing");
+        assert_eq!(steps(&mut g, 0, MessageKind::Idle(false)), vec![Step::Idle(false)]);
         assert_eq!(steps(&mut g, 0, MessageKind::End), vec![Step::Run(Batch::watermark(MAX_WATERMARK))]);
         assert_eq!(steps(&mut g, 1, MessageKind::End), vec![Step::Finish]);
     }
@@ -198,8 +198,7 @@ mod tests {
                 let min_aligned = |wm: &[i64; 3], aligned: &[bool; 3]| (0..3).filter(|&i| aligned[i]).map(|i| wm[i]).min();
                 let message = match op {
                     Op::Wm(i, w) if !ended[i] => {
-                        activate(i, &mut idle, &mut aligned, &wm, out, &mut out_idle, &mut expect_idle);
-                        if w > wm[i] {
+                        if !idle[i] && w > wm[i] {
                             wm[i] = w;
                             if w >= out { aligned[i] = true; }
                             if let Some(m) = min_aligned(&wm, &aligned) && m > out { out = m; expect_wm = Some(m); }

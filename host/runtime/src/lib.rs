@@ -8,6 +8,7 @@
 //! It does not parse YAML, speak to the network or know of a coordinator.
 #![warn(missing_docs)]
 
+mod cutter;
 mod exchange;
 mod gate;
 mod graph;

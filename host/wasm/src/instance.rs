@@ -45,6 +45,9 @@ pub enum CallError {
     /// refuses.
     #[error("operator refused to start: {0}")]
     Init(String),
+    /// The host could not create the instance (memory, address space).
+    #[error("{0}")]
+    Resources(String),
     /// The operator used more than a quota of its [`crate::Limits`].
     #[error("operator exceeded a quota: {0}")]
     Quota(String),
@@ -276,6 +279,20 @@ fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> C
     CallError::Trap { message, index }
 }
 
+/// An instantiation that failed: a trap or the time budget (a start
+/// function that runs away) is the guest's; anything else is the host
+/// running out of resources for one more instance (memory, address space),
+/// which says what to do instead of calling it a trap.
+fn instantiate_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> CallError {
+    if e.downcast_ref::<wasmtime::Trap>().is_some() {
+        return call_error(store, e, limits);
+    }
+    CallError::Resources(format!(
+        "cannot create an instance of the component: {e:#}. This machine may not have the memory or address space for this many instances ({} MiB of memory each); lower the parallelism",
+        limits.memory_bytes >> 20
+    ))
+}
+
 /// Checks a returned batch and the input ends, then builds the host batch
 /// with origins carried over from the inputs.
 fn to_output(
@@ -345,7 +362,7 @@ impl MapInstance {
             return Err(CallError::Init(format!("{} is not a map component", component.path.display())));
         };
         let mut store = new_store(rt, operator, limits, None);
-        let bindings = pre.instantiate(&mut store).map_err(|e| call_error(&store, e, limits))?;
+        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
         store.set_epoch_deadline(budget_ticks(limits));
         let r =
             bindings.weir_operator_mapper().call_init(&mut store, config).map_err(|e| call_error(&store, e, limits))?;
@@ -391,7 +408,7 @@ impl ProcessInstance {
             return Err(CallError::Init(format!("{} is not a process component", component.path.display())));
         };
         let mut store = new_store(rt, operator, limits, Some(backend));
-        let bindings = pre.instantiate(&mut store).map_err(|e| call_error(&store, e, limits))?;
+        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
         store.set_epoch_deadline(budget_ticks(limits));
         let r = bindings.weir_operator_keyed_process().call_init(&mut store, config);
         let decl = r.map_err(|e| call_error(&store, e, limits))?.map_err(CallError::Init)?;

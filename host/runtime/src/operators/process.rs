@@ -4,6 +4,7 @@
 //! output is emitted as soon as the call returns.
 
 use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN, now_ms};
+use crate::cutter::{Cut, Cutter};
 use std::collections::HashMap;
 use weir_core::{Batch, Mark};
 use weir_state::{KeyedStateBackend, Scope, Timer, TimerDomain};
@@ -226,41 +227,24 @@ impl ProcessOp {
 }
 
 impl Operator for ProcessOp {
-    /// Runs the batch in calls that end where a backend timer is due at a
-    /// watermark (the host fires those between calls) or where the key
-    /// table is full; which marks are due is decided again after every
-    /// call, since a call may register timers.
+    /// Runs the batch in the calls the [`Cutter`] plans: they end where a
+    /// held timer is due at a watermark (the host fires those between
+    /// calls) or where the key table is full.
     fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
-        let n = input.len();
-        let marks = input.take_marks();
-        let (mut pos, mut next_mark) = (0usize, 0usize);
-        let mut inner: Vec<Mark> = Vec::new();
+        let mut cutter = Cutter::new(input.len(), input.take_marks());
         loop {
-            inner.clear();
-            let mut end = n;
-            let mut due = None;
-            for (k, m) in marks.iter().enumerate().skip(next_mark) {
-                let next_timer = self.instance.backend().next_timer(TimerDomain::EventTime);
-                if next_timer.is_some_and(|t| t <= m.watermark) {
-                    (end, due) = (m.after as usize, Some(k));
-                    break;
+            match cutter.next(self.instance.backend().next_timer(TimerDomain::EventTime)) {
+                Cut::Done => return Ok(()),
+                Cut::Call { from, to, inner } => {
+                    let reached = self.run_segment(&input, from, to, &inner, out)?;
+                    cutter.reached(reached);
                 }
-                inner.push(Mark { after: m.after - pos as u32, watermark: m.watermark });
+                Cut::Fire(watermark) => {
+                    self.watermark = self.watermark.max(watermark);
+                    self.fire(TimerDomain::EventTime, self.watermark, out)?;
+                    out.emit(Batch::watermark(self.watermark))?;
+                }
             }
-            if pos == n && inner.is_empty() && due.is_none() {
-                return Ok(());
-            }
-            let reached = self.run_segment(&input, pos, end, &inner, out)?;
-            next_mark += inner.iter().filter(|m| m.after as usize <= reached - pos).count();
-            pos = reached;
-            if reached < end {
-                continue;
-            }
-            let Some(k) = due else { return Ok(()) };
-            self.watermark = self.watermark.max(marks[k].watermark);
-            self.fire(TimerDomain::EventTime, self.watermark, out)?;
-            out.emit(Batch::watermark(self.watermark))?;
-            next_mark = k + 1;
         }
     }
 
