@@ -158,6 +158,12 @@ fn key_at(table: &kp::KeyTable, slot: u32) -> &[u8] {
     &table.keys[start..table.key_ends[s] as usize]
 }
 
+fn namespace_at(table: &kp::KeyTable, slot: u32) -> &[u8] {
+    let s = slot as usize;
+    let start = if s == 0 { 0 } else { table.namespace_ends[s - 1] as usize };
+    &table.namespaces[start..table.namespace_ends[s] as usize]
+}
+
 impl TableBackend {
     fn new(table: kp::KeyTable, value_states: u32) -> Result<Self, Error> {
         let keys = table.key_ends.len();
@@ -239,9 +245,7 @@ impl KeyedBackend for TableBackend {
         key_at(&self.table, self.slot)
     }
     fn namespace(&self) -> &[u8] {
-        let s = self.slot as usize;
-        let start = if s == 0 { 0 } else { self.table.namespace_ends[s - 1] as usize };
-        &self.table.namespaces[start..self.table.namespace_ends[s] as usize]
+        namespace_at(&self.table, self.slot)
     }
     #[inline]
     fn value_get(&self, state: u32) -> Option<&[u8]> {
@@ -309,11 +313,11 @@ impl KeyedBackend for TableBackend {
         ks::map_clear(state, self.slot);
     }
     fn timer(&mut self, domain: TimeDomain, timestamp: i64, delete: bool) {
-        let key = key_at(&self.table, self.slot);
+        let (key, namespace) = (key_at(&self.table, self.slot), namespace_at(&self.table, self.slot));
         if delete {
-            self.timers.delete(self.slot, key, timestamp, domain);
+            self.timers.delete(self.slot, key, namespace, timestamp, domain);
         } else {
-            self.timers.register(self.slot, key, timestamp, domain);
+            self.timers.register(self.slot, key, namespace, timestamp, domain);
         }
     }
 }
@@ -458,7 +462,8 @@ pub fn on_timers(
                 // Timers registered by earlier callbacks of this call that
                 // come before this one fire first.
                 loop {
-                    let before = Some((next.timestamp, key_at(&backend.table, next.slot)));
+                    let t = &backend.table;
+                    let before = Some((next.timestamp, key_at(t, next.slot), namespace_at(t, next.slot)));
                     let Some(due) = backend.timers.pop_local(ctx.watermark, before) else { break };
                     fire(op.as_mut(), &mut backend, due, times, &mut scratch, &mut out).map_err(|e| perr(i, e))?;
                 }

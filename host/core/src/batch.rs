@@ -63,6 +63,25 @@ impl Default for Batch {
     }
 }
 
+/// Batches for fuzzers, built through the public pushes so every one
+/// keeps the invariants `from_parts` checks: events with or without key
+/// groups, and watermarks between them.
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Batch {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let mut b = Batch::new();
+        let n = u.arbitrary_len::<u64>()?.min(4096);
+        for _ in 0..n {
+            match u.choose_index(3)? {
+                0 => b.mark(u.arbitrary()?),
+                1 => b.push(u.arbitrary()?, u.arbitrary()?, u.arbitrary()?, u.arbitrary()?),
+                _ => b.push_keyed(u.arbitrary()?, u.arbitrary()?, u.arbitrary()?, u.arbitrary()?, u.arbitrary()?),
+            }
+        }
+        Ok(b)
+    }
+}
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {

@@ -28,6 +28,7 @@ pub struct SpecError {
 
 /// A pipeline: sources, operators and sinks connected by `input` names.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Spec {
     /// The job's name (defaults to the spec file's folder name).
@@ -54,6 +55,14 @@ pub struct Spec {
 fn one() -> u32 {
     1
 }
+/// Operator config for fuzzers: absent, or any text read as JSON where it
+/// is JSON and kept as a string where it is not.
+#[cfg(feature = "arbitrary")]
+fn arbitrary_config(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Option<serde_json::Value>> {
+    let text: Option<String> = u.arbitrary()?;
+    Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))))
+}
+
 fn default_max_parallelism() -> u32 {
     crate::keys::DEFAULT_MAX_PARALLELISM
 }
@@ -63,6 +72,7 @@ fn default_batch_size() -> usize {
 
 /// Source types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceType {
     /// A bounded file, read from the start.
@@ -73,6 +83,7 @@ pub enum SourceType {
 
 /// Formats of a file source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum FileFormat {
     /// One line per event; the value is the line as a JSON string.
@@ -86,6 +97,7 @@ pub enum FileFormat {
 
 /// A source.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SourceSpec {
     /// Unique id, used by `input` of operators and sinks.
@@ -135,6 +147,7 @@ fn default_value_size() -> usize {
 
 /// Watermark strategy of a source.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WatermarkSpec {
     /// Bounded out-of-orderness: how late (ms) an event may be.
@@ -148,6 +161,7 @@ pub struct WatermarkSpec {
 
 /// Operator kinds, one per WIT world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum OperatorKind {
     /// World `map`: map, filter, flat-map.
@@ -168,6 +182,7 @@ impl OperatorKind {
 
 /// An operator backed by a component.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OperatorSpec {
     /// Unique id; also the operator uid that scopes its state.
@@ -187,11 +202,13 @@ pub struct OperatorSpec {
     pub parallelism: Option<u32>,
     /// Handed to the operator's `init` as JSON.
     #[serde(default)]
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_config))]
     pub config: Option<serde_json::Value>,
 }
 
 /// Sink types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum SinkType {
     /// JSON lines into a file (created or truncated).
@@ -204,6 +221,7 @@ pub enum SinkType {
 
 /// A sink.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SinkSpec {
     /// Unique id.
@@ -220,6 +238,7 @@ pub struct SinkSpec {
 
 /// One or more upstream names.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Inputs(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Inputs {
@@ -247,6 +266,7 @@ impl<'de> Deserialize<'de> for Inputs {
 
 /// A reference to an upstream stream: an id and, for side outputs, a tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct StreamRef {
     /// The upstream source or operator id.
     pub id: String,
@@ -266,6 +286,7 @@ impl StreamRef {
 
 /// How an operator keys its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum KeySelector {
     /// Keep the key on the event (set by the source or an operator).
     EventKey,
@@ -425,6 +446,17 @@ impl Spec {
 
     /// Checks the graph; an error names the id it is about (to locate it)
     /// and says what is wrong.
+    /// Validates a spec built in code rather than parsed: the checks
+    /// [`Spec::parse`] runs after reading YAML (ids, inputs, graph shape,
+    /// parallelism, what each source type needs). The error names the
+    /// operator, source or sink it is about.
+    pub fn check(&self) -> Result<(), String> {
+        self.validate().map_err(|(near, message)| match near {
+            Some(id) => format!("`{id}`: {message}"),
+            None => message,
+        })
+    }
+
     fn validate(&self) -> Result<(), (Option<String>, String)> {
         let top = |m: String| (None, m);
         if self.max_parallelism == 0 || self.max_parallelism > 32768 {

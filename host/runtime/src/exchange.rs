@@ -54,6 +54,10 @@ struct Queues {
     held: Vec<bool>,
     next: usize,
     closed: bool,
+    /// The receiver is waiting for a message (so a sender must wake it).
+    reader_waiting: bool,
+    /// Senders waiting for room.
+    writers_waiting: usize,
 }
 
 /// The input queues of one task (one per logical input), bounded in bytes.
@@ -75,6 +79,8 @@ impl Inbox {
                 held: vec![false; inputs],
                 next: 0,
                 closed: false,
+                reader_waiting: false,
+                writers_waiting: 0,
             }),
             readable: Condvar::new(),
             writable: Condvar::new(),
@@ -88,19 +94,29 @@ impl Inbox {
     }
 
     /// Appends to queue `input`, waiting while it is over its budget.
+    ///
+    /// Wake-ups are what this costs, not the lock: the receiver is woken
+    /// only when it waits, and a blocked sender only once its queue has
+    /// drained to half the budget, so a full queue does not wake its
+    /// sender for every message taken (a context switch each).
     pub fn send(&self, input: usize, message: MessageKind) -> Result<(), Closed> {
         let size = message.footprint();
         let mut q = self.lock();
         while !q.closed && q.bytes[input] >= self.budget && !q.queues[input].is_empty() {
+            q.writers_waiting += 1;
             q = self.writable.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.writers_waiting -= 1;
         }
         if q.closed {
             return Err(Closed);
         }
         q.bytes[input] += size;
         q.queues[input].push_back(message);
+        let wake = q.reader_waiting;
         drop(q);
-        self.readable.notify_one();
+        if wake {
+            self.readable.notify_one();
+        }
         Ok(())
     }
 
@@ -118,11 +134,11 @@ impl Inbox {
             let found = (0..n).map(|k| (start + k) % n).find(|&i| !q.held[i] && !q.queues[i].is_empty());
             if let Some(i) = found {
                 let message = q.queues[i].pop_front().expect("invariant: the queue was checked non-empty");
-                let was_full = q.bytes[i] >= self.budget;
                 q.bytes[i] -= message.footprint();
                 q.next = (i + 1) % n;
+                let wake = q.writers_waiting > 0 && (q.bytes[i] <= self.budget / 2 || q.queues[i].is_empty());
                 drop(q);
-                if was_full {
+                if wake {
                     self.writable.notify_all();
                 }
                 return Ok(Recv::Message(i, message));
@@ -130,7 +146,9 @@ impl Inbox {
             if waited {
                 return Ok(Recv::Timeout);
             }
+            q.reader_waiting = true;
             q = self.readable.wait_timeout(q, timeout).unwrap_or_else(|p| p.into_inner()).0;
+            q.reader_waiting = false;
             waited = true;
         }
     }
@@ -278,8 +296,10 @@ impl Router {
                 }
                 for t in 0..self.buffers.len() {
                     if !self.buffers[t].is_void() {
-                        let cap = self.buffers[t].len();
-                        let full = std::mem::replace(&mut self.buffers[t], Batch::with_capacity(cap, cap * 16));
+                        // The next buffer starts as large as this one ended:
+                        // growing it event by event copies it again and again.
+                        let (cap, bytes) = (self.buffers[t].len(), self.buffers[t].bytes());
+                        let full = std::mem::replace(&mut self.buffers[t], Batch::with_capacity(cap, bytes));
                         self.targets[t].send(MessageKind::Data(full))?;
                     }
                 }

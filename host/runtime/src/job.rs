@@ -111,6 +111,23 @@ pub(crate) struct JobShared {
 }
 
 impl JobShared {
+    /// A running job of `vertices` vertices, with no inbox yet.
+    pub fn new(vertices: usize) -> JobShared {
+        JobShared {
+            cancel: AtomicBool::new(false),
+            inboxes: Mutex::new(Vec::new()),
+            counters: (0..vertices).map(|_| Counters::default()).collect(),
+            progress: Mutex::new(Progress {
+                running: 0,
+                status: JobStatus::Running,
+                errors: Vec::new(),
+                unread: HashMap::new(),
+                ended_at: None,
+            }),
+            ended: Condvar::new(),
+        }
+    }
+
     /// Whether sources should stop.
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
@@ -283,8 +300,11 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         })
     };
 
-    // Components: loaded and checked once per operator.
+    // Components: loaded and checked once per file and world, however
+    // many operators use it (a chain of thousands of operators of one
+    // component reads, verifies and links it once).
     let mut components: HashMap<usize, Component> = HashMap::new();
+    let mut loaded: HashMap<(&std::path::Path, World), Component> = HashMap::new();
     for (vi, v) in graph.vertices.iter().enumerate() {
         if let VertexKind::Operator(o) = &v.kind
             && !options.native.contains_key(&o.id)
@@ -293,24 +313,20 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 OperatorKind::Map => World::Map,
                 OperatorKind::Process => World::Process,
             };
-            let c = rt.load(&o.component, world).map_err(|source| JobError::Load { operator: o.id.clone(), source })?;
+            let c = match loaded.entry((o.component.as_path(), world)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => e
+                    .insert(
+                        rt.load(&o.component, world)
+                            .map_err(|source| JobError::Load { operator: o.id.clone(), source })?,
+                    )
+                    .clone(),
+            };
             components.insert(vi, c);
         }
     }
 
-    let shared = Arc::new(JobShared {
-        cancel: AtomicBool::new(false),
-        inboxes: Mutex::new(Vec::new()),
-        counters: graph.vertices.iter().map(|_| Counters::default()).collect(),
-        progress: Mutex::new(Progress {
-            running: 0,
-            status: JobStatus::Running,
-            errors: Vec::new(),
-            unread: HashMap::new(),
-            ended_at: None,
-        }),
-        ended: Condvar::new(),
-    });
+    let shared = Arc::new(JobShared::new(graph.vertices.len()));
 
     // Inboxes: one per (chain head with inputs, subtask), a queue per input.
     let chains = graph.chains();

@@ -246,4 +246,45 @@ pub(crate) mod tests {
         assert_eq!(c.batches[0].len(), 4);
         assert_eq!(c.batches[0].marks(), &[Mark { after: 2, watermark: 1 }]);
     }
+
+    #[test]
+    fn a_native_process_function_keeps_state_per_key_group_and_key() {
+        let mut op = NativeProcessOp {
+            f: Box::new(|e, group, state, out| {
+                let at = weir_state::Scope::key(group, e.key);
+                let mut buf = Vec::new();
+                let n = if state.value_get(0, at, &mut buf) { buf[0] + 1 } else { 1 };
+                state.value_put(0, at, &[n]);
+                out.push(e.key, &[n], e.timestamp, e.origin);
+            }),
+            backend: Box::new(weir_state::MemoryBackend::new()),
+            ends: Vec::new(),
+        };
+        let mut input = Batch::new();
+        for (key, group) in [(b"a", 1u16), (b"b", 2), (b"a", 1), (b"a", 1)] {
+            input.push_keyed(key, group, b"", 0, 0);
+        }
+        input.mark(3);
+        let mut c = Collect::default();
+        op.process(input, &mut c).unwrap();
+        let counts: Vec<u8> = (0..4).map(|i| c.batches[0].event(i).value[0]).collect();
+        assert_eq!(counts, vec![1, 1, 2, 3]);
+        assert_eq!(c.batches[0].last_watermark(), Some(3));
+    }
+
+    #[test]
+    fn a_file_sink_stage_writes_everything_only_when_the_input_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let mut op = SinkOp { sink: Some(Box::new(weir_connectors::FileSink::create("out", &path).unwrap())) };
+        let mut input = Batch::new();
+        input.push(b"", b"one", 0, 0);
+        input.push(b"", b"two", 0, 1);
+        let mut c = Collect::default();
+        op.process(input, &mut c).unwrap();
+        assert!(!path.exists(), "no half-written file under the final name");
+        op.finish(&mut c).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        assert!(c.batches.is_empty(), "a sink emits nothing");
+    }
 }

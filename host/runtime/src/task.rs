@@ -286,16 +286,19 @@ fn run_source(
     let head = chain.head();
     let mut last_data = Instant::now();
     let mut idle = false;
+    // Bytes of the last batch: the next one is made that large at once.
+    let mut last_bytes = batch_size * 64;
     loop {
         if chain.tail.shared.cancelled() {
             return Err(TaskError::cancelled());
         }
-        let mut batch = Batch::with_capacity(batch_size, batch_size * 64);
+        let mut batch = Batch::with_capacity(batch_size, last_bytes);
         let poll = source.next_batch(&mut batch, batch_size).map_err(|e| {
             chain.tail.error(head, OpError { origin: None, message: format!("{}: {}", e.place, e.message) })
         })?;
         match poll {
             Poll::Ready => {
+                last_bytes = batch.bytes();
                 if idle {
                     idle = false;
                     chain.set_idle(false)?;
@@ -350,5 +353,198 @@ fn run_input(inbox: &Inbox, mut gate: InputGate, chain: &mut Chain) -> Result<()
                 Step::Finish => return chain.finish(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{InputSender, MessageKind, Route};
+    use std::sync::Mutex;
+
+    /// Emits every input event `times` times in one batch, then the
+    /// input's marks at the end.
+    struct Repeat(usize);
+
+    impl Operator for Repeat {
+        fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+            let mut b = Batch::new();
+            for i in 0..input.len() {
+                let e = input.event(i);
+                for _ in 0..self.0 {
+                    b.push(e.key, e.value, e.timestamp, e.origin);
+                }
+            }
+            for m in input.marks() {
+                b.mark(m.watermark);
+            }
+            Ok(out.emit(b)?)
+        }
+    }
+
+    /// Records the sizes of the batches it is given, and passes them on.
+    struct Record(Arc<Mutex<Vec<usize>>>);
+
+    impl Operator for Record {
+        fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+            self.0.lock().unwrap().push(input.len());
+            Ok(out.emit(input)?)
+        }
+    }
+
+    /// Sends its input's events to side outputs by their value (the tag),
+    /// and a watermark on the main output.
+    struct Sides;
+
+    impl Operator for Sides {
+        fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+            let side = (0..input.len())
+                .map(|i| {
+                    let e = input.event(i);
+                    SideEvent {
+                        tag: String::from_utf8(e.value.to_vec()).unwrap(),
+                        key: e.key.to_vec(),
+                        value: b"v".to_vec(),
+                        timestamp: e.timestamp,
+                        origin: e.origin,
+                    }
+                })
+                .collect();
+            out.side(side)?;
+            Ok(out.emit(Batch::watermark(42))?)
+        }
+    }
+
+    /// Fails on every batch, naming its first record.
+    struct Failing;
+
+    impl Operator for Failing {
+        fn process(&mut self, input: Batch, _out: &mut dyn Emit) -> Result<(), Fail> {
+            Err(OpError { origin: Some(input.event(0).origin), message: "bad record".into() }.into())
+        }
+    }
+
+    fn to(inbox: &Arc<Inbox>) -> Router {
+        Router::new("next".into(), Route::Forward, vec![InputSender { inbox: inbox.clone(), input: 0 }])
+    }
+
+    fn stage(vertex: usize, op: impl Operator + 'static) -> Stage {
+        Stage { vertex, op: Box::new(op), side_routers: Vec::new(), unread_side: HashMap::new() }
+    }
+
+    /// A chain of `stages` whose main output goes to `inbox`, batches cut
+    /// at `batch_events` events.
+    fn chain(stages: Vec<Stage>, inbox: &Arc<Inbox>, batch_events: usize) -> Chain {
+        let n = stages.len();
+        let names = (0..n)
+            .map(|v| VertexInfo { id: format!("op{v}"), what: "operator", origin: Some("input.csv".into()) })
+            .collect();
+        Chain {
+            stages,
+            tail: Tail {
+                routers: vec![to(inbox)],
+                last_vertex: n - 1,
+                subtask: 0,
+                names: Arc::new(names),
+                shared: Arc::new(JobShared::new(n)),
+                batch_events,
+                batch_bytes: 1 << 20,
+                key_buf: Vec::new(),
+            },
+        }
+    }
+
+    fn one_event(origin: u64, value: &[u8], watermark: Option<i64>) -> Batch {
+        let mut b = Batch::new();
+        b.push(b"k", value, 1, origin);
+        if let Some(w) = watermark {
+            b.mark(w);
+        }
+        b
+    }
+
+    /// Everything queued in `inbox`, in order.
+    fn drain(inbox: &Inbox) -> Vec<MessageKind> {
+        let mut out = Vec::new();
+        while let Ok(Recv::Message(_, m)) = inbox.recv(Duration::ZERO) {
+            out.push(m);
+        }
+        out
+    }
+
+    fn data(messages: &[MessageKind]) -> Vec<&Batch> {
+        messages.iter().filter_map(|m| if let MessageKind::Data(b) = m { Some(b) } else { None }).collect()
+    }
+
+    #[test]
+    fn output_past_the_batch_bounds_reaches_the_next_stage_and_the_routers_in_pieces() {
+        let inbox = Inbox::new(1, 1 << 20);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut c = chain(vec![stage(0, Repeat(10)), stage(1, Record(seen.clone()))], &inbox, 4);
+        c.run(one_event(7, b"x", Some(5))).unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![4, 4, 2], "the next stage sees bounded batches");
+        let messages = drain(&inbox);
+        let batches = data(&messages);
+        assert_eq!(batches.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(batches[2].last_watermark(), Some(5), "the watermark ends the last piece");
+        assert!(batches[..2].iter().all(|b| b.marks().is_empty()), "no watermark overtakes events");
+        let counters = &c.tail.shared.counters;
+        assert_eq!(counters[0].records_in.load(Ordering::Relaxed), 1);
+        assert_eq!(counters[0].records_out.load(Ordering::Relaxed), 10);
+        assert_eq!(counters[1].records_in.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn side_outputs_reach_their_consumers_with_the_watermark_and_unread_ones_are_counted() {
+        let (main, late) = (Inbox::new(1, 1 << 20), Inbox::new(1, 1 << 20));
+        let mut c = chain(vec![stage(0, Sides)], &main, 1024);
+        c.stages[0].side_routers.push(("late".into(), to(&late)));
+        let mut input = Batch::new();
+        for (i, tag) in ["late", "lost", "late", "lost", "late"].iter().enumerate() {
+            input.push(b"k", tag.as_bytes(), i as i64, i as u64);
+        }
+        c.run(input).unwrap();
+        let side = drain(&late);
+        let batches = data(&side);
+        assert_eq!(batches.len(), 2, "the side events, then the stage's watermark");
+        assert_eq!(batches[0].origins(), &[0, 2, 4]);
+        assert_eq!((batches[1].len(), batches[1].last_watermark()), (0, Some(42)));
+        assert_eq!(data(&drain(&main))[0].last_watermark(), Some(42));
+        assert_eq!(c.unread_side_outputs(), vec![(0, "lost".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn idleness_and_the_end_reach_the_main_and_side_consumers() {
+        let (main, late) = (Inbox::new(1, 1 << 20), Inbox::new(1, 1 << 20));
+        let mut c = chain(vec![stage(0, Repeat(1))], &main, 1024);
+        c.stages[0].side_routers.push(("late".into(), to(&late)));
+        c.set_idle(true).unwrap();
+        c.finish().unwrap();
+        for inbox in [&main, &late] {
+            let got = drain(inbox);
+            assert!(matches!(got[..], [MessageKind::Idle(true), MessageKind::End]), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn an_operator_error_names_the_operator_subtask_and_record() {
+        let inbox = Inbox::new(1, 1 << 20);
+        let mut c = chain(vec![stage(0, Repeat(1)), stage(1, Failing)], &inbox, 1024);
+        let e = c.run(one_event(123, b"x", None)).unwrap_err();
+        assert!(!e.is_cancellation());
+        assert_eq!(
+            e.to_string(),
+            "operator `op1` (subtask 0), record at input.csv offset 123: bad record",
+            "the failing stage, not the chain's head, is named"
+        );
+    }
+
+    #[test]
+    fn a_closed_consumer_is_a_cancellation_not_a_failure() {
+        let inbox = Inbox::new(1, 1 << 20);
+        let mut c = chain(vec![stage(0, Repeat(1))], &inbox, 1024);
+        inbox.close();
+        let e = c.run(one_event(1, b"x", None)).unwrap_err();
+        assert!(e.is_cancellation(), "{e}");
     }
 }

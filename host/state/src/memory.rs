@@ -8,7 +8,6 @@
 
 use crate::{KeyedStateBackend, Scope, Timer, TimerDomain};
 use hashbrown::{Equivalent, HashMap};
-use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
@@ -16,41 +15,147 @@ use std::hash::{Hash, Hasher};
 /// same in every run.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
-/// Key and namespace in one buffer: `key ++ namespace ++ len(namespace)`,
-/// where the length is one byte below 255, else 255 after four bytes of
-/// it (little endian). With an empty namespace this is `key ++ [0]`, which
-/// sorts as the key does. Keys up to 23 bytes stay inline in the table
-/// entry: comparing one then costs no pointer chase (that miss was the
-/// largest cost of keyed state in `weir bench`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Composite(SmallVec<[u8; 24]>);
-type Small = SmallVec<[u8; 16]>;
+/// Bytes held inline when they fit in 23 (one table entry's worth, no
+/// pointer to chase), on the heap otherwise. Smaller and quicker to read
+/// than `SmallVec` for the short keys and values keyed state is made of:
+/// one tag check, no capacity arithmetic.
+#[derive(Clone)]
+enum Bytes {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<[u8]>),
+}
 
-fn composite(at: Scope<'_>) -> Composite {
-    let mut c = SmallVec::with_capacity(at.key.len() + at.namespace.len() + 1);
-    c.extend_from_slice(at.key);
-    c.extend_from_slice(at.namespace);
-    match u8::try_from(at.namespace.len()) {
-        Ok(n) if n < 255 => c.push(n),
-        _ => {
-            c.extend_from_slice(&(at.namespace.len() as u32).to_le_bytes());
-            c.push(255);
+const INLINE: usize = 23;
+
+impl Bytes {
+    #[inline]
+    fn new(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut data = [0u8; INLINE];
+            data[..b.len()].copy_from_slice(b);
+            Bytes::Inline(b.len() as u8, data)
+        } else {
+            Bytes::Heap(b.into())
         }
     }
-    Composite(c)
+
+    /// Builds from parts without an intermediate buffer when inline.
+    fn concat(parts: &[&[u8]]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= INLINE {
+            let mut data = [0u8; INLINE];
+            let mut at = 0;
+            for p in parts {
+                data[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            Bytes::Inline(len as u8, data)
+        } else {
+            Bytes::Heap(parts.concat().into())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline(len, data) => &data[..*len as usize],
+            Bytes::Heap(b) => b,
+        }
+    }
+
+    /// Overwrites the bytes, reusing the inline space.
+    #[inline]
+    fn set(&mut self, b: &[u8]) {
+        match self {
+            Bytes::Inline(len, data) if b.len() <= INLINE => {
+                data[..b.len()].copy_from_slice(b);
+                *len = b.len() as u8;
+            }
+            _ => *self = Bytes::new(b),
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Bytes {}
+
+/// Equality of short byte strings without a call to `memcmp` (whose
+/// setup costs more than the comparison for keys of a few bytes): two
+/// overlapping word loads cover 4..=16 bytes.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("invariant: eight bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("invariant: four bytes"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// Key and namespace in one buffer: `key ++ namespace ++ len(namespace)`,
+/// where the length is one byte below 255, else 255 after four bytes of
+/// it (little endian). With an empty namespace this is `key ++ [0]`.
+/// Keys up to 22 bytes stay inline in the table entry: comparing one then
+/// costs no pointer chase (that miss was the largest cost of keyed state
+/// in `weir bench`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Composite(Bytes);
+
+/// Timers sort by (key, namespace), as the trait promises, not by the
+/// composite's bytes (where a longer key could sort after a namespace).
+impl Ord for Composite {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        split(self.0.as_slice()).cmp(&split(other.0.as_slice()))
+    }
+}
+
+impl PartialOrd for Composite {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn composite(at: Scope<'_>) -> Composite {
+    let n = at.namespace.len();
+    match u8::try_from(n) {
+        Ok(n) if n < 255 => Composite(Bytes::concat(&[at.key, at.namespace, &[n]])),
+        _ => Composite(Bytes::concat(&[at.key, at.namespace, &(n as u32).to_le_bytes(), &[255]])),
+    }
 }
 
 /// Hashes a key and namespace the same way whether stored ([`Composite`])
-/// or looked up ([`Probe`]).
+/// or looked up ([`Probe`]). One hasher call for the common case of no
+/// namespace; (key, namespace) pairs that hash alike are told apart by
+/// [`Probe::equivalent`].
+#[inline(always)]
 fn hash_parts<H: Hasher>(key: &[u8], namespace: &[u8], h: &mut H) {
     h.write(key);
-    h.write_usize(namespace.len());
-    h.write(namespace);
+    if !namespace.is_empty() {
+        h.write(namespace);
+    }
 }
 
 impl Hash for Composite {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        let (key, namespace) = split(&self.0);
+        let (key, namespace) = split(self.0.as_slice());
         hash_parts(key, namespace, h);
     }
 }
@@ -59,14 +164,22 @@ impl Hash for Composite {
 struct Probe<'a>(Scope<'a>);
 
 impl Hash for Probe<'_> {
+    #[inline(always)]
     fn hash<H: Hasher>(&self, h: &mut H) {
         hash_parts(self.0.key, self.0.namespace, h);
     }
 }
 
 impl Equivalent<Composite> for Probe<'_> {
+    #[inline(always)]
     fn equivalent(&self, c: &Composite) -> bool {
-        split(&c.0) == (self.0.key, self.0.namespace)
+        let (c, key) = (c.0.as_slice(), self.0.key);
+        if self.0.namespace.is_empty() {
+            // `key ++ [0]`: one length check and one comparison, no parsing.
+            c.len() == key.len() + 1 && c[key.len()] == 0 && same_bytes(&c[..key.len()], key)
+        } else {
+            split(c) == (key, self.0.namespace)
+        }
     }
 }
 
@@ -83,32 +196,42 @@ fn split(c: &[u8]) -> (&[u8], &[u8]) {
     rest.split_at(rest.len() - n)
 }
 
-type Keyed<V> = Vec<FastMap<Composite, V>>;
+/// Per state id, per key group: one hash map. The maps of one state sit
+/// side by side, so finding a key group's map is one indexed load from a
+/// small, hot array.
+type PerGroup<V> = Vec<Vec<FastMap<Composite, V>>>;
 
-/// One key group's state and timers.
-#[derive(Debug, Default)]
-struct Group {
-    values: Keyed<Small>,
-    lists: Keyed<Vec<Vec<u8>>>,
-    maps: Keyed<BTreeMap<Vec<u8>, Vec<u8>>>,
-    timers: [BTreeSet<(i64, Composite)>; 2],
-}
+/// A timer queue per key group.
+type Queues = Vec<BTreeSet<(i64, Composite)>>;
 
-/// The `memory` backend.
+/// The `memory` backend: every state's maps and every timer queue are
+/// partitioned by key group.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    groups: Vec<Option<Box<Group>>>,
+    values: PerGroup<Bytes>,
+    lists: PerGroup<Vec<Vec<u8>>>,
+    maps: PerGroup<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Per domain, per key group.
+    timers: [Queues; 2],
     /// Per domain: the earliest timer of every key group that has one.
     heads: [BTreeSet<(i64, Composite, u16)>; 2],
     pending: usize,
 }
 
-fn slot<V>(maps: &mut Keyed<V>, state: u32) -> &mut FastMap<Composite, V> {
-    let i = state as usize;
+fn get<'a, V>(maps: &'a PerGroup<V>, state: u32, at: Scope<'_>) -> Option<&'a V> {
+    maps.get(state as usize)?.get(at.group as usize)?.get(&Probe(at))
+}
+
+fn slot<V>(maps: &mut PerGroup<V>, state: u32, group: u16) -> &mut FastMap<Composite, V> {
+    let (i, g) = (state as usize, group as usize);
     if maps.len() <= i {
-        maps.resize_with(i + 1, FastMap::default);
+        maps.resize_with(i + 1, Vec::new);
     }
-    &mut maps[i]
+    let groups = &mut maps[i];
+    if groups.len() <= g {
+        groups.resize_with(g + 1, FastMap::default);
+    }
+    &mut groups[g]
 }
 
 fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
@@ -119,37 +242,31 @@ fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut Vec<u8>, end
     }
 }
 
+/// Key groups whose map is not empty, of every state in `maps`.
+fn used<V>(maps: &PerGroup<V>) -> impl Iterator<Item = usize> + '_ {
+    maps.iter().flat_map(|groups| groups.iter().enumerate().filter(|(_, m)| !m.is_empty()).map(|(g, _)| g))
+}
+
 impl MemoryBackend {
     /// An empty backend.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn group(&self, g: u16) -> Option<&Group> {
-        self.groups.get(g as usize)?.as_deref()
-    }
-
-    fn group_mut(&mut self, g: u16) -> &mut Group {
-        let i = g as usize;
-        if self.groups.len() <= i {
-            self.groups.resize_with(i + 1, || None);
-        }
-        self.groups[i].get_or_insert_with(Default::default)
-    }
-
-    fn get<V>(&self, pick: impl Fn(&Group) -> &Keyed<V>, state: u32, at: Scope<'_>) -> Option<&V> {
-        pick(self.group(at.group)?).get(state as usize)?.get(&Probe(at))
-    }
-
     /// Number of keys (with their namespaces) holding a value in value
     /// state `state`, over all key groups.
     pub fn value_keys(&self, state: u32) -> usize {
-        self.groups.iter().flatten().map(|g| g.values.get(state as usize).map_or(0, |m| m.len())).sum()
+        self.values.get(state as usize).map_or(0, |groups| groups.iter().map(|m| m.len()).sum())
     }
 
-    /// The key groups that hold any state or timer.
-    pub fn key_groups(&self) -> impl Iterator<Item = u16> + '_ {
-        self.groups.iter().enumerate().filter(|(_, g)| g.is_some()).map(|(i, _)| i as u16)
+    /// The key groups that hold any state or timer, in order.
+    pub fn key_groups(&self) -> Vec<u16> {
+        let timers = self.timers.iter().flat_map(|qs| qs.iter().enumerate().filter(|(_, q)| !q.is_empty()));
+        let mut groups: Vec<usize> =
+            used(&self.values).chain(used(&self.lists)).chain(used(&self.maps)).chain(timers.map(|(g, _)| g)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups.into_iter().map(|g| g as u16).collect()
     }
 
     /// Changes the timers of one group's queue, keeping its head in `heads`.
@@ -160,7 +277,11 @@ impl MemoryBackend {
         f: impl FnOnce(&mut BTreeSet<(i64, Composite)>) -> R,
     ) -> R {
         let d = domain as usize;
-        let queue = &mut self.group_mut(g).timers[d];
+        let queues = &mut self.timers[d];
+        if queues.len() <= g as usize {
+            queues.resize_with(g as usize + 1, BTreeSet::new);
+        }
+        let queue = &mut queues[g as usize];
         let before = queue.first().cloned();
         let len = queue.len();
         let r = f(queue);
@@ -181,34 +302,31 @@ impl MemoryBackend {
 
 impl KeyedStateBackend for MemoryBackend {
     fn value_get(&self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
-        self.get(|g| &g.values, state, at).map(|v| out.extend_from_slice(v)).is_some()
+        get(&self.values, state, at).map(|v| out.extend_from_slice(v.as_slice())).is_some()
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
-        let m = slot(&mut self.group_mut(at.group).values, state);
+        let m = slot(&mut self.values, state, at.group);
         match m.get_mut(&Probe(at)) {
-            Some(v) => {
-                v.clear();
-                v.extend_from_slice(value);
-            }
+            Some(v) => v.set(value),
             None => {
-                m.insert(composite(at), Small::from_slice(value));
+                m.insert(composite(at), Bytes::new(value));
             }
         }
     }
 
     fn value_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.group_mut(at.group).values, state).remove(&Probe(at));
+        slot(&mut self.values, state, at.group).remove(&Probe(at));
     }
 
     fn list_get(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
-        if let Some(l) = self.get(|g| &g.lists, state, at) {
+        if let Some(l) = get(&self.lists, state, at) {
             push_items(l.iter().map(Vec::as_slice), data, ends);
         }
     }
 
     fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]) {
-        let m = slot(&mut self.group_mut(at.group).lists, state);
+        let m = slot(&mut self.lists, state, at.group);
         match m.get_mut(&Probe(at)) {
             Some(l) => l.push(element.to_vec()),
             None => {
@@ -228,7 +346,7 @@ impl KeyedStateBackend for MemoryBackend {
                 item
             })
             .collect();
-        let m = slot(&mut self.group_mut(at.group).lists, state);
+        let m = slot(&mut self.lists, state, at.group);
         if items.is_empty() {
             m.remove(&Probe(at));
         } else {
@@ -237,15 +355,15 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn list_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.group_mut(at.group).lists, state).remove(&Probe(at));
+        slot(&mut self.lists, state, at.group).remove(&Probe(at));
     }
 
     fn map_get(&self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
-        self.get(|g| &g.maps, state, at).and_then(|m| m.get(map_key)).map(|v| out.extend_from_slice(v)).is_some()
+        get(&self.maps, state, at).and_then(|m| m.get(map_key)).map(|v| out.extend_from_slice(v)).is_some()
     }
 
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]) {
-        let m = slot(&mut self.group_mut(at.group).maps, state);
+        let m = slot(&mut self.maps, state, at.group);
         match m.get_mut(&Probe(at)) {
             Some(inner) => {
                 inner.insert(map_key.to_vec(), value.to_vec());
@@ -257,7 +375,7 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) {
-        let m = slot(&mut self.group_mut(at.group).maps, state);
+        let m = slot(&mut self.maps, state, at.group);
         if let Some(inner) = m.get_mut(&Probe(at)) {
             inner.remove(map_key);
             if inner.is_empty() {
@@ -267,13 +385,13 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_entries(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
-        if let Some(m) = self.get(|g| &g.maps, state, at) {
+        if let Some(m) = get(&self.maps, state, at) {
             push_items(m.iter().flat_map(|(k, v)| [k.as_slice(), v.as_slice()]), data, ends);
         }
     }
 
     fn map_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.group_mut(at.group).maps, state).remove(&Probe(at));
+        slot(&mut self.maps, state, at.group).remove(&Probe(at));
     }
 
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
@@ -283,7 +401,7 @@ impl KeyedStateBackend for MemoryBackend {
 
     fn timer_delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
         let c = composite(at);
-        if self.group(at.group).is_some() {
+        if self.timers[domain as usize].get(at.group as usize).is_some_and(|q| !q.is_empty()) {
             self.with_timers(domain, at.group, |q| q.remove(&(timestamp, c)));
         }
     }
@@ -304,7 +422,7 @@ impl KeyedStateBackend for MemoryBackend {
             }
             let (timestamp, c) =
                 self.with_timers(domain, g, |q| q.pop_first()).expect("invariant: a group in `heads` has a timer");
-            let (key, namespace) = split(&c.0);
+            let (key, namespace) = split(c.0.as_slice());
             out.push(Timer { timestamp, group: g, key: key.to_vec(), namespace: namespace.to_vec() });
         }
     }
@@ -335,7 +453,7 @@ mod tests {
         b.value_clear(0, at(3, b"a"));
         assert!(!b.value_get(0, at(3, b"a"), &mut out));
         assert_eq!(b.value_keys(0), 1, "the namespaced value stays");
-        assert_eq!(b.key_groups().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(b.key_groups(), vec![3]);
     }
 
     #[test]
@@ -391,7 +509,7 @@ mod tests {
             ns in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let c = composite(Scope { group: 0, key: &k1, namespace: &ns });
-            prop_assert_eq!(split(&c.0), (&k1[..], &ns[..]));
+            prop_assert_eq!(split(c.0.as_slice()), (&k1[..], &ns[..]));
             let (a, b) = (composite(Scope::key(0, &k1)), composite(Scope::key(0, &k2)));
             prop_assert_eq!(a.cmp(&b), k1.cmp(&k2));
         }

@@ -21,7 +21,7 @@ pub const VERSION: &str = "0.2.0";
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The worlds a component can implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum World {
     /// `weir:operator/map`.
     Map,
@@ -244,13 +244,25 @@ impl WasmRuntime {
                 return None;
             }
         };
-        let Some(code) = verified(&file) else {
-            tracing::warn!(
-                "ignoring compiled-component cache file {}: its checksum does not match (corrupt or truncated); compiling again",
-                path.display()
-            );
-            return None;
-        };
+        match self.load_cache_entry(&file) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("ignoring compiled-component cache file {}: {e}; compiling again", path.display());
+                None
+            }
+        }
+    }
+
+    /// Checks the bytes of a compiled-component cache file as a load
+    /// does: the trailer first, then wasmtime's own checks. Every damaged
+    /// entry is an error, never a crash; the fuzz target `cache_entry`
+    /// holds it to that.
+    pub fn check_cache_entry(&self, file: &[u8]) -> Result<(), String> {
+        self.load_cache_entry(file).map(drop)
+    }
+
+    fn load_cache_entry(&self, file: &[u8]) -> Result<wasmtime::component::Component, String> {
+        let code = verified(file).ok_or("its checksum does not match (corrupt or truncated)")?;
         // SAFETY: wasmtime requires that deserialized bytes were produced by
         // `serialize` of a compatible engine. They were: the file's SHA-256
         // trailer matches what `store_in_cache` wrote (checked just above),
@@ -259,13 +271,8 @@ impl WasmRuntime {
         // cache directory must be writable only by the user running Weir
         // (docs/architecture.md, "Compiled-component cache"): the checksum
         // catches corruption, not a user who can already write our files.
-        match unsafe { wasmtime::component::Component::deserialize(&self.engine, code) } {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!("ignoring unusable compiled-component cache file {}: {e}", path.display());
-                None
-            }
-        }
+        unsafe { wasmtime::component::Component::deserialize(&self.engine, code) }
+            .map_err(|e| format!("wasmtime cannot use it: {e}"))
     }
 
     fn store_in_cache(&self, bytes: &[u8], component: &wasmtime::component::Component) {

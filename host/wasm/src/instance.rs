@@ -151,7 +151,9 @@ impl KeyTable {
     pub fn push_slot(&mut self, at: Scope<'_>) -> u32 {
         self.keys.extend_from_slice(at.key);
         self.key_ends.push(self.keys.len() as u32);
-        self.namespaces.extend_from_slice(at.namespace);
+        if !at.namespace.is_empty() {
+            self.namespaces.extend_from_slice(at.namespace);
+        }
         self.namespace_ends.push(self.namespaces.len() as u32);
         self.groups.push(at.group);
         (self.groups.len() - 1) as u32
@@ -175,11 +177,10 @@ impl KeyTable {
 
     /// Key, namespace and key group of slot `slot`.
     pub fn scope(&self, slot: usize) -> Scope<'_> {
-        Scope {
-            group: self.groups[slot],
-            key: &self.keys[part(&self.key_ends, slot)],
-            namespace: &self.namespaces[part(&self.namespace_ends, slot)],
-        }
+        // Process functions' tables have no namespaces at all.
+        let namespace =
+            if self.namespaces.is_empty() { &[][..] } else { &self.namespaces[part(&self.namespace_ends, slot)] };
+        Scope { group: self.groups[slot], key: &self.keys[part(&self.key_ends, slot)], namespace }
     }
 
     fn wire(&self) -> pb::exports::weir::operator::keyed_process::KeyTable<'_> {
@@ -551,5 +552,44 @@ impl ProcessInstance {
             })
             .collect();
         Ok(ProcessOutput { output, write_cells: w.cells, write_lens: w.lens, write_data: w.data, timers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_table_slots_give_back_their_scope_and_count_the_bytes_copied() {
+        let mut t = KeyTable::default();
+        assert!(t.is_empty());
+        let a = t.push_slot(Scope::key(3, b"alice"));
+        let b = t.push_slot(Scope { group: 7, key: b"bob", namespace: b"w[0,10)" });
+        let c = t.push_slot(Scope::key(0, b""));
+        assert_eq!((a, b, c, t.len()), (0, 1, 2, 3));
+        assert_eq!(t.scope(0), Scope::key(3, b"alice"));
+        assert_eq!(t.scope(1), Scope { group: 7, key: b"bob", namespace: b"w[0,10)" });
+        assert_eq!(t.scope(2), Scope::key(0, b""));
+        t.values.extend_from_slice(b"12");
+        assert_eq!(t.bytes(), 5 + 3 + 7 + 2, "keys, namespaces and values");
+        let wire = t.wire();
+        assert_eq!((wire.key_ends, wire.namespace_ends), (&[5u32, 8, 8][..], &[0u32, 7, 7][..]));
+        t.clear();
+        assert!(t.is_empty() && t.bytes() == 0);
+        assert_eq!(t.push_slot(Scope::key(1, b"x")), 0, "slots number from 0 again");
+    }
+
+    #[test]
+    fn declared_state_names_are_bounded_unique_and_non_empty() {
+        let names = |value: &[&str], list: &[&str]| StateNames {
+            value: value.iter().map(|s| s.to_string()).collect(),
+            list: list.iter().map(|s| s.to_string()).collect(),
+            map: Vec::new(),
+        };
+        assert_eq!(names(&["count"], &["count"]).check(2), Ok(()), "names are per kind");
+        assert!(names(&["a", "b"], &["c"]).check(2).unwrap_err().contains("3 states; at most 2"));
+        assert!(names(&["a", "a"], &[]).check(8).unwrap_err().contains("value state `a` twice"));
+        assert!(names(&[""], &[]).check(8).unwrap_err().contains("1 to 256 bytes"));
+        assert!(names(&[&"x".repeat(257)], &[]).check(8).unwrap_err().contains("1 to 256 bytes"));
     }
 }

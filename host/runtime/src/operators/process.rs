@@ -10,8 +10,11 @@ use weir_core::{Batch, Mark};
 use weir_state::{KeyedStateBackend, Scope, Timer, TimerDomain};
 use weir_wasm::{FiredTimer, KeyTable, Limits, ProcessInstance, ProcessOutput};
 
-/// Slots of a call by key (and namespace, for fired timers).
-type KeyIndex<'a> = HashMap<(&'a [u8], &'a [u8]), u32, foldhash::fast::FixedState>;
+/// Slots of a batch call by key (a process function's namespace is
+/// always empty, so the key alone is hashed: one hasher call per event).
+type KeyIndex<'a> = HashMap<&'a [u8], u32, foldhash::fast::FixedState>;
+/// Slots of a timer call by key and namespace.
+type TimerIndex<'a> = HashMap<(&'a [u8], &'a [u8]), u32, foldhash::fast::FixedState>;
 
 /// Timers fired per `on-timers` call.
 const TIMERS_PER_CALL: usize = 1024;
@@ -125,12 +128,12 @@ impl ProcessOp {
             let mut i = a;
             while i < b {
                 let key = input.key(i);
-                let slot = match index.get(&(key, &[][..])) {
+                let slot = match index.get(key) {
                     Some(&s) => s,
                     None => {
                         let at = Scope::key(input.key_groups()[i], key);
                         let s = Self::slot_of(&mut self.table, backend, self.value_states, at);
-                        index.insert((key, &[]), s);
+                        index.insert(key, s);
                         s
                     }
                 };
@@ -197,7 +200,7 @@ impl ProcessOp {
             self.timers.clear();
             {
                 let backend = self.instance.backend();
-                let mut index = KeyIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
+                let mut index = TimerIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
                 for t in &self.fired {
                     let slot = match index.get(&(t.key.as_slice(), t.namespace.as_slice())) {
                         Some(&s) => s,

@@ -1,0 +1,15 @@
+//! The compiled-component cache loader on any file contents: a usable
+//! component or an error, never a crash. Seeded with a real cache entry
+//! (docs/fuzzing.md), so mutations of a valid file are what it tries;
+//! without the checksum, wasmtime's deserializer would run on them.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
+use weir_wasm::WasmRuntime;
+
+static RUNTIME: LazyLock<WasmRuntime> = LazyLock::new(|| WasmRuntime::new(None).expect("an engine"));
+
+fuzz_target!(|file: &[u8]| {
+    let _ = RUNTIME.check_cache_entry(file);
+});
