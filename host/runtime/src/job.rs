@@ -34,6 +34,9 @@ pub enum JobError {
     /// A task could not start or failed.
     #[error("{0}")]
     Task(TaskError),
+    /// The job needs more than one process can run.
+    #[error("{0}")]
+    TooLarge(String),
     /// The job was cancelled before it finished.
     #[error("the job was cancelled")]
     Cancelled,
@@ -288,6 +291,20 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
 pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHandle, JobError> {
     let started = Instant::now();
     let graph = JobGraph::from_spec(spec);
+    let instances: usize = graph
+        .vertices
+        .iter()
+        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id)))
+        .map(|v| v.parallelism as usize)
+        .sum();
+    if instances > options.max_instances {
+        return Err(JobError::TooLarge(format!(
+            "the job needs {instances} Wasm instances (one per operator subtask), and one process runs at most {} \
+             (each reserves 8 GiB of address space for its memory); lower the parallelism, or split the pipeline \
+             into jobs",
+            options.max_instances
+        )));
+    }
     let names = Arc::new(vertex_infos(&graph));
     let start_err = |v: usize, subtask: u32, message: String| {
         JobError::Task(TaskError {

@@ -50,6 +50,11 @@ pub struct RunOptions {
     /// How often tasks check processing time (processing-time timers).
     /// Default 50 ms.
     pub tick_interval: Duration,
+    /// Most Wasm instances (operator subtasks) one job may run in this
+    /// process. Each reserves 8 GiB of address space for its linear memory
+    /// (wasmtime's guard regions), and the 47-bit user address space holds
+    /// about 16,000 such: past that instances fail midway. Default 10,000.
+    pub max_instances: usize,
     /// Native stand-ins by operator id.
     pub native: HashMap<String, Native>,
 }
@@ -61,6 +66,7 @@ impl Default for RunOptions {
             channel_bytes: 1 << 20,
             batch_bytes: 4 << 20,
             tick_interval: Duration::from_millis(50),
+            max_instances: 10_000,
             native: HashMap::new(),
         }
     }

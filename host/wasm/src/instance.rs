@@ -289,7 +289,7 @@ fn instantiate_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limit
         return call_error(store, e, limits);
     }
     CallError::Resources(format!(
-        "cannot create an instance of the component: {e:#}. This machine may not have the memory or address space for this many instances ({} MiB of memory each); lower the parallelism",
+        "cannot create an instance of the component: {e:#}. This machine may not have the memory or address space for this many instances ({} MiB of memory each); lower the parallelism or the number of operators",
         limits.memory_bytes >> 20
     ))
 }
