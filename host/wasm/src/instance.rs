@@ -33,7 +33,10 @@ pub enum CallError {
         index: Option<u32>,
     },
     /// One call ran longer than the time budget.
-    #[error("operator exceeded its time budget of {budget_ms} ms for one batch and was interrupted")]
+    #[error(
+        "operator exceeded its time budget of {budget_ms} ms for one call and was interrupted: a loop that does not \
+         end, or a timer callback that keeps registering a timer the watermark has already passed, ends this way"
+    )]
     Timeout {
         /// The budget.
         budget_ms: u64,
