@@ -20,7 +20,7 @@ cargo +nightly fuzz build
 mkdir -p fuzz/corpus/{spec,spec_check,file_source,cache_entry}
 cp examples/*/pipeline.yaml fuzz/corpus/spec/ 2>/dev/null || true
 for f in examples/*/pipeline.yaml; do cp "$f" "fuzz/corpus/spec/$(basename "$(dirname "$f")").yaml"; done
-# file_source: the first byte picks the format (0 csv, 1 jsonl, 2 text; +0x10 reads `ts`).
+# file_source: the first byte picks the format (low four bits mod 3: 0 csv, 1 jsonl, 2 text), +0x10 reads `ts`.
 { printf '\x01'; cat examples/fraud-detection/data/transactions.jsonl; } > fuzz/corpus/file_source/transactions.jsonl
 { printf '\x02'; cat examples/wordcount/data/input.txt; } > fuzz/corpus/file_source/input.txt
 printf '\x10id,amount,ts\n1,2.5,10\n"2","x,y",11\n3,,12\n' > fuzz/corpus/file_source/rows.csv

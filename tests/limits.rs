@@ -136,6 +136,7 @@ fn a_chain_of_thousands_of_operators_loads_its_component_once() {
     let summary = weir_runtime::run(&chain_spec(2000), &rt, RunOptions::default()).unwrap();
     let last = summary.vertices.iter().find(|v| v.id == "m1999").unwrap();
     assert_eq!(last.records_out, 2);
+    assert_eq!(rt.loads(), 1, "one load for 2,000 operators of one component");
 }
 
 /// Past the instance limit a job is refused before anything starts, with

@@ -56,8 +56,8 @@ struct Queues {
     closed: bool,
     /// The receiver is waiting for a message (so a sender must wake it).
     reader_waiting: bool,
-    /// Senders waiting for room.
-    writers_waiting: usize,
+    /// Per input: senders waiting for room in it.
+    writers_waiting: Vec<usize>,
 }
 
 /// The input queues of one task (one per logical input), bounded in bytes.
@@ -80,7 +80,7 @@ impl Inbox {
                 next: 0,
                 closed: false,
                 reader_waiting: false,
-                writers_waiting: 0,
+                writers_waiting: vec![0; inputs],
             }),
             readable: Condvar::new(),
             writable: Condvar::new(),
@@ -103,9 +103,9 @@ impl Inbox {
         let size = message.footprint();
         let mut q = self.lock();
         while !q.closed && q.bytes[input] >= self.budget && !q.queues[input].is_empty() {
-            q.writers_waiting += 1;
+            q.writers_waiting[input] += 1;
             q = self.writable.wait(q).unwrap_or_else(|p| p.into_inner());
-            q.writers_waiting -= 1;
+            q.writers_waiting[input] -= 1;
         }
         if q.closed {
             return Err(Closed);
@@ -136,7 +136,7 @@ impl Inbox {
                 let message = q.queues[i].pop_front().expect("invariant: the queue was checked non-empty");
                 q.bytes[i] -= message.footprint();
                 q.next = (i + 1) % n;
-                let wake = q.writers_waiting > 0 && (q.bytes[i] <= self.budget / 2 || q.queues[i].is_empty());
+                let wake = q.writers_waiting[i] > 0 && (q.bytes[i] <= self.budget / 2 || q.queues[i].is_empty());
                 drop(q);
                 if wake {
                     self.writable.notify_all();
@@ -159,6 +159,10 @@ impl Inbox {
     pub fn hold(&self, input: usize, held: bool) {
         self.lock().held[input] = held;
         self.readable.notify_one();
+        // A sender of the held input may be waiting for the half-budget
+        // mark that holding postpones: let it re-check (it has room when
+        // the queue is below the budget).
+        self.writable.notify_all();
     }
 
     /// Closes the inbox: every waiting sender and the receiver wake up
