@@ -139,6 +139,7 @@ impl Batch {
     }
 
     /// Number of events.
+    #[inline]
     pub fn len(&self) -> usize {
         self.timestamps.len()
     }
@@ -179,11 +180,13 @@ impl Batch {
     /// # Panics
     /// When the batch grows past 4 GiB of data; producers cut batches by
     /// bytes long before.
+    #[inline]
     pub fn push(&mut self, key: &[u8], value: &[u8], timestamp: i64, origin: u64) {
         self.push_keyed(key, NO_KEY_GROUP, value, timestamp, origin);
     }
 
     /// Appends an event with its key group.
+    #[inline]
     pub fn push_keyed(&mut self, key: &[u8], key_group: u16, value: &[u8], timestamp: i64, origin: u64) {
         self.data.extend_from_slice(key);
         self.offsets.push(self.end());
@@ -196,6 +199,7 @@ impl Batch {
 
     /// Appends an event whose value is written by `write` straight into the
     /// buffer (no intermediate allocation).
+    #[inline]
     pub fn push_with(&mut self, key: &[u8], timestamp: i64, origin: u64, write: impl FnOnce(&mut Vec<u8>)) {
         self.data.extend_from_slice(key);
         self.offsets.push(self.end());
@@ -229,6 +233,7 @@ impl Batch {
         self.key_groups.extend_from_slice(&other.key_groups);
     }
 
+    #[inline]
     fn end(&self) -> u32 {
         u32::try_from(self.data.len()).expect("invariant: batches are cut by bytes long before 4 GiB")
     }
@@ -267,16 +272,19 @@ impl Batch {
     }
 
     /// Event `i`.
+    #[inline]
     pub fn event(&self, i: usize) -> EventRef<'_> {
         EventRef { key: self.key(i), value: self.value(i), timestamp: self.timestamps[i], origin: self.origins[i] }
     }
 
     /// Key of event `i`.
+    #[inline]
     pub fn key(&self, i: usize) -> &[u8] {
         &self.data[self.offsets[2 * i] as usize..self.offsets[2 * i + 1] as usize]
     }
 
     /// Value of event `i`.
+    #[inline]
     pub fn value(&self, i: usize) -> &[u8] {
         &self.data[self.offsets[2 * i + 1] as usize..self.offsets[2 * i + 2] as usize]
     }
@@ -302,6 +310,7 @@ impl Batch {
     }
 
     /// One key group per event ([`NO_KEY_GROUP`] where not keyed).
+    #[inline]
     pub fn key_groups(&self) -> &[u16] {
         &self.key_groups
     }

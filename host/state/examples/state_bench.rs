@@ -1,9 +1,11 @@
 //! Micro-benchmark of the memory backend's value state: a get and a put
 //! per operation over 10,000 keys spread on 128 key groups, as the keyed
 //! pipeline of `weir bench` does per event. `N` operations per round
-//! (default 10 M), `R` rounds (default 3). Deterministic instruction and
-//! cache-miss counts: `N=2000000 R=1 valgrind --tool=cachegrind
-//! --cache-sim=yes target/release/examples/state_bench`.
+//! (default 10 M), `R` rounds (default 3), `G` key groups (default 128).
+//! Deterministic instruction and cache-miss counts, with this machine's
+//! 512 KiB L2 as the last level: `N=2000000 R=1 valgrind
+//! --tool=cachegrind --cache-sim=yes --LL=524288,8,64
+//! target/release/examples/state_bench`.
 use std::time::Instant;
 use weir_state::{KeyedStateBackend, MemoryBackend, Scope};
 
@@ -15,10 +17,11 @@ fn mix(mut x: u64) -> u64 {
 }
 
 fn main() {
+    let groups: u64 = std::env::var("G").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
     let keys: Vec<(Vec<u8>, u16)> = (0..10_000u64)
         .map(|k| {
             let key = k.to_string().into_bytes();
-            let g = (mix(k.wrapping_mul(31)) % 128) as u16;
+            let g = (mix(k.wrapping_mul(31)) % groups) as u16;
             (key, g)
         })
         .collect();

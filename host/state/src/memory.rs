@@ -39,22 +39,6 @@ impl Bytes {
         }
     }
 
-    /// Builds from parts without an intermediate buffer when inline.
-    fn concat(parts: &[&[u8]]) -> Self {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len <= INLINE {
-            let mut data = [0u8; INLINE];
-            let mut at = 0;
-            for p in parts {
-                data[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
-            }
-            Bytes::Inline(len as u8, data)
-        } else {
-            Bytes::Heap(parts.concat().into())
-        }
-    }
-
     #[inline]
     fn as_slice(&self) -> &[u8] {
         match self {
@@ -90,40 +74,74 @@ impl PartialEq for Bytes {
 
 impl Eq for Bytes {}
 
-/// Equality of short byte strings without a call to `memcmp` (whose
-/// setup costs more than the comparison for keys of a few bytes): two
-/// overlapping word loads cover 4..=16 bytes.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
+/// Key group, key and namespace in one value. Its bytes are
+/// `key ++ namespace ++ len(namespace)`, where the length is one byte
+/// below 255, else 255 after four bytes of it (little endian); with an
+/// empty namespace this is `key ++ [0]`. The key group rides along, so one
+/// hash map per state holds every key group and a key group's entries can
+/// still be picked out (for snapshots and rescaling) by a scan.
+///
+/// Up to [`SMALL`] bytes (keys up to 20 bytes without a namespace) are
+/// held inline as `[len, group (2 bytes), bytes, zero padding]` in 24
+/// bytes: such a composite is hashed and compared as three words, with no
+/// pointer to chase and no `memcmp`. Longer ones live on the heap as
+/// `group (2 bytes) ++ bytes`. Which form a composite takes depends only on
+/// its length, so two equal composites always have the same form.
+///
+/// The table lookup is the largest cost of keyed state in `weir bench`:
+/// one table per state rather than one per key group, and inline keys,
+/// keep it to the loads of the control bytes and of the entry.
+#[derive(Debug, Clone)]
+enum Composite {
+    Small([u8; 24]),
+    Large(Box<[u8]>),
+}
+
+const SMALL: usize = 21;
+
+impl Composite {
+    /// The bytes (without the key group).
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Composite::Small(a) => &a[3..3 + a[0] as usize],
+            Composite::Large(b) => &b[2..],
+        }
     }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("invariant: eight bytes"));
-    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("invariant: four bytes"));
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
+
+    fn group(&self) -> u16 {
+        match self {
+            Composite::Small(a) => u16::from_le_bytes([a[1], a[2]]),
+            Composite::Large(b) => u16::from_le_bytes([b[0], b[1]]),
+        }
     }
 }
 
-/// Key and namespace in one buffer: `key ++ namespace ++ len(namespace)`,
-/// where the length is one byte below 255, else 255 after four bytes of
-/// it (little endian). With an empty namespace this is `key ++ [0]`.
-/// Keys up to 22 bytes stay inline in the table entry: comparing one then
-/// costs no pointer chase (that miss was the largest cost of keyed state
-/// in `weir bench`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Composite(Bytes);
+/// The three words of a small composite.
+#[inline(always)]
+fn words(a: &[u8; 24]) -> [u64; 3] {
+    let w = |i: usize| u64::from_le_bytes(a[i..i + 8].try_into().expect("invariant: eight bytes"));
+    [w(0), w(8), w(16)]
+}
+
+impl PartialEq for Composite {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Composite::Small(a), Composite::Small(b)) => words(a) == words(b),
+            (Composite::Large(a), Composite::Large(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Composite {}
 
 /// Timers sort by (key, namespace), as the trait promises, not by the
-/// composite's bytes (where a longer key could sort after a namespace).
+/// composite's bytes (where a longer key could sort after a namespace);
+/// the key group, fixed by the key, only keeps the order total.
 impl Ord for Composite {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        split(self.0.as_slice()).cmp(&split(other.0.as_slice()))
+        (split(self.as_slice()), self.group()).cmp(&(split(other.as_slice()), other.group()))
     }
 }
 
@@ -133,18 +151,85 @@ impl PartialOrd for Composite {
     }
 }
 
-fn composite(at: Scope<'_>) -> Composite {
-    let n = at.namespace.len();
+/// The namespace length as the composite ends with it.
+fn ns_suffix(n: usize, out: &mut [u8; 5]) -> &[u8] {
     match u8::try_from(n) {
-        Ok(n) if n < 255 => Composite(Bytes::concat(&[at.key, at.namespace, &[n]])),
-        _ => Composite(Bytes::concat(&[at.key, at.namespace, &(n as u32).to_le_bytes(), &[255]])),
+        Ok(n) if n < 255 => {
+            out[0] = n;
+            &out[..1]
+        }
+        _ => {
+            out[..4].copy_from_slice(&(n as u32).to_le_bytes());
+            out[4] = 255;
+            &out[..]
+        }
     }
 }
 
-/// Hashes a key and namespace the same way whether stored ([`Composite`])
-/// or looked up ([`Probe`]). One hasher call for the common case of no
-/// namespace; (key, namespace) pairs that hash alike are told apart by
-/// [`Probe::equivalent`].
+fn composite_len(at: Scope<'_>) -> usize {
+    let n = at.namespace.len();
+    at.key.len() + n + if n < 255 { 1 } else { 5 }
+}
+
+fn composite(at: Scope<'_>) -> Composite {
+    let mut suffix = [0u8; 5];
+    let parts = [at.key, at.namespace, ns_suffix(at.namespace.len(), &mut suffix)];
+    let len = composite_len(at);
+    let group = at.group.to_le_bytes();
+    if len <= SMALL {
+        let mut a = [0u8; 24];
+        a[0] = len as u8;
+        a[1..3].copy_from_slice(&group);
+        let mut i = 3;
+        for p in parts {
+            a[i..i + p.len()].copy_from_slice(p);
+            i += p.len();
+        }
+        Composite::Small(a)
+    } else {
+        Composite::Large([&group[..], at.key, at.namespace, parts[2]].concat().into())
+    }
+}
+
+/// The words of the small composite of a key of at most 20 bytes without
+/// a namespace, from overlapping loads of the key rather than byte
+/// copies: the key as a zero-padded little-endian number, shifted past
+/// the length and key-group bytes.
+#[inline(always)]
+fn small_key(group: u16, key: &[u8]) -> [u64; 3] {
+    let n = key.len();
+    debug_assert!(n < SMALL);
+    let load = |i: usize| u64::from_le_bytes(key[i..i + 8].try_into().expect("invariant: eight bytes"));
+    let load4 = |i: usize| u64::from(u32::from_le_bytes(key[i..i + 4].try_into().expect("invariant: four bytes")));
+    let byte = |i: usize| u64::from(key[i]) << (8 * i);
+    let [k0, k1, k2] = match n {
+        0 => [0, 0, 0],
+        1..=3 => [byte(0) | byte(n / 2) | byte(n - 1), 0, 0],
+        4..=7 => [load4(0) | load4(n - 4) << (8 * (n - 4)), 0, 0],
+        8 => [load(0), 0, 0],
+        9..=16 => [load(0), load(n - 8) >> (8 * (16 - n)), 0],
+        _ => [load(0), load(8), load(n - 8) >> (8 * (24 - n))],
+    };
+    let head = (n as u64 + 1) | (u64::from(group) << 8);
+    [k0 << 24 | head, k1 << 24 | k0 >> 40, k2 << 24 | k1 >> 40]
+}
+
+impl Hash for Composite {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Composite::Small(a) => hash_words(words(a), h),
+            Composite::Large(b) => {
+                let (key, namespace) = split(&b[2..]);
+                hash_parts(key, namespace, h);
+            }
+        }
+    }
+}
+
+/// A large composite's hash: key and namespace apart, so a probe hashes
+/// them without building the composite. (The key group is a function of
+/// the key: hashing it would add nothing.)
 #[inline(always)]
 fn hash_parts<H: Hasher>(key: &[u8], namespace: &[u8], h: &mut H) {
     h.write(key);
@@ -153,37 +238,75 @@ fn hash_parts<H: Hasher>(key: &[u8], namespace: &[u8], h: &mut H) {
     }
 }
 
-impl Hash for Composite {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        let (key, namespace) = split(self.0.as_slice());
-        hash_parts(key, namespace, h);
+/// A small composite's hash: two multiplies in foldhash, one for the
+/// first two words, one for the third as the hasher finishes.
+#[inline(always)]
+fn hash_words<H: Hasher>([w0, w1, w2]: [u64; 3], h: &mut H) {
+    h.write_u128(u128::from(w0) | u128::from(w1) << 64);
+    h.write_u64(w2);
+}
+
+/// A lookup of a small composite, by its words.
+struct SmallProbe([u64; 3]);
+
+/// A lookup of a large composite, by its scope (no allocation).
+struct LargeProbe<'a>(Scope<'a>);
+
+/// The words of the composite of `at` if it is small.
+#[inline(always)]
+fn small_words(at: Scope<'_>) -> Option<[u64; 3]> {
+    if at.namespace.is_empty() {
+        return (at.key.len() < SMALL).then(|| small_key(at.group, at.key));
+    }
+    if composite_len(at) > SMALL {
+        return None;
+    }
+    match composite(at) {
+        Composite::Small(a) => Some(words(&a)),
+        Composite::Large(_) => None,
     }
 }
 
-/// A lookup by key and namespace, without building a [`Composite`].
-struct Probe<'a>(Scope<'a>);
+impl Hash for SmallProbe {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_words(self.0, h);
+    }
+}
 
-impl Hash for Probe<'_> {
+impl Equivalent<Composite> for SmallProbe {
+    #[inline(always)]
+    fn equivalent(&self, c: &Composite) -> bool {
+        matches!(c, Composite::Small(a) if words(a) == self.0)
+    }
+}
+
+impl Hash for LargeProbe<'_> {
     #[inline(always)]
     fn hash<H: Hasher>(&self, h: &mut H) {
         hash_parts(self.0.key, self.0.namespace, h);
     }
 }
 
-impl Equivalent<Composite> for Probe<'_> {
+impl Equivalent<Composite> for LargeProbe<'_> {
     #[inline(always)]
     fn equivalent(&self, c: &Composite) -> bool {
-        let (c, key) = (c.0.as_slice(), self.0.key);
-        if self.0.namespace.is_empty() {
-            // `key ++ [0]`: one length check and one comparison, no parsing.
-            c.len() == key.len() + 1 && c[key.len()] == 0 && same_bytes(&c[..key.len()], key)
-        } else {
-            split(c) == (key, self.0.namespace)
-        }
+        matches!(c, Composite::Large(b) if b[..2] == self.0.group.to_le_bytes() && split(&b[2..]) == (self.0.key, self.0.namespace))
     }
 }
 
-/// The key and namespace of a composite.
+/// Runs `$m.$method(&probe)` with the probe that fits `$at`.
+macro_rules! probe {
+    ($m:expr, $method:ident, $at:expr) => {{
+        let at = $at;
+        match small_words(at) {
+            Some(w) => $m.$method(&SmallProbe(w)),
+            None => $m.$method(&LargeProbe(at)),
+        }
+    }};
+}
+
+/// The key and namespace of a composite's bytes.
 fn split(c: &[u8]) -> (&[u8], &[u8]) {
     let (n, rest) = match c.split_last() {
         Some((&255, rest)) => {
@@ -196,21 +319,19 @@ fn split(c: &[u8]) -> (&[u8], &[u8]) {
     rest.split_at(rest.len() - n)
 }
 
-/// Per state id, per key group: one hash map. The maps of one state sit
-/// side by side, so finding a key group's map is one indexed load from a
-/// small, hot array.
-type PerGroup<V> = Vec<Vec<FastMap<Composite, V>>>;
+/// Per state id: one hash map over every key group.
+type PerState<V> = Vec<FastMap<Composite, V>>;
 
 /// A timer queue per key group.
 type Queues = Vec<BTreeSet<(i64, Composite)>>;
 
-/// The `memory` backend: every state's maps and every timer queue are
-/// partitioned by key group.
+/// The `memory` backend: a hash map per state, and a timer queue per key
+/// group.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    values: PerGroup<Bytes>,
-    lists: PerGroup<Vec<Vec<u8>>>,
-    maps: PerGroup<BTreeMap<Vec<u8>, Vec<u8>>>,
+    values: PerState<Bytes>,
+    lists: PerState<Vec<Vec<u8>>>,
+    maps: PerState<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Per domain, per key group.
     timers: [Queues; 2],
     /// Per domain: the earliest timer of every key group that has one.
@@ -218,20 +339,17 @@ pub struct MemoryBackend {
     pending: usize,
 }
 
-fn get<'a, V>(maps: &'a PerGroup<V>, state: u32, at: Scope<'_>) -> Option<&'a V> {
-    maps.get(state as usize)?.get(at.group as usize)?.get(&Probe(at))
+fn get<'a, V>(maps: &'a PerState<V>, state: u32, at: Scope<'_>) -> Option<&'a V> {
+    let m = maps.get(state as usize)?;
+    probe!(m, get, at)
 }
 
-fn slot<V>(maps: &mut PerGroup<V>, state: u32, group: u16) -> &mut FastMap<Composite, V> {
-    let (i, g) = (state as usize, group as usize);
+fn slot<V>(maps: &mut PerState<V>, state: u32) -> &mut FastMap<Composite, V> {
+    let i = state as usize;
     if maps.len() <= i {
-        maps.resize_with(i + 1, Vec::new);
+        maps.resize_with(i + 1, FastMap::default);
     }
-    let groups = &mut maps[i];
-    if groups.len() <= g {
-        groups.resize_with(g + 1, FastMap::default);
-    }
-    &mut groups[g]
+    &mut maps[i]
 }
 
 fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
@@ -242,9 +360,9 @@ fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut Vec<u8>, end
     }
 }
 
-/// Key groups whose map is not empty, of every state in `maps`.
-fn used<V>(maps: &PerGroup<V>) -> impl Iterator<Item = usize> + '_ {
-    maps.iter().flat_map(|groups| groups.iter().enumerate().filter(|(_, m)| !m.is_empty()).map(|(g, _)| g))
+/// The key group of every entry of every state in `maps`.
+fn used<V>(maps: &PerState<V>) -> impl Iterator<Item = usize> + '_ {
+    maps.iter().flat_map(|m| m.keys().map(|c| usize::from(c.group())))
 }
 
 impl MemoryBackend {
@@ -256,10 +374,11 @@ impl MemoryBackend {
     /// Number of keys (with their namespaces) holding a value in value
     /// state `state`, over all key groups.
     pub fn value_keys(&self, state: u32) -> usize {
-        self.values.get(state as usize).map_or(0, |groups| groups.iter().map(|m| m.len()).sum())
+        self.values.get(state as usize).map_or(0, |m| m.len())
     }
 
-    /// The key groups that hold any state or timer, in order.
+    /// The key groups that hold any state or timer, in order (a scan of
+    /// every entry).
     pub fn key_groups(&self) -> Vec<u16> {
         let timers = self.timers.iter().flat_map(|qs| qs.iter().enumerate().filter(|(_, q)| !q.is_empty()));
         let mut groups: Vec<usize> =
@@ -306,8 +425,8 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
-        let m = slot(&mut self.values, state, at.group);
-        match m.get_mut(&Probe(at)) {
+        let m = slot(&mut self.values, state);
+        match probe!(m, get_mut, at) {
             Some(v) => v.set(value),
             None => {
                 m.insert(composite(at), Bytes::new(value));
@@ -316,7 +435,7 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn value_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.values, state, at.group).remove(&Probe(at));
+        probe!(slot(&mut self.values, state), remove, at);
     }
 
     fn list_get(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
@@ -326,8 +445,8 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]) {
-        let m = slot(&mut self.lists, state, at.group);
-        match m.get_mut(&Probe(at)) {
+        let m = slot(&mut self.lists, state);
+        match probe!(m, get_mut, at) {
             Some(l) => l.push(element.to_vec()),
             None => {
                 m.insert(composite(at), vec![element.to_vec()]);
@@ -346,16 +465,16 @@ impl KeyedStateBackend for MemoryBackend {
                 item
             })
             .collect();
-        let m = slot(&mut self.lists, state, at.group);
+        let m = slot(&mut self.lists, state);
         if items.is_empty() {
-            m.remove(&Probe(at));
+            probe!(m, remove, at);
         } else {
             m.insert(composite(at), items);
         }
     }
 
     fn list_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.lists, state, at.group).remove(&Probe(at));
+        probe!(slot(&mut self.lists, state), remove, at);
     }
 
     fn map_get(&self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
@@ -363,8 +482,8 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]) {
-        let m = slot(&mut self.maps, state, at.group);
-        match m.get_mut(&Probe(at)) {
+        let m = slot(&mut self.maps, state);
+        match probe!(m, get_mut, at) {
             Some(inner) => {
                 inner.insert(map_key.to_vec(), value.to_vec());
             }
@@ -375,11 +494,11 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) {
-        let m = slot(&mut self.maps, state, at.group);
-        if let Some(inner) = m.get_mut(&Probe(at)) {
+        let m = slot(&mut self.maps, state);
+        if let Some(inner) = probe!(m, get_mut, at) {
             inner.remove(map_key);
             if inner.is_empty() {
-                m.remove(&Probe(at));
+                probe!(m, remove, at);
             }
         }
     }
@@ -391,7 +510,7 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn map_clear(&mut self, state: u32, at: Scope<'_>) {
-        slot(&mut self.maps, state, at.group).remove(&Probe(at));
+        probe!(slot(&mut self.maps, state), remove, at);
     }
 
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
@@ -422,7 +541,7 @@ impl KeyedStateBackend for MemoryBackend {
             }
             let (timestamp, c) =
                 self.with_timers(domain, g, |q| q.pop_first()).expect("invariant: a group in `heads` has a timer");
-            let (key, namespace) = split(c.0.as_slice());
+            let (key, namespace) = split(c.as_slice());
             out.push(Timer { timestamp, group: g, key: key.to_vec(), namespace: namespace.to_vec() });
         }
     }
@@ -509,9 +628,76 @@ mod tests {
             ns in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let c = composite(Scope { group: 0, key: &k1, namespace: &ns });
-            prop_assert_eq!(split(c.0.as_slice()), (&k1[..], &ns[..]));
+            prop_assert_eq!(split(c.as_slice()), (&k1[..], &ns[..]));
+            prop_assert_eq!(c.group(), 0);
             let (a, b) = (composite(Scope::key(0, &k1)), composite(Scope::key(0, &k2)));
             prop_assert_eq!(a.cmp(&b), k1.cmp(&k2));
+        }
+
+        /// Keys around the inline limit, with and without namespaces
+        /// (some past 255 bytes): a probe finds what was stored under the
+        /// same scope and nothing else, like a map of (key, namespace).
+        #[test]
+        fn value_state_behaves_like_a_map_of_key_and_namespace(
+            ops in proptest::collection::vec((0usize..13, 0usize..4, any::<u8>(), 0u8..3), 1..300),
+        ) {
+            // Lengths at each load pattern's edges, and pairs that differ
+            // only in their last byte.
+            let mut keys: Vec<Vec<u8>> = [0usize, 3, 7, 16, 19, 20, 21, 22, 40].iter().map(|&n| (0..n as u8).collect()).collect();
+            for n in [3usize, 7, 16, 20] {
+                let mut k: Vec<u8> = (0..n as u8).collect();
+                k[n - 1] ^= 0x80;
+                keys.push(k);
+            }
+            let spaces: Vec<Vec<u8>> = [0usize, 1, 17, 300].iter().map(|&n| vec![7; n]).collect();
+            let mut b = MemoryBackend::new();
+            let mut model = BTreeMap::new();
+            for (k, n, v, op) in ops {
+                let (key, ns) = (&keys[k % keys.len()], &spaces[n]);
+                // A key lives in one key group, as the router guarantees.
+                let at = Scope { group: k as u16 * 1000, key, namespace: ns };
+                let mut out = Vec::new();
+                match op {
+                    0 => {
+                        b.value_put(0, at, &[v]);
+                        model.insert((key.clone(), ns.clone()), v);
+                    }
+                    1 => {
+                        b.value_clear(0, at);
+                        model.remove(&(key.clone(), ns.clone()));
+                    }
+                    _ => {
+                        let found = b.value_get(0, at, &mut out);
+                        let want = model.get(&(key.clone(), ns.clone()));
+                        prop_assert_eq!(found.then(|| out[0]), want.copied());
+                    }
+                }
+            }
+            prop_assert_eq!(b.value_keys(0), model.len());
+            let mut groups: Vec<u16> = model.keys().map(|(k, _)| keys.iter().position(|x| x == k).unwrap() as u16 * 1000).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            prop_assert_eq!(b.key_groups(), groups);
+        }
+
+        #[test]
+        fn probes_hash_and_match_as_the_composites_they_look_up(
+            key in proptest::collection::vec(any::<u8>(), 0..30),
+            ns in proptest::collection::vec(any::<u8>(), 0..30),
+            group in any::<u16>(),
+        ) {
+            let at = Scope { group, key: &key, namespace: &ns };
+            let c = composite(at);
+            prop_assert_eq!(c.group(), group);
+            prop_assert_eq!(split(c.as_slice()), (&key[..], &ns[..]));
+            use std::hash::BuildHasher;
+            let hasher = foldhash::fast::FixedState::default();
+            let (hc, found) = match small_words(at) {
+                Some(w) => (hasher.hash_one(SmallProbe(w)), SmallProbe(w).equivalent(&c)),
+                None => (hasher.hash_one(LargeProbe(at)), LargeProbe(at).equivalent(&c)),
+            };
+            prop_assert_eq!(hc, hasher.hash_one(&c));
+            prop_assert!(found);
         }
 
         #[test]
