@@ -57,9 +57,9 @@ pub struct Timer {
 /// Keyed state and timers of one operator subtask, scoped to (state id,
 /// key group, key, namespace); timers to (domain, key group, key,
 /// namespace, timestamp), one each. Reads append to caller-owned buffers
-/// so the hot path allocates nothing. Backends keep everything
-/// partitioned by key group, so a key group can be snapshotted and moved
-/// without rehashing.
+/// so the hot path allocates nothing. Backends know the key group of
+/// everything they hold, so a key group can be snapshotted and moved
+/// without hashing keys again.
 pub trait KeyedStateBackend: Send {
     /// Appends the value of `state` at `at` to `out`; false when absent.
     fn value_get(&self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool;

@@ -1,10 +1,13 @@
-//! State in hash maps on the heap, partitioned by key group.
+//! State in hash maps on the heap.
 //!
-//! Every key group has its own maps and timer queues, so a key group can
-//! be snapshotted or handed to another subtask as it is (as Flink's heap
-//! backend and `KeyGroupPartitionedPriorityQueue` do). Across key groups,
-//! the head of each group's timer queue sits in one ordered set, so the
-//! earliest timer of the subtask is found without scanning groups.
+//! Each state has one hash map over all key groups; every entry's key
+//! carries its key group, so a key group can be picked out for a snapshot
+//! or handed to another subtask by one scan. (Flink's heap backend keeps a
+//! map per key group; here that cost an extra cache miss per lookup, see
+//! `docs/decisions.md`.) Timers have a queue per key group, as Flink's
+//! `KeyGroupPartitionedPriorityQueue`; the head of each group's queue sits
+//! in one ordered set, so the earliest timer of the subtask is found
+//! without scanning groups.
 
 use crate::{KeyedStateBackend, Scope, Timer, TimerDomain};
 use hashbrown::{Equivalent, HashMap};
