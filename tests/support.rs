@@ -15,6 +15,7 @@ pub const GUESTS: &[&str] = &[
     "timer-log",
     "timer-churn",
     "hostile-process",
+    "state-kinds",
     "passthrough",
     "keyed-counter",
 ];

@@ -124,6 +124,7 @@ pub fn process_init<T: KeyedProcessFunction + Default>(config: String) -> Result
     let mut open = OpenContext::new(parse_config(&config)?);
     let mut op = T::default();
     op.open(&mut open).map_err(|e| e.to_string())?;
+    open.check().map_err(|e| e.to_string())?;
     let value_states = open.value_states.len() as u32;
     PROCESS_OP.with(|m| *m.borrow_mut() = Some((Box::new(op), value_states)));
     Ok(kp::StateDeclaration {
@@ -226,19 +227,6 @@ impl TableBackend {
     }
 }
 
-fn from_list(v: ks::ListValue) -> Vec<Vec<u8>> {
-    let mut start = 0usize;
-    v.ends
-        .iter()
-        .map(|&end| {
-            let end = (end as usize).clamp(start, v.data.len());
-            let item = v.data[start..end].to_vec();
-            start = end;
-            item
-        })
-        .collect()
-}
-
 impl KeyedBackend for TableBackend {
     #[inline]
     fn key(&self) -> &[u8] {
@@ -274,19 +262,25 @@ impl KeyedBackend for TableBackend {
             None => Cell { start: 0, len: ABSENT, written: true },
         };
     }
-    fn list_get(&mut self, state: u32) -> Vec<Vec<u8>> {
-        from_list(ks::list_get(state, self.slot))
+    fn list_get(&mut self, state: u32, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+        let v = ks::list_get(state, self.slot);
+        if data.is_empty() {
+            *data = v.data;
+            *ends = v.ends;
+        } else {
+            let base = data.len() as u32;
+            data.extend_from_slice(&v.data);
+            ends.extend(v.ends.iter().map(|e| base + e));
+        }
     }
     fn list_add(&mut self, state: u32, element: &[u8]) {
         ks::list_add(state, self.slot, element);
     }
-    fn list_update(&mut self, state: u32, elements: &[Vec<u8>]) {
-        let mut v = ks::ListValue { data: Vec::new(), ends: Vec::with_capacity(elements.len()) };
-        for e in elements {
-            v.data.extend_from_slice(e);
-            v.ends.push(v.data.len() as u32);
-        }
-        ks::list_update(state, self.slot, &v);
+    fn list_add_all(&mut self, state: u32, data: &[u8], ends: &[u32]) {
+        ks::list_add_all(state, self.slot, &ks::ListValue { data: data.to_vec(), ends: ends.to_vec() });
+    }
+    fn list_update(&mut self, state: u32, data: &[u8], ends: &[u32]) {
+        ks::list_update(state, self.slot, &ks::ListValue { data: data.to_vec(), ends: ends.to_vec() });
     }
     fn list_clear(&mut self, state: u32) {
         ks::list_clear(state, self.slot);
@@ -294,20 +288,23 @@ impl KeyedBackend for TableBackend {
     fn map_get(&mut self, state: u32, key: &[u8]) -> Option<Vec<u8>> {
         ks::map_get(state, self.slot, key)
     }
+    fn map_contains(&mut self, state: u32, key: &[u8]) -> bool {
+        ks::map_contains(state, self.slot, key)
+    }
     fn map_put(&mut self, state: u32, key: &[u8], value: &[u8]) {
         ks::map_put(state, self.slot, key, value);
+    }
+    fn map_put_all(&mut self, state: u32, data: &[u8], ends: &[u32]) {
+        ks::map_put_all(state, self.slot, &ks::ListValue { data: data.to_vec(), ends: ends.to_vec() });
     }
     fn map_remove(&mut self, state: u32, key: &[u8]) {
         ks::map_remove(state, self.slot, key);
     }
-    fn map_entries(&mut self, state: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let flat = from_list(ks::map_entries(state, self.slot));
-        let mut it = flat.into_iter();
-        let mut entries = Vec::new();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            entries.push((k, v));
-        }
-        entries
+    fn map_scan(&mut self, state: u32, after: Option<&[u8]>, limit: u32, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+        let v = ks::map_scan(state, self.slot, after, limit);
+        let base = data.len() as u32;
+        data.extend_from_slice(&v.data);
+        ends.extend(v.ends.iter().map(|e| base + e));
     }
     fn map_clear(&mut self, state: u32) {
         ks::map_clear(state, self.slot);

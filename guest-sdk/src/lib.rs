@@ -3,7 +3,9 @@
 //! This crate owns the operator author's side of the `weir:operator` WIT
 //! contract: the [`Map`] and [`KeyedProcessFunction`] traits, the export
 //! macros that turn an implementation into a WebAssembly component, typed
-//! keyed state ([`ValueState`], [`ListState`], [`MapState`]) and a native
+//! keyed state ([`ValueState`], [`ListState`], [`MapState`],
+//! [`ReducingState`], [`AggregatingState`]; values in a compact binary
+//! codec, [`Binary`], or in [`Json`]) and a native
 //! test harness ([`testing`]) that runs an operator without Wasm. It knows
 //! nothing about the host's runtime: batches, key tables and state cells are
 //! decoded here and nowhere else on the guest side.
@@ -85,7 +87,10 @@ pub fn log(level: Level, message: &str) {
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("[{level:?}] {message}");
 }
-pub use state::{Context, ListState, MapState, OpenContext, TimeDomain, ValueState};
+pub use state::{
+    AggregateFunction, AggregatingState, Binary, Codec, CodecKind, Context, Json, ListState, MapState, OpenContext,
+    ReducingState, TimeDomain, ValueState,
+};
 
 /// The error an operator returns. The host shows its message together with
 /// the operator id, the subtask and the offset of the record being

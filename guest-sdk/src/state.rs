@@ -8,8 +8,79 @@ use crate::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 const UNBOUND: u32 = u32::MAX;
+
+/// The types a handle is for; a handle owns no values of them.
+type Marker<T> = PhantomData<fn() -> T>;
+
+/// How a state handle turns its values into the bytes the host stores.
+/// The encoding of stored state is a contract (savepoints keep it): see
+/// `docs/state.md`.
+pub trait Codec: 'static {
+    /// Which codec this is, for tools that read state by name.
+    const KIND: CodecKind;
+    /// Appends the encoding of `value` to `out`.
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()>;
+    /// Decodes a whole value: bytes left over are an error.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T>;
+}
+
+/// The codecs a state can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecKind {
+    /// [`Binary`].
+    Binary,
+    /// [`Json`].
+    Json,
+}
+
+/// The default state codec: postcard's stable wire format (varint
+/// integers, length-prefixed strings and sequences; a `u64` counter below
+/// 128 is one byte). Compact and several times faster than JSON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Binary;
+
+/// JSON state values (serde_json): readable, larger and slower.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json;
+
+impl Codec for Binary {
+    const KIND: CodecKind = CodecKind::Binary;
+
+    #[inline]
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(value, buf).map_err(|e| Error::new(format!("cannot encode state: {e}")))?;
+        Ok(())
+    }
+
+    #[inline]
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        match postcard::take_from_bytes(bytes) {
+            Ok((v, [])) => Ok(v),
+            Ok((_, rest)) => Err(Error::new(format!(
+                "state holds {} bytes more than a value of this type (declared with another type or codec?)",
+                rest.len()
+            ))),
+            Err(e) => Err(Error::new(format!("state holds bytes of another type or codec: {e}"))),
+        }
+    }
+}
+
+impl Codec for Json {
+    const KIND: CodecKind = CodecKind::Json;
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        Ok(serde_json::to_writer(out, value)?)
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::new(format!("state holds bytes of another type or codec: {e}")))
+    }
+}
 
 /// Time domains of timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,47 +91,80 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
-/// Where the state of the current key lives.
+/// Where the state of the current key lives. Lists and maps cross in flat
+/// form: items back to back in `data`, `ends[i]` the end of item `i`.
 pub(crate) trait KeyedBackend {
     fn key(&self) -> &[u8];
     fn namespace(&self) -> &[u8];
     fn value_get(&self, state: u32) -> Option<&[u8]>;
     fn value_set(&mut self, state: u32, value: Option<&[u8]>);
-    fn list_get(&mut self, state: u32) -> Vec<Vec<u8>>;
+    fn list_get(&mut self, state: u32, data: &mut Vec<u8>, ends: &mut Vec<u32>);
     fn list_add(&mut self, state: u32, element: &[u8]);
-    fn list_update(&mut self, state: u32, elements: &[Vec<u8>]);
+    fn list_add_all(&mut self, state: u32, data: &[u8], ends: &[u32]);
+    fn list_update(&mut self, state: u32, data: &[u8], ends: &[u32]);
     fn list_clear(&mut self, state: u32);
     fn map_get(&mut self, state: u32, key: &[u8]) -> Option<Vec<u8>>;
+    fn map_contains(&mut self, state: u32, key: &[u8]) -> bool;
     fn map_put(&mut self, state: u32, key: &[u8], value: &[u8]);
+    /// Keys and values alternating.
+    fn map_put_all(&mut self, state: u32, data: &[u8], ends: &[u32]);
     fn map_remove(&mut self, state: u32, key: &[u8]);
-    fn map_entries(&mut self, state: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Up to `limit` entries with keys after `after` (from the first when
+    /// `None`) in key order, keys and values alternating.
+    fn map_scan(&mut self, state: u32, after: Option<&[u8]>, limit: u32, data: &mut Vec<u8>, ends: &mut Vec<u32>);
     fn map_clear(&mut self, state: u32);
     fn timer(&mut self, domain: TimeDomain, timestamp: i64, delete: bool);
 }
 
+/// Map entries cross the boundary this many at a time.
+pub(crate) const MAP_CHUNK: u32 = 1024;
+
+/// The kinds of state, as the host stores them: reducing and aggregating
+/// states are value states holding the reduced value or the accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Value,
+    List,
+    Map,
+}
+
+/// A declared state.
+#[derive(Debug, Clone)]
+pub(crate) struct Declared {
+    pub name: String,
+    pub kind: Kind,
+    /// What the user declared (for messages): `value_state`, `reducing_state`, …
+    pub declared_as: &'static str,
+    pub codec: CodecKind,
+}
+
 /// Given to [`crate::KeyedProcessFunction::open`]: the operator's config and
 /// the place to declare keyed state.
+///
+/// Each state has a name, unique in the operator whatever its kind; the
+/// name identifies the state in savepoints, so keep it stable across
+/// versions. Declaring the same name again with the same kind and codec
+/// returns the same state; with another kind or codec, `open` fails.
 #[derive(Debug)]
 pub struct OpenContext {
     config: serde_json::Value,
     pub(crate) value_states: Vec<String>,
     pub(crate) list_states: Vec<String>,
     pub(crate) map_states: Vec<String>,
-}
-
-fn declare(names: &mut Vec<String>, name: &str) -> u32 {
-    match names.iter().position(|n| n == name) {
-        Some(i) => i as u32,
-        None => {
-            names.push(name.to_owned());
-            (names.len() - 1) as u32
-        }
-    }
+    pub(crate) declared: Vec<Declared>,
+    conflict: Option<String>,
 }
 
 impl OpenContext {
     pub(crate) fn new(config: serde_json::Value) -> Self {
-        OpenContext { config, value_states: Vec::new(), list_states: Vec::new(), map_states: Vec::new() }
+        OpenContext {
+            config,
+            value_states: Vec::new(),
+            list_states: Vec::new(),
+            map_states: Vec::new(),
+            declared: Vec::new(),
+            conflict: None,
+        }
     }
 
     /// The operator's `config` from the spec (`null` when absent).
@@ -68,21 +172,94 @@ impl OpenContext {
         &self.config
     }
 
-    /// Declares a value state named `name` (the name identifies the state
-    /// in savepoints, so keep it stable across versions).
-    pub fn value_state<T>(&mut self, name: &str) -> ValueState<T> {
-        ValueState { id: declare(&mut self.value_states, name), _t: PhantomData }
+    fn declare(&mut self, name: &str, kind: Kind, declared_as: &'static str, codec: CodecKind) -> u32 {
+        match self.declared.iter().find(|d| d.name == name) {
+            Some(d) if (d.kind, d.declared_as, d.codec) != (kind, declared_as, codec) => {
+                if self.conflict.is_none() {
+                    self.conflict = Some(format!(
+                        "state `{name}` is declared twice: as {} ({:?}) and as {declared_as} ({codec:?}); \
+                         give each state its own name",
+                        d.declared_as, d.codec
+                    ));
+                }
+            }
+            Some(_) => {}
+            None => self.declared.push(Declared { name: name.to_owned(), kind, declared_as, codec }),
+        }
+        let names = match kind {
+            Kind::Value => &mut self.value_states,
+            Kind::List => &mut self.list_states,
+            Kind::Map => &mut self.map_states,
+        };
+        match names.iter().position(|n| n == name) {
+            Some(i) => i as u32,
+            None => {
+                names.push(name.to_owned());
+                (names.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The error `open` ends with when a name was declared twice with
+    /// different kinds or codecs.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.conflict {
+            Some(m) => Err(Error::new(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The declaration of state `name`.
+    pub(crate) fn find(&self, name: &str) -> Option<&Declared> {
+        self.declared.iter().find(|d| d.name == name)
+    }
+
+    /// Declares a value state named `name`, encoded with codec `C`
+    /// ([`Binary`] unless the handle's type names another).
+    pub fn value_state<T, C: Codec>(&mut self, name: &str) -> ValueState<T, C> {
+        ValueState { id: self.declare(name, Kind::Value, "value_state", C::KIND), _t: PhantomData }
     }
 
     /// Declares a list state named `name`.
-    pub fn list_state<T>(&mut self, name: &str) -> ListState<T> {
-        ListState { id: declare(&mut self.list_states, name), _t: PhantomData }
+    pub fn list_state<T, C: Codec>(&mut self, name: &str) -> ListState<T, C> {
+        ListState { id: self.declare(name, Kind::List, "list_state", C::KIND), _t: PhantomData }
     }
 
     /// Declares a map state named `name`.
-    pub fn map_state<K, V>(&mut self, name: &str) -> MapState<K, V> {
-        MapState { id: declare(&mut self.map_states, name), _t: PhantomData }
+    pub fn map_state<K, V, C: Codec>(&mut self, name: &str) -> MapState<K, V, C> {
+        MapState { id: self.declare(name, Kind::Map, "map_state", C::KIND), _t: PhantomData }
     }
+
+    /// Declares a reducing state named `name`: [`ReducingState::add`]
+    /// combines each value with the current one by `reduce`, as Flink's
+    /// `ReducingState`.
+    pub fn reducing_state<T, C: Codec>(&mut self, name: &str, reduce: fn(T, T) -> T) -> ReducingState<T, C> {
+        let id = self.declare(name, Kind::Value, "reducing_state", C::KIND);
+        ReducingState { id, reduce: Some(reduce), _t: PhantomData }
+    }
+
+    /// Declares an aggregating state named `name`: [`AggregatingState::add`]
+    /// folds inputs into an accumulator by `f`, and
+    /// [`AggregatingState::get`] returns its result, as Flink's
+    /// `AggregatingState`.
+    pub fn aggregating_state<IN, ACC, OUT, C: Codec>(
+        &mut self,
+        name: &str,
+        f: impl AggregateFunction<IN, ACC, OUT> + 'static,
+    ) -> AggregatingState<IN, ACC, OUT, C> {
+        let id = self.declare(name, Kind::Value, "aggregating_state", C::KIND);
+        AggregatingState { id, f: Some(Rc::new(f)), _t: PhantomData }
+    }
+}
+
+/// Folds inputs into an accumulator, after Flink's `AggregateFunction`.
+pub trait AggregateFunction<IN, ACC, OUT> {
+    /// A new, empty accumulator.
+    fn create_accumulator(&self) -> ACC;
+    /// Adds one input to the accumulator.
+    fn add(&self, value: IN, accumulator: ACC) -> ACC;
+    /// The result of an accumulator.
+    fn get_result(&self, accumulator: &ACC) -> OUT;
 }
 
 /// The context of one `process` or `on_timer` call: the current key, time,
@@ -157,29 +334,51 @@ fn bound(id: u32, kind: &str) -> Result<u32> {
     Ok(id)
 }
 
-#[inline]
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::new(format!("{what} holds bytes of another type: {e}")))
+/// Encodes `values` flat into the context's scratch buffers.
+fn encode_all<'a, T: Serialize + 'a, C: Codec>(
+    values: impl IntoIterator<Item = &'a T>,
+    data: &mut Vec<u8>,
+    ends: &mut Vec<u32>,
+) -> Result<()> {
+    data.clear();
+    ends.clear();
+    for v in values {
+        C::encode(v, data)?;
+        ends.push(data.len() as u32);
+    }
+    Ok(())
 }
 
-/// A single value per key, after Flink's `ValueState`.
-pub struct ValueState<T> {
+/// The items of flat `data`.
+pub(crate) fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut start = 0usize;
+    ends.iter().map(move |&e| {
+        let e = (e as usize).clamp(start, data.len());
+        let item = &data[start..e];
+        start = e;
+        item
+    })
+}
+
+/// A single value per key, after Flink's `ValueState`. Values are encoded
+/// with codec `C` ([`Binary`] by default; [`Json`] on request).
+pub struct ValueState<T, C: Codec = Binary> {
     id: u32,
-    _t: PhantomData<fn() -> T>,
+    _t: Marker<(T, C)>,
 }
 
-impl<T> Default for ValueState<T> {
+impl<T, C: Codec> Default for ValueState<T, C> {
     fn default() -> Self {
         ValueState { id: UNBOUND, _t: PhantomData }
     }
 }
 
-impl<T: Serialize + DeserializeOwned> ValueState<T> {
+impl<T: Serialize + DeserializeOwned, C: Codec> ValueState<T, C> {
     /// The current key's value, `None` when it has none.
     #[inline]
     pub fn value(&self, ctx: &Context<'_>) -> Result<Option<T>> {
         let id = bound(self.id, "value_state")?;
-        ctx.backend.value_get(id).map(|b| decode(b, "value state")).transpose()
+        ctx.backend.value_get(id).map(C::decode).transpose()
     }
 
     /// Sets the current key's value.
@@ -187,7 +386,7 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     pub fn update(&self, ctx: &mut Context<'_>, value: &T) -> Result<()> {
         let id = bound(self.id, "value_state")?;
         ctx.scratch.clear();
-        serde_json::to_writer(&mut *ctx.scratch, value)?;
+        C::encode(value, ctx.scratch)?;
         ctx.backend.value_set(id, Some(ctx.scratch));
         Ok(())
     }
@@ -201,38 +400,50 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
 }
 
 /// A list of values per key, after Flink's `ListState`.
-pub struct ListState<T> {
+pub struct ListState<T, C: Codec = Binary> {
     id: u32,
-    _t: PhantomData<fn() -> T>,
+    _t: Marker<(T, C)>,
 }
 
-impl<T> Default for ListState<T> {
+impl<T, C: Codec> Default for ListState<T, C> {
     fn default() -> Self {
         ListState { id: UNBOUND, _t: PhantomData }
     }
 }
 
-impl<T: Serialize + DeserializeOwned> ListState<T> {
-    /// All elements of the current key's list (empty when none).
+impl<T: Serialize + DeserializeOwned, C: Codec> ListState<T, C> {
+    /// All elements of the current key's list, in order (empty when none).
     pub fn get(&self, ctx: &mut Context<'_>) -> Result<Vec<T>> {
         let id = bound(self.id, "list_state")?;
-        ctx.backend.list_get(id).iter().map(|b| decode(b, "list state")).collect()
+        let (mut data, mut ends) = (Vec::new(), Vec::new());
+        ctx.backend.list_get(id, &mut data, &mut ends);
+        items(&data, &ends).map(C::decode).collect()
     }
 
     /// Appends an element.
     pub fn add(&self, ctx: &mut Context<'_>, value: &T) -> Result<()> {
         let id = bound(self.id, "list_state")?;
         ctx.scratch.clear();
-        serde_json::to_writer(&mut *ctx.scratch, value)?;
+        C::encode(value, ctx.scratch)?;
         ctx.backend.list_add(id, ctx.scratch);
         Ok(())
     }
 
-    /// Replaces the whole list.
+    /// Appends every element of `values`, in one call to the host.
+    pub fn add_all(&self, ctx: &mut Context<'_>, values: &[T]) -> Result<()> {
+        let id = bound(self.id, "list_state")?;
+        let mut ends = Vec::with_capacity(values.len());
+        encode_all::<T, C>(values, ctx.scratch, &mut ends)?;
+        ctx.backend.list_add_all(id, ctx.scratch, &ends);
+        Ok(())
+    }
+
+    /// Replaces the whole list (an empty `values` clears it).
     pub fn update(&self, ctx: &mut Context<'_>, values: &[T]) -> Result<()> {
         let id = bound(self.id, "list_state")?;
-        let encoded = values.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>()?;
-        ctx.backend.list_update(id, &encoded);
+        let mut ends = Vec::with_capacity(values.len());
+        encode_all::<T, C>(values, ctx.scratch, &mut ends)?;
+        ctx.backend.list_update(id, ctx.scratch, &ends);
         Ok(())
     }
 
@@ -244,65 +455,234 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     }
 }
 
-/// A map per key, after Flink's `MapState`.
-pub struct MapState<K, V> {
+/// A map per key, after Flink's `MapState`. Keys and values are encoded
+/// with codec `C`; iteration is in the order of the encoded keys and
+/// crosses the boundary [`MAP_CHUNK`] entries at a time.
+pub struct MapState<K, V, C: Codec = Binary> {
     id: u32,
-    _t: PhantomData<fn() -> (K, V)>,
+    _t: Marker<(K, V, C)>,
 }
 
-impl<K, V> Default for MapState<K, V> {
+impl<K, V, C: Codec> Default for MapState<K, V, C> {
     fn default() -> Self {
         MapState { id: UNBOUND, _t: PhantomData }
     }
 }
 
-impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned, C: Codec> MapState<K, V, C> {
+    fn key(&self, ctx: &mut Context<'_>, key: &K) -> Result<u32> {
+        let id = bound(self.id, "map_state")?;
+        ctx.scratch.clear();
+        C::encode(key, ctx.scratch)?;
+        Ok(id)
+    }
+
     /// The value under `key` in the current key's map.
     pub fn get(&self, ctx: &mut Context<'_>, key: &K) -> Result<Option<V>> {
-        let id = bound(self.id, "map_state")?;
-        let k = serde_json::to_vec(key)?;
-        ctx.backend.map_get(id, &k).map(|b| decode(&b, "map state")).transpose()
+        let id = self.key(ctx, key)?;
+        ctx.backend.map_get(id, ctx.scratch).map(|b| C::decode(&b)).transpose()
     }
 
     /// Whether the current key's map has `key`.
     pub fn contains(&self, ctx: &mut Context<'_>, key: &K) -> Result<bool> {
-        let id = bound(self.id, "map_state")?;
-        let k = serde_json::to_vec(key)?;
-        Ok(ctx.backend.map_get(id, &k).is_some())
+        let id = self.key(ctx, key)?;
+        Ok(ctx.backend.map_contains(id, ctx.scratch))
     }
 
     /// Puts `value` under `key`.
     pub fn put(&self, ctx: &mut Context<'_>, key: &K, value: &V) -> Result<()> {
+        let id = self.key(ctx, key)?;
+        let k = ctx.scratch.len();
+        C::encode(value, ctx.scratch)?;
+        let (key, value) = ctx.scratch.split_at(k);
+        ctx.backend.map_put(id, key, value);
+        Ok(())
+    }
+
+    /// Puts every entry of `entries`, in one call to the host.
+    pub fn put_all(&self, ctx: &mut Context<'_>, entries: &[(K, V)]) -> Result<()> {
         let id = bound(self.id, "map_state")?;
-        let k = serde_json::to_vec(key)?;
-        ctx.scratch.clear();
-        serde_json::to_writer(&mut *ctx.scratch, value)?;
-        ctx.backend.map_put(id, &k, ctx.scratch);
+        let data = &mut *ctx.scratch;
+        data.clear();
+        let mut ends = Vec::with_capacity(2 * entries.len());
+        for (k, v) in entries {
+            C::encode(k, data)?;
+            ends.push(data.len() as u32);
+            C::encode(v, data)?;
+            ends.push(data.len() as u32);
+        }
+        ctx.backend.map_put_all(id, data, &ends);
         Ok(())
     }
 
     /// Removes `key`.
     pub fn remove(&self, ctx: &mut Context<'_>, key: &K) -> Result<()> {
-        let id = bound(self.id, "map_state")?;
-        let k = serde_json::to_vec(key)?;
-        ctx.backend.map_remove(id, &k);
+        let id = self.key(ctx, key)?;
+        ctx.backend.map_remove(id, ctx.scratch);
         Ok(())
     }
 
-    /// All entries of the current key's map, ordered by encoded key.
-    pub fn entries(&self, ctx: &mut Context<'_>) -> Result<Vec<(K, V)>> {
+    /// Calls `f` with each encoded (key, value), chunk by chunk.
+    fn scan(&self, ctx: &mut Context<'_>, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
         let id = bound(self.id, "map_state")?;
-        ctx.backend
-            .map_entries(id)
-            .iter()
-            .map(|(k, v)| Ok((decode(k, "map state key")?, decode(v, "map state")?)))
-            .collect()
+        let (mut data, mut ends, mut after) = (Vec::new(), Vec::new(), None::<Vec<u8>>);
+        loop {
+            data.clear();
+            ends.clear();
+            ctx.backend.map_scan(id, after.as_deref(), MAP_CHUNK, &mut data, &mut ends);
+            let mut it = items(&data, &ends);
+            let mut last = None;
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                f(k, v)?;
+                last = Some(k);
+            }
+            match last {
+                Some(k) if ends.len() == 2 * MAP_CHUNK as usize => after = Some(k.to_vec()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// All entries of the current key's map, in encoded-key order.
+    pub fn entries(&self, ctx: &mut Context<'_>) -> Result<Vec<(K, V)>> {
+        let mut out = Vec::new();
+        self.scan(ctx, |k, v| {
+            out.push((C::decode(k)?, C::decode(v)?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// All keys of the current key's map, in encoded-key order.
+    pub fn keys(&self, ctx: &mut Context<'_>) -> Result<Vec<K>> {
+        let mut out = Vec::new();
+        self.scan(ctx, |k, _| {
+            out.push(C::decode(k)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// All values of the current key's map, in encoded-key order.
+    pub fn values(&self, ctx: &mut Context<'_>) -> Result<Vec<V>> {
+        let mut out = Vec::new();
+        self.scan(ctx, |_, v| {
+            out.push(C::decode(v)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Whether the current key's map has no entry.
+    pub fn is_empty(&self, ctx: &mut Context<'_>) -> Result<bool> {
+        let id = bound(self.id, "map_state")?;
+        let (mut data, mut ends) = (Vec::new(), Vec::new());
+        ctx.backend.map_scan(id, None, 1, &mut data, &mut ends);
+        Ok(ends.is_empty())
     }
 
     /// Removes the whole map.
     pub fn clear(&self, ctx: &mut Context<'_>) -> Result<()> {
         let id = bound(self.id, "map_state")?;
         ctx.backend.map_clear(id);
+        Ok(())
+    }
+}
+
+/// One value per key that [`add`](ReducingState::add) combines with each
+/// new value by the reduce function given at declaration, after Flink's
+/// `ReducingState`. Stored as a value state holding the reduced value.
+pub struct ReducingState<T, C: Codec = Binary> {
+    id: u32,
+    reduce: Option<fn(T, T) -> T>,
+    _t: Marker<(T, C)>,
+}
+
+impl<T, C: Codec> Default for ReducingState<T, C> {
+    fn default() -> Self {
+        ReducingState { id: UNBOUND, reduce: None, _t: PhantomData }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> ReducingState<T, C> {
+    /// The reduced value of the current key, `None` before the first add.
+    pub fn get(&self, ctx: &Context<'_>) -> Result<Option<T>> {
+        let id = bound(self.id, "reducing_state")?;
+        ctx.backend.value_get(id).map(C::decode).transpose()
+    }
+
+    /// Combines `value` with the current one (or stores it, when none).
+    pub fn add(&self, ctx: &mut Context<'_>, value: T) -> Result<()> {
+        let id = bound(self.id, "reducing_state")?;
+        let reduce = self.reduce.ok_or_else(|| Error::new("reducing_state has no reduce function"))?;
+        let next = match ctx.backend.value_get(id).map(C::decode).transpose()? {
+            Some(current) => reduce(current, value),
+            None => value,
+        };
+        ctx.scratch.clear();
+        C::encode(&next, ctx.scratch)?;
+        ctx.backend.value_set(id, Some(ctx.scratch));
+        Ok(())
+    }
+
+    /// Removes the current key's value.
+    pub fn clear(&self, ctx: &mut Context<'_>) -> Result<()> {
+        let id = bound(self.id, "reducing_state")?;
+        ctx.backend.value_set(id, None);
+        Ok(())
+    }
+}
+
+/// An accumulator per key that [`add`](AggregatingState::add) folds inputs
+/// into and [`get`](AggregatingState::get) turns into a result, by the
+/// [`AggregateFunction`] given at declaration, after Flink's
+/// `AggregatingState`. Stored as a value state holding the accumulator.
+pub struct AggregatingState<IN, ACC, OUT, C: Codec = Binary> {
+    id: u32,
+    f: Option<Rc<dyn AggregateFunction<IN, ACC, OUT>>>,
+    _t: Marker<(IN, ACC, OUT, C)>,
+}
+
+impl<IN, ACC, OUT, C: Codec> Default for AggregatingState<IN, ACC, OUT, C> {
+    fn default() -> Self {
+        AggregatingState { id: UNBOUND, f: None, _t: PhantomData }
+    }
+}
+
+impl<IN, ACC: Serialize + DeserializeOwned, OUT, C: Codec> AggregatingState<IN, ACC, OUT, C> {
+    fn function(&self) -> Result<(u32, &dyn AggregateFunction<IN, ACC, OUT>)> {
+        let id = bound(self.id, "aggregating_state")?;
+        let f = self.f.as_deref().ok_or_else(|| Error::new("aggregating_state has no aggregate function"))?;
+        Ok((id, f))
+    }
+
+    /// The result of the current key's accumulator, `None` before the
+    /// first add.
+    pub fn get(&self, ctx: &Context<'_>) -> Result<Option<OUT>> {
+        let (id, f) = self.function()?;
+        let acc: Option<ACC> = ctx.backend.value_get(id).map(C::decode).transpose()?;
+        Ok(acc.map(|a| f.get_result(&a)))
+    }
+
+    /// Folds `value` into the current key's accumulator (a new one when
+    /// none).
+    pub fn add(&self, ctx: &mut Context<'_>, value: IN) -> Result<()> {
+        let (id, f) = self.function()?;
+        let acc = match ctx.backend.value_get(id).map(C::decode).transpose()? {
+            Some(acc) => acc,
+            None => f.create_accumulator(),
+        };
+        let acc = f.add(value, acc);
+        ctx.scratch.clear();
+        C::encode(&acc, ctx.scratch)?;
+        ctx.backend.value_set(id, Some(ctx.scratch));
+        Ok(())
+    }
+
+    /// Removes the current key's accumulator.
+    pub fn clear(&self, ctx: &mut Context<'_>) -> Result<()> {
+        let id = bound(self.id, "aggregating_state")?;
+        ctx.backend.value_set(id, None);
         Ok(())
     }
 }

@@ -30,7 +30,8 @@
 //! ```
 
 use crate::event::{Output, SideEvent, ts_from_wire};
-use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
+use crate::state::{CodecKind, Context, KeyedBackend, OpenContext, TimeDomain, items};
+use crate::{Binary, Codec, Json};
 use crate::{Error, Event, KeyedProcessFunction, Map, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -151,19 +152,29 @@ impl KeyedBackend for StoreBackend<'_> {
             None => self.store.values.remove(&k),
         };
     }
-    fn list_get(&mut self, state: u32) -> Vec<Vec<u8>> {
-        self.store.lists.get(&self.k(state)).cloned().unwrap_or_default()
+    fn list_get(&mut self, state: u32, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+        for item in self.store.lists.get(&self.k(state)).into_iter().flatten() {
+            data.extend_from_slice(item);
+            ends.push(data.len() as u32);
+        }
     }
     fn list_add(&mut self, state: u32, element: &[u8]) {
         let k = self.k(state);
         self.store.lists.entry(k).or_default().push(element.to_vec());
     }
-    fn list_update(&mut self, state: u32, elements: &[Vec<u8>]) {
+    fn list_add_all(&mut self, state: u32, data: &[u8], ends: &[u32]) {
+        if ends.is_empty() {
+            return;
+        }
         let k = self.k(state);
-        if elements.is_empty() {
+        self.store.lists.entry(k).or_default().extend(items(data, ends).map(<[u8]>::to_vec));
+    }
+    fn list_update(&mut self, state: u32, data: &[u8], ends: &[u32]) {
+        let k = self.k(state);
+        if ends.is_empty() {
             self.store.lists.remove(&k);
         } else {
-            self.store.lists.insert(k, elements.to_vec());
+            self.store.lists.insert(k, items(data, ends).map(<[u8]>::to_vec).collect());
         }
     }
     fn list_clear(&mut self, state: u32) {
@@ -173,9 +184,18 @@ impl KeyedBackend for StoreBackend<'_> {
     fn map_get(&mut self, state: u32, key: &[u8]) -> Option<Vec<u8>> {
         self.store.maps.get(&self.k(state)).and_then(|m| m.get(key)).cloned()
     }
+    fn map_contains(&mut self, state: u32, key: &[u8]) -> bool {
+        self.store.maps.get(&self.k(state)).is_some_and(|m| m.contains_key(key))
+    }
     fn map_put(&mut self, state: u32, key: &[u8], value: &[u8]) {
         let k = self.k(state);
         self.store.maps.entry(k).or_default().insert(key.to_vec(), value.to_vec());
+    }
+    fn map_put_all(&mut self, state: u32, data: &[u8], ends: &[u32]) {
+        let mut it = items(data, ends);
+        while let (Some(key), Some(value)) = (it.next(), it.next()) {
+            self.map_put(state, key, value);
+        }
     }
     fn map_remove(&mut self, state: u32, key: &[u8]) {
         let k = self.k(state);
@@ -186,9 +206,16 @@ impl KeyedBackend for StoreBackend<'_> {
             }
         }
     }
-    fn map_entries(&mut self, state: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let m = self.store.maps.get(&self.k(state));
-        m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    fn map_scan(&mut self, state: u32, after: Option<&[u8]>, limit: u32, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+        use std::ops::Bound;
+        let Some(m) = self.store.maps.get(&self.k(state)) else { return };
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for (k, v) in m.range::<[u8], _>((from, Bound::Unbounded)).take(limit as usize) {
+            data.extend_from_slice(k);
+            ends.push(data.len() as u32);
+            data.extend_from_slice(v);
+            ends.push(data.len() as u32);
+        }
     }
     fn map_clear(&mut self, state: u32) {
         let k = self.k(state);
@@ -226,6 +253,7 @@ impl<P: KeyedProcessFunction> ProcessHarness<P> {
     pub fn with_config(mut op: P, config: serde_json::Value) -> Result<Self> {
         let mut declared = OpenContext::new(config);
         op.open(&mut declared)?;
+        declared.check()?;
         Ok(ProcessHarness {
             op,
             declared,
@@ -301,16 +329,20 @@ impl<P: KeyedProcessFunction> ProcessHarness<P> {
         Ok(fired)
     }
 
-    /// The value of the value state `name` for `key`, as the operator left it.
+    /// The value of the value state `name` for `key`, as the operator left
+    /// it, decoded with the state's codec (for a reducing state: its
+    /// value; for an aggregating state: its accumulator).
     pub fn value_state<T: DeserializeOwned>(&self, key: &[u8], name: &str) -> Result<Option<T>> {
-        let id = self
-            .declared
-            .value_states
-            .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| Error::new(format!("no value state named `{name}` was declared in open")))?;
+        let missing = || Error::new(format!("no value state named `{name}` was declared in open"));
+        let codec = self.declared.find(name).ok_or_else(missing)?.codec;
+        let id = self.declared.value_states.iter().position(|n| n == name).ok_or_else(missing)?;
         let bytes = self.store.values.get(&(id as u32, key.to_vec()));
-        bytes.map(|b| Ok(serde_json::from_slice(b)?)).transpose()
+        bytes
+            .map(|b| match codec {
+                CodecKind::Binary => Binary::decode(b),
+                CodecKind::Json => Json::decode(b),
+            })
+            .transpose()
     }
 
     /// The pending event-time timers of `key`, in order.

@@ -84,8 +84,20 @@ pub trait KeyedStateBackend: Send {
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]);
     /// Removes a map entry.
     fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]);
-    /// Appends all entries, key then value, in map-key order (see `list_get`).
-    fn map_entries(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>);
+    /// Whether the map has `map_key`.
+    fn map_contains(&self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool;
+    /// Appends up to `limit` entries whose keys sort after `after` (from the
+    /// first when `None`), key then value, in map-key order (see
+    /// `list_get`).
+    fn map_scan(
+        &self,
+        state: u32,
+        at: Scope<'_>,
+        after: Option<&[u8]>,
+        limit: usize,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<u32>,
+    );
     /// Removes the whole map.
     fn map_clear(&mut self, state: u32, at: Scope<'_>);
 

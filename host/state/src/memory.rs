@@ -506,9 +506,24 @@ impl KeyedStateBackend for MemoryBackend {
         }
     }
 
-    fn map_entries(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+    fn map_contains(&self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool {
+        get(&self.maps, state, at).is_some_and(|m| m.contains_key(map_key))
+    }
+
+    fn map_scan(
+        &self,
+        state: u32,
+        at: Scope<'_>,
+        after: Option<&[u8]>,
+        limit: usize,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<u32>,
+    ) {
+        use std::ops::Bound;
         if let Some(m) = get(&self.maps, state, at) {
-            push_items(m.iter().flat_map(|(k, v)| [k.as_slice(), v.as_slice()]), data, ends);
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let entries = m.range::<[u8], _>((from, Bound::Unbounded)).take(limit);
+            push_items(entries.flat_map(|(k, v)| [k.as_slice(), v.as_slice()]), data, ends);
         }
     }
 
@@ -594,8 +609,12 @@ mod tests {
         b.map_put(0, at(0, b"k"), b"b", b"2");
         b.map_put(0, at(0, b"k"), b"a", b"1");
         let (mut data, mut ends) = (Vec::new(), Vec::new());
-        b.map_entries(0, at(0, b"k"), &mut data, &mut ends);
+        b.map_scan(0, at(0, b"k"), None, usize::MAX, &mut data, &mut ends);
         assert_eq!(data, b"a1b2");
+        let (mut data, mut ends) = (Vec::new(), Vec::new());
+        b.map_scan(0, at(0, b"k"), Some(b"a"), 1, &mut data, &mut ends);
+        assert_eq!((data.as_slice(), ends.as_slice()), (&b"b2"[..], &[1u32, 2][..]));
+        assert!(b.map_contains(0, at(0, b"k"), b"b") && !b.map_contains(0, at(0, b"k"), b"c"));
         b.map_remove(0, at(0, b"k"), b"a");
         let mut v = Vec::new();
         assert!(!b.map_get(0, at(0, b"k"), b"a", &mut v));

@@ -230,6 +230,31 @@ impl process::weir::operator::host::Host for HostState {
 
 use process::weir::operator::keyed_state::{self as ks, ListValue};
 
+/// The items of a checked list-value.
+fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut start = 0usize;
+    ends.iter().map(move |&e| {
+        let item = &data[start..e as usize];
+        start = e as usize;
+        item
+    })
+}
+
+impl HostState {
+    /// Refuses a list-value whose ends decrease or do not end at its data's
+    /// length.
+    fn check_list_value(&self, v: &ListValue, call: &str) -> wasmtime::Result<()> {
+        let ends = &v.ends;
+        if ends.windows(2).any(|w| w[0] > w[1]) || ends.last().map_or(0, |&e| e as usize) != v.data.len() {
+            wasmtime::bail!(
+                "operator `{}` sent {call} a malformed list-value (ends must not decrease and must end at the data's length)",
+                self.operator
+            );
+        }
+        Ok(())
+    }
+}
+
 impl ks::Host for HostState {
     fn list_get(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
         let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
@@ -240,14 +265,17 @@ impl ks::Host for HostState {
         self.charge(element.len())?;
         self.at("list", state, key_slot, |b, at| b.list_add(state, at, &element))
     }
+    fn list_add_all(&mut self, state: u32, key_slot: u32, elements: ListValue) -> wasmtime::Result<()> {
+        self.check_list_value(&elements, "list-add-all")?;
+        self.charge(elements.data.len())?;
+        self.at("list", state, key_slot, |b, at| {
+            for item in items(&elements.data, &elements.ends) {
+                b.list_add(state, at, item);
+            }
+        })
+    }
     fn list_update(&mut self, state: u32, key_slot: u32, elements: ListValue) -> wasmtime::Result<()> {
-        let ends = &elements.ends;
-        if ends.windows(2).any(|w| w[0] > w[1]) || ends.last().map_or(0, |&e| e as usize) != elements.data.len() {
-            wasmtime::bail!(
-                "operator `{}` sent a malformed list-value (ends must not decrease and must end at the data's length)",
-                self.operator
-            );
-        }
+        self.check_list_value(&elements, "list-update")?;
         self.charge(elements.data.len())?;
         self.at("list", state, key_slot, |b, at| b.list_replace(state, at, &elements.data, &elements.ends))
     }
@@ -266,9 +294,42 @@ impl ks::Host for HostState {
     fn map_remove(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<()> {
         self.at("map", state, key_slot, |b, at| b.map_remove(state, at, &map_key))
     }
+    fn map_contains(&mut self, state: u32, key_slot: u32, map_key: Vec<u8>) -> wasmtime::Result<bool> {
+        self.at("map", state, key_slot, |b, at| b.map_contains(state, at, &map_key))
+    }
+    fn map_put_all(&mut self, state: u32, key_slot: u32, entries: ListValue) -> wasmtime::Result<()> {
+        self.check_list_value(&entries, "map-put-all")?;
+        if !entries.ends.len().is_multiple_of(2) {
+            wasmtime::bail!(
+                "operator `{}` sent map-put-all an odd number of items ({}): keys and values must alternate",
+                self.operator,
+                entries.ends.len()
+            );
+        }
+        self.charge(entries.data.len())?;
+        self.at("map", state, key_slot, |b, at| {
+            let mut it = items(&entries.data, &entries.ends);
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                b.map_put(state, at, k, v);
+            }
+        })
+    }
+    fn map_scan(
+        &mut self,
+        state: u32,
+        key_slot: u32,
+        after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> wasmtime::Result<ListValue> {
+        let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
+        self.at("map", state, key_slot, |b, at| {
+            b.map_scan(state, at, after.as_deref(), limit as usize, &mut v.data, &mut v.ends)
+        })?;
+        Ok(v)
+    }
     fn map_entries(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<ListValue> {
         let mut v = ListValue { data: Vec::new(), ends: Vec::new() };
-        self.at("map", state, key_slot, |b, at| b.map_entries(state, at, &mut v.data, &mut v.ends))?;
+        self.at("map", state, key_slot, |b, at| b.map_scan(state, at, None, usize::MAX, &mut v.data, &mut v.ends))?;
         Ok(v)
     }
     fn map_clear(&mut self, state: u32, key_slot: u32) -> wasmtime::Result<()> {

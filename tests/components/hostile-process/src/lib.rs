@@ -4,7 +4,7 @@
 //! registers `config.n` timers per event; `chase` registers, on every
 //! timer, another one just after it, which the watermark has already
 //! passed at the end of input, so a firing would never end.
-use weir_sdk::{Context, Event, KeyedProcessFunction, MapState, OpenContext, Output, Result, TimeDomain};
+use weir_sdk::{Context, Event, KeyedProcessFunction, MapState, OpenContext, Output, Result, TimeDomain, ValueState};
 
 #[derive(Default)]
 pub struct Hostile {
@@ -19,7 +19,7 @@ impl KeyedProcessFunction for Hostile {
         self.n = ctx.config().get("n").and_then(|n| n.as_i64()).unwrap_or(0);
         if self.mode == "declare-many" {
             for i in 0..2000 {
-                let _ = ctx.value_state::<u8>(&format!("s{i}"));
+                let _: ValueState<u8> = ctx.value_state(&format!("s{i}"));
             }
         }
         self.hoard = ctx.map_state("hoard");
