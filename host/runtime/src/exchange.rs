@@ -300,10 +300,12 @@ impl Router {
                 }
                 for t in 0..self.buffers.len() {
                     if !self.buffers[t].is_void() {
-                        // The next buffer starts as large as this one ended:
-                        // growing it event by event copies it again and again.
+                        // The next buffer starts as large as this one ended,
+                        // plus an eighth: growing it event by event copies it
+                        // again and again, and batches differ by a few events.
                         let (cap, bytes) = (self.buffers[t].len(), self.buffers[t].bytes());
-                        let full = std::mem::replace(&mut self.buffers[t], Batch::with_capacity(cap, bytes));
+                        let next = Batch::with_capacity(cap + cap / 8, bytes + bytes / 8);
+                        let full = std::mem::replace(&mut self.buffers[t], next);
                         self.targets[t].send(MessageKind::Data(full))?;
                     }
                 }

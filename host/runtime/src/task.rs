@@ -286,13 +286,15 @@ fn run_source(
     let head = chain.head();
     let mut last_data = Instant::now();
     let mut idle = false;
-    // Bytes of the last batch: the next one is made that large at once.
+    // Bytes of the last batch: the next one is made that large at once,
+    // plus an eighth, as batches of the same source differ by a few bytes
+    // and one byte too few would copy the whole buffer to grow it.
     let mut last_bytes = batch_size * 64;
     loop {
         if chain.tail.shared.cancelled() {
             return Err(TaskError::cancelled());
         }
-        let mut batch = Batch::with_capacity(batch_size, last_bytes);
+        let mut batch = Batch::with_capacity(batch_size, last_bytes + last_bytes / 8);
         let poll = source.next_batch(&mut batch, batch_size).map_err(|e| {
             chain.tail.error(head, OpError { origin: None, message: format!("{}: {}", e.place, e.message) })
         })?;
