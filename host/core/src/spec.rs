@@ -50,6 +50,54 @@ pub struct Spec {
     pub operators: Vec<OperatorSpec>,
     /// Where streams end.
     pub sinks: Vec<SinkSpec>,
+    /// Where keyed state lives.
+    #[serde(default)]
+    pub state: StateSpec,
+}
+
+/// The `state:` section: which backend keeps keyed state, and its budget.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSpec {
+    /// `memory` (hash maps) or `lsm` (memory first, fjall past the budget).
+    #[serde(default)]
+    pub backend: StateBackendKind,
+    /// Folder in which the lsm backend makes its store, a new
+    /// `weir-state-<pid>-<n>` folder per run (default: the system's
+    /// temporary directory). Relative to the spec's folder.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Bytes of keyed state (in MiB) the lsm backend keeps in memory per
+    /// worker, shared evenly by the keyed operator subtasks.
+    #[serde(default = "default_state_memory_mb")]
+    pub memory_mb: u64,
+    /// Keep the run's store folder when the job ends (default: removed,
+    /// as nothing can read it back before checkpoints exist).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        StateSpec { backend: StateBackendKind::Memory, path: None, memory_mb: default_state_memory_mb(), keep: false }
+    }
+}
+
+fn default_state_memory_mb() -> u64 {
+    512
+}
+
+/// State backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackendKind {
+    /// Hash maps on the heap.
+    #[default]
+    Memory,
+    /// Memory first, spilled to fjall past `memory-mb`.
+    Lsm,
 }
 
 fn one() -> u32 {
@@ -360,6 +408,7 @@ impl Spec {
         for s in &mut self.sources {
             s.path.as_mut().map(fix);
         }
+        self.state.path.as_mut().map(fix);
         for o in &mut self.operators {
             fix(&mut o.component);
         }
@@ -467,6 +516,15 @@ impl Spec {
         }
         if self.batch_size == 0 || self.batch_size > 1 << 20 {
             return Err(top("batch-size must be between 1 and 1048576".into()));
+        }
+        if self.state.memory_mb == 0 || self.state.memory_mb > 1 << 30 {
+            return Err(top("state: memory-mb must be between 1 and 1073741824 (MiB)".into()));
+        }
+        if self.state.backend == StateBackendKind::Memory && (self.state.path.is_some() || self.state.keep) {
+            return Err(top("state: `path` and `keep` are for `backend: lsm`; remove them or set the backend".into()));
+        }
+        if self.state.keep && self.state.path.is_none() {
+            return Err(top("state: `keep` needs a `path` to keep the lsm files in".into()));
         }
         if self.sources.is_empty() || self.sinks.is_empty() {
             return Err(top("a pipeline needs at least one source and one sink".into()));

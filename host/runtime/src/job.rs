@@ -9,6 +9,7 @@ use crate::exchange::{Inbox, InputSender, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
 use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp};
+use crate::state::Backends;
 use crate::task::{Chain, Head, Stage, Tail, TaskError, VertexInfo, run_task};
 use crate::{Native, RunOptions};
 use std::collections::HashMap;
@@ -17,7 +18,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Sink, open_source};
 use weir_core::spec::{OperatorKind, SinkType, SourceType, Spec};
-use weir_state::MemoryBackend;
 use weir_wasm::{Component, MapInstance, ProcessInstance, WasmRuntime, World};
 
 /// Why a job did not complete.
@@ -37,6 +37,9 @@ pub enum JobError {
     /// The job needs more than one process can run.
     #[error("{0}")]
     TooLarge(String),
+    /// The state backend could not be set up.
+    #[error("{0}")]
+    State(String),
     /// The job was cancelled before it finished.
     #[error("the job was cancelled")]
     Cancelled,
@@ -343,6 +346,16 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         }
     }
 
+    // Keyed state: one store per job (per worker, once jobs share one),
+    // its memory budget shared evenly by the keyed subtasks.
+    let keyed: usize = graph
+        .vertices
+        .iter()
+        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if o.kind == OperatorKind::Process))
+        .map(|v| v.parallelism as usize)
+        .sum();
+    let backends = Backends::new(&spec.state, keyed).map_err(JobError::State)?;
+
     let shared = Arc::new(JobShared::new(graph.vertices.len()));
 
     // Inboxes: one per (chain head with inputs, subtask), a queue per input.
@@ -402,7 +415,8 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         for s in 0..graph.vertices[head].parallelism {
             let mut stages = Vec::new();
             for &v in chain {
-                let op = build_operator(&graph, v, s, &components, rt, &options).map_err(|m| start_err(v, s, m))?;
+                let op = build_operator(&graph, v, s, &components, rt, &options, &backends)
+                    .map_err(|m| start_err(v, s, m))?;
                 let side_routers = side_tags(v).into_iter().flat_map(|t| {
                     let rs = routers_for(v, Some(&t), s);
                     rs.into_iter().map(move |r| (t.clone(), r))
@@ -517,6 +531,7 @@ fn build_operator(
     components: &HashMap<usize, Component>,
     rt: &WasmRuntime,
     options: &RunOptions,
+    backends: &Backends,
 ) -> Result<Box<dyn Operator>, String> {
     let vertex = &graph.vertices[v];
     let name = format!("{}[{subtask}]", vertex.id);
@@ -536,7 +551,7 @@ fn build_operator(
         VertexKind::Operator(o) => match options.native.get(&o.id) {
             Some(Native::Map(f)) => Box::new(NativeMapOp { f: f(), ends: Vec::new() }),
             Some(Native::Process(f)) => {
-                Box::new(NativeProcessOp { f: f(), backend: Box::new(MemoryBackend::new()), ends: Vec::new() })
+                Box::new(NativeProcessOp { f: f(), backend: backends.make(), ends: Vec::new() })
             }
             None => {
                 let component = &components[&v];
@@ -547,7 +562,7 @@ fn build_operator(
                             .map_err(|e| e.to_string())?,
                     }),
                     OperatorKind::Process => {
-                        let backend = Box::new(MemoryBackend::new());
+                        let backend = backends.make();
                         let instance = ProcessInstance::new(rt, component, &name, &config, options.limits, backend)
                             .map_err(|e| e.to_string())?;
                         Box::new(ProcessOp::new(instance, options.limits))

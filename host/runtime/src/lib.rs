@@ -14,6 +14,7 @@ mod gate;
 mod graph;
 mod job;
 mod operators;
+mod state;
 mod task;
 
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};

@@ -159,6 +159,7 @@ impl Operator for NativeProcessOp {
             (self.f)(input.event(i), input.key_groups()[i], self.backend.as_mut(), &mut events);
             self.ends.push(events.len() as u32);
         }
+        self.backend.check().map_err(|e| OpError { origin: None, message: e.to_string() })?;
         carry_marks(input.marks(), &self.ends, 0, &mut events);
         Ok(out.emit(events)?)
     }

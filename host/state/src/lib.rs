@@ -2,14 +2,29 @@
 //!
 //! Owns the [`KeyedStateBackend`] trait (value, list and map state scoped to
 //! a state id, key group, key and namespace; event- and processing-time
-//! timers, one per key, namespace and timestamp) and its backends: [`MemoryBackend`] now, the LSM backend
-//! later. Knows nothing about Wasm, operators or the network; state ids
+//! timers, one per key, namespace and timestamp) and its backends:
+//! [`MemoryBackend`] (hash maps) and [`LsmBackend`] (memory first, spilled
+//! to fjall past a byte budget). Knows nothing about Wasm, operators or the network; state ids
 //! are assigned by the runtime from the operator's declared state names.
 #![warn(missing_docs)]
 
+mod lsm;
 mod memory;
 
+pub use lsm::{LsmBackend, LsmStore};
 pub use memory::MemoryBackend;
+
+/// A state backend that failed: what failed and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError(pub String);
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StateError {}
 
 /// The time domain of a timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,7 +77,7 @@ pub struct Timer {
 /// without hashing keys again.
 pub trait KeyedStateBackend: Send {
     /// Appends the value of `state` at `at` to `out`; false when absent.
-    fn value_get(&self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool;
+    fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool;
     /// Sets the value.
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]);
     /// Removes the value.
@@ -70,7 +85,7 @@ pub trait KeyedStateBackend: Send {
 
     /// Appends the list's elements to `data`, pushing each element's end
     /// (relative to `data`'s length at the call) to `ends`.
-    fn list_get(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>);
+    fn list_get(&mut self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>);
     /// Appends an element to the list.
     fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]);
     /// Replaces the list with the elements `data` split at `ends`.
@@ -79,18 +94,18 @@ pub trait KeyedStateBackend: Send {
     fn list_clear(&mut self, state: u32, at: Scope<'_>);
 
     /// Appends the map's value under `map_key` to `out`; false when absent.
-    fn map_get(&self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool;
+    fn map_get(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool;
     /// Puts a map entry.
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]);
     /// Removes a map entry.
     fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]);
     /// Whether the map has `map_key`.
-    fn map_contains(&self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool;
+    fn map_contains(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool;
     /// Appends up to `limit` entries whose keys sort after `after` (from the
     /// first when `None`), key then value, in map-key order (see
     /// `list_get`).
     fn map_scan(
-        &self,
+        &mut self,
         state: u32,
         at: Scope<'_>,
         after: Option<&[u8]>,
@@ -100,6 +115,13 @@ pub trait KeyedStateBackend: Send {
     );
     /// Removes the whole map.
     fn map_clear(&mut self, state: u32, at: Scope<'_>);
+
+    /// The first error the backend met since the last check (a disk that
+    /// failed under the `lsm` backend), which fails the job: reads made
+    /// after it may have missed state. Backends that cannot fail have none.
+    fn check(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
 
     /// Registers a timer; registering one that exists does nothing.
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64);

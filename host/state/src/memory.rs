@@ -16,14 +16,14 @@ use std::hash::{Hash, Hasher};
 
 /// foldhash with a fixed seed: fast on short keys, well spread, and the
 /// same in every run.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Bytes held inline when they fit in 23 (one table entry's worth, no
 /// pointer to chase), on the heap otherwise. Smaller and quicker to read
 /// than `SmallVec` for the short keys and values keyed state is made of:
 /// one tag check, no capacity arithmetic.
 #[derive(Clone)]
-enum Bytes {
+pub(crate) enum Bytes {
     Inline(u8, [u8; INLINE]),
     Heap(Box<[u8]>),
 }
@@ -32,7 +32,7 @@ const INLINE: usize = 23;
 
 impl Bytes {
     #[inline]
-    fn new(b: &[u8]) -> Self {
+    pub(crate) fn new(b: &[u8]) -> Self {
         if b.len() <= INLINE {
             let mut data = [0u8; INLINE];
             data[..b.len()].copy_from_slice(b);
@@ -43,7 +43,7 @@ impl Bytes {
     }
 
     #[inline]
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Inline(len, data) => &data[..*len as usize],
             Bytes::Heap(b) => b,
@@ -52,7 +52,7 @@ impl Bytes {
 
     /// Overwrites the bytes, reusing the inline space.
     #[inline]
-    fn set(&mut self, b: &[u8]) {
+    pub(crate) fn set(&mut self, b: &[u8]) {
         match self {
             Bytes::Inline(len, data) if b.len() <= INLINE => {
                 data[..b.len()].copy_from_slice(b);
@@ -95,7 +95,7 @@ impl Eq for Bytes {}
 /// one table per state rather than one per key group, and inline keys,
 /// keep it to the loads of the control bytes and of the entry.
 #[derive(Debug, Clone)]
-enum Composite {
+pub(crate) enum Composite {
     Small([u8; 24]),
     Large(Box<[u8]>),
 }
@@ -104,14 +104,14 @@ const SMALL: usize = 21;
 
 impl Composite {
     /// The bytes (without the key group).
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Composite::Small(a) => &a[3..3 + a[0] as usize],
             Composite::Large(b) => &b[2..],
         }
     }
 
-    fn group(&self) -> u16 {
+    pub(crate) fn group(&self) -> u16 {
         match self {
             Composite::Small(a) => u16::from_le_bytes([a[1], a[2]]),
             Composite::Large(b) => u16::from_le_bytes([b[0], b[1]]),
@@ -174,7 +174,7 @@ fn composite_len(at: Scope<'_>) -> usize {
     at.key.len() + n + if n < 255 { 1 } else { 5 }
 }
 
-fn composite(at: Scope<'_>) -> Composite {
+pub(crate) fn composite(at: Scope<'_>) -> Composite {
     let mut suffix = [0u8; 5];
     let parts = [at.key, at.namespace, ns_suffix(at.namespace.len(), &mut suffix)];
     let len = composite_len(at);
@@ -250,14 +250,14 @@ fn hash_words<H: Hasher>([w0, w1, w2]: [u64; 3], h: &mut H) {
 }
 
 /// A lookup of a small composite, by its words.
-struct SmallProbe([u64; 3]);
+pub(crate) struct SmallProbe(pub(crate) [u64; 3]);
 
 /// A lookup of a large composite, by its scope (no allocation).
-struct LargeProbe<'a>(Scope<'a>);
+pub(crate) struct LargeProbe<'a>(pub(crate) Scope<'a>);
 
 /// The words of the composite of `at` if it is small.
 #[inline(always)]
-fn small_words(at: Scope<'_>) -> Option<[u64; 3]> {
+pub(crate) fn small_words(at: Scope<'_>) -> Option<[u64; 3]> {
     if at.namespace.is_empty() {
         return (at.key.len() < SMALL).then(|| small_key(at.group, at.key));
     }
@@ -308,9 +308,10 @@ macro_rules! probe {
         }
     }};
 }
+pub(crate) use probe;
 
 /// The key and namespace of a composite's bytes.
-fn split(c: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split(c: &[u8]) -> (&[u8], &[u8]) {
     let (n, rest) = match c.split_last() {
         Some((&255, rest)) => {
             let (rest, len) = rest.split_at(rest.len() - 4);
@@ -355,7 +356,7 @@ fn slot<V>(maps: &mut PerState<V>, state: u32) -> &mut FastMap<Composite, V> {
     &mut maps[i]
 }
 
-fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+pub(crate) fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
     let base = data.len();
     for item in items {
         data.extend_from_slice(item);
@@ -423,7 +424,7 @@ impl MemoryBackend {
 }
 
 impl KeyedStateBackend for MemoryBackend {
-    fn value_get(&self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
+    fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
         get(&self.values, state, at).map(|v| out.extend_from_slice(v.as_slice())).is_some()
     }
 
@@ -441,7 +442,7 @@ impl KeyedStateBackend for MemoryBackend {
         probe!(slot(&mut self.values, state), remove, at);
     }
 
-    fn list_get(&self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+    fn list_get(&mut self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
         if let Some(l) = get(&self.lists, state, at) {
             push_items(l.iter().map(Vec::as_slice), data, ends);
         }
@@ -480,7 +481,7 @@ impl KeyedStateBackend for MemoryBackend {
         probe!(slot(&mut self.lists, state), remove, at);
     }
 
-    fn map_get(&self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
+    fn map_get(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
         get(&self.maps, state, at).and_then(|m| m.get(map_key)).map(|v| out.extend_from_slice(v)).is_some()
     }
 
@@ -506,12 +507,12 @@ impl KeyedStateBackend for MemoryBackend {
         }
     }
 
-    fn map_contains(&self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool {
+    fn map_contains(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool {
         get(&self.maps, state, at).is_some_and(|m| m.contains_key(map_key))
     }
 
     fn map_scan(
-        &self,
+        &mut self,
         state: u32,
         at: Scope<'_>,
         after: Option<&[u8]>,

@@ -31,9 +31,25 @@ enum Command {
         /// Default parallelism of operators (overrides the spec's `parallelism`).
         #[arg(long, short)]
         parallelism: Option<u32>,
+        /// Where keyed state lives (overrides the spec's `state: backend`).
+        #[arg(long, value_enum)]
+        state_backend: Option<Backend>,
+        /// MiB of keyed state the lsm backend keeps in memory (overrides
+        /// the spec's `state: memory-mb`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        state_memory_mb: Option<u64>,
     },
     /// Measure events/s of Wasm and native operators on generated events.
     Bench(bench::BenchArgs),
+}
+
+/// State backends, as `--state-backend` names them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    /// Hash maps on the heap.
+    Memory,
+    /// Memory first, spilled to fjall past `--state-memory-mb`.
+    Lsm,
 }
 
 /// Where compiled components are cached: `$WEIR_CACHE_DIR`, else
@@ -81,8 +97,25 @@ static CHECK_STDOUT_AT_START: extern "C" fn() = {
     check
 };
 
-fn run(spec_path: &Path, parallelism: Option<u32>) -> Result<(), String> {
+fn run(
+    spec_path: &Path,
+    parallelism: Option<u32>,
+    backend: Option<Backend>,
+    memory_mb: Option<u64>,
+) -> Result<(), String> {
     let mut spec = Spec::load(spec_path).map_err(|e| e.to_string())?;
+    match backend {
+        Some(Backend::Memory) => {
+            spec.state.backend = weir_core::spec::StateBackendKind::Memory;
+            spec.state.path = None;
+            spec.state.keep = false;
+        }
+        Some(Backend::Lsm) => spec.state.backend = weir_core::spec::StateBackendKind::Lsm,
+        None => {}
+    }
+    if let Some(mb) = memory_mb {
+        spec.state.memory_mb = mb;
+    }
     if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
         && let Some(s) = spec.sinks.iter().find(|s| s.sink_type == weir_core::spec::SinkType::Stdout)
     {
@@ -111,7 +144,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { spec, parallelism } => run(&spec, parallelism),
+        Command::Run { spec, parallelism, state_backend, state_memory_mb } => {
+            run(&spec, parallelism, state_backend, state_memory_mb)
+        }
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -48,7 +48,7 @@ impl ProcessOp {
     }
 
     /// Adds a slot for `at` to the table, with its value state; its number.
-    fn slot_of(table: &mut KeyTable, backend: &dyn KeyedStateBackend, states: usize, at: Scope<'_>) -> u32 {
+    fn slot_of(table: &mut KeyTable, backend: &mut dyn KeyedStateBackend, states: usize, at: Scope<'_>) -> u32 {
         let slot = table.push_slot(at);
         for s in 0..states {
             let before = table.values.len();
@@ -165,6 +165,7 @@ impl ProcessOp {
             .process_batch(seg, &self.slots, &marks, &self.table, start_wm, now_ms())
             .map_err(|e| OpError::call(e, seg.origins()))?;
         let (mut events, ends) = self.apply(r, out)?;
+        self.check_state()?;
         super::carry_marks(&now, &ends, 0, &mut events);
         for m in &now {
             self.watermark = self.watermark.max(m.watermark);
@@ -224,8 +225,15 @@ impl ProcessOp {
                 .on_timers(&self.timers, &self.table, self.watermark, now_ms(), &origins)
                 .map_err(|e| OpError::call(e, &origins))?;
             let (events, _) = self.apply(r, out)?;
+            self.check_state()?;
             out.emit(events)?;
         }
+    }
+
+    /// Fails the job when the state backend failed during the call (its
+    /// reads may have missed state), before the call's output leaves.
+    fn check_state(&mut self) -> Result<(), Fail> {
+        self.instance.backend().check().map_err(|e| Fail::Op(OpError { origin: None, message: e.to_string() }))
     }
 }
 

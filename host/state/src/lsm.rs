@@ -1,0 +1,663 @@
+//! The `lsm` backend: state in memory first, in fjall behind it.
+//!
+//! A read-modify-write through fjall costs microseconds of CPU (block
+//! decoding, cache, bloom filters, memtable), a hundred times a hash map's,
+//! so the backend is **memory first**: every entry a task touches lives in
+//! hash maps like the memory backend's, and fjall is reached only when the
+//! state outgrows a byte budget. Then the coldest entries (a CLOCK sweep:
+//! an entry read or written since the last sweep is spared once) are
+//! written to fjall in one batch and dropped from memory; a later miss
+//! reads the entry back. Until an entry has been spilled, a miss costs no
+//! fjall call at all.
+//!
+//! The unit of spilling is the state of one (state, key group, key,
+//! namespace): a value, a whole list or a whole map. Keys in fjall start
+//! with the key group, big endian, so all state of a key group, or of a
+//! range of them, is one contiguous range:
+//!
+//! ```text
+//! key group (u16 BE) | owner (u32 BE) | kind (u8) | state (u32 BE) | key ++ namespace ++ len(namespace)
+//! ```
+//!
+//! `owner` tells apart the backends (operator subtasks) sharing one
+//! [`LsmStore`], one fjall database per process. Timers stay in memory for
+//! now.
+
+use crate::memory::{Bytes, Composite, FastMap, LargeProbe, SmallProbe, composite, probe, push_items, small_words};
+use crate::{KeyedStateBackend, MemoryBackend, Scope, StateError, Timer, TimerDomain};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// One fjall database shared by every [`LsmBackend`] of a process.
+#[derive(Clone)]
+pub struct LsmStore {
+    inner: Arc<Store>,
+}
+
+struct Store {
+    db: fjall::Database,
+    state: fjall::Keyspace,
+    owners: AtomicU32,
+}
+
+impl std::fmt::Debug for LsmStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LsmStore").finish_non_exhaustive()
+    }
+}
+
+impl LsmStore {
+    /// Opens (creating) the database in folder `path`. A `temporary` one
+    /// is deleted when the last handle to it is dropped.
+    pub fn open(path: &Path, temporary: bool) -> Result<Self, StateError> {
+        let fail = |e: fjall::Error| {
+            StateError(format!(
+                "cannot open the lsm state store in {}: {e}; check that the folder is writable and not used by another job",
+                path.display()
+            ))
+        };
+        let db = fjall::Database::builder(path).temporary(temporary).open().map_err(fail)?;
+        let state = db.keyspace("state", fjall::KeyspaceCreateOptions::default).map_err(fail)?;
+        Ok(LsmStore { inner: Arc::new(Store { db, state, owners: AtomicU32::new(0) }) })
+    }
+
+    /// A backend for one operator subtask, keeping up to `budget` bytes
+    /// of state in memory.
+    pub fn backend(&self, budget: usize) -> LsmBackend {
+        let owner = self.inner.owners.fetch_add(1, Ordering::Relaxed);
+        LsmBackend {
+            store: self.clone(),
+            owner,
+            mem: Mem::default(),
+            timers: MemoryBackend::new(),
+            budget,
+            used: 0,
+            spilled: false,
+            error: None,
+        }
+    }
+}
+
+/// An entry in memory: its state (`None`: known to be absent, or removed
+/// and not yet written), whether fjall holds an older version, and
+/// whether it was used since the last sweep.
+struct Slot<V> {
+    v: Option<V>,
+    dirty: bool,
+    hot: bool,
+}
+
+/// What a stored kind needs: its tag in fjall keys, its size in memory and
+/// its encoding in fjall.
+trait Kind: Sized {
+    const TAG: u8;
+    fn size(&self) -> usize;
+    fn encode(&self) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Kind for Bytes {
+    const TAG: u8 = 0;
+    fn size(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn encode(&self) -> Vec<u8> {
+        self.as_slice().to_vec()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Bytes::new(bytes))
+    }
+}
+
+/// Items as `count (u32 LE) | ends (u32 LE each) | data`.
+fn encode_items<'a>(items: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+    let n = items.clone().count();
+    let mut out = Vec::with_capacity(4 + 4 * n);
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    let mut end = 0u32;
+    for item in items.clone() {
+        end += item.len() as u32;
+        out.extend_from_slice(&end.to_le_bytes());
+    }
+    for item in items {
+        out.extend_from_slice(item);
+    }
+    out
+}
+
+fn decode_items(bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let ends = bytes.get(4..4 + 4 * n)?;
+    let data = &bytes[4 + 4 * n..];
+    let mut start = 0usize;
+    let mut items = Vec::with_capacity(n);
+    for e in ends.chunks_exact(4) {
+        let end = u32::from_le_bytes(e.try_into().ok()?) as usize;
+        items.push(data.get(start..end)?);
+        start = end;
+    }
+    (start == data.len()).then_some(items)
+}
+
+/// Bytes of bookkeeping counted per element or entry.
+const OVERHEAD: usize = 48;
+
+impl Kind for Vec<Vec<u8>> {
+    const TAG: u8 = 1;
+    fn size(&self) -> usize {
+        self.iter().map(|e| e.len() + 24).sum()
+    }
+    fn encode(&self) -> Vec<u8> {
+        encode_items(self.iter().map(Vec::as_slice))
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(decode_items(bytes)?.into_iter().map(<[u8]>::to_vec).collect())
+    }
+}
+
+impl Kind for BTreeMap<Vec<u8>, Vec<u8>> {
+    const TAG: u8 = 2;
+    fn size(&self) -> usize {
+        self.iter().map(|(k, v)| k.len() + v.len() + OVERHEAD).sum()
+    }
+    fn encode(&self) -> Vec<u8> {
+        encode_items(self.iter().flat_map(|(k, v)| [k.as_slice(), v.as_slice()]))
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let items = decode_items(bytes)?;
+        if items.len() % 2 != 0 {
+            return None;
+        }
+        Some(items.chunks_exact(2).map(|kv| (kv[0].to_vec(), kv[1].to_vec())).collect())
+    }
+}
+
+type Tables<V> = Vec<FastMap<Composite, Slot<V>>>;
+
+/// The entries in memory, per kind and state.
+#[derive(Default)]
+struct Mem {
+    values: Tables<Bytes>,
+    lists: Tables<Vec<Vec<u8>>>,
+    maps: Tables<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+/// The `lsm` backend of one operator subtask (see the module docs).
+pub struct LsmBackend {
+    store: LsmStore,
+    owner: u32,
+    mem: Mem,
+    /// Timers stay in memory.
+    timers: MemoryBackend,
+    budget: usize,
+    used: usize,
+    /// Whether anything was ever written to fjall: until then a miss is
+    /// known to be absent.
+    spilled: bool,
+    error: Option<StateError>,
+}
+
+impl std::fmt::Debug for LsmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LsmBackend").field("owner", &self.owner).field("used", &self.used).finish_non_exhaustive()
+    }
+}
+
+/// The fjall key of an entry.
+fn db_key(owner: u32, tag: u8, state: u32, c: &Composite) -> Vec<u8> {
+    let bytes = c.as_slice();
+    let mut k = Vec::with_capacity(11 + bytes.len());
+    k.extend_from_slice(&c.group().to_be_bytes());
+    k.extend_from_slice(&owner.to_be_bytes());
+    k.push(tag);
+    k.extend_from_slice(&state.to_be_bytes());
+    k.extend_from_slice(bytes);
+    k
+}
+
+fn entry_size<V: Kind>(c: &Composite, v: &Option<V>) -> usize {
+    c.as_slice().len() + v.as_ref().map_or(0, Kind::size) + OVERHEAD
+}
+
+impl LsmBackend {
+    /// Bytes of state held in memory, as counted against the budget.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Number of (state, key, namespace) entries held in memory.
+    pub fn entries_in_memory(&self) -> usize {
+        let m = &self.mem;
+        m.values.iter().map(|t| t.len()).sum::<usize>()
+            + m.lists.iter().map(|t| t.len()).sum::<usize>()
+            + m.maps.iter().map(|t| t.len()).sum::<usize>()
+    }
+
+    fn fail(&mut self, what: &str, e: fjall::Error) {
+        if self.error.is_none() {
+            self.error = Some(StateError(format!(
+                "the lsm state store failed to {what}: {e}; check the disk holding the state folder"
+            )));
+        }
+    }
+
+    /// The slot of `at` in `tables[state]`, read from fjall on a miss.
+    fn slot<'a, V: Kind>(
+        tables: &'a mut Tables<V>,
+        ctx: (&LsmStore, u32, bool, &mut usize, &mut Option<StateError>),
+        state: u32,
+        at: Scope<'_>,
+    ) -> &'a mut Slot<V> {
+        let (store, owner, spilled, used, error) = ctx;
+        let i = state as usize;
+        if tables.len() <= i {
+            tables.resize_with(i + 1, FastMap::default);
+        }
+        let m = &mut tables[i];
+        // Two lookups on a miss rather than the entry API: a hit, the
+        // common case, then builds no composite.
+        if probe!(m, get, at).is_none() {
+            let c = composite(at);
+            let v = if spilled {
+                match store.inner.state.get(db_key(owner, V::TAG, state, &c)) {
+                    Ok(found) => found.and_then(|b| V::decode(&b)),
+                    Err(e) => {
+                        if error.is_none() {
+                            *error = Some(StateError(format!(
+                                "the lsm state store failed to read: {e}; check the disk holding the state folder"
+                            )));
+                        }
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            *used += entry_size(&c, &v);
+            m.insert(c, Slot { v, dirty: false, hot: true });
+        }
+        let s = probe!(m, get_mut, at).expect("invariant: the slot was just made");
+        s.hot = true;
+        s
+    }
+
+    /// Writes the coldest entries to fjall and drops them until the state
+    /// in memory is down to three quarters of the budget.
+    fn shrink(&mut self) {
+        if self.used <= self.budget {
+            return;
+        }
+        let target = self.budget / 4 * 3;
+        let mut batch = self.store.inner.db.batch();
+        let mut writes = 0usize;
+        // Two passes at most: the first spares entries used since the last
+        // sweep (and marks them cold), the second takes any.
+        for _ in 0..2 {
+            if self.used <= target {
+                break;
+            }
+            let mut used = self.used;
+            let (store, owner) = (&self.store.inner, self.owner);
+            sweep(&mut self.mem.values, &mut used, target, owner, &store.state, &mut batch, &mut writes);
+            sweep(&mut self.mem.lists, &mut used, target, owner, &store.state, &mut batch, &mut writes);
+            sweep(&mut self.mem.maps, &mut used, target, owner, &store.state, &mut batch, &mut writes);
+            self.used = used;
+        }
+        if writes > 0 {
+            self.spilled = true;
+            if let Err(e) = batch.commit() {
+                self.fail("write spilled state", e);
+            }
+        }
+    }
+
+    /// Marks `at` changed after `f` changed it, keeping the byte count.
+    fn write<V: Kind, R>(
+        &mut self,
+        pick: fn(&mut Mem) -> &mut Tables<V>,
+        state: u32,
+        at: Scope<'_>,
+        f: impl FnOnce(&mut Option<V>) -> R,
+    ) -> R {
+        let ctx = (&self.store, self.owner, self.spilled, &mut self.used, &mut self.error);
+        let s = Self::slot(pick(&mut self.mem), ctx, state, at);
+        let before = s.v.as_ref().map_or(0, Kind::size);
+        let r = f(&mut s.v);
+        let after = s.v.as_ref().map_or(0, Kind::size);
+        s.dirty = true;
+        self.used = (self.used + after).saturating_sub(before);
+        self.shrink();
+        r
+    }
+
+    /// Reads `at` (from fjall on a miss).
+    fn read<V: Kind, R>(
+        &mut self,
+        pick: fn(&mut Mem) -> &mut Tables<V>,
+        state: u32,
+        at: Scope<'_>,
+        f: impl FnOnce(Option<&V>) -> R,
+    ) -> R {
+        let ctx = (&self.store, self.owner, self.spilled, &mut self.used, &mut self.error);
+        let s = Self::slot(pick(&mut self.mem), ctx, state, at);
+        let r = f(s.v.as_ref());
+        self.shrink();
+        r
+    }
+}
+
+/// One CLOCK pass over `tables`: hot entries turn cold, cold ones are
+/// written (when changed) and dropped, until `used` reaches `target`.
+fn sweep<V: Kind>(
+    tables: &mut Tables<V>,
+    used: &mut usize,
+    target: usize,
+    owner: u32,
+    keyspace: &fjall::Keyspace,
+    batch: &mut fjall::OwnedWriteBatch,
+    writes: &mut usize,
+) {
+    for (state, m) in tables.iter_mut().enumerate() {
+        m.retain(|c, s| {
+            if *used <= target {
+                return true;
+            }
+            if s.hot {
+                s.hot = false;
+                return true;
+            }
+            if s.dirty {
+                let k = db_key(owner, V::TAG, state as u32, c);
+                match &s.v {
+                    Some(v) => batch.insert(keyspace, k, v.encode()),
+                    None => batch.remove(keyspace, k),
+                }
+                *writes += 1;
+            }
+            *used = used.saturating_sub(entry_size(c, &s.v));
+            false
+        });
+    }
+}
+
+fn values(m: &mut Mem) -> &mut Tables<Bytes> {
+    &mut m.values
+}
+
+fn lists(m: &mut Mem) -> &mut Tables<Vec<Vec<u8>>> {
+    &mut m.lists
+}
+
+fn maps(m: &mut Mem) -> &mut Tables<BTreeMap<Vec<u8>, Vec<u8>>> {
+    &mut m.maps
+}
+
+impl KeyedStateBackend for LsmBackend {
+    fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
+        self.read(values, state, at, |v| v.map(|v| out.extend_from_slice(v.as_slice())).is_some())
+    }
+
+    fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
+        self.write(values, state, at, |v| match v {
+            Some(b) => b.set(value),
+            None => *v = Some(Bytes::new(value)),
+        });
+    }
+
+    fn value_clear(&mut self, state: u32, at: Scope<'_>) {
+        self.write(values, state, at, |v| *v = None);
+    }
+
+    fn list_get(&mut self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
+        self.read(lists, state, at, |l| {
+            if let Some(l) = l {
+                push_items(l.iter().map(Vec::as_slice), data, ends);
+            }
+        });
+    }
+
+    fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]) {
+        self.write(lists, state, at, |l| l.get_or_insert_with(Vec::new).push(element.to_vec()));
+    }
+
+    fn list_replace(&mut self, state: u32, at: Scope<'_>, data: &[u8], ends: &[u32]) {
+        let mut start = 0usize;
+        let items: Vec<Vec<u8>> = ends
+            .iter()
+            .map(|&e| {
+                let e = (e as usize).clamp(start, data.len());
+                let item = data[start..e].to_vec();
+                start = e;
+                item
+            })
+            .collect();
+        self.write(lists, state, at, |l| *l = (!items.is_empty()).then_some(items));
+    }
+
+    fn list_clear(&mut self, state: u32, at: Scope<'_>) {
+        self.write(lists, state, at, |l| *l = None);
+    }
+
+    fn map_get(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
+        self.read(maps, state, at, |m| m.and_then(|m| m.get(map_key)).map(|v| out.extend_from_slice(v)).is_some())
+    }
+
+    fn map_contains(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) -> bool {
+        self.read(maps, state, at, |m| m.is_some_and(|m| m.contains_key(map_key)))
+    }
+
+    fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]) {
+        self.write(maps, state, at, |m| {
+            m.get_or_insert_with(BTreeMap::new).insert(map_key.to_vec(), value.to_vec());
+        });
+    }
+
+    fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) {
+        self.write(maps, state, at, |m| {
+            if let Some(inner) = m {
+                inner.remove(map_key);
+                if inner.is_empty() {
+                    *m = None;
+                }
+            }
+        });
+    }
+
+    fn map_scan(
+        &mut self,
+        state: u32,
+        at: Scope<'_>,
+        after: Option<&[u8]>,
+        limit: usize,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<u32>,
+    ) {
+        use std::ops::Bound;
+        self.read(maps, state, at, |m| {
+            if let Some(m) = m {
+                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let entries = m.range::<[u8], _>((from, Bound::Unbounded)).take(limit);
+                push_items(entries.flat_map(|(k, v)| [k.as_slice(), v.as_slice()]), data, ends);
+            }
+        });
+    }
+
+    fn map_clear(&mut self, state: u32, at: Scope<'_>) {
+        self.write(maps, state, at, |m| *m = None);
+    }
+
+    fn check(&mut self) -> Result<(), StateError> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
+        self.timers.timer_register(domain, at, timestamp);
+    }
+
+    fn timer_delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
+        self.timers.timer_delete(domain, at, timestamp);
+    }
+
+    fn timers_pending(&self) -> usize {
+        self.timers.timers_pending()
+    }
+
+    fn next_timer(&self, domain: TimerDomain) -> Option<i64> {
+        self.timers.next_timer(domain)
+    }
+
+    fn pop_timers(&mut self, domain: TimerDomain, upto: i64, limit: usize, out: &mut Vec<Timer>) {
+        self.timers.pop_timers(domain, upto, limit, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One operation on both backends.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8, Vec<u8>),
+        Clear(u8, u8),
+        ListAdd(u8, Vec<u8>),
+        ListClear(u8),
+        MapPut(u8, u8, Vec<u8>),
+        MapRemove(u8, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let bytes = proptest::collection::vec(any::<u8>(), 0..40);
+        prop_oneof![
+            4 => (0u8..2, 0u8..60, bytes.clone()).prop_map(|(s, k, v)| Op::Put(s, k, v)),
+            1 => (0u8..2, 0u8..60).prop_map(|(s, k)| Op::Clear(s, k)),
+            2 => (0u8..60, bytes.clone()).prop_map(|(k, v)| Op::ListAdd(k, v)),
+            1 => (0u8..60).prop_map(Op::ListClear),
+            2 => (0u8..60, 0u8..4, bytes).prop_map(|(k, m, v)| Op::MapPut(k, m, v)),
+            1 => (0u8..60, 0u8..4).prop_map(|(k, m)| Op::MapRemove(k, m)),
+        ]
+    }
+
+    /// Keys of several lengths (inline and heap composites), some with a
+    /// namespace; the key group follows the key, as the router makes it.
+    fn scope(k: &[u8; 2], buf: &mut Vec<u8>) -> (u16, usize) {
+        buf.clear();
+        buf.extend(std::iter::repeat_n(k[0], 1 + k[0] as usize % 30));
+        (u16::from(k[0]) % 7, k[0] as usize % 3)
+    }
+
+    /// Per key and value state: the value (prefixed by 1 when present),
+    /// the list, its ends and the map's entries with their ends.
+    type Seen = (u8, Vec<u8>, Vec<u8>, Vec<u32>, Vec<u8>);
+
+    fn read_all(b: &mut dyn KeyedStateBackend) -> Vec<Seen> {
+        let mut out = Vec::new();
+        let mut key = Vec::new();
+        for k in 0u8..60 {
+            let (group, ns) = scope(&[k, 0], &mut key);
+            let namespace = &b"ns"[..ns.min(2)];
+            let at = Scope { group, key: &key, namespace };
+            for s in 0..2 {
+                let mut v = Vec::new();
+                let found = b.value_get(s, at, &mut v);
+                let (mut data, mut ends) = (Vec::new(), Vec::new());
+                b.list_get(0, at, &mut data, &mut ends);
+                let (mut mdata, mut mends) = (Vec::new(), Vec::new());
+                b.map_scan(0, at, None, usize::MAX, &mut mdata, &mut mends);
+                if found {
+                    v.insert(0, 1);
+                }
+                mdata.extend(mends.iter().flat_map(|e| e.to_le_bytes()));
+                out.push((k, v, data, ends, mdata));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// With a budget far below the state, entries go to fjall and come
+        /// back: every read agrees with the memory backend, during the run
+        /// and at the end.
+        #[test]
+        fn an_lsm_backend_over_budget_reads_what_a_memory_backend_holds(
+            ops in proptest::collection::vec(op(), 1..400),
+            budget in prop_oneof![Just(0usize), Just(600), Just(4000), Just(1 << 30)],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LsmStore::open(dir.path(), false).unwrap();
+            let mut lsm = store.backend(budget);
+            let mut mem = MemoryBackend::new();
+            let mut key = Vec::new();
+            for (i, op) in ops.iter().enumerate() {
+                let k = match op {
+                    Op::Put(_, k, _) | Op::Clear(_, k) | Op::ListAdd(k, _) | Op::ListClear(k) | Op::MapPut(k, _, _) | Op::MapRemove(k, _) => *k,
+                };
+                let (group, ns) = scope(&[k, 0], &mut key);
+                let at = Scope { group, key: &key, namespace: &b"ns"[..ns.min(2)] };
+                for b in [&mut lsm as &mut dyn KeyedStateBackend, &mut mem] {
+                    match op {
+                        Op::Put(s, _, v) => b.value_put(u32::from(*s), at, v),
+                        Op::Clear(s, _) => b.value_clear(u32::from(*s), at),
+                        Op::ListAdd(_, v) => b.list_add(0, at, v),
+                        Op::ListClear(_) => b.list_clear(0, at),
+                        Op::MapPut(_, m, v) => b.map_put(0, at, &[*m], v),
+                        Op::MapRemove(_, m) => b.map_remove(0, at, &[*m]),
+                    }
+                }
+                if i % 50 == 0 {
+                    prop_assert_eq!(read_all(&mut lsm), read_all(&mut mem));
+                }
+            }
+            prop_assert_eq!(read_all(&mut lsm), read_all(&mut mem));
+            prop_assert!(lsm.check().is_ok());
+            if budget == 0 {
+                prop_assert!(lsm.entries_in_memory() <= 1, "a zero budget keeps at most the entry in use");
+            }
+        }
+    }
+
+    #[test]
+    fn a_spilled_entry_is_read_back_and_a_cleared_one_stays_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LsmStore::open(dir.path(), false).unwrap();
+        let mut b = store.backend(0);
+        let at = |k: &'static [u8]| Scope::key(3, k);
+        b.value_put(0, at(b"a"), b"1");
+        b.value_put(0, at(b"b"), b"2");
+        b.list_add(0, at(b"a"), b"x");
+        b.map_put(0, at(b"a"), b"k", b"v");
+        assert!(b.entries_in_memory() <= 1, "a zero budget spills at once");
+        let mut out = Vec::new();
+        assert!(b.value_get(0, at(b"a"), &mut out));
+        assert_eq!(out, b"1");
+        b.value_clear(0, at(b"a"));
+        b.value_put(0, at(b"c"), b"3");
+        b.value_put(0, at(b"d"), b"4");
+        out.clear();
+        assert!(!b.value_get(0, at(b"a"), &mut out), "the clear reached fjall");
+        let mut v = Vec::new();
+        assert!(b.map_get(0, at(b"a"), b"k", &mut v));
+        assert_eq!(v, b"v");
+        // Another backend of the same store sees none of it.
+        let mut other = store.backend(0);
+        assert!(!other.value_get(0, at(b"b"), &mut out));
+    }
+
+    #[test]
+    fn items_round_trip_and_garbage_is_refused() {
+        let l: Vec<Vec<u8>> = vec![b"ab".to_vec(), Vec::new(), b"c".to_vec()];
+        assert_eq!(<Vec<Vec<u8>> as Kind>::decode(&l.encode()), Some(l));
+        assert_eq!(<Vec<Vec<u8>> as Kind>::decode(b"\x05\x00"), None);
+        assert_eq!(<Vec<Vec<u8>> as Kind>::decode(b"\x01\x00\x00\x00\x09\x00\x00\x00ab"), None);
+        let m: BTreeMap<Vec<u8>, Vec<u8>> = [(b"k".to_vec(), b"v".to_vec())].into();
+        assert_eq!(<BTreeMap<Vec<u8>, Vec<u8>> as Kind>::decode(&m.encode()), Some(m));
+    }
+}
