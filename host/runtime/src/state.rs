@@ -34,9 +34,12 @@ impl Backends {
                         path.display()
                     ));
                 }
-                let store = LsmStore::open(&path, !spec.keep).map_err(|e| format!("state: {e}"))?;
-                let total = usize::try_from(spec.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-                Ok(Backends::Lsm { store, budget: total / keyed_subtasks })
+                // fjall's cache and memtable take a quarter of the budget,
+                // the entries in memory the rest.
+                let total = spec.memory_mb.saturating_mul(1 << 20);
+                let store = LsmStore::open(&path, !spec.keep, total).map_err(|e| format!("state: {e}"))?;
+                let entries = usize::try_from(total / 4 * 3).unwrap_or(usize::MAX);
+                Ok(Backends::Lsm { store, budget: entries / keyed_subtasks })
             }
         }
     }

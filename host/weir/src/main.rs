@@ -68,6 +68,9 @@ pub(crate) fn cache_dir() -> Option<PathBuf> {
 fn print_summary(spec: &Spec, s: &JobSummary) {
     let name = spec.name.as_deref().unwrap_or("job");
     eprintln!("job `{name}` finished in {:.3} s", s.elapsed.as_secs_f64());
+    if let Some(kb) = peak_rss_kb() {
+        eprintln!("  peak resident memory: {:.1} MiB", kb as f64 / 1024.0);
+    }
     eprintln!("  {:<24} {:>4} {:>14} {:>14}", "vertex", "p", "records in", "records out");
     for v in &s.vertices {
         eprintln!("  {:<24} {:>4} {:>14} {:>14}", v.id, v.parallelism, v.records_in, v.records_out);
@@ -77,6 +80,15 @@ fn print_summary(spec: &Spec, s: &JobSummary) {
             "  warning: operator `{op}` sent {n} events to side output `{tag}`, which no sink or operator reads (add `input: {op}#{tag}` somewhere)"
         );
     }
+}
+
+/// The process's peak resident memory in KiB (`ru_maxrss`).
+fn peak_rss_kb() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    // SAFETY: zeroed is a valid `rusage`, and a successful call filled it.
+    ok.then(|| unsafe { usage.assume_init() }.ru_maxrss).and_then(|kb| u64::try_from(kb).ok())
 }
 
 /// Whether standard output was closed when the process started (`>&-`).
