@@ -38,7 +38,10 @@ pub enum CodecKind {
 
 /// The default state codec: postcard's stable wire format (varint
 /// integers, length-prefixed strings and sequences; a `u64` counter below
-/// 128 is one byte). Compact and several times faster than JSON.
+/// 128 is one byte). Compact and several times faster than JSON. Not
+/// self-describing: types whose serde form depends on the data
+/// (`skip_serializing_if`, `flatten`, `untagged`, `serde_json::Value`)
+/// need [`Json`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Binary;
 

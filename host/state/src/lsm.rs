@@ -97,6 +97,9 @@ impl LsmStore {
 /// whether it was used since the last sweep.
 struct Slot<V> {
     v: Option<V>,
+    /// Bytes of `v` as counted in `used` (kept here, so a change to a long
+    /// list or map costs no walk over it).
+    size: usize,
     dirty: bool,
     hot: bool,
 }
@@ -156,10 +159,13 @@ fn decode_items(bytes: &[u8]) -> Option<Vec<&[u8]>> {
 /// Bytes of bookkeeping counted per element or entry.
 const OVERHEAD: usize = 48;
 
+/// Bytes of bookkeeping counted per list element.
+const ELEMENT: usize = 24;
+
 impl Kind for Vec<Vec<u8>> {
     const TAG: u8 = 1;
     fn size(&self) -> usize {
-        self.iter().map(|e| e.len() + 24).sum()
+        self.iter().map(|e| e.len() + ELEMENT).sum()
     }
     fn encode(&self) -> Vec<u8> {
         encode_items(self.iter().map(Vec::as_slice))
@@ -229,9 +235,13 @@ fn db_key(owner: u32, tag: u8, state: u32, c: &Composite) -> Vec<u8> {
     k
 }
 
-fn entry_size<V: Kind>(c: &Composite, v: &Option<V>) -> usize {
-    c.as_slice().len() + v.as_ref().map_or(0, Kind::size) + OVERHEAD
+/// Bytes an entry counts for: its key, its state's `size` and bookkeeping.
+fn entry_size(c: &Composite, size: usize) -> usize {
+    c.as_slice().len() + size + OVERHEAD
 }
+
+/// The longest key fjall takes; entries with longer keys stay in memory.
+const MAX_DB_KEY: usize = u16::MAX as usize;
 
 impl LsmBackend {
     /// Bytes of state held in memory, as counted against the budget.
@@ -245,6 +255,15 @@ impl LsmBackend {
         m.values.iter().map(|t| t.len()).sum::<usize>()
             + m.lists.iter().map(|t| t.len()).sum::<usize>()
             + m.maps.iter().map(|t| t.len()).sum::<usize>()
+    }
+
+    /// `used` counted again from the entries, each state's size walked.
+    #[cfg(test)]
+    fn recount(&self) -> usize {
+        fn count<V: Kind>(t: &Tables<V>) -> usize {
+            t.iter().flat_map(|m| m.iter()).map(|(c, s)| entry_size(c, s.v.as_ref().map_or(0, Kind::size))).sum()
+        }
+        count(&self.mem.values) + count(&self.mem.lists) + count(&self.mem.maps)
     }
 
     fn fail(&mut self, what: &str, e: fjall::Error) {
@@ -272,9 +291,22 @@ impl LsmBackend {
         // common case, then builds no composite.
         if probe!(m, get, at).is_none() {
             let c = composite(at);
-            let v = if spilled {
-                match store.inner.state.get(db_key(owner, V::TAG, state, &c)) {
-                    Ok(found) => found.and_then(|b| V::decode(&b)),
+            let k = db_key(owner, V::TAG, state, &c);
+            // Keys too long for fjall are never spilled (see `sweep`).
+            let v = if spilled && k.len() <= MAX_DB_KEY {
+                match store.inner.state.get(&k) {
+                    Ok(None) => None,
+                    Ok(Some(b)) => {
+                        let v = V::decode(&b);
+                        if v.is_none() && error.is_none() {
+                            *error = Some(StateError(format!(
+                                "the lsm state store holds a malformed entry ({} bytes) for a key of key group {}; the state folder was changed or damaged",
+                                b.len(),
+                                c.group()
+                            )));
+                        }
+                        v
+                    }
                     Err(e) => {
                         if error.is_none() {
                             *error = Some(StateError(format!(
@@ -287,8 +319,9 @@ impl LsmBackend {
             } else {
                 None
             };
-            *used += entry_size(&c, &v);
-            m.insert(c, Slot { v, dirty: false, hot: true });
+            let size = v.as_ref().map_or(0, Kind::size);
+            *used += entry_size(&c, size);
+            m.insert(c, Slot { v, size, dirty: false, hot: true });
         }
         let s = probe!(m, get_mut, at).expect("invariant: the slot was just made");
         s.hot = true;
@@ -326,20 +359,24 @@ impl LsmBackend {
     }
 
     /// Marks `at` changed after `f` changed it, keeping the byte count.
+    /// `f` changes the state and keeps its size (`Kind::size`) up to date
+    /// by the change it made, so long lists and maps are not walked.
     fn write<V: Kind, R>(
         &mut self,
         pick: fn(&mut Mem) -> &mut Tables<V>,
         state: u32,
         at: Scope<'_>,
-        f: impl FnOnce(&mut Option<V>) -> R,
+        f: impl FnOnce(&mut Option<V>, &mut usize) -> R,
     ) -> R {
         let ctx = (&self.store, self.owner, self.spilled, &mut self.used, &mut self.error);
         let s = Self::slot(pick(&mut self.mem), ctx, state, at);
-        let before = s.v.as_ref().map_or(0, Kind::size);
-        let r = f(&mut s.v);
-        let after = s.v.as_ref().map_or(0, Kind::size);
+        let before = s.size;
+        let r = f(&mut s.v, &mut s.size);
+        if s.v.is_none() {
+            s.size = 0;
+        }
         s.dirty = true;
-        self.used = (self.used + after).saturating_sub(before);
+        self.used = (self.used + s.size).saturating_sub(before);
         self.shrink();
         r
     }
@@ -352,6 +389,18 @@ impl LsmBackend {
         at: Scope<'_>,
         f: impl FnOnce(Option<&V>) -> R,
     ) -> R {
+        if !self.spilled {
+            // Nothing is in fjall: a miss is absent, and caching that
+            // would only take room from real state.
+            let m = pick(&mut self.mem).get_mut(state as usize);
+            return match m.and_then(|m| probe!(m, get_mut, at)) {
+                Some(s) => {
+                    s.hot = true;
+                    f(s.v.as_ref())
+                }
+                None => f(None),
+            };
+        }
         let ctx = (&self.store, self.owner, self.spilled, &mut self.used, &mut self.error);
         let s = Self::slot(pick(&mut self.mem), ctx, state, at);
         let r = f(s.v.as_ref());
@@ -380,15 +429,18 @@ fn sweep<V: Kind>(
                 s.hot = false;
                 return true;
             }
+            let k = db_key(owner, V::TAG, state as u32, c);
+            if k.len() > MAX_DB_KEY {
+                return true;
+            }
             if s.dirty {
-                let k = db_key(owner, V::TAG, state as u32, c);
                 match &s.v {
                     Some(v) => batch.insert(keyspace, k, v.encode()),
                     None => batch.remove(keyspace, k),
                 }
                 *writes += 1;
             }
-            *used = used.saturating_sub(entry_size(c, &s.v));
+            *used = used.saturating_sub(entry_size(c, s.size));
             false
         });
     }
@@ -412,14 +464,17 @@ impl KeyedStateBackend for LsmBackend {
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
-        self.write(values, state, at, |v| match v {
-            Some(b) => b.set(value),
-            None => *v = Some(Bytes::new(value)),
+        self.write(values, state, at, |v, size| {
+            match v {
+                Some(b) => b.set(value),
+                None => *v = Some(Bytes::new(value)),
+            }
+            *size = value.len();
         });
     }
 
     fn value_clear(&mut self, state: u32, at: Scope<'_>) {
-        self.write(values, state, at, |v| *v = None);
+        self.write(values, state, at, |v, _| *v = None);
     }
 
     fn list_get(&mut self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
@@ -431,7 +486,10 @@ impl KeyedStateBackend for LsmBackend {
     }
 
     fn list_add(&mut self, state: u32, at: Scope<'_>, element: &[u8]) {
-        self.write(lists, state, at, |l| l.get_or_insert_with(Vec::new).push(element.to_vec()));
+        self.write(lists, state, at, |l, size| {
+            l.get_or_insert_with(Vec::new).push(element.to_vec());
+            *size += element.len() + ELEMENT;
+        });
     }
 
     fn list_replace(&mut self, state: u32, at: Scope<'_>, data: &[u8], ends: &[u32]) {
@@ -445,11 +503,14 @@ impl KeyedStateBackend for LsmBackend {
                 item
             })
             .collect();
-        self.write(lists, state, at, |l| *l = (!items.is_empty()).then_some(items));
+        self.write(lists, state, at, |l, size| {
+            *size = items.size();
+            *l = (!items.is_empty()).then_some(items);
+        });
     }
 
     fn list_clear(&mut self, state: u32, at: Scope<'_>) {
-        self.write(lists, state, at, |l| *l = None);
+        self.write(lists, state, at, |l, _| *l = None);
     }
 
     fn map_get(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
@@ -461,15 +522,22 @@ impl KeyedStateBackend for LsmBackend {
     }
 
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]) {
-        self.write(maps, state, at, |m| {
-            m.get_or_insert_with(BTreeMap::new).insert(map_key.to_vec(), value.to_vec());
+        self.write(maps, state, at, |m, size| {
+            let old = m.get_or_insert_with(BTreeMap::new).insert(map_key.to_vec(), value.to_vec());
+            *size += value.len();
+            match old {
+                Some(old) => *size = size.saturating_sub(old.len()),
+                None => *size += map_key.len() + OVERHEAD,
+            }
         });
     }
 
     fn map_remove(&mut self, state: u32, at: Scope<'_>, map_key: &[u8]) {
-        self.write(maps, state, at, |m| {
+        self.write(maps, state, at, |m, size| {
             if let Some(inner) = m {
-                inner.remove(map_key);
+                if let Some(old) = inner.remove(map_key) {
+                    *size = size.saturating_sub(map_key.len() + old.len() + OVERHEAD);
+                }
                 if inner.is_empty() {
                     *m = None;
                 }
@@ -497,7 +565,7 @@ impl KeyedStateBackend for LsmBackend {
     }
 
     fn map_clear(&mut self, state: u32, at: Scope<'_>) {
-        self.write(maps, state, at, |m| *m = None);
+        self.write(maps, state, at, |m, _| *m = None);
     }
 
     fn check(&mut self) -> Result<(), StateError> {
@@ -630,6 +698,7 @@ mod tests {
             }
             prop_assert_eq!(read_all(&mut lsm), read_all(&mut mem));
             prop_assert!(lsm.check().is_ok());
+            prop_assert_eq!(lsm.used(), lsm.recount(), "the byte count kept per change matches a recount");
             if budget == 0 {
                 prop_assert!(lsm.entries_in_memory() <= 1, "a zero budget keeps at most the entry in use");
             }
@@ -661,6 +730,23 @@ mod tests {
         // Another backend of the same store sees none of it.
         let mut other = store.backend(0);
         assert!(!other.value_get(0, at(b"b"), &mut out));
+    }
+
+    #[test]
+    fn a_key_too_long_for_fjall_stays_in_memory_instead_of_crashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LsmStore::open(dir.path(), false, 1 << 20).unwrap();
+        let mut b = store.backend(0);
+        let long = vec![7u8; 70_000];
+        b.value_put(0, Scope::key(1, &long), b"big");
+        b.list_add(0, Scope::key(1, &long), b"x");
+        for k in 0u8..10 {
+            b.value_put(0, Scope::key(2, &[k]), b"small");
+        }
+        let mut out = Vec::new();
+        assert!(b.value_get(0, Scope::key(1, &long), &mut out));
+        assert_eq!(out, b"big");
+        assert!(b.check().is_ok());
     }
 
     #[test]
