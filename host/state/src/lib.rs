@@ -56,6 +56,63 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// One piece of keyed state or one timer, as
+/// [`KeyedStateBackend::scan_groups`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// The value of value state `state` at `at`.
+    Value {
+        /// The state id.
+        state: u32,
+        /// Key group, key and namespace.
+        at: Scope<'a>,
+        /// The stored bytes.
+        value: &'a [u8],
+    },
+    /// One element of list state `state` at `at`; a list's elements come
+    /// one after another, in list order.
+    List {
+        /// The state id.
+        state: u32,
+        /// Key group, key and namespace.
+        at: Scope<'a>,
+        /// The element's stored bytes.
+        element: &'a [u8],
+    },
+    /// One entry of map state `state` at `at`; a map's entries come one
+    /// after another, in map-key order.
+    Map {
+        /// The state id.
+        state: u32,
+        /// Key group, key and namespace.
+        at: Scope<'a>,
+        /// The entry's key.
+        map_key: &'a [u8],
+        /// The entry's stored value.
+        value: &'a [u8],
+    },
+    /// A pending timer.
+    Timer {
+        /// Its domain.
+        domain: TimerDomain,
+        /// Key group, key and namespace.
+        at: Scope<'a>,
+        /// When it fires.
+        timestamp: i64,
+    },
+}
+
+impl Piece<'_> {
+    /// The key group the piece belongs to.
+    pub fn group(&self) -> u16 {
+        match self {
+            Piece::Value { at, .. } | Piece::List { at, .. } | Piece::Map { at, .. } | Piece::Timer { at, .. } => {
+                at.group
+            }
+        }
+    }
+}
+
 /// A timer taken out of a backend to fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
@@ -122,6 +179,18 @@ pub trait KeyedStateBackend: Send {
     fn check(&mut self) -> Result<(), StateError> {
         Ok(())
     }
+
+    /// Hands every piece of state and every timer of the key groups in
+    /// `groups` to `visit`, each once: state first, then timers. The order
+    /// between entries is the backend's own (sort them where it matters);
+    /// a list's elements come in list order and a map's entries in
+    /// map-key order. This is how a snapshot reads key groups and how a
+    /// rescale moves them.
+    fn scan_groups(&mut self, groups: std::ops::RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>));
+
+    /// Removes every piece of state and every timer of the key groups in
+    /// `groups` (after they moved to another subtask).
+    fn drop_groups(&mut self, groups: std::ops::RangeInclusive<u16>);
 
     /// Registers a timer; registering one that exists does nothing.
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64);

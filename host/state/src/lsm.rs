@@ -20,12 +20,17 @@
 //! ```
 //!
 //! `owner` tells apart the backends (operator subtasks) sharing one
-//! [`LsmStore`], one fjall database per process. Timers stay in memory for
-//! now.
+//! [`LsmStore`], one fjall database per process. Timers are kept the same
+//! way, memory first, the latest spilled to fjall (see [`timers`]).
 
-use crate::memory::{Bytes, Composite, FastMap, LargeProbe, SmallProbe, composite, probe, push_items, small_words};
-use crate::{KeyedStateBackend, MemoryBackend, Scope, StateError, Timer, TimerDomain};
+mod timers;
+
+use crate::memory::{
+    Bytes, Composite, FastMap, LargeProbe, SmallProbe, composite, each_in, probe, push_items, small_words, split,
+};
+use crate::{KeyedStateBackend, Piece, Scope, StateError, Timer, TimerDomain};
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -83,7 +88,7 @@ impl LsmStore {
             store: self.clone(),
             owner,
             mem: Mem::default(),
-            timers: MemoryBackend::new(),
+            timers: timers::Timers::new(self.clone(), owner),
             budget,
             used: 0,
             spilled: false,
@@ -207,8 +212,8 @@ pub struct LsmBackend {
     store: LsmStore,
     owner: u32,
     mem: Mem,
-    /// Timers stay in memory.
-    timers: MemoryBackend,
+    /// Timers, memory first.
+    timers: timers::Timers,
     budget: usize,
     used: usize,
     /// Whether anything was ever written to fjall: until then a miss is
@@ -235,6 +240,25 @@ fn db_key(owner: u32, tag: u8, state: u32, c: &Composite) -> Vec<u8> {
     k
 }
 
+/// Group, owner, tag, state id and composite bytes of a state key.
+fn parse_db_key(k: &[u8]) -> Option<(u16, u32, u8, u32, &[u8])> {
+    let group = u16::from_be_bytes(k.get(..2)?.try_into().ok()?);
+    let owner = u32::from_be_bytes(k.get(2..6)?.try_into().ok()?);
+    let tag = *k.get(6)?;
+    let state = u32::from_be_bytes(k.get(7..11)?.try_into().ok()?);
+    Some((group, owner, tag, state, &k[11..]))
+}
+
+/// The fjall key range of the key groups in `groups`.
+fn group_range(groups: &RangeInclusive<u16>) -> (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>) {
+    use std::ops::Bound;
+    let end = match groups.end().checked_add(1) {
+        Some(e) => Bound::Excluded(e.to_be_bytes().to_vec()),
+        None => Bound::Unbounded,
+    };
+    (Bound::Included(groups.start().to_be_bytes().to_vec()), end)
+}
+
 /// Bytes an entry counts for: its key, its state's `size` and bookkeeping.
 fn entry_size(c: &Composite, size: usize) -> usize {
     c.as_slice().len() + size + OVERHEAD
@@ -247,6 +271,11 @@ impl LsmBackend {
     /// Bytes of state held in memory, as counted against the budget.
     pub fn used(&self) -> usize {
         self.used
+    }
+
+    /// Number of timers spilled to fjall.
+    pub fn timers_spilled(&self) -> usize {
+        self.timers.spilled()
     }
 
     /// Number of (state, key, namespace) entries held in memory.
@@ -331,10 +360,11 @@ impl LsmBackend {
     /// Writes the coldest entries to fjall and drops them until the state
     /// in memory is down to three quarters of the budget.
     fn shrink(&mut self) {
-        if self.used <= self.budget {
+        let budget = self.budget.saturating_sub(self.timers.bytes());
+        if self.used <= budget {
             return;
         }
-        let target = self.budget / 4 * 3;
+        let target = budget / 4 * 3;
         let mut batch = self.store.inner.db.batch();
         let mut writes = 0usize;
         // Two passes at most: the first spares entries used since the last
@@ -569,36 +599,151 @@ impl KeyedStateBackend for LsmBackend {
     }
 
     fn check(&mut self) -> Result<(), StateError> {
-        match self.error.take() {
+        match self.error.take().or_else(|| self.timers.error.take()) {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
+    fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
+        let mem = &self.mem;
+        let in_mem = |tag: u8, state: u32, c: &Composite| -> bool {
+            let i = state as usize;
+            match tag {
+                0 => mem.values.get(i).is_some_and(|m| m.contains_key(c)),
+                1 => mem.lists.get(i).is_some_and(|m| m.contains_key(c)),
+                _ => mem.maps.get(i).is_some_and(|m| m.contains_key(c)),
+            }
+        };
+        each_in(&mem.values, &groups, |state, at, s| {
+            if let Some(v) = &s.v {
+                visit(Piece::Value { state, at, value: v.as_slice() });
+            }
+        });
+        each_in(&mem.lists, &groups, |state, at, s| {
+            for e in s.v.iter().flatten() {
+                visit(Piece::List { state, at, element: e });
+            }
+        });
+        each_in(&mem.maps, &groups, |state, at, s| {
+            for (k, v) in s.v.iter().flatten() {
+                visit(Piece::Map { state, at, map_key: k, value: v });
+            }
+        });
+        if self.spilled {
+            let mut failed = None;
+            for guard in self.store.inner.state.range(group_range(&groups)) {
+                let (k, v) = match guard.into_inner() {
+                    Ok(kv) => kv,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                };
+                let Some((group, owner, tag, state, bytes)) = parse_db_key(&k) else { continue };
+                if owner != self.owner || tag > 2 {
+                    continue;
+                }
+                let (key, namespace) = split(bytes);
+                let at = Scope { group, key, namespace };
+                if in_mem(tag, state, &composite(at)) {
+                    continue;
+                }
+                let ok = match tag {
+                    0 => {
+                        visit(Piece::Value { state, at, value: &v });
+                        true
+                    }
+                    1 => decode_items(&v)
+                        .map(|l| l.into_iter().for_each(|e| visit(Piece::List { state, at, element: e })))
+                        .is_some(),
+                    _ => match decode_items(&v) {
+                        Some(items) if items.len() % 2 == 0 => {
+                            for kv in items.chunks_exact(2) {
+                                visit(Piece::Map { state, at, map_key: kv[0], value: kv[1] });
+                            }
+                            true
+                        }
+                        _ => false,
+                    },
+                };
+                if !ok {
+                    failed.get_or_insert_with(|| format!("a malformed entry of key group {group}"));
+                }
+            }
+            if let Some(what) = failed {
+                self.error.get_or_insert(StateError(format!(
+                    "the lsm state store failed to read state: {what}; check the disk holding the state folder"
+                )));
+            }
+        }
+        self.timers.scan(groups, visit);
+    }
+
+    fn drop_groups(&mut self, groups: RangeInclusive<u16>) {
+        fn drop<V: Kind>(tables: &mut Tables<V>, groups: &RangeInclusive<u16>, used: &mut usize) {
+            for m in tables.iter_mut() {
+                m.retain(|c, s| {
+                    let keep = !groups.contains(&c.group());
+                    if !keep {
+                        *used = used.saturating_sub(entry_size(c, s.size));
+                    }
+                    keep
+                });
+            }
+        }
+        drop(&mut self.mem.values, &groups, &mut self.used);
+        drop(&mut self.mem.lists, &groups, &mut self.used);
+        drop(&mut self.mem.maps, &groups, &mut self.used);
+        if self.spilled {
+            let mut batch = self.store.inner.db.batch();
+            for guard in self.store.inner.state.range(group_range(&groups)) {
+                match guard.key() {
+                    Ok(k) => {
+                        if parse_db_key(&k).is_some_and(|(_, owner, tag, ..)| owner == self.owner && tag <= 2) {
+                            batch.remove(&self.store.inner.state, k);
+                        }
+                    }
+                    Err(e) => return self.fail("read state to drop", e),
+                }
+            }
+            if let Err(e) = batch.commit() {
+                self.fail("drop state", e);
+            }
+        }
+        self.timers.drop_groups(groups);
+    }
+
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
-        self.timers.timer_register(domain, at, timestamp);
+        self.timers.register(domain, at, timestamp);
+        // Timers take at most a quarter of the budget; past it, the
+        // latest of them go to fjall, down to an eighth.
+        if self.timers.bytes() > self.budget / 4 {
+            self.timers.spill(self.budget / 8);
+        }
     }
 
     fn timer_delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
-        self.timers.timer_delete(domain, at, timestamp);
+        self.timers.delete(domain, at, timestamp);
     }
 
     fn timers_pending(&self) -> usize {
-        self.timers.timers_pending()
+        self.timers.pending()
     }
 
     fn next_timer(&self, domain: TimerDomain) -> Option<i64> {
-        self.timers.next_timer(domain)
+        self.timers.next(domain)
     }
 
     fn pop_timers(&mut self, domain: TimerDomain, upto: i64, limit: usize, out: &mut Vec<Timer>) {
-        self.timers.pop_timers(domain, upto, limit, out);
+        self.timers.pop(domain, upto, limit, out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MemoryBackend;
     use proptest::prelude::*;
 
     /// One operation on both backends.
@@ -610,6 +755,10 @@ mod tests {
         ListClear(u8),
         MapPut(u8, u8, Vec<u8>),
         MapRemove(u8, u8),
+        TimerAdd(u8, u8, i8, bool),
+        TimerDelete(u8, u8, i8, bool),
+        Pop(i8, u8, bool),
+        Drop(u8, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -621,6 +770,10 @@ mod tests {
             1 => (0u8..60).prop_map(Op::ListClear),
             2 => (0u8..60, 0u8..4, bytes).prop_map(|(k, m, v)| Op::MapPut(k, m, v)),
             1 => (0u8..60, 0u8..4).prop_map(|(k, m)| Op::MapRemove(k, m)),
+            4 => (0u8..60, 0u8..3, any::<i8>(), any::<bool>()).prop_map(|(k, n, t, d)| Op::TimerAdd(k, n, t, d)),
+            1 => (0u8..60, 0u8..3, any::<i8>(), any::<bool>()).prop_map(|(k, n, t, d)| Op::TimerDelete(k, n, t, d)),
+            1 => (any::<i8>(), 1u8..20, any::<bool>()).prop_map(|(t, l, d)| Op::Pop(t, l, d)),
+            1 => (0u8..7, 0u8..3).prop_map(|(g, n)| Op::Drop(g, n)),
         ]
     }
 
@@ -660,6 +813,15 @@ mod tests {
         out
     }
 
+    /// Every piece `scan_groups` hands out for `groups`, sorted.
+    fn scan_all(b: &mut dyn KeyedStateBackend, groups: RangeInclusive<u16>) -> Vec<String> {
+        let mut out = Vec::new();
+        b.scan_groups(groups, &mut |p| out.push(format!("{p:?}")));
+        // (`read_all` checks the order of list elements.)
+        out.sort();
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -679,10 +841,14 @@ mod tests {
             for (i, op) in ops.iter().enumerate() {
                 let k = match op {
                     Op::Put(_, k, _) | Op::Clear(_, k) | Op::ListAdd(k, _) | Op::ListClear(k) | Op::MapPut(k, _, _) | Op::MapRemove(k, _) => *k,
+                    Op::TimerAdd(k, ..) | Op::TimerDelete(k, ..) => *k,
+                    Op::Pop(..) | Op::Drop(..) => 0,
                 };
                 let (group, ns) = scope(&[k, 0], &mut key);
                 let at = Scope { group, key: &key, namespace: &b"ns"[..ns.min(2)] };
-                for b in [&mut lsm as &mut dyn KeyedStateBackend, &mut mem] {
+                let domain = |d: bool| if d { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+                let mut popped = [Vec::new(), Vec::new()];
+                for (b, popped) in [&mut lsm as &mut dyn KeyedStateBackend, &mut mem].into_iter().zip(&mut popped) {
                     match op {
                         Op::Put(s, _, v) => b.value_put(u32::from(*s), at, v),
                         Op::Clear(s, _) => b.value_clear(u32::from(*s), at),
@@ -690,13 +856,36 @@ mod tests {
                         Op::ListClear(_) => b.list_clear(0, at),
                         Op::MapPut(_, m, v) => b.map_put(0, at, &[*m], v),
                         Op::MapRemove(_, m) => b.map_remove(0, at, &[*m]),
+                        Op::TimerAdd(_, n, t, d) => {
+                            let at = Scope { namespace: &b"ab"[..usize::from(*n)], ..at };
+                            b.timer_register(domain(*d), at, i64::from(*t));
+                        }
+                        Op::TimerDelete(_, n, t, d) => {
+                            let at = Scope { namespace: &b"ab"[..usize::from(*n)], ..at };
+                            b.timer_delete(domain(*d), at, i64::from(*t));
+                        }
+                        Op::Pop(t, l, d) => b.pop_timers(domain(*d), i64::from(*t), usize::from(*l), popped),
+                        Op::Drop(g, n) => b.drop_groups(u16::from(*g)..=u16::from(*g + *n)),
                     }
                 }
+                prop_assert_eq!(&popped[0], &popped[1], "timers fire in the same order");
+                prop_assert_eq!(lsm.next_timer(TimerDomain::EventTime), mem.next_timer(TimerDomain::EventTime));
+                prop_assert_eq!(lsm.next_timer(TimerDomain::ProcessingTime), mem.next_timer(TimerDomain::ProcessingTime));
                 if i % 50 == 0 {
                     prop_assert_eq!(read_all(&mut lsm), read_all(&mut mem));
+                    prop_assert_eq!(scan_all(&mut lsm, 2..=4), scan_all(&mut mem, 2..=4));
                 }
             }
             prop_assert_eq!(read_all(&mut lsm), read_all(&mut mem));
+            prop_assert_eq!(scan_all(&mut lsm, 0..=u16::MAX), scan_all(&mut mem, 0..=u16::MAX));
+            prop_assert!(lsm.timers_pending() >= mem.timers_pending(), "spilled timers are counted");
+            let mut all = [Vec::new(), Vec::new()];
+            for d in [TimerDomain::EventTime, TimerDomain::ProcessingTime] {
+                lsm.pop_timers(d, i64::MAX, usize::MAX, &mut all[0]);
+                mem.pop_timers(d, i64::MAX, usize::MAX, &mut all[1]);
+            }
+            prop_assert_eq!(&all[0], &all[1], "every timer, spilled or not, fires in order");
+            prop_assert_eq!(lsm.timers_pending(), 0);
             prop_assert!(lsm.check().is_ok());
             prop_assert_eq!(lsm.used(), lsm.recount(), "the byte count kept per change matches a recount");
             if budget == 0 {

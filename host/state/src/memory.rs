@@ -9,10 +9,11 @@
 //! in one ordered set, so the earliest timer of the subtask is found
 //! without scanning groups.
 
-use crate::{KeyedStateBackend, Scope, Timer, TimerDomain};
+use crate::{KeyedStateBackend, Piece, Scope, Timer, TimerDomain};
 use hashbrown::{Equivalent, HashMap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::ops::RangeInclusive;
 
 /// foldhash with a fixed seed: fast on short keys, well spread, and the
 /// same in every run.
@@ -323,6 +324,25 @@ pub(crate) fn split(c: &[u8]) -> (&[u8], &[u8]) {
     rest.split_at(rest.len() - n)
 }
 
+/// The scope a composite stands for.
+pub(crate) fn scope_of(c: &Composite) -> Scope<'_> {
+    let (key, namespace) = split(c.as_slice());
+    Scope { group: c.group(), key, namespace }
+}
+
+/// Hands every entry of `maps` in `groups` to `f` with its state id.
+pub(crate) fn each_in<'a, V>(
+    maps: &'a [FastMap<Composite, V>],
+    groups: &RangeInclusive<u16>,
+    mut f: impl FnMut(u32, Scope<'a>, &'a V),
+) {
+    for (state, m) in maps.iter().enumerate() {
+        for (c, v) in m.iter().filter(|(c, _)| groups.contains(&c.group())) {
+            f(state as u32, scope_of(c), v);
+        }
+    }
+}
+
 /// Per state id: one hash map over every key group.
 type PerState<V> = Vec<FastMap<Composite, V>>;
 
@@ -390,6 +410,26 @@ impl MemoryBackend {
         groups.sort_unstable();
         groups.dedup();
         groups.into_iter().map(|g| g as u16).collect()
+    }
+
+    /// Number of timers of `domain` in key group `g`.
+    pub(crate) fn timers_in(&self, domain: TimerDomain, g: u16) -> usize {
+        self.timers[domain as usize].get(g as usize).map_or(0, BTreeSet::len)
+    }
+
+    /// Key groups with timers of `domain`, and how many each has.
+    pub(crate) fn timer_groups(&self, domain: TimerDomain) -> impl Iterator<Item = (u16, usize)> + '_ {
+        let queues = &self.timers[domain as usize];
+        queues.iter().enumerate().filter(|(_, q)| !q.is_empty()).map(|(g, q)| (g as u16, q.len()))
+    }
+
+    /// Takes the timers of `domain` in key group `g` after the first
+    /// `keep`, in order.
+    pub(crate) fn split_timers(&mut self, domain: TimerDomain, g: u16, keep: usize) -> BTreeSet<(i64, Composite)> {
+        self.with_timers(domain, g, |q| match q.iter().nth(keep).cloned() {
+            Some(first) => q.split_off(&first),
+            None => BTreeSet::new(),
+        })
     }
 
     /// Changes the timers of one group's queue, keeping its head in `heads`.
@@ -530,6 +570,38 @@ impl KeyedStateBackend for MemoryBackend {
 
     fn map_clear(&mut self, state: u32, at: Scope<'_>) {
         probe!(slot(&mut self.maps, state), remove, at);
+    }
+
+    fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
+        each_in(&self.values, &groups, |state, at, v| visit(Piece::Value { state, at, value: v.as_slice() }));
+        each_in(&self.lists, &groups, |state, at, l| {
+            l.iter().for_each(|e| visit(Piece::List { state, at, element: e }));
+        });
+        each_in(&self.maps, &groups, |state, at, m| {
+            m.iter().for_each(|(k, v)| visit(Piece::Map { state, at, map_key: k, value: v }));
+        });
+        for domain in [TimerDomain::EventTime, TimerDomain::ProcessingTime] {
+            let queues = &self.timers[domain as usize];
+            for g in groups.clone() {
+                for (timestamp, c) in queues.get(g as usize).into_iter().flatten() {
+                    visit(Piece::Timer { domain, at: scope_of(c), timestamp: *timestamp });
+                }
+            }
+        }
+    }
+
+    fn drop_groups(&mut self, groups: RangeInclusive<u16>) {
+        let keep = |c: &Composite| !groups.contains(&c.group());
+        self.values.iter_mut().for_each(|m| m.retain(|c, _| keep(c)));
+        self.lists.iter_mut().for_each(|m| m.retain(|c, _| keep(c)));
+        self.maps.iter_mut().for_each(|m| m.retain(|c, _| keep(c)));
+        for domain in [TimerDomain::EventTime, TimerDomain::ProcessingTime] {
+            for g in groups.clone() {
+                if self.timers[domain as usize].get(g as usize).is_some_and(|q| !q.is_empty()) {
+                    self.with_timers(domain, g, BTreeSet::clear);
+                }
+            }
+        }
     }
 
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {

@@ -1,0 +1,362 @@
+//! Timers of the `lsm` backend: in memory first, the latest spilled to
+//! fjall past their share of the budget.
+//!
+//! Each key group's timers of a domain are split at a point of their
+//! (timestamp, key, namespace) order: the earlier ones in a memory queue
+//! (the memory backend's), the later ones in fjall under
+//!
+//! ```text
+//! key group (u16 BE) | owner (u32 BE) | 3 + domain (u8) | timestamp (i64, sign flipped, BE) | esc(key) | esc(namespace)
+//! ```
+//!
+//! where `esc` writes a zero byte as `00 FF` and ends with `00 01`, so
+//! fjall's byte order is the timers' firing order. A timer that sorts at or
+//! after the group's split point goes to fjall, any other to memory; a
+//! group with spilled timers always keeps at least one in memory, and when
+//! firing empties its queue the next chunk is read back. So the earliest
+//! timer of every group is always in memory and firing order is exact,
+//! while millions of far-off timers cost no heap.
+
+use crate::memory::split;
+use crate::{KeyedStateBackend, LsmStore, MemoryBackend, Piece, Scope, StateError, Timer, TimerDomain};
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+/// Bytes counted per timer in memory (a B-tree entry with its composite).
+pub(super) const TIMER_BYTES: usize = 80;
+
+/// Timers read back from fjall at once when a group's queue runs dry.
+const REFILL: usize = 4096;
+
+/// The first fjall tag of timers (event time; processing time is one more).
+pub(super) const TIMER_TAG: u8 = 3;
+
+/// A key group's spilled timers of one domain.
+struct Spilled {
+    /// The order key (timestamp, esc(key), esc(namespace)) of the earliest
+    /// spilled timer, or of a point before it: every timer sorting at or
+    /// after it is in fjall.
+    floor: Vec<u8>,
+    /// How many fjall holds: exact after spills and refills; a timer
+    /// registered again while spilled is counted twice until read back.
+    count: usize,
+}
+
+pub(super) struct Timers {
+    store: LsmStore,
+    owner: u32,
+    mem: MemoryBackend,
+    spilled: [HashMap<u16, Spilled>; 2],
+    spilled_count: usize,
+    scratch: Vec<u8>,
+    pub(super) error: Option<StateError>,
+}
+
+/// Appends `esc(b)`.
+fn escape(b: &[u8], out: &mut Vec<u8>) {
+    for &x in b {
+        out.push(x);
+        if x == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 1]);
+}
+
+/// The bytes of one escaped part of `b`, and the rest after it.
+fn unescape(b: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        match *b.get(i)? {
+            0 => match *b.get(i + 1)? {
+                0xFF => out.push(0),
+                1 => return Some((out, &b[i + 2..])),
+                _ => return None,
+            },
+            x => {
+                out.push(x);
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+}
+
+/// The order key of a timer: its place among a group's timers.
+fn order_key(timestamp: i64, key: &[u8], namespace: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&((timestamp as u64) ^ (1 << 63)).to_be_bytes());
+    escape(key, out);
+    escape(namespace, out);
+}
+
+fn decode_order_key(b: &[u8]) -> Option<(i64, Vec<u8>, Vec<u8>)> {
+    let ts = (u64::from_be_bytes(b.get(..8)?.try_into().ok()?) ^ (1 << 63)) as i64;
+    let (key, rest) = unescape(&b[8..])?;
+    let (namespace, rest) = unescape(rest)?;
+    rest.is_empty().then_some((ts, key, namespace))
+}
+
+/// The fjall prefix of a group's timers of `domain`.
+fn prefix(group: u16, owner: u32, domain: TimerDomain) -> [u8; 7] {
+    let mut p = [0u8; 7];
+    p[..2].copy_from_slice(&group.to_be_bytes());
+    p[2..6].copy_from_slice(&owner.to_be_bytes());
+    p[6] = TIMER_TAG + domain as u8;
+    p
+}
+
+const DOMAINS: [TimerDomain; 2] = [TimerDomain::EventTime, TimerDomain::ProcessingTime];
+
+impl Timers {
+    pub(super) fn new(store: LsmStore, owner: u32) -> Self {
+        Timers {
+            store,
+            owner,
+            mem: MemoryBackend::new(),
+            spilled: [HashMap::new(), HashMap::new()],
+            spilled_count: 0,
+            scratch: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, what: &str, e: fjall::Error) {
+        if self.error.is_none() {
+            self.error = Some(StateError(format!(
+                "the lsm state store failed to {what} timers: {e}; check the disk holding the state folder"
+            )));
+        }
+    }
+
+    /// Bytes of timers held in memory, as counted against the budget.
+    pub(super) fn bytes(&self) -> usize {
+        self.mem.timers_pending() * TIMER_BYTES
+    }
+
+    /// Number of timers spilled to fjall (see [`Spilled::count`]).
+    pub(super) fn spilled(&self) -> usize {
+        self.spilled_count
+    }
+
+    /// The fjall key of a timer into `scratch`, and whether it sorts at or
+    /// after its group's split point (so belongs in fjall).
+    fn locate(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) -> bool {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&prefix(at.group, self.owner, domain));
+        order_key(timestamp, at.key, at.namespace, &mut self.scratch);
+        self.spilled[domain as usize].get(&at.group).is_some_and(|s| self.scratch[7..] >= s.floor[..])
+    }
+
+    pub(super) fn register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
+        if !self.locate(domain, at, timestamp) {
+            return self.mem.timer_register(domain, at, timestamp);
+        }
+        if let Err(e) = self.store.inner.state.insert(self.scratch.as_slice(), []) {
+            return self.fail("write", e);
+        }
+        self.spilled[domain as usize].get_mut(&at.group).expect("invariant: located in a spilled group").count += 1;
+        self.spilled_count += 1;
+    }
+
+    pub(super) fn delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
+        if !self.locate(domain, at, timestamp) {
+            self.mem.timer_delete(domain, at, timestamp);
+            if self.mem.timers_in(domain, at.group) == 0 {
+                self.refill(domain, at.group);
+            }
+            return;
+        }
+        let keyspace = &self.store.inner.state;
+        match keyspace.contains_key(&self.scratch).and_then(|found| {
+            if found {
+                keyspace.remove(self.scratch.as_slice())?;
+            }
+            Ok(found)
+        }) {
+            Ok(true) => {
+                let s =
+                    self.spilled[domain as usize].get_mut(&at.group).expect("invariant: located in a spilled group");
+                s.count = s.count.saturating_sub(1);
+                self.spilled_count = self.spilled_count.saturating_sub(1);
+            }
+            Ok(false) => {}
+            Err(e) => self.fail("delete", e),
+        }
+    }
+
+    pub(super) fn pending(&self) -> usize {
+        self.mem.timers_pending() + self.spilled_count
+    }
+
+    pub(super) fn next(&self, domain: TimerDomain) -> Option<i64> {
+        // The earliest timer of every group is in memory.
+        self.mem.next_timer(domain)
+    }
+
+    pub(super) fn pop(&mut self, domain: TimerDomain, upto: i64, limit: usize, out: &mut Vec<Timer>) {
+        for _ in 0..limit {
+            let before = out.len();
+            self.mem.pop_timers(domain, upto, 1, out);
+            let Some(t) = out.get(before) else { break };
+            let g = t.group;
+            if self.mem.timers_in(domain, g) == 0 {
+                self.refill(domain, g);
+            }
+        }
+    }
+
+    /// Reads the next chunk of group `g`'s spilled timers back into its
+    /// (empty) memory queue.
+    fn refill(&mut self, domain: TimerDomain, g: u16) {
+        let d = domain as usize;
+        let Some(s) = self.spilled[d].get(&g) else { return };
+        let mut loaded = Vec::with_capacity(REFILL);
+        let mut next_floor = None;
+        let p = prefix(g, self.owner, domain);
+        let mut scanned = Ok(());
+        for guard in self.store.inner.state.prefix(p) {
+            match guard.key() {
+                Ok(k) if loaded.len() < REFILL => loaded.push(k),
+                Ok(k) => {
+                    next_floor = Some(k[7..].to_vec());
+                    break;
+                }
+                Err(e) => {
+                    scanned = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = scanned {
+            return self.fail("read", e);
+        }
+        let mut batch = self.store.inner.db.batch();
+        let mut malformed = 0usize;
+        for k in &loaded {
+            match decode_order_key(&k[7..]) {
+                Some((ts, key, namespace)) => {
+                    let at = Scope { group: g, key: &key, namespace: &namespace };
+                    self.mem.timer_register(domain, at, ts);
+                }
+                None => malformed += 1,
+            }
+            batch.remove(&self.store.inner.state, k.clone());
+        }
+        if malformed > 0 && self.error.is_none() {
+            self.error = Some(StateError(format!(
+                "the lsm state store holds {malformed} malformed timers of key group {g}; the state folder was changed or damaged"
+            )));
+        }
+        if let Err(e) = batch.commit() {
+            return self.fail("write", e);
+        }
+        let count = s.count;
+        match next_floor {
+            Some(floor) => {
+                let left = count.saturating_sub(loaded.len()).max(1);
+                self.spilled_count = self.spilled_count + left - count;
+                self.spilled[d].insert(g, Spilled { floor, count: left });
+            }
+            None => {
+                self.spilled_count -= count;
+                self.spilled[d].remove(&g);
+            }
+        }
+    }
+
+    /// Moves the latest timers of every group to fjall until the memory
+    /// queues hold at most `target` bytes, keeping at least the first
+    /// timer of each group.
+    pub(super) fn spill(&mut self, target: usize) {
+        let held = self.mem.timers_pending();
+        if held * TIMER_BYTES <= target {
+            return;
+        }
+        let keep_share = (target / TIMER_BYTES) as f64 / held as f64;
+        let mut batch = self.store.inner.db.batch();
+        for domain in DOMAINS {
+            let groups: Vec<(u16, usize)> = self.mem.timer_groups(domain).collect();
+            for (g, len) in groups {
+                let keep = ((len as f64 * keep_share) as usize).max(1);
+                let tail = self.mem.split_timers(domain, g, keep);
+                let Some((ts, c)) = tail.first() else { continue };
+                let mut floor = Vec::new();
+                let (key, namespace) = split(c.as_slice());
+                order_key(*ts, key, namespace, &mut floor);
+                let n = tail.len();
+                for (ts, c) in &tail {
+                    let (key, namespace) = split(c.as_slice());
+                    let mut k = prefix(g, self.owner, domain).to_vec();
+                    order_key(*ts, key, namespace, &mut k);
+                    batch.insert(&self.store.inner.state, k, []);
+                }
+                // Everything spilled before sorts after what memory held,
+                // so the new split point is this spill's first timer.
+                let s = self.spilled[domain as usize].entry(g).or_insert(Spilled { floor: Vec::new(), count: 0 });
+                s.floor = floor;
+                s.count += n;
+                self.spilled_count += n;
+            }
+        }
+        if let Err(e) = batch.commit() {
+            self.fail("write spilled", e);
+        }
+    }
+
+    pub(super) fn scan(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
+        self.mem.scan_groups(groups.clone(), visit);
+        let mut failed = None;
+        for domain in DOMAINS {
+            let spilled: Vec<u16> =
+                self.spilled[domain as usize].keys().copied().filter(|g| groups.contains(g)).collect();
+            for g in spilled {
+                for guard in self.store.inner.state.prefix(prefix(g, self.owner, domain)) {
+                    match guard.key() {
+                        Ok(k) => match decode_order_key(&k[7..]) {
+                            Some((timestamp, key, namespace)) => {
+                                let at = Scope { group: g, key: &key, namespace: &namespace };
+                                visit(Piece::Timer { domain, at, timestamp });
+                            }
+                            None => {
+                                failed.get_or_insert_with(|| format!("a malformed timer of key group {g}"));
+                            }
+                        },
+                        Err(e) => {
+                            failed.get_or_insert_with(|| e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(what) = failed {
+            self.error.get_or_insert(StateError(format!(
+                "the lsm state store failed to read timers: {what}; check the disk holding the state folder"
+            )));
+        }
+    }
+
+    pub(super) fn drop_groups(&mut self, groups: RangeInclusive<u16>) {
+        self.mem.drop_groups(groups.clone());
+        for domain in DOMAINS {
+            let spilled: Vec<u16> =
+                self.spilled[domain as usize].keys().copied().filter(|g| groups.contains(g)).collect();
+            for g in spilled {
+                let mut batch = self.store.inner.db.batch();
+                for guard in self.store.inner.state.prefix(prefix(g, self.owner, domain)) {
+                    match guard.key() {
+                        Ok(k) => batch.remove(&self.store.inner.state, k),
+                        Err(e) => return self.fail("read", e),
+                    }
+                }
+                if let Err(e) = batch.commit() {
+                    return self.fail("drop", e);
+                }
+                let s = self.spilled[domain as usize].remove(&g).expect("invariant: listed above");
+                self.spilled_count -= s.count;
+            }
+        }
+    }
+}
