@@ -10,9 +10,11 @@
 
 mod lsm;
 mod memory;
+mod ttl;
 
 pub use lsm::{LsmBackend, LsmStore};
 pub use memory::MemoryBackend;
+pub use ttl::{Clock, TTL_PREFIX, Ttl, TtlBackend, TtlUpdate, expired, stored_at};
 
 /// A state backend that failed: what failed and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,18 @@ impl std::fmt::Display for StateError {
 }
 
 impl std::error::Error for StateError {}
+
+/// The kinds of keyed state a backend stores (reducing and aggregating
+/// states are value states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateKind {
+    /// One value per scope.
+    Value = 0,
+    /// A list per scope.
+    List = 1,
+    /// A map per scope.
+    Map = 2,
+}
 
 /// The time domain of a timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,6 +205,20 @@ pub trait KeyedStateBackend: Send {
     /// Removes every piece of state and every timer of the key groups in
     /// `groups` (after they moved to another subtask).
     fn drop_groups(&mut self, groups: std::ops::RangeInclusive<u16>);
+
+    /// Keeps, of the values, list elements or map values of state `state`
+    /// of `kind` that the backend holds in memory, those `keep` accepts;
+    /// lists and maps left empty go. (The TTL sweep: what a backend holds
+    /// on disk it cleans up itself, see `expire_on_disk`.)
+    fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool);
+
+    /// Tells the backend that the states in `ttls` expire by `clock`
+    /// (values stored behind their last-access time, see [`TtlBackend`]),
+    /// so it can drop expired state it keeps on disk in the background.
+    /// Backends without a disk ignore it.
+    fn expire_on_disk(&mut self, ttls: &[(StateKind, u32, Ttl)], clock: &Clock) {
+        let _ = (ttls, clock);
+    }
 
     /// Registers a timer; registering one that exists does nothing.
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64);

@@ -28,11 +28,15 @@ mod timers;
 use crate::memory::{
     Bytes, Composite, FastMap, LargeProbe, SmallProbe, composite, each_in, probe, push_items, small_words, split,
 };
-use crate::{KeyedStateBackend, Piece, Scope, StateError, Timer, TimerDomain};
+use crate::{
+    Clock, KeyedStateBackend, Piece, Scope, StateError, StateKind, Timer, TimerDomain, Ttl, expired, stored_at,
+};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One fjall database shared by every [`LsmBackend`] of a process.
@@ -45,6 +49,67 @@ struct Store {
     db: fjall::Database,
     state: fjall::Keyspace,
     owners: AtomicU32,
+    ttls: Registry,
+}
+
+/// The states with a time-to-live, by (owner, kind tag, state id): what
+/// the compaction filter drops.
+type Registry = Arc<RwLock<HashMap<(u32, u8, u32), (u64, Clock)>>>;
+
+/// Makes the compaction filter of each fjall compaction.
+struct ExpiryFactory(Registry);
+
+impl fjall::compaction::filter::Factory for ExpiryFactory {
+    fn name(&self) -> &str {
+        "weir-state-ttl"
+    }
+
+    fn make_filter(
+        &self,
+        _: &fjall::compaction::filter::Context,
+    ) -> Box<dyn fjall::compaction::filter::CompactionFilter> {
+        let ttls = self.0.read().map(|m| m.clone()).unwrap_or_default();
+        Box::new(ExpiryFilter(ttls))
+    }
+}
+
+/// Drops expired values, list elements and map entries of states with a
+/// TTL while fjall compacts: the background cleanup of spilled state.
+struct ExpiryFilter(HashMap<(u32, u8, u32), (u64, Clock)>);
+
+impl fjall::compaction::filter::CompactionFilter for ExpiryFilter {
+    fn filter_item(
+        &mut self,
+        item: fjall::compaction::filter::ItemAccessor<'_>,
+        _: &fjall::compaction::filter::Context,
+    ) -> fjall::compaction::filter::CompactionFilterResult {
+        use fjall::compaction::filter::Verdict;
+        let Some((_, owner, tag, state, _)) = parse_db_key(item.key()) else { return Ok(Verdict::Keep) };
+        let Some((millis, clock)) = self.0.get(&(owner, tag, state)) else { return Ok(Verdict::Keep) };
+        let now = clock.now();
+        let live = |v: &[u8]| stored_at(v).is_none_or(|t| !expired(t, *millis, now));
+        let value = item.value()?;
+        Ok(match tag {
+            0 if live(&value) => Verdict::Keep,
+            0 => Verdict::Remove,
+            _ => {
+                let Some(items) = decode_items(&value) else { return Ok(Verdict::Keep) };
+                let step = if tag == 1 { 1 } else { 2 };
+                if items.len() % step != 0 {
+                    return Ok(Verdict::Keep);
+                }
+                let kept: Vec<&[u8]> =
+                    items.chunks_exact(step).filter(|c| live(c[step - 1])).flatten().copied().collect();
+                if kept.is_empty() {
+                    Verdict::Remove
+                } else if kept.len() == items.len() {
+                    Verdict::Keep
+                } else {
+                    Verdict::ReplaceValue(encode_items(kept.into_iter()).into())
+                }
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for LsmStore {
@@ -70,14 +135,26 @@ impl LsmStore {
         };
         const MIB: u64 = 1 << 20;
         let eighth = memory / 8;
+        let ttls = Registry::default();
+        let factory: Arc<dyn fjall::compaction::filter::Factory> = Arc::new(ExpiryFactory(ttls.clone()));
         let db = fjall::Database::builder(path)
             .temporary(temporary)
+            .with_compaction_filter_factories(Arc::new(move |_| Some(factory.clone())))
             .cache_size(eighth.max(32 * MIB))
             .open()
             .map_err(fail)?;
         let options = || fjall::KeyspaceCreateOptions::default().max_memtable_size(eighth.clamp(8 * MIB, 64 * MIB));
         let state = db.keyspace("state", options).map_err(fail)?;
-        Ok(LsmStore { inner: Arc::new(Store { db, state, owners: AtomicU32::new(0) }) })
+        Ok(LsmStore { inner: Arc::new(Store { db, state, owners: AtomicU32::new(0), ttls }) })
+    }
+
+    /// Flushes and fully compacts the store; the number of entries left.
+    #[cfg(test)]
+    pub(crate) fn compact(&self) -> usize {
+        let keyspace = &self.inner.state;
+        keyspace.rotate_memtable_and_wait().expect("flush");
+        keyspace.major_compact().expect("compact");
+        keyspace.iter().count()
     }
 
     /// A backend for one operator subtask, keeping up to `budget` bytes
@@ -678,6 +755,69 @@ impl KeyedStateBackend for LsmBackend {
             }
         }
         self.timers.scan(groups, visit);
+    }
+
+    fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool) {
+        /// Applies `f` (which returns the new size, or `None` when nothing
+        /// changed) to every slot of `tables[state]`.
+        fn each<V>(
+            tables: &mut Tables<V>,
+            state: u32,
+            used: &mut usize,
+            mut f: impl FnMut(&mut Option<V>) -> Option<usize>,
+        ) {
+            for s in tables.get_mut(state as usize).into_iter().flat_map(|m| m.values_mut()) {
+                if let Some(size) = f(&mut s.v) {
+                    *used = (*used + size).saturating_sub(s.size);
+                    s.size = size;
+                    s.dirty = true;
+                }
+            }
+        }
+        let used = &mut self.used;
+        match kind {
+            StateKind::Value => each(&mut self.mem.values, state, used, |v| {
+                let gone = v.as_ref().is_some_and(|b| !keep(b.as_slice()));
+                gone.then(|| {
+                    *v = None;
+                    0
+                })
+            }),
+            StateKind::List => each(&mut self.mem.lists, state, used, |v| {
+                let l = v.as_mut()?;
+                let n = l.len();
+                l.retain(|e| keep(e));
+                if l.len() == n {
+                    return None;
+                }
+                let size = l.size();
+                if l.is_empty() {
+                    *v = None;
+                }
+                Some(size)
+            }),
+            StateKind::Map => each(&mut self.mem.maps, state, used, |v| {
+                let m = v.as_mut()?;
+                let n = m.len();
+                m.retain(|_, x| keep(x));
+                if m.len() == n {
+                    return None;
+                }
+                let size = m.size();
+                if m.is_empty() {
+                    *v = None;
+                }
+                Some(size)
+            }),
+        }
+    }
+
+    fn expire_on_disk(&mut self, ttls: &[(StateKind, u32, Ttl)], clock: &Clock) {
+        if let Ok(mut registry) = self.store.inner.ttls.write() {
+            for &(kind, state, ttl) in ttls {
+                registry.insert((self.owner, kind as u8, state), (ttl.millis, clock.clone()));
+            }
+        }
     }
 
     fn drop_groups(&mut self, groups: RangeInclusive<u16>) {

@@ -9,7 +9,7 @@
 //! in one ordered set, so the earliest timer of the subtask is found
 //! without scanning groups.
 
-use crate::{KeyedStateBackend, Piece, Scope, Timer, TimerDomain};
+use crate::{KeyedStateBackend, Piece, Scope, StateKind, Timer, TimerDomain};
 use hashbrown::{Equivalent, HashMap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -384,6 +384,19 @@ pub(crate) fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut V
     }
 }
 
+/// The items of `data` split at `ends` (for tests).
+#[cfg(test)]
+pub(crate) fn split_items(data: &[u8], ends: &[u32]) -> Vec<Vec<u8>> {
+    let mut start = 0usize;
+    ends.iter()
+        .map(|&e| {
+            let item = data[start..e as usize].to_vec();
+            start = e as usize;
+            item
+        })
+        .collect()
+}
+
 /// The key group of every entry of every state in `maps`.
 fn used<V>(maps: &PerState<V>) -> impl Iterator<Item = usize> + '_ {
     maps.iter().flat_map(|m| m.keys().map(|c| usize::from(c.group())))
@@ -585,6 +598,33 @@ impl KeyedStateBackend for MemoryBackend {
             for g in groups.clone() {
                 for (timestamp, c) in queues.get(g as usize).into_iter().flatten() {
                     visit(Piece::Timer { domain, at: scope_of(c), timestamp: *timestamp });
+                }
+            }
+        }
+    }
+
+    fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool) {
+        let i = state as usize;
+        match kind {
+            StateKind::Value => {
+                if let Some(m) = self.values.get_mut(i) {
+                    m.retain(|_, v| keep(v.as_slice()));
+                }
+            }
+            StateKind::List => {
+                if let Some(m) = self.lists.get_mut(i) {
+                    m.retain(|_, l| {
+                        l.retain(|e| keep(e));
+                        !l.is_empty()
+                    });
+                }
+            }
+            StateKind::Map => {
+                if let Some(m) = self.maps.get_mut(i) {
+                    m.retain(|_, inner| {
+                        inner.retain(|_, v| keep(v));
+                        !inner.is_empty()
+                    });
                 }
             }
         }
