@@ -127,10 +127,28 @@ pub fn process_init<T: KeyedProcessFunction + Default>(config: String) -> Result
     open.check().map_err(|e| e.to_string())?;
     let value_states = open.value_states.len() as u32;
     PROCESS_OP.with(|m| *m.borrow_mut() = Some((Box::new(op), value_states)));
+    let ttls = open
+        .ttls
+        .iter()
+        .map(|&(kind, state, ttl)| kp::StateTtl {
+            kind: match kind {
+                crate::state::Kind::Value => kp::StateKind::Value,
+                crate::state::Kind::List => kp::StateKind::List,
+                crate::state::Kind::Map => kp::StateKind::Map,
+            },
+            state,
+            ttl_ms: ttl.millis(),
+            update: match ttl.update() {
+                crate::TtlUpdate::OnCreateAndWrite => kp::TtlUpdate::OnCreateAndWrite,
+                crate::TtlUpdate::OnReadAndWrite => kp::TtlUpdate::OnReadAndWrite,
+            },
+        })
+        .collect();
     Ok(kp::StateDeclaration {
         value_states: open.value_states,
         list_states: open.list_states,
         map_states: open.map_states,
+        ttls,
     })
 }
 

@@ -89,7 +89,7 @@ pub fn log(level: Level, message: &str) {
 }
 pub use state::{
     AggregateFunction, AggregatingState, Binary, Codec, CodecKind, Context, Json, ListState, MapState, OpenContext,
-    ReducingState, TimeDomain, ValueState,
+    ReducingState, StateTtl, TimeDomain, TtlUpdate, ValueState,
 };
 
 /// The error an operator returns. The host shows its message together with

@@ -131,6 +131,58 @@ pub(crate) enum Kind {
     Map,
 }
 
+/// When a state's time-to-live starts again, as Flink's
+/// `StateTtlConfig.UpdateType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlUpdate {
+    /// When the state is created or written (the default).
+    OnCreateAndWrite,
+    /// Also when it is read. A value, reducing or aggregating state counts
+    /// as read whenever its key is processed (value state crosses with each
+    /// batch); list and map states when they are read.
+    OnReadAndWrite,
+}
+
+/// A state's time-to-live, as Flink's `StateTtlConfig`: after `ttl` of
+/// processing time without an update the state is never returned again
+/// (each list element and map entry on its own), and the host removes it
+/// when it is accessed and in the background.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_sdk::StateTtl;
+/// let ttl = StateTtl::new(Duration::from_secs(3600)).update_on_read_and_write();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateTtl {
+    pub(crate) millis: u64,
+    pub(crate) update: TtlUpdate,
+}
+
+impl StateTtl {
+    /// A time-to-live of `ttl` (whole milliseconds), started again on
+    /// create and write.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        StateTtl { millis: ttl.as_millis().min(u128::from(u64::MAX)) as u64, update: TtlUpdate::OnCreateAndWrite }
+    }
+
+    /// Starts the time-to-live again on reads too.
+    pub fn update_on_read_and_write(mut self) -> Self {
+        self.update = TtlUpdate::OnReadAndWrite;
+        self
+    }
+
+    /// The time-to-live in milliseconds.
+    pub fn millis(&self) -> u64 {
+        self.millis
+    }
+
+    /// What starts it again.
+    pub fn update(&self) -> TtlUpdate {
+        self.update
+    }
+}
+
 /// A declared state.
 #[derive(Debug, Clone)]
 pub(crate) struct Declared {
@@ -155,6 +207,8 @@ pub struct OpenContext {
     pub(crate) list_states: Vec<String>,
     pub(crate) map_states: Vec<String>,
     pub(crate) declared: Vec<Declared>,
+    /// States with a time-to-live: kind, id within the kind, TTL.
+    pub(crate) ttls: Vec<(Kind, u32, StateTtl)>,
     conflict: Option<String>,
 }
 
@@ -166,6 +220,7 @@ impl OpenContext {
             list_states: Vec::new(),
             map_states: Vec::new(),
             declared: Vec::new(),
+            ttls: Vec::new(),
             conflict: None,
         }
     }
@@ -200,6 +255,36 @@ impl OpenContext {
                 names.push(name.to_owned());
                 (names.len() - 1) as u32
             }
+        }
+    }
+
+    /// Gives the state named `name`, declared before, a time-to-live (as
+    /// Flink's `StateDescriptor.enableTimeToLive`). Enabling it again
+    /// replaces it. A state that was stored without a TTL cannot be read
+    /// with one: give it a new name.
+    pub fn enable_time_to_live(&mut self, name: &str, ttl: StateTtl) {
+        let problem = match self.declared.iter().find(|d| d.name == name) {
+            None => Some(format!(
+                "`enable_time_to_live(\"{name}\")` names no state declared before it; declare the state first"
+            )),
+            Some(_) if ttl.millis == 0 => {
+                Some(format!("state `{name}` has a time-to-live of 0 ms; give at least 1 ms"))
+            }
+            Some(d) => {
+                let kind = d.kind;
+                let names = match kind {
+                    Kind::Value => &self.value_states,
+                    Kind::List => &self.list_states,
+                    Kind::Map => &self.map_states,
+                };
+                let id = names.iter().position(|n| n == name).expect("invariant: declared names are listed") as u32;
+                self.ttls.retain(|(k, i, _)| (*k, *i) != (kind, id));
+                self.ttls.push((kind, id, ttl));
+                None
+            }
+        };
+        if let Some(p) = problem {
+            self.conflict.get_or_insert(p);
         }
     }
 

@@ -432,6 +432,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 batch_events: spec.batch_size,
                 batch_bytes: options.batch_bytes,
                 key_buf: Vec::new(),
+                clock: options.clock.clone(),
             };
             let h = match &graph.vertices[head].kind {
                 VertexKind::Source(src) => {
@@ -563,9 +564,17 @@ fn build_operator(
                     }),
                     OperatorKind::Process => {
                         let backend = backends.make();
-                        let instance = ProcessInstance::new(rt, component, &name, &config, options.limits, backend)
-                            .map_err(|e| e.to_string())?;
-                        Box::new(ProcessOp::new(instance, options.limits))
+                        let instance = ProcessInstance::new(
+                            rt,
+                            component,
+                            &name,
+                            &config,
+                            options.limits,
+                            backend,
+                            options.clock.clone(),
+                        )
+                        .map_err(|e| e.to_string())?;
+                        Box::new(ProcessOp::new(instance, options.limits, options.clock.clone()))
                     }
                 }
             }

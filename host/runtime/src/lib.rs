@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod cutter;
+mod driver;
 mod exchange;
 mod gate;
 mod graph;
@@ -17,6 +18,7 @@ mod operators;
 mod state;
 mod task;
 
+pub use driver::ProcessDriver;
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
 pub use operators::{NativeMapFn, NativeProcessFn};
 pub use task::TaskError;
@@ -58,6 +60,9 @@ pub struct RunOptions {
     pub max_instances: usize,
     /// Native stand-ins by operator id.
     pub native: HashMap<String, Native>,
+    /// The processing-time clock of timers and state TTL (the system's;
+    /// tests set a manual one).
+    pub clock: weir_state::Clock,
 }
 
 impl Default for RunOptions {
@@ -69,6 +74,7 @@ impl Default for RunOptions {
             tick_interval: Duration::from_millis(50),
             max_instances: 10_000,
             native: HashMap::new(),
+            clock: weir_state::Clock::System,
         }
     }
 }

@@ -89,10 +89,6 @@ pub(crate) fn carry_marks(marks: &[Mark], input_ends: &[u32], base: u32, out: &m
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// A source's own stage: what the source emits goes on unchanged.
 pub(crate) struct PassThrough;
 

@@ -5,7 +5,7 @@
 use crate::exchange::{Closed, Inbox, Recv, RouteError, Router};
 use crate::gate::{InputGate, Step};
 use crate::job::JobShared;
-use crate::operators::{Emit, Fail, OpError, Operator, TIMER_ORIGIN, now_ms};
+use crate::operators::{Emit, Fail, OpError, Operator, TIMER_ORIGIN};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -83,6 +83,8 @@ pub(crate) struct Tail {
     pub shared: Arc<JobShared>,
     pub batch_events: usize,
     pub batch_bytes: usize,
+    /// The processing-time clock.
+    pub clock: weir_state::Clock,
     pub key_buf: Vec<u8>,
 }
 
@@ -319,7 +321,7 @@ fn run_source(
                     idle = true;
                     chain.set_idle(true)?;
                 }
-                chain.tick(now_ms())?;
+                chain.tick(chain.tail.clock.now())?;
                 std::thread::sleep(d);
             }
             Poll::End => {
@@ -341,7 +343,7 @@ fn run_input(inbox: &Inbox, mut gate: InputGate, chain: &mut Chain) -> Result<()
         let now = Instant::now();
         if gate.tick_due(now) {
             // Under steady input recv never times out: check the clock here.
-            chain.tick(now_ms())?;
+            chain.tick(chain.tail.clock.now())?;
         }
         let (input, message) = match inbox.recv(gate.until_tick(now))? {
             Recv::Message(input, message) => (input, message),
@@ -451,6 +453,7 @@ mod tests {
                 shared: Arc::new(JobShared::new(n)),
                 batch_events,
                 batch_bytes: 1 << 20,
+                clock: weir_state::Clock::System,
                 key_buf: Vec::new(),
             },
         }

@@ -212,6 +212,13 @@ pub trait KeyedStateBackend: Send {
     /// on disk it cleans up itself, see `expire_on_disk`.)
     fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool);
 
+    /// Removes expired state held in memory (the TTL's background
+    /// cleanup) and returns the shortest TTL, or `None` (doing nothing)
+    /// when no state expires.
+    fn expire(&mut self) -> Option<u64> {
+        None
+    }
+
     /// Tells the backend that the states in `ttls` expire by `clock`
     /// (values stored behind their last-access time, see [`TtlBackend`]),
     /// so it can drop expired state it keeps on disk in the background.

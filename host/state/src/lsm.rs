@@ -148,13 +148,21 @@ impl LsmStore {
         Ok(LsmStore { inner: Arc::new(Store { db, state, owners: AtomicU32::new(0), ttls }) })
     }
 
-    /// Flushes and fully compacts the store; the number of entries left.
-    #[cfg(test)]
-    pub(crate) fn compact(&self) -> usize {
+    /// Number of entries (state and timers) in fjall, by a scan: for
+    /// tests and tools, not for hot paths.
+    pub fn entries_on_disk(&self) -> usize {
+        self.inner.state.iter().count()
+    }
+
+    /// Flushes the memtable and compacts the whole store now, which drops
+    /// expired state (fjall compacts by itself as data grows; this is for
+    /// tests and tools). Returns the number of entries left.
+    pub fn compact(&self) -> Result<usize, StateError> {
         let keyspace = &self.inner.state;
-        keyspace.rotate_memtable_and_wait().expect("flush");
-        keyspace.major_compact().expect("compact");
-        keyspace.iter().count()
+        let fail = |e: fjall::Error| StateError(format!("the lsm state store failed to compact: {e}"));
+        keyspace.rotate_memtable_and_wait().map_err(fail)?;
+        keyspace.major_compact().map_err(fail)?;
+        Ok(self.entries_on_disk())
     }
 
     /// A backend for one operator subtask, keeping up to `budget` bytes

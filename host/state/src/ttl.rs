@@ -415,6 +415,11 @@ impl KeyedStateBackend for TtlBackend {
         self.inner.retain(kind, state, keep);
     }
 
+    fn expire(&mut self) -> Option<u64> {
+        self.sweep();
+        self.shortest()
+    }
+
     fn timer_register(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
         self.inner.timer_register(domain, at, timestamp);
     }
@@ -557,7 +562,7 @@ mod tests {
             b.value_put(0, Scope::key(3, &k.to_be_bytes()), b"fresh");
         }
         clock.set(1_120);
-        let left = store.compact();
+        let left = store.compact().unwrap();
         assert!(left <= 12, "only the fresh values (and at most the entries in memory) are left in fjall: {left}");
         assert!(b.check().is_ok());
         for k in 0u32..200 {

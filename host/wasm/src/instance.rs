@@ -9,7 +9,7 @@ use crate::sandbox::{HostState, Limits};
 use std::sync::Arc;
 use wasmtime::Store;
 use weir_core::Batch;
-use weir_state::{KeyedStateBackend, Scope};
+use weir_state::{Clock, KeyedStateBackend, Scope, StateKind, Ttl, TtlBackend, TtlUpdate};
 
 /// Why a call into an operator failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,6 +94,42 @@ pub struct StateNames {
 }
 
 impl StateNames {
+    /// The time-to-live of each state `ttls` names, checked against the
+    /// declared states.
+    fn ttls(
+        &self,
+        ttls: &[pb::exports::weir::operator::keyed_process::StateTtl],
+    ) -> Result<Vec<(StateKind, u32, Ttl)>, String> {
+        use pb::exports::weir::operator::keyed_process::{StateKind as K, TtlUpdate as U};
+        let mut out: Vec<(StateKind, u32, Ttl)> = Vec::with_capacity(ttls.len());
+        for t in ttls {
+            let (kind, names) = match t.kind {
+                K::Value => (StateKind::Value, &self.value),
+                K::List => (StateKind::List, &self.list),
+                K::Map => (StateKind::Map, &self.map),
+            };
+            let what = format!("{kind:?} state {}", t.state).to_lowercase();
+            if t.state as usize >= names.len() {
+                return Err(format!(
+                    "it gives a time-to-live to {what}, but declares only {} such states",
+                    names.len()
+                ));
+            }
+            if t.ttl_ms == 0 {
+                return Err(format!("it gives {what} a time-to-live of 0 ms; give at least 1 ms"));
+            }
+            if out.iter().any(|(k, s, _)| (*k, *s) == (kind, t.state)) {
+                return Err(format!("it gives {what} a time-to-live twice"));
+            }
+            let update = match t.update {
+                U::OnCreateAndWrite => TtlUpdate::OnCreateAndWrite,
+                U::OnReadAndWrite => TtlUpdate::OnReadAndWrite,
+            };
+            out.push((kind, t.state, Ttl { millis: t.ttl_ms, update }));
+        }
+        Ok(out)
+    }
+
     /// At most `max` names over all kinds, each non-empty, at most 256
     /// bytes and unique within its kind.
     fn check(&self, max: usize) -> Result<(), String> {
@@ -407,6 +443,7 @@ impl ProcessInstance {
         config: &str,
         limits: Limits,
         backend: Box<dyn KeyedStateBackend>,
+        clock: Clock,
     ) -> Result<Self, CallError> {
         let Pre::Process(pre) = &component.pre else {
             return Err(CallError::Init(format!("{} is not a process component", component.path.display())));
@@ -418,6 +455,11 @@ impl ProcessInstance {
         let decl = r.map_err(|e| call_error(&store, e, limits))?.map_err(CallError::Init)?;
         let states = StateNames { value: decl.value_states, list: decl.list_states, map: decl.map_states };
         states.check(limits.max_states).map_err(CallError::Init)?;
+        let ttls = states.ttls(&decl.ttls).map_err(CallError::Init)?;
+        if !ttls.is_empty() {
+            let inner = store.data_mut().backend.take().expect("invariant: a process store has a backend");
+            store.data_mut().backend = Some(Box::new(TtlBackend::new(inner, clock, &ttls)));
+        }
         store.data_mut().declared_lists = states.list.len() as u32;
         store.data_mut().declared_maps = states.map.len() as u32;
         Ok(ProcessInstance { store, bindings, limits, states })

@@ -3,11 +3,11 @@
 //! timers in timestamp order when watermarks pass them. Every call's
 //! output is emitted as soon as the call returns.
 
-use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN, now_ms};
+use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN};
 use crate::cutter::{Cut, Cutter};
 use std::collections::HashMap;
 use weir_core::{Batch, Mark};
-use weir_state::{KeyedStateBackend, Scope, Timer, TimerDomain};
+use weir_state::{Clock, KeyedStateBackend, Scope, Timer, TimerDomain};
 use weir_wasm::{FiredTimer, KeyTable, Limits, ProcessInstance, ProcessOutput};
 
 /// Slots of a batch call by key (a process function's namespace is
@@ -29,10 +29,13 @@ pub(crate) struct ProcessOp {
     segment: Batch,
     fired: Vec<Timer>,
     timers: Vec<FiredTimer>,
+    clock: Clock,
+    /// When the next sweep of expired state is due (processing time).
+    next_expiry: i64,
 }
 
 impl ProcessOp {
-    pub fn new(instance: ProcessInstance, limits: Limits) -> Self {
+    pub fn new(instance: ProcessInstance, limits: Limits, clock: Clock) -> Self {
         let value_states = instance.states().value.len();
         ProcessOp {
             instance,
@@ -44,6 +47,8 @@ impl ProcessOp {
             segment: Batch::new(),
             fired: Vec::new(),
             timers: Vec::new(),
+            clock,
+            next_expiry: i64::MIN,
         }
     }
 
@@ -162,7 +167,7 @@ impl ProcessOp {
         let marks: Vec<Mark> = now.iter().filter(|m| m.after > 0).copied().collect();
         let r = self
             .instance
-            .process_batch(seg, &self.slots, &marks, &self.table, start_wm, now_ms())
+            .process_batch(seg, &self.slots, &marks, &self.table, start_wm, self.clock.now())
             .map_err(|e| OpError::call(e, seg.origins()))?;
         let (mut events, ends) = self.apply(r, out)?;
         self.check_state()?;
@@ -222,12 +227,17 @@ impl ProcessOp {
             let origins = vec![TIMER_ORIGIN; self.timers.len()];
             let r = self
                 .instance
-                .on_timers(&self.timers, &self.table, self.watermark, now_ms(), &origins)
+                .on_timers(&self.timers, &self.table, self.watermark, self.clock.now(), &origins)
                 .map_err(|e| OpError::call(e, &origins))?;
             let (events, _) = self.apply(r, out)?;
             self.check_state()?;
             out.emit(events)?;
         }
+    }
+
+    /// The subtask's state backend.
+    pub fn backend(&mut self) -> &mut dyn KeyedStateBackend {
+        self.instance.backend()
     }
 
     /// Fails the job when the state backend failed during the call (its
@@ -259,7 +269,13 @@ impl Operator for ProcessOp {
         }
     }
 
+    /// Fires due processing-time timers, and sweeps expired state out of
+    /// memory once per TTL (between once a second and once a minute).
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        if now >= self.next_expiry {
+            let every = self.instance.backend().expire().map_or(i64::MAX, |ttl| ttl.clamp(1_000, 60_000) as i64);
+            self.next_expiry = now.saturating_add(every);
+        }
         if self.instance.backend().next_timer(TimerDomain::ProcessingTime).is_some_and(|t| t <= now) {
             self.fire(TimerDomain::ProcessingTime, now, out)?;
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use weir_sdk::{
     AggregateFunction, AggregatingState, Context, Event, Json, KeyedProcessFunction, ListState, MapState, OpenContext,
-    Output, ReducingState, Result, ValueState,
+    Output, ReducingState, Result, StateTtl, ValueState,
 };
 
 /// One command per event.
@@ -31,6 +31,8 @@ pub enum Command {
     ReduceClear,
     Average(f64),
     AverageClear,
+    /// Changes nothing: reads every state.
+    Peek,
 }
 
 /// The average of the inputs: (count, sum) as accumulator.
@@ -66,6 +68,16 @@ impl KeyedProcessFunction for StateKinds {
         self.map = ctx.map_state("map");
         self.sum = ctx.reducing_state("sum", |a, b| a + b);
         self.average = ctx.aggregating_state("average", Average);
+        // `{"ttl_ms": N, "ttl_read": bool}`: value, list and map expire.
+        if let Some(ms) = ctx.config().get("ttl_ms").and_then(|t| t.as_u64()) {
+            let mut ttl = StateTtl::new(std::time::Duration::from_millis(ms));
+            if ctx.config().get("ttl_read").and_then(|r| r.as_bool()) == Some(true) {
+                ttl = ttl.update_on_read_and_write();
+            }
+            for name in ["value", "list", "map"] {
+                ctx.enable_time_to_live(name, ttl);
+            }
+        }
         if ctx.config().get("conflict").is_some() {
             let _: ListState<u64> = ctx.list_state("value");
         }
@@ -96,6 +108,7 @@ impl KeyedProcessFunction for StateKinds {
             Command::ReduceClear => self.sum.clear(ctx)?,
             Command::Average(v) => self.average.add(ctx, v)?,
             Command::AverageClear => self.average.clear(ctx)?,
+            Command::Peek => {}
         }
         let entries = self.map.entries(ctx)?;
         // Big maps are summarized, so outputs stay small.
