@@ -236,7 +236,8 @@ pub trait KeyedStateBackend: Send {
     /// The earliest timer of `domain`.
     fn next_timer(&self, domain: TimerDomain) -> Option<i64>;
     /// Removes up to `limit` timers of `domain` at or before `upto`, in
-    /// (timestamp, key, namespace) order whatever their key groups, and
+    /// order of timestamp, then key and namespace (key order when the
+    /// namespace is empty, see `docs/state.md`), whatever their key groups, and
     /// appends them to `out`.
     fn pop_timers(&mut self, domain: TimerDomain, upto: i64, limit: usize, out: &mut Vec<Timer>);
 }

@@ -173,7 +173,7 @@ impl LsmStore {
             store: self.clone(),
             owner,
             mem: Mem::default(),
-            timers: timers::Timers::new(self.clone(), owner),
+            timers: timers::Timers::new(self.clone(), owner, budget / 4),
             budget,
             used: 0,
             spilled: false,
@@ -867,7 +867,7 @@ impl KeyedStateBackend for LsmBackend {
         // Timers take at most a quarter of the budget; past it, the
         // latest of them go to fjall, down to an eighth.
         if self.timers.bytes() > self.budget / 4 {
-            self.timers.spill(self.budget / 8);
+            self.timers.spill();
         }
     }
 

@@ -1,6 +1,7 @@
-//! `weir bench`: events/s of generator → map → discard and generator →
-//! key_by → process (ValueState counter) → discard, with Wasm components
-//! and with native Rust operators in the same run, at each parallelism.
+//! `weir bench`: events/s of generator → map → discard, generator →
+//! key_by → process (ValueState counter) → discard and the same with a
+//! MapState counter, with Wasm components and with native Rust operators
+//! in the same run, at each parallelism, on the state backend chosen.
 
 use std::path::{Path, PathBuf};
 use weir_core::spec::Spec;
@@ -21,33 +22,80 @@ pub(crate) struct BenchArgs {
     /// Parallelisms to measure, comma-separated.
     #[arg(long, default_value = "1,2", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=128))]
     parallelism: Vec<u32>,
-    /// Runs per configuration; the best is reported.
+    /// Runs per configuration; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    /// Pipelines to measure, comma-separated: `map`, `value` (ValueState
+    /// counter), `mapstate` (MapState counter).
+    #[arg(long, default_value = "map,value", value_delimiter = ',')]
+    pipelines: Vec<Pipeline>,
+    /// Where keyed state lives.
+    #[arg(long, value_enum, default_value_t = crate::Backend::Memory)]
+    state_backend: crate::Backend,
+    /// MiB of keyed state the lsm backend keeps in memory.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    state_memory_mb: u64,
+    /// Skip the native stand-ins (only the Wasm operators run).
+    #[arg(long)]
+    no_native: bool,
     /// Folder with passthrough.wasm and keyed_counter.wasm (default: the
     /// build's wasm32-wasip2/release folder next to this binary's).
     #[arg(long)]
     components: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Pipeline {
+#[derive(Clone, Copy, PartialEq, Debug, clap::ValueEnum)]
+pub(crate) enum Pipeline {
+    /// generator → map → discard.
     Map,
-    Process,
+    /// generator → key_by → process (ValueState counter) → discard.
+    Value,
+    /// generator → key_by → process (MapState counter) → discard.
+    Mapstate,
 }
 
-fn spec_text(p: Pipeline, components: &Path, events: u64, keys: u64, value_size: usize, parallelism: u32) -> String {
+impl Pipeline {
+    fn name(self) -> &'static str {
+        match self {
+            Pipeline::Map => "generator → map → discard",
+            Pipeline::Value => "generator → key_by → process(ValueState) → discard",
+            Pipeline::Mapstate => "generator → key_by → process(MapState) → discard",
+        }
+    }
+}
+
+/// What every run of one configuration shares.
+struct Setup<'a> {
+    components: &'a Path,
+    keys: u64,
+    value_size: usize,
+    parallelism: u32,
+    backend: crate::Backend,
+    memory_mb: u64,
+}
+
+fn spec_text(p: Pipeline, s: &Setup<'_>, events: u64) -> String {
+    let Setup { components, keys, value_size, parallelism, .. } = *s;
     let per_subtask = (events / u64::from(parallelism)).max(1);
+    let backend = match s.backend {
+        crate::Backend::Memory => "memory",
+        crate::Backend::Lsm => "lsm",
+    };
     let source = format!(
-        "parallelism: {parallelism}\nsources:\n  - {{id: gen, type: generator, seed: 1, count: {per_subtask}, keys: {keys}, value-size: {value_size}}}\n"
+        "parallelism: {parallelism}\nstate: {{backend: {backend}, memory-mb: {}}}\nsources:\n  - {{id: gen, type: generator, seed: 1, count: {per_subtask}, keys: {keys}, value-size: {value_size}}}\n",
+        s.memory_mb
     );
     let op = match p {
         Pipeline::Map => format!(
             "  - {{id: op, kind: map, component: {}, input: gen}}\n",
             components.join("passthrough.wasm").display()
         ),
-        Pipeline::Process => format!(
+        Pipeline::Value => format!(
             "  - {{id: op, kind: process, component: {}, input: gen, key-by: '@key'}}\n",
+            components.join("keyed_counter.wasm").display()
+        ),
+        Pipeline::Mapstate => format!(
+            "  - {{id: op, kind: process, component: {}, input: gen, key-by: '@key', config: {{state: map}}}}\n",
             components.join("keyed_counter.wasm").display()
         ),
     };
@@ -57,7 +105,22 @@ fn spec_text(p: Pipeline, components: &Path, events: u64, keys: u64, value_size:
 fn native(p: Pipeline) -> Native {
     match p {
         Pipeline::Map => Native::Map(Box::new(|| Box::new(|e, out| out.push(e.key, e.value, e.timestamp, e.origin)))),
-        Pipeline::Process => Native::Process(Box::new(|| {
+        Pipeline::Mapstate => Native::Process(Box::new(|| {
+            let mut buf = Vec::with_capacity(8);
+            Box::new(move |e, group, state, out| {
+                buf.clear();
+                let at = weir_state::Scope::key(group, e.key);
+                let bucket = [e.value.first().map_or(0, |b| b % 8)];
+                let n = if state.map_get(0, at, &bucket, &mut buf) {
+                    u64::from_le_bytes(buf[..8].try_into().expect("invariant: the counter stores 8 bytes")) + 1
+                } else {
+                    1
+                };
+                state.map_put(0, at, &bucket, &n.to_le_bytes());
+                out.push(e.key, &n.to_le_bytes(), e.timestamp, e.origin);
+            })
+        })),
+        Pipeline::Value => Native::Process(Box::new(|| {
             let mut buf = Vec::with_capacity(8);
             Box::new(move |e, group, state, out| {
                 buf.clear();
@@ -74,9 +137,10 @@ fn native(p: Pipeline) -> Native {
     }
 }
 
+/// The median events/s of `runs` runs, and the events delivered.
 fn measure(rt: &WasmRuntime, text: &str, p: Pipeline, native_op: bool, runs: u32) -> Result<(f64, u64), String> {
     let spec = Spec::parse(Path::new("bench.yaml"), text).map_err(|e| e.to_string())?;
-    let mut best = 0f64;
+    let mut rates = Vec::with_capacity(runs as usize);
     let mut events = 0;
     for _ in 0..runs {
         let mut options = RunOptions::default();
@@ -85,9 +149,10 @@ fn measure(rt: &WasmRuntime, text: &str, p: Pipeline, native_op: bool, runs: u32
         }
         let s = weir_runtime::run(&spec, rt, options).map_err(|e| e.to_string())?;
         events = s.vertices.iter().find(|v| v.id == "out").map_or(0, |v| v.records_in);
-        best = best.max(events as f64 / s.elapsed.as_secs_f64());
+        rates.push(events as f64 / s.elapsed.as_secs_f64());
     }
-    Ok((best, events))
+    rates.sort_by(f64::total_cmp);
+    Ok((rates[rates.len() / 2], events))
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
@@ -115,26 +180,38 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
             c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".into());
+    let backend = match args.state_backend {
+        crate::Backend::Memory => "memory".to_owned(),
+        crate::Backend::Lsm => format!("lsm ({} MiB)", args.state_memory_mb),
+    };
     println!(
-        "weir bench: {} events, {} keys, {}-byte values, best of {} runs; {cpus} CPUs ({model})",
+        "weir bench: {} events, {} keys, {}-byte values, {backend} state, median of {} runs; {cpus} CPUs ({model})",
         args.events, args.keys, args.value_size, args.runs
     );
-    println!("{:<44} {:>3} {:>14} {:>14} {:>11}", "pipeline", "p", "wasm ev/s", "native ev/s", "slowdown");
-    for (p, name) in [
-        (Pipeline::Map, "generator → map → discard"),
-        (Pipeline::Process, "generator → key_by → process(ValueState) → discard"),
-    ] {
+    println!("{:<52} {:>3} {:>14} {:>14} {:>11}", "pipeline", "p", "wasm ev/s", "native ev/s", "slowdown");
+    for &p in &args.pipelines {
         for &par in &args.parallelism {
-            let text = spec_text(p, &components, args.events, args.keys, args.value_size, par);
+            let setup = Setup {
+                components: &components,
+                keys: args.keys,
+                value_size: args.value_size,
+                parallelism: par,
+                backend: args.state_backend,
+                memory_mb: args.state_memory_mb,
+            };
+            let text = spec_text(p, &setup, args.events);
             // Warm up: compile (or load from the cache) and touch every code path once.
-            let warm = spec_text(p, &components, 100_000, args.keys, args.value_size, par);
-            measure(&rt, &warm, p, false, 1)?;
+            measure(&rt, &spec_text(p, &setup, 100_000), p, false, 1)?;
             let (wasm, n1) = measure(&rt, &text, p, false, args.runs)?;
+            if args.no_native {
+                println!("{:<52} {:>3} {:>14.0} {:>14} {:>11}", p.name(), par, wasm, "-", "-");
+                continue;
+            }
             let (native, n2) = measure(&rt, &text, p, true, args.runs)?;
             if n1 != n2 {
                 return Err(format!("the Wasm and native runs delivered different event counts ({n1} vs {n2})"));
             }
-            println!("{:<44} {:>3} {:>14.0} {:>14.0} {:>10.2}x", name, par, wasm, native, native / wasm);
+            println!("{:<52} {:>3} {:>14.0} {:>14.0} {:>10.2}x", p.name(), par, wasm, native, native / wasm);
         }
     }
     Ok(())

@@ -44,8 +44,8 @@ enum Command {
 }
 
 /// State backends, as `--state-backend` names them.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Backend {
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Backend {
     /// Hash maps on the heap.
     Memory,
     /// Memory first, spilled to fjall past `--state-memory-mb`.
@@ -151,7 +151,8 @@ fn main() -> ExitCode {
         // Colour only on a terminal: never escape codes in a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn,weir::guest=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "warn,weir::guest=info,lsm_tree::table::inner=error".into()),
         )
         .init();
     let cli = Cli::parse();

@@ -6,18 +6,18 @@
 //! (the memory backend's), the later ones in fjall under
 //!
 //! ```text
-//! key group (u16 BE) | owner (u32 BE) | 3 + domain (u8) | timestamp (i64, sign flipped, BE) | esc(key) | esc(namespace)
+//! key group (u16 BE) | owner (u32 BE) | 3 + domain (u8) | timestamp (i64, sign flipped, BE) | key ++ namespace ++ len(namespace)
 //! ```
 //!
-//! where `esc` writes a zero byte as `00 FF` and ends with `00 01`, so
-//! fjall's byte order is the timers' firing order. A timer that sorts at or
+//! so fjall's byte order is the timers' firing order (timestamp, then the
+//! composite's bytes, as the memory queues sort). A timer that sorts at or
 //! after the group's split point goes to fjall, any other to memory; a
 //! group with spilled timers always keeps at least one in memory, and when
 //! firing empties its queue the next chunk is read back. So the earliest
 //! timer of every group is always in memory and firing order is exact,
 //! while millions of far-off timers cost no heap.
 
-use crate::memory::split;
+use crate::memory::{composite, split};
 use crate::{KeyedStateBackend, LsmStore, MemoryBackend, Piece, Scope, StateError, Timer, TimerDomain};
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -25,8 +25,12 @@ use std::ops::RangeInclusive;
 /// Bytes counted per timer in memory (a B-tree entry with its composite).
 pub(super) const TIMER_BYTES: usize = 80;
 
-/// Timers read back from fjall at once when a group's queue runs dry.
+/// Most timers read back from fjall at once when a group's queue runs
+/// dry (fewer when many groups have spilled timers: see `refill`).
 const REFILL: usize = 4096;
+
+/// Spilled registrations written to fjall in one batch.
+const PENDING: usize = 4096;
 
 /// The first fjall tag of timers (event time; processing time is one more).
 pub(super) const TIMER_TAG: u8 = 3;
@@ -49,53 +53,34 @@ pub(super) struct Timers {
     spilled: [HashMap<u16, Spilled>; 2],
     spilled_count: usize,
     scratch: Vec<u8>,
+    /// Spilled registrations not yet written: fjall keys, written in one
+    /// batch when `PENDING` gather or before fjall's timers are read.
+    pending: Vec<Vec<u8>>,
+    /// Bytes the memory queues may hold.
+    cap: usize,
     pub(super) error: Option<StateError>,
 }
 
-/// Appends `esc(b)`.
-fn escape(b: &[u8], out: &mut Vec<u8>) {
-    for &x in b {
-        out.push(x);
-        if x == 0 {
-            out.push(0xFF);
-        }
-    }
-    out.extend_from_slice(&[0, 1]);
-}
-
-/// The bytes of one escaped part of `b`, and the rest after it.
-fn unescape(b: &[u8]) -> Option<(Vec<u8>, &[u8])> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    loop {
-        match *b.get(i)? {
-            0 => match *b.get(i + 1)? {
-                0xFF => out.push(0),
-                1 => return Some((out, &b[i + 2..])),
-                _ => return None,
-            },
-            x => {
-                out.push(x);
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-}
-
 /// The order key of a timer: its place among a group's timers.
-fn order_key(timestamp: i64, key: &[u8], namespace: &[u8], out: &mut Vec<u8>) {
+fn order_key(timestamp: i64, composite: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&((timestamp as u64) ^ (1 << 63)).to_be_bytes());
-    escape(key, out);
-    escape(namespace, out);
+    out.extend_from_slice(composite);
 }
 
-fn decode_order_key(b: &[u8]) -> Option<(i64, Vec<u8>, Vec<u8>)> {
+/// Timestamp, key and namespace of an order key.
+fn decode_order_key(b: &[u8]) -> Option<(i64, &[u8], &[u8])> {
     let ts = (u64::from_be_bytes(b.get(..8)?.try_into().ok()?) ^ (1 << 63)) as i64;
-    let (key, rest) = unescape(&b[8..])?;
-    let (namespace, rest) = unescape(rest)?;
-    rest.is_empty().then_some((ts, key, namespace))
+    let rest = &b[8..];
+    // The composite ends with the namespace's length (see `split`).
+    let n = match rest.split_last()? {
+        (&255, r) => u32::from_le_bytes(r.get(r.len().checked_sub(4)?..)?.try_into().ok()?) as usize + 5,
+        (&n, _) => n as usize + 1,
+    };
+    if n > rest.len() {
+        return None;
+    }
+    let (key, namespace) = split(rest);
+    Some((ts, key, namespace))
 }
 
 /// The fjall prefix of a group's timers of `domain`.
@@ -107,10 +92,18 @@ fn prefix(group: u16, owner: u32, domain: TimerDomain) -> [u8; 7] {
     p
 }
 
+/// The order key of a timer at `at` appended to `out`.
+fn composite_into(at: Scope<'_>, out: &mut Vec<u8>, timestamp: i64) {
+    let c = composite(at);
+    order_key(timestamp, c.as_slice(), out);
+}
+
 const DOMAINS: [TimerDomain; 2] = [TimerDomain::EventTime, TimerDomain::ProcessingTime];
 
 impl Timers {
-    pub(super) fn new(store: LsmStore, owner: u32) -> Self {
+    /// Timers of `owner` in `store`, keeping up to `cap` bytes of them in
+    /// memory.
+    pub(super) fn new(store: LsmStore, owner: u32, cap: usize) -> Self {
         Timers {
             store,
             owner,
@@ -118,6 +111,8 @@ impl Timers {
             spilled: [HashMap::new(), HashMap::new()],
             spilled_count: 0,
             scratch: Vec::new(),
+            pending: Vec::new(),
+            cap,
             error: None,
         }
     }
@@ -145,7 +140,7 @@ impl Timers {
     fn locate(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) -> bool {
         self.scratch.clear();
         self.scratch.extend_from_slice(&prefix(at.group, self.owner, domain));
-        order_key(timestamp, at.key, at.namespace, &mut self.scratch);
+        composite_into(at, &mut self.scratch, timestamp);
         self.spilled[domain as usize].get(&at.group).is_some_and(|s| self.scratch[7..] >= s.floor[..])
     }
 
@@ -153,11 +148,26 @@ impl Timers {
         if !self.locate(domain, at, timestamp) {
             return self.mem.timer_register(domain, at, timestamp);
         }
-        if let Err(e) = self.store.inner.state.insert(self.scratch.as_slice(), []) {
-            return self.fail("write", e);
+        self.pending.push(self.scratch.clone());
+        if self.pending.len() >= PENDING {
+            self.flush();
         }
         self.spilled[domain as usize].get_mut(&at.group).expect("invariant: located in a spilled group").count += 1;
         self.spilled_count += 1;
+    }
+
+    /// Writes the pending registrations.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut batch = self.store.inner.db.batch();
+        for k in self.pending.drain(..) {
+            batch.insert(&self.store.inner.state, k, []);
+        }
+        if let Err(e) = batch.commit() {
+            self.fail("write", e);
+        }
     }
 
     pub(super) fn delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
@@ -168,6 +178,7 @@ impl Timers {
             }
             return;
         }
+        self.flush();
         let keyspace = &self.store.inner.state;
         match keyspace.contains_key(&self.scratch).and_then(|found| {
             if found {
@@ -211,14 +222,21 @@ impl Timers {
     /// (empty) memory queue.
     fn refill(&mut self, domain: TimerDomain, g: u16) {
         let d = domain as usize;
+        if !self.spilled[d].contains_key(&g) {
+            return;
+        }
+        self.flush();
         let Some(s) = self.spilled[d].get(&g) else { return };
-        let mut loaded = Vec::with_capacity(REFILL);
+        // Every group with spilled timers may need a chunk in memory at
+        // once: their chunks share half the timers' bytes.
+        let chunk = (self.cap / 2 / TIMER_BYTES / self.spilled[d].len().max(1)).clamp(16, REFILL);
+        let mut loaded = Vec::with_capacity(chunk);
         let mut next_floor = None;
         let p = prefix(g, self.owner, domain);
         let mut scanned = Ok(());
         for guard in self.store.inner.state.prefix(p) {
             match guard.key() {
-                Ok(k) if loaded.len() < REFILL => loaded.push(k),
+                Ok(k) if loaded.len() < chunk => loaded.push(k),
                 Ok(k) => {
                     next_floor = Some(k[7..].to_vec());
                     break;
@@ -237,7 +255,7 @@ impl Timers {
         for k in &loaded {
             match decode_order_key(&k[7..]) {
                 Some((ts, key, namespace)) => {
-                    let at = Scope { group: g, key: &key, namespace: &namespace };
+                    let at = Scope { group: g, key, namespace };
                     self.mem.timer_register(domain, at, ts);
                 }
                 None => malformed += 1,
@@ -269,7 +287,8 @@ impl Timers {
     /// Moves the latest timers of every group to fjall until the memory
     /// queues hold at most `target` bytes, keeping at least the first
     /// timer of each group.
-    pub(super) fn spill(&mut self, target: usize) {
+    pub(super) fn spill(&mut self) {
+        let target = self.cap / 2;
         let held = self.mem.timers_pending();
         if held * TIMER_BYTES <= target {
             return;
@@ -283,13 +302,11 @@ impl Timers {
                 let tail = self.mem.split_timers(domain, g, keep);
                 let Some((ts, c)) = tail.first() else { continue };
                 let mut floor = Vec::new();
-                let (key, namespace) = split(c.as_slice());
-                order_key(*ts, key, namespace, &mut floor);
+                order_key(*ts, c.as_slice(), &mut floor);
                 let n = tail.len();
                 for (ts, c) in &tail {
-                    let (key, namespace) = split(c.as_slice());
                     let mut k = prefix(g, self.owner, domain).to_vec();
-                    order_key(*ts, key, namespace, &mut k);
+                    order_key(*ts, c.as_slice(), &mut k);
                     batch.insert(&self.store.inner.state, k, []);
                 }
                 // Everything spilled before sorts after what memory held,
@@ -306,6 +323,7 @@ impl Timers {
     }
 
     pub(super) fn scan(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
+        self.flush();
         self.mem.scan_groups(groups.clone(), visit);
         let mut failed = None;
         for domain in DOMAINS {
@@ -316,7 +334,7 @@ impl Timers {
                     match guard.key() {
                         Ok(k) => match decode_order_key(&k[7..]) {
                             Some((timestamp, key, namespace)) => {
-                                let at = Scope { group: g, key: &key, namespace: &namespace };
+                                let at = Scope { group: g, key, namespace };
                                 visit(Piece::Timer { domain, at, timestamp });
                             }
                             None => {
@@ -339,6 +357,7 @@ impl Timers {
     }
 
     pub(super) fn drop_groups(&mut self, groups: RangeInclusive<u16>) {
+        self.flush();
         self.mem.drop_groups(groups.clone());
         for domain in DOMAINS {
             let spilled: Vec<u16> =
