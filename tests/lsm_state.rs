@@ -117,3 +117,57 @@ fn word_count_on_lsm_gives_the_memory_backends_counts() {
     assert!(!memory.is_empty());
     assert_eq!(run(&["--state-backend", "lsm", "--state-memory-mb", "1"]), memory);
 }
+
+/// Long form, run by hand (`docs/benchmarks.md`): `WEIR_KEYS` keys
+/// (default 50 M), each about twice, through the word count's counting
+/// operator (value state per key, one end-of-input timer per key) on the
+/// lsm backend with a 256 MiB budget, in the real `weir` binary. The peak
+/// resident memory stays under 2 GiB and every key's count is right.
+///
+/// `cargo test --release -p weir-tests --test lsm_state -- --ignored --nocapture`
+#[test]
+#[ignore = "long: minutes and gigabytes of disk; run by hand"]
+fn millions_of_keys_run_in_bounded_memory_with_every_count_right() {
+    let keys: u64 = std::env::var("WEIR_KEYS").ok().and_then(|k| k.parse().ok()).unwrap_or(50_000_000);
+    let events = 2 * keys;
+    let dir = tempfile::tempdir_in(weir_tests::target()).unwrap();
+    let source = format!("{{id: gen, type: generator, seed: 3, count: {events}, keys: {keys}, value-size: 8}}");
+    let spec = format!(
+        "sources: [{source}]\n\
+         operators: [{{id: count, kind: process, component: {}, input: gen, key-by: '@key'}}]\n\
+         sinks: [{{id: out, type: file, path: out.jsonl, input: count}}]\n\
+         state: {{backend: lsm, memory-mb: 256, path: state}}\n",
+        component("wordcount_count").display()
+    );
+    std::fs::write(dir.path().join("p.yaml"), &spec).unwrap();
+    let started = std::time::Instant::now();
+    let out = weir(&["run", dir.path().join("p.yaml").to_str().unwrap()], &dir.path().join("cache"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("{stderr}");
+    let peak: f64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peak resident memory: ")?.strip_suffix(" MiB")?.parse().ok())
+        .expect("weir run prints its peak resident memory");
+    eprintln!("{keys} keys, {events} events: {:.0} s, peak {peak:.0} MiB", started.elapsed().as_secs_f64());
+    assert!(peak < 2048.0, "peak resident memory {peak} MiB");
+
+    let source = Spec::parse(std::path::Path::new("p.yaml"), &spec).unwrap().sources.remove(0);
+    let mut expected = vec![0u8; keys as usize];
+    for i in 0..events {
+        let k = weir_connectors::key_number(&source, 0, i) as usize;
+        expected[k] = expected[k].saturating_add(1);
+    }
+    use std::io::BufRead;
+    let file = std::io::BufReader::new(std::fs::File::open(dir.path().join("out.jsonl")).unwrap());
+    let mut seen = 0u64;
+    for line in file.lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let k: usize = v["word"].as_str().unwrap().parse().unwrap();
+        assert_eq!(v["count"].as_u64().unwrap(), u64::from(expected[k]), "key {k}");
+        expected[k] = 0;
+        seen += 1;
+    }
+    assert!(expected.iter().all(|&c| c == 0), "every key that had events was counted once");
+    eprintln!("{seen} keys counted right");
+}

@@ -1,7 +1,7 @@
 //! Keyed state through real components, driven one call at a time
-//! ([`ProcessDriver`]) on both backends: state TTL under a controlled
-//! clock in both update modes, key-group ranges read back and dropped, and
-//! timers spilled to fjall firing in timestamp order.
+//! ([`ProcessDriver`]) on both backends: namespaces, state TTL under a
+//! controlled clock in both update modes, key-group ranges read back and
+//! dropped, and timers spilled to fjall firing in timestamp order.
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -46,6 +46,48 @@ fn command(d: &mut ProcessDriver, key: &str, cmd: Value) -> Value {
 /// What the expiring states (value, list, map) of a snapshot hold.
 fn expiring(s: &Value) -> Value {
     json!([s["value"], s["list"], s["map"]])
+}
+
+/// Sends one state-kinds command for `key` in `namespace`.
+fn command_in(d: &mut ProcessDriver, namespace: &str, key: &str, cmd: Value) -> Value {
+    let v = json!({"key": key, "cmd": cmd}).to_string();
+    let out = d.process_in(namespace.as_bytes(), &[(key.as_bytes(), v.as_bytes(), 0)]).unwrap();
+    assert_eq!(out.len(), 1, "one snapshot per command");
+    serde_json::from_slice(&out[0].1).unwrap()
+}
+
+#[test]
+fn every_state_kind_is_separate_per_namespace_on_both_backends() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    for (backend_name, backend, _store) in backends(dir.path(), 0) {
+        let clock = Clock::manual(0);
+        let mut d = driver(&rt, "state-kinds", Value::Null, backend, &clock);
+        // Namespaces as a window operator would make them, one long.
+        let long = "w".repeat(300);
+        let spaces = ["", "w1", "w2", long.as_str()];
+        for (i, ns) in spaces.iter().enumerate() {
+            command_in(&mut d, ns, "k", json!({"value": i}));
+            command_in(&mut d, ns, "k", json!({"list_add": i}));
+            command_in(&mut d, ns, "k", json!({"map_put": ["a", i]}));
+            command_in(&mut d, ns, "k", json!({"reduce": i}));
+        }
+        command_in(&mut d, "w1", "k", json!("map_clear"));
+        for (i, ns) in spaces.iter().enumerate() {
+            let s = command_in(&mut d, ns, "k", json!("peek"));
+            assert_eq!(s["ns"], *ns, "{backend_name}: the component sees its namespace");
+            let map = if *ns == "w1" { json!([]) } else { json!([["a", i]]) };
+            assert_eq!(expiring(&s), json!([i, [i], map]), "{backend_name}: namespace {ns:?}");
+            assert_eq!(s["sum"], i, "{backend_name}: namespace {ns:?}");
+        }
+        let mut namespaces = BTreeSet::new();
+        d.backend().scan_groups(0..=u16::MAX, &mut |p| {
+            if let Piece::Value { state: 0, at, .. } = p {
+                namespaces.insert(String::from_utf8(at.namespace.to_vec()).unwrap());
+            }
+        });
+        assert_eq!(namespaces, spaces.iter().map(|s| s.to_string()).collect(), "{backend_name}");
+    }
 }
 
 #[test]

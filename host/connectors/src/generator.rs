@@ -58,7 +58,7 @@ impl Generator {
     /// Subtask `subtask` of a generator spec; each subtask produces
     /// `count` events of its own.
     pub fn new(spec: &SourceSpec, subtask: u32, _parallelism: u32) -> Self {
-        let seed = mix(spec.seed ^ (u64::from(subtask) << 48));
+        let seed = subtask_seed(spec, subtask);
         let filler = (0..spec.value_size as u64).map(|i| b'a' + (mix(seed ^ i) % 26) as u8).collect();
         Generator {
             seed,
@@ -72,6 +72,18 @@ impl Generator {
             key_buf: itoa::Buffer::default(),
         }
     }
+}
+
+/// The seed of subtask `subtask`.
+fn subtask_seed(spec: &SourceSpec, subtask: u32) -> u64 {
+    mix(spec.seed ^ (u64::from(subtask) << 48))
+}
+
+/// The key, as a number, of event `i` of subtask `subtask` of generator
+/// `spec` (its bytes are the number in decimal): what tests need to know
+/// every key's count without storing the events.
+pub fn key_number(spec: &SourceSpec, subtask: u32, i: u64) -> u64 {
+    mix(subtask_seed(spec, subtask) ^ i) % spec.keys
 }
 
 impl Source for Generator {

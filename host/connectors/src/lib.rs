@@ -13,7 +13,7 @@ mod generator;
 mod sink;
 
 pub use file::FileSource;
-pub use generator::Generator;
+pub use generator::{Generator, key_number};
 pub use sink::{FileSink, Sink, SinkError};
 
 use std::time::Duration;

@@ -73,6 +73,15 @@ impl ProcessDriver {
         Ok(out.0)
     }
 
+    /// Processes events as [`ProcessDriver::process`] does, with their
+    /// state and timers in `namespace` (as a window operator would).
+    pub fn process_in(&mut self, namespace: &[u8], events: &[(&[u8], &[u8], i64)]) -> Result<Emitted, String> {
+        self.op.set_namespace(namespace);
+        let out = self.process(events);
+        self.op.set_namespace(&[]);
+        out
+    }
+
     /// Advances the watermark to `watermark`, firing due event-time timers.
     pub fn advance_watermark(&mut self, watermark: i64) -> Result<Emitted, String> {
         let mut out = Collect::default();

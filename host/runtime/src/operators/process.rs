@@ -32,6 +32,9 @@ pub(crate) struct ProcessOp {
     clock: Clock,
     /// When the next sweep of expired state is due (processing time).
     next_expiry: i64,
+    /// The namespace of every event's state and timers (empty for a
+    /// process function; a window operator sets the window).
+    namespace: Vec<u8>,
 }
 
 impl ProcessOp {
@@ -49,6 +52,7 @@ impl ProcessOp {
             timers: Vec::new(),
             clock,
             next_expiry: i64::MIN,
+            namespace: Vec::new(),
         }
     }
 
@@ -136,7 +140,7 @@ impl ProcessOp {
                 let slot = match index.get(key) {
                     Some(&s) => s,
                     None => {
-                        let at = Scope::key(input.key_groups()[i], key);
+                        let at = Scope { group: input.key_groups()[i], key, namespace: &self.namespace };
                         let s = Self::slot_of(&mut self.table, backend, self.value_states, at);
                         index.insert(key, s);
                         s
@@ -233,6 +237,12 @@ impl ProcessOp {
             self.check_state()?;
             out.emit(events)?;
         }
+    }
+
+    /// Sets the namespace the next batches' events are processed in.
+    pub fn set_namespace(&mut self, namespace: &[u8]) {
+        self.namespace.clear();
+        self.namespace.extend_from_slice(namespace);
     }
 
     /// The subtask's state backend.

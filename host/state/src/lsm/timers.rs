@@ -135,9 +135,12 @@ impl Timers {
         self.spilled_count
     }
 
-    /// The fjall key of a timer into `scratch`, and whether it sorts at or
-    /// after its group's split point (so belongs in fjall).
+    /// Whether a timer sorts at or after its group's split point (so
+    /// belongs in fjall); if so, its fjall key is in `scratch`.
     fn locate(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) -> bool {
+        if !self.spilled[domain as usize].contains_key(&at.group) {
+            return false;
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(&prefix(at.group, self.owner, domain));
         composite_into(at, &mut self.scratch, timestamp);

@@ -123,6 +123,7 @@ impl KeyedProcessFunction for StateKinds {
         let probe = "a".to_owned();
         let snapshot = json!({
             "key": ctx.key_str()?,
+            "ns": String::from_utf8_lossy(ctx.namespace()),
             "value": self.value.value(ctx)?,
             "text": self.text.value(ctx)?,
             "list": self.list.get(ctx)?,
