@@ -55,7 +55,7 @@ fn timers_held_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { pending_timers: 25_000, ..Limits::default() };
     let e = run(dir.path(), "{mode: timers, n: 10000}", 3, limits).unwrap_err();
-    assert!(e.contains("timers, over the quota of 25000 (`pending_timers`)"), "{e}");
+    assert!(e.contains("timers in memory, over the quota of 25000 (`pending_timers`)"), "{e}");
 }
 
 #[test]

@@ -233,6 +233,12 @@ pub trait KeyedStateBackend: Send {
     fn timer_delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64);
     /// Number of timers held, both domains.
     fn timers_pending(&self) -> usize;
+    /// Number of timers held in memory, both domains (what the
+    /// `pending_timers` quota bounds): all of them, unless the backend
+    /// spills timers to disk.
+    fn timers_in_memory(&self) -> usize {
+        self.timers_pending()
+    }
     /// The earliest timer of `domain`.
     fn next_timer(&self, domain: TimerDomain) -> Option<i64>;
     /// Removes up to `limit` timers of `domain` at or before `upto`, in

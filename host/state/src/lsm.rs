@@ -900,6 +900,10 @@ impl KeyedStateBackend for LsmBackend {
         self.timers.pending()
     }
 
+    fn timers_in_memory(&self) -> usize {
+        self.timers.in_memory()
+    }
+
     fn next_timer(&self, domain: TimerDomain) -> Option<i64> {
         self.timers.next(domain)
     }

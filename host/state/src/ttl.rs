@@ -432,6 +432,10 @@ impl KeyedStateBackend for TtlBackend {
         self.inner.timers_pending()
     }
 
+    fn timers_in_memory(&self) -> usize {
+        self.inner.timers_in_memory()
+    }
+
     fn next_timer(&self, domain: TimerDomain) -> Option<i64> {
         self.inner.next_timer(domain)
     }

@@ -28,7 +28,8 @@ pub struct Limits {
     pub state_bytes_per_call: usize,
     /// Timer registrations and deletions one call may make. Default 1,000,000.
     pub timers_per_call: usize,
-    /// Timers one instance may hold. Default 10,000,000.
+    /// Timers one instance may hold in memory (the lsm backend keeps the
+    /// rest on disk). Default 10,000,000.
     pub pending_timers: usize,
     /// Timers one watermark (or processing-time tick) may fire beyond those
     /// pending when it came: a guest that keeps registering timers the

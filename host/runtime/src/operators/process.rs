@@ -95,12 +95,14 @@ impl ProcessOp {
                 backend.timer_register(domain, scope, t.timestamp);
             }
         }
-        if backend.timers_pending() > self.limits.pending_timers {
+        // The quota bounds the timers in memory: the lsm backend keeps
+        // the rest on disk.
+        if backend.timers_in_memory() > self.limits.pending_timers {
             return Err(Fail::Op(OpError {
                 origin: None,
                 message: format!(
-                    "operator exceeded a quota: it holds {} timers, over the quota of {} (`pending_timers`); delete timers it no longer needs",
-                    backend.timers_pending(),
+                    "operator exceeded a quota: it holds {} timers in memory, over the quota of {} (`pending_timers`); delete timers it no longer needs, or use the lsm state backend, which keeps timers on disk",
+                    backend.timers_in_memory(),
                     self.limits.pending_timers
                 ),
             }));

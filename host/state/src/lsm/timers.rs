@@ -200,6 +200,11 @@ impl Timers {
         }
     }
 
+    /// Timers held in memory.
+    pub(super) fn in_memory(&self) -> usize {
+        self.mem.timers_pending()
+    }
+
     pub(super) fn pending(&self) -> usize {
         self.mem.timers_pending() + self.spilled_count
     }
