@@ -117,6 +117,23 @@ fn a_state_name_declared_twice_with_another_kind_fails_at_start_naming_it() {
     assert!(declared.as_mut().is_err_and(|e| e.message().contains("declared twice")));
 }
 
+#[test]
+fn a_time_to_live_on_an_undeclared_state_or_of_zero_fails_at_start_naming_it() {
+    let rt = runtime();
+    for (config, says) in [
+        (json!({"ttl_on": "nope"}), "`enable_time_to_live(\"nope\")` names no state declared before it"),
+        (json!({"ttl_ms": 0}), "state `value` has a time-to-live of 0 ms"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            through_component(&rt, dir.path(), &[("k".into(), json!({"value": 1}))], 4, config.clone()).unwrap_err();
+        assert!(err.contains(says), "{config}: {err}");
+        assert!(err.contains("op"), "the error names the operator: {err}");
+        let declared = ProcessHarness::with_config(state_kinds::StateKinds::default(), config.clone());
+        assert!(declared.as_ref().is_err_and(|e| e.message().contains(says)), "{config}: harness");
+    }
+}
+
 fn command() -> impl Strategy<Value = Value> {
     let small = -5i64..5;
     let name = prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")].prop_map(str::to_owned);

@@ -633,29 +633,24 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned, C: Codec>
 
     /// All entries of the current key's map, in encoded-key order.
     pub fn entries(&self, ctx: &mut Context<'_>) -> Result<Vec<(K, V)>> {
-        let mut out = Vec::new();
-        self.scan(ctx, |k, v| {
-            out.push((C::decode(k)?, C::decode(v)?));
-            Ok(())
-        })?;
-        Ok(out)
+        self.collect(ctx, |k, v| Ok((C::decode(k)?, C::decode(v)?)))
     }
 
     /// All keys of the current key's map, in encoded-key order.
     pub fn keys(&self, ctx: &mut Context<'_>) -> Result<Vec<K>> {
-        let mut out = Vec::new();
-        self.scan(ctx, |k, _| {
-            out.push(C::decode(k)?);
-            Ok(())
-        })?;
-        Ok(out)
+        self.collect(ctx, |k, _| C::decode(k))
     }
 
     /// All values of the current key's map, in encoded-key order.
     pub fn values(&self, ctx: &mut Context<'_>) -> Result<Vec<V>> {
+        self.collect(ctx, |_, v| C::decode(v))
+    }
+
+    /// `each` of every entry of the current key's map, in encoded-key order.
+    fn collect<T>(&self, ctx: &mut Context<'_>, mut each: impl FnMut(&[u8], &[u8]) -> Result<T>) -> Result<Vec<T>> {
         let mut out = Vec::new();
-        self.scan(ctx, |_, v| {
-            out.push(C::decode(v)?);
+        self.scan(ctx, |k, v| {
+            out.push(each(k, v)?);
             Ok(())
         })?;
         Ok(out)

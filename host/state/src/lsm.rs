@@ -629,16 +629,7 @@ impl KeyedStateBackend for LsmBackend {
     }
 
     fn list_replace(&mut self, state: u32, at: Scope<'_>, data: &[u8], ends: &[u32]) {
-        let mut start = 0usize;
-        let items: Vec<Vec<u8>> = ends
-            .iter()
-            .map(|&e| {
-                let e = (e as usize).clamp(start, data.len());
-                let item = data[start..e].to_vec();
-                start = e;
-                item
-            })
-            .collect();
+        let items: Vec<Vec<u8>> = crate::memory::items(data, ends).map(<[u8]>::to_vec).collect();
         self.write(lists, state, at, |l, size| {
             *size = items.size();
             *l = (!items.is_empty()).then_some(items);

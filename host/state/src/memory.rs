@@ -388,17 +388,23 @@ pub(crate) fn push_items<'a>(items: impl Iterator<Item = &'a [u8]>, data: &mut V
     }
 }
 
-/// The items of `data` split at `ends` (for tests).
+/// The items of a flat list: `data` split at `ends`, each end clamped
+/// between the previous one and the end of `data`, so malformed ends
+/// from a guest give empty items, never a panic.
+pub(crate) fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut start = 0usize;
+    ends.iter().map(move |&e| {
+        let e = (e as usize).clamp(start, data.len());
+        let item = &data[start..e];
+        start = e;
+        item
+    })
+}
+
+/// The items of `data` split at `ends`, owned (for tests).
 #[cfg(test)]
 pub(crate) fn split_items(data: &[u8], ends: &[u32]) -> Vec<Vec<u8>> {
-    let mut start = 0usize;
-    ends.iter()
-        .map(|&e| {
-            let item = data[start..e as usize].to_vec();
-            start = e as usize;
-            item
-        })
-        .collect()
+    items(data, ends).map(<[u8]>::to_vec).collect()
 }
 
 /// The key group of every entry of every state in `maps`.
@@ -516,16 +522,7 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn list_replace(&mut self, state: u32, at: Scope<'_>, data: &[u8], ends: &[u32]) {
-        let mut start = 0usize;
-        let items: Vec<Vec<u8>> = ends
-            .iter()
-            .map(|&e| {
-                let e = (e as usize).clamp(start, data.len());
-                let item = data[start..e].to_vec();
-                start = e;
-                item
-            })
-            .collect();
+        let items: Vec<Vec<u8>> = items(data, ends).map(<[u8]>::to_vec).collect();
         let m = slot(&mut self.lists, state);
         if items.is_empty() {
             probe!(m, remove, at);

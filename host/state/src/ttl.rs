@@ -137,6 +137,38 @@ impl TtlBackend {
         self.scratch.extend_from_slice(value);
     }
 
+    /// Checks the stamped entry the inner backend appended to `out` at
+    /// `before`: an expired one is removed (`remove`) and taken out of
+    /// `out`; a live one is restamped and written back (`rewrite`) when
+    /// reads extend its life, and handed back without its stamp.
+    fn unstamp(
+        &mut self,
+        kind: StateKind,
+        ttl: Ttl,
+        out: &mut Vec<u8>,
+        before: usize,
+        rewrite: impl FnOnce(&mut dyn KeyedStateBackend, &[u8]),
+        remove: impl FnOnce(&mut dyn KeyedStateBackend),
+    ) -> bool {
+        let now = self.clock.now();
+        let Some(t) = stored_at(&out[before..]) else {
+            out.truncate(before);
+            self.malformed(kind);
+            return false;
+        };
+        if expired(t, ttl.millis, now) {
+            out.truncate(before);
+            remove(self.inner.as_mut());
+            return false;
+        }
+        if ttl.update == TtlUpdate::OnReadAndWrite && t != now {
+            out[before..before + TTL_PREFIX].copy_from_slice(&now.to_le_bytes());
+            rewrite(self.inner.as_mut(), &out[before..]);
+        }
+        out.drain(before..before + TTL_PREFIX);
+        true
+    }
+
     fn malformed(&mut self, kind: StateKind) {
         self.error.get_or_insert_with(|| {
             StateError(format!(
@@ -174,26 +206,15 @@ impl KeyedStateBackend for TtlBackend {
     fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
         let Some(ttl) = self.ttl(StateKind::Value, state) else { return self.inner.value_get(state, at, out) };
         let before = out.len();
-        if !self.inner.value_get(state, at, out) {
-            return false;
-        }
-        let now = self.clock.now();
-        let Some(t) = stored_at(&out[before..]) else {
-            out.truncate(before);
-            self.malformed(StateKind::Value);
-            return false;
-        };
-        if expired(t, ttl.millis, now) {
-            out.truncate(before);
-            self.inner.value_clear(state, at);
-            return false;
-        }
-        if ttl.update == TtlUpdate::OnReadAndWrite && t != now {
-            out[before..before + TTL_PREFIX].copy_from_slice(&now.to_le_bytes());
-            self.inner.value_put(state, at, &out[before..]);
-        }
-        out.drain(before..before + TTL_PREFIX);
-        true
+        self.inner.value_get(state, at, out)
+            && self.unstamp(
+                StateKind::Value,
+                ttl,
+                out,
+                before,
+                |b, stamped| b.value_put(state, at, stamped),
+                |b| b.value_clear(state, at),
+            )
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
@@ -263,13 +284,10 @@ impl KeyedStateBackend for TtlBackend {
         let now = self.clock.now().to_le_bytes();
         self.scratch.clear();
         self.ends.clear();
-        let mut start = 0usize;
-        for &end in ends {
-            let end = (end as usize).clamp(start, data.len());
+        for item in crate::memory::items(data, ends) {
             self.scratch.extend_from_slice(&now);
-            self.scratch.extend_from_slice(&data[start..end]);
+            self.scratch.extend_from_slice(item);
             self.ends.push(self.scratch.len() as u32);
-            start = end;
         }
         self.inner.list_replace(state, at, &self.scratch, &self.ends);
     }
@@ -281,26 +299,15 @@ impl KeyedStateBackend for TtlBackend {
     fn map_get(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], out: &mut Vec<u8>) -> bool {
         let Some(ttl) = self.ttl(StateKind::Map, state) else { return self.inner.map_get(state, at, map_key, out) };
         let before = out.len();
-        if !self.inner.map_get(state, at, map_key, out) {
-            return false;
-        }
-        let now = self.clock.now();
-        let Some(t) = stored_at(&out[before..]) else {
-            out.truncate(before);
-            self.malformed(StateKind::Map);
-            return false;
-        };
-        if expired(t, ttl.millis, now) {
-            out.truncate(before);
-            self.inner.map_remove(state, at, map_key);
-            return false;
-        }
-        if ttl.update == TtlUpdate::OnReadAndWrite && t != now {
-            out[before..before + TTL_PREFIX].copy_from_slice(&now.to_le_bytes());
-            self.inner.map_put(state, at, map_key, &out[before..]);
-        }
-        out.drain(before..before + TTL_PREFIX);
-        true
+        self.inner.map_get(state, at, map_key, out)
+            && self.unstamp(
+                StateKind::Map,
+                ttl,
+                out,
+                before,
+                |b, stamped| b.map_put(state, at, map_key, stamped),
+                |b| b.map_remove(state, at, map_key),
+            )
     }
 
     fn map_put(&mut self, state: u32, at: Scope<'_>, map_key: &[u8], value: &[u8]) {

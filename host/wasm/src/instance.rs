@@ -637,4 +637,19 @@ mod tests {
         assert!(names(&[""], &[]).check(8).unwrap_err().contains("1 to 256 bytes"));
         assert!(names(&[&"x".repeat(257)], &[]).check(8).unwrap_err().contains("1 to 256 bytes"));
     }
+
+    #[test]
+    fn a_time_to_live_must_name_a_declared_state_once_and_last_at_least_a_millisecond() {
+        use pb::exports::weir::operator::keyed_process::{StateKind as K, StateTtl, TtlUpdate as U};
+        let names = StateNames { value: vec!["count".into()], list: Vec::new(), map: vec!["seen".into()] };
+        let ttl = |kind, state, ttl_ms| StateTtl { kind, state, ttl_ms, update: U::OnReadAndWrite };
+        let ok = names.ttls(&[ttl(K::Value, 0, 5), ttl(K::Map, 0, 7)]).unwrap();
+        assert_eq!(ok[0], (StateKind::Value, 0, Ttl { millis: 5, update: TtlUpdate::OnReadAndWrite }));
+        assert_eq!((ok[1].0, ok[1].2.millis), (StateKind::Map, 7));
+        let err = |ttls: &[StateTtl]| names.ttls(ttls).unwrap_err();
+        assert!(err(&[ttl(K::List, 0, 5)]).contains("list state 0, but declares only 0 such states"));
+        assert!(err(&[ttl(K::Value, 1, 5)]).contains("value state 1, but declares only 1"));
+        assert!(err(&[ttl(K::Value, 0, 0)]).contains("time-to-live of 0 ms; give at least 1 ms"));
+        assert!(err(&[ttl(K::Map, 0, 5), ttl(K::Map, 0, 9)]).contains("map state 0 a time-to-live twice"));
+    }
 }

@@ -78,6 +78,10 @@ impl KeyedProcessFunction for StateKinds {
                 ctx.enable_time_to_live(name, ttl);
             }
         }
+        // `{"ttl_on": NAME}`: a time-to-live on a state by name, declared or not.
+        if let Some(name) = ctx.config().get("ttl_on").and_then(|n| n.as_str()).map(str::to_owned) {
+            ctx.enable_time_to_live(&name, StateTtl::new(std::time::Duration::from_secs(1)));
+        }
         if ctx.config().get("conflict").is_some() {
             let _: ListState<u64> = ctx.list_state("value");
         }
