@@ -11,6 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod window;
+pub use window::{AggregateKind, EvictorSpec, TimeKind, TriggerSpec, WindowFunctionSpec, WindowSpec};
+
 /// Default number of events a source puts in one batch.
 pub const DEFAULT_BATCH_SIZE: usize = 1024;
 
@@ -216,15 +219,26 @@ pub enum OperatorKind {
     Map,
     /// World `process`: keyed process function.
     Process,
+    /// Keyed windows (`window:`, `trigger:`, `evictor:`, `function:`).
+    Window,
+    /// Windows over the whole stream, with parallelism 1 and no key.
+    WindowAll,
 }
 
 impl OperatorKind {
-    /// The WIT world the component must implement.
-    pub fn world(self) -> &'static str {
+    /// The WIT world the component must implement (none for windows with
+    /// built-in functions).
+    pub fn world(self) -> Option<&'static str> {
         match self {
-            OperatorKind::Map => "map",
-            OperatorKind::Process => "process",
+            OperatorKind::Map => Some("map"),
+            OperatorKind::Process => Some("process"),
+            OperatorKind::Window | OperatorKind::WindowAll => None,
         }
+    }
+
+    /// Whether the operator windows its input.
+    pub fn is_window(self) -> bool {
+        matches!(self, OperatorKind::Window | OperatorKind::WindowAll)
     }
 }
 
@@ -237,8 +251,9 @@ pub struct OperatorSpec {
     pub id: String,
     /// Which world the component implements.
     pub kind: OperatorKind,
-    /// The `.wasm` component.
-    pub component: PathBuf,
+    /// The `.wasm` component (map and process operators).
+    #[serde(default)]
+    pub component: Option<PathBuf>,
     /// Upstream ids (`op` for its main output, `op#tag` for a side output).
     pub input: Inputs,
     /// How to key the input: a field name, a JSON pointer, or `@key` for
@@ -252,6 +267,27 @@ pub struct OperatorSpec {
     #[serde(default)]
     #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_config))]
     pub config: Option<serde_json::Value>,
+    /// Windows: which windows an element belongs to.
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    /// Windows: when they fire (default: the window's own trigger).
+    #[serde(default)]
+    pub trigger: Option<TriggerSpec>,
+    /// Windows: which elements leave before or after the function.
+    #[serde(default)]
+    pub evictor: Option<EvictorSpec>,
+    /// Windows: what a firing computes.
+    #[serde(default)]
+    pub function: Option<WindowFunctionSpec>,
+    /// Windows: how long (ms of event time) a window is kept past its end
+    /// for late elements, each of which fires it again.
+    #[serde(default)]
+    pub allowed_lateness_ms: i64,
+    /// Windows: the side-output tag of elements later than the allowed
+    /// lateness (read as `operator#tag`); without it they are dropped
+    /// and counted.
+    #[serde(default)]
+    pub late_output: Option<String>,
 }
 
 /// Sink types.
@@ -410,7 +446,7 @@ impl Spec {
         }
         self.state.path.as_mut().map(fix);
         for o in &mut self.operators {
-            fix(&mut o.component);
+            o.component.as_mut().map(fix);
         }
         for s in &mut self.sinks {
             s.path.as_mut().map(fix);
@@ -473,6 +509,9 @@ impl Spec {
 
     /// Parallelism of an operator.
     pub fn operator_parallelism(&self, op: &OperatorSpec) -> u32 {
+        if op.kind == OperatorKind::WindowAll {
+            return 1;
+        }
         op.parallelism.unwrap_or(self.parallelism)
     }
 
@@ -646,11 +685,71 @@ impl Spec {
                     o.id
                 )));
             }
-            if o.kind == OperatorKind::Process && o.key_by.is_none() {
+            if matches!(o.kind, OperatorKind::Process | OperatorKind::Window) && o.key_by.is_none() {
                 return Err(at(format!(
-                    "operator `{}`: a process operator needs `key-by` (a field, a /json/pointer, or @key)",
-                    o.id
+                    "operator `{}`: a {} operator needs `key-by` (a field, a /json/pointer, or @key)",
+                    o.id,
+                    if o.kind == OperatorKind::Window { "window" } else { "process" }
                 )));
+            }
+            let window_keys = o.window.is_some()
+                || o.trigger.is_some()
+                || o.evictor.is_some()
+                || o.function.is_some()
+                || o.allowed_lateness_ms != 0
+                || o.late_output.is_some();
+            match o.kind {
+                OperatorKind::Map | OperatorKind::Process => {
+                    if o.component.is_none() {
+                        return Err(at(format!(
+                            "operator `{}`: a {} operator needs `component` (a .wasm file)",
+                            o.id,
+                            o.kind.world().unwrap_or("")
+                        )));
+                    }
+                    if window_keys {
+                        return Err(at(format!(
+                            "operator `{}`: window, trigger, evictor, function, allowed-lateness-ms and late-output are for `kind: window` or `window-all`",
+                            o.id
+                        )));
+                    }
+                }
+                OperatorKind::Window | OperatorKind::WindowAll => {
+                    if o.component.is_some() || o.config.is_some() {
+                        return Err(at(format!(
+                            "operator `{}`: window operators compute a built-in `function:`; remove `component` and `config`",
+                            o.id
+                        )));
+                    }
+                    if o.kind == OperatorKind::WindowAll {
+                        if o.key_by.is_some() {
+                            return Err(at(format!(
+                                "operator `{}`: `window-all` windows the whole stream; remove `key-by`, or use `kind: window`",
+                                o.id
+                            )));
+                        }
+                        if o.parallelism.is_some_and(|p| p != 1) {
+                            return Err(at(format!(
+                                "operator `{}`: `window-all` runs with parallelism 1; remove `parallelism`",
+                                o.id
+                            )));
+                        }
+                    }
+                    if let Some(tag) = &o.late_output
+                        && (tag.is_empty() || tag.contains('#'))
+                    {
+                        return Err(at(format!("operator `{}`: late-output is one non-empty tag without `#`", o.id)));
+                    }
+                    window::check(
+                        &o.id,
+                        o.window.as_ref(),
+                        o.trigger.as_ref(),
+                        o.evictor.as_ref(),
+                        o.function.as_ref(),
+                        o.allowed_lateness_ms,
+                    )
+                    .map_err(at)?;
+                }
             }
         }
         for s in &self.sinks {

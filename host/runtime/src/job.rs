@@ -8,7 +8,7 @@
 use crate::exchange::{Inbox, InputSender, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
-use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp};
+use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp, WindowOp};
 use crate::state::Backends;
 use crate::task::{Chain, Head, Stage, Tail, TaskError, VertexInfo, run_task};
 use crate::{Native, RunOptions};
@@ -297,7 +297,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let instances: usize = graph
         .vertices
         .iter()
-        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id)))
+        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id) && !o.kind.is_window()))
         .map(|v| v.parallelism as usize)
         .sum();
     if instances > options.max_instances {
@@ -328,18 +328,17 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     for (vi, v) in graph.vertices.iter().enumerate() {
         if let VertexKind::Operator(o) = &v.kind
             && !options.native.contains_key(&o.id)
+            && let Some(path) = &o.component
         {
             let world = match o.kind {
                 OperatorKind::Map => World::Map,
                 OperatorKind::Process => World::Process,
+                OperatorKind::Window | OperatorKind::WindowAll => continue,
             };
-            let c = match loaded.entry((o.component.as_path(), world)) {
+            let c = match loaded.entry((path.as_path(), world)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::hash_map::Entry::Vacant(e) => e
-                    .insert(
-                        rt.load(&o.component, world)
-                            .map_err(|source| JobError::Load { operator: o.id.clone(), source })?,
-                    )
+                    .insert(rt.load(path, world).map_err(|source| JobError::Load { operator: o.id.clone(), source })?)
                     .clone(),
             };
             components.insert(vi, c);
@@ -351,7 +350,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let keyed: usize = graph
         .vertices
         .iter()
-        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if o.kind == OperatorKind::Process))
+        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if o.kind != OperatorKind::Map))
         .map(|v| v.parallelism as usize)
         .sum();
     let backends = Backends::new(&spec.state, keyed).map_err(JobError::State)?;
@@ -555,18 +554,20 @@ fn build_operator(
                 Box::new(NativeProcessOp { f: f(), backend: backends.make(), ends: Vec::new() })
             }
             None => {
-                let component = &components[&v];
                 let config = o.config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
                 match o.kind {
+                    OperatorKind::Window | OperatorKind::WindowAll => {
+                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone()))
+                    }
                     OperatorKind::Map => Box::new(MapOp {
-                        instance: MapInstance::new(rt, component, &name, &config, options.limits)
+                        instance: MapInstance::new(rt, &components[&v], &name, &config, options.limits)
                             .map_err(|e| e.to_string())?,
                     }),
                     OperatorKind::Process => {
                         let backend = backends.make();
                         let instance = ProcessInstance::new(
                             rt,
-                            component,
+                            &components[&v],
                             &name,
                             &config,
                             options.limits,

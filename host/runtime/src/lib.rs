@@ -17,6 +17,7 @@ mod job;
 mod operators;
 mod state;
 mod task;
+mod window;
 
 pub use driver::ProcessDriver;
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};

@@ -10,7 +10,9 @@ use weir_state::KeyedStateBackend;
 use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent};
 
 mod process;
+mod window;
 pub(crate) use process::ProcessOp;
+pub(crate) use window::WindowOp;
 
 /// The origin given to events emitted by timers.
 pub(crate) const TIMER_ORIGIN: u64 = u64::MAX;

@@ -1,0 +1,544 @@
+//! The window operator, after Flink's `WindowOperator` and
+//! `EvictingWindowOperator`: elements go into the windows their assigner
+//! gives (merging sessions), the trigger decides when a window fires and
+//! purges, the built-in function computes what a firing emits, allowed
+//! lateness keeps windows for late elements, and elements later than that
+//! go to the late side output. Everything lives in the keyed state
+//! backend with the window as namespace:
+//!
+//! | state | id | namespace | holds |
+//! |---|---|---|---|
+//! | value | 0 | state window | the function's accumulator (no evictor) |
+//! | value | 1 | state window | firings so far (the output's `firing`) |
+//! | value | 2 | window | the trigger's state |
+//! | value | 3 | empty | a key's session windows (merging assigners) |
+//! | list | 0 | state window | elements, `timestamp i64 LE ++ value` (evictor) |
+//!
+//! Timers are the backend's, in the window's namespace: the trigger's and
+//! the cleanup timer at `end - 1 + allowed lateness`.
+
+use super::{Emit, Fail, OpError, Operator, TIMER_ORIGIN};
+use crate::window::aggregate::{Aggregate, Evictor};
+use crate::window::trigger::{Trigger, TriggerCtx};
+use crate::window::{Assigner, Merge, MergingSet, Window};
+use weir_core::spec::{OperatorKind, OperatorSpec, TimeKind, TriggerSpec, WindowSpec};
+use weir_core::{Batch, NO_TIMESTAMP};
+use weir_state::{Clock, KeyedStateBackend, Scope, Timer, TimerDomain};
+use weir_wasm::SideEvent;
+
+const ACC: u32 = 0;
+const FIRINGS: u32 = 1;
+const SESSIONS: u32 = 3;
+const ELEMENTS: u32 = 0;
+
+/// Output events gathered before they are emitted.
+const EMIT_EVERY: usize = 4096;
+
+pub(crate) struct WindowOp {
+    backend: Box<dyn KeyedStateBackend>,
+    assigner: Assigner,
+    trigger: Trigger,
+    evictor: Option<Evictor>,
+    function: Aggregate,
+    lateness: i64,
+    late_tag: Option<String>,
+    keyed: bool,
+    watermark: i64,
+    clock: Clock,
+    /// Elements dropped as too late with no late output to go to.
+    pub dropped: u64,
+    windows: Vec<Window>,
+    buf: Vec<u8>,
+    acc: Vec<u8>,
+    fired: Vec<Timer>,
+    out: Batch,
+    side: Vec<SideEvent>,
+}
+
+/// Where an element or timer is: its key and key group.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    group: u16,
+    key: &'a [u8],
+}
+
+fn scope<'a>(at: At<'a>, ns: &'a [u8; 16], w: Window) -> Scope<'a> {
+    Scope { group: at.group, key: at.key, namespace: &ns[..w.namespace_len()] }
+}
+
+impl WindowOp {
+    /// The operator of a validated window spec, over `backend`.
+    pub fn new(spec: &OperatorSpec, backend: Box<dyn KeyedStateBackend>, clock: Clock) -> WindowOp {
+        let window = spec.window.as_ref().expect("invariant: validated window operators have a window");
+        let function = spec.function.as_ref().expect("invariant: validated window operators have a function");
+        let assigner = Assigner::of(window);
+        let (trigger, evictor) = match window {
+            WindowSpec::Count { size, slide: None } => (Trigger::Purging(Box::new(Trigger::Count(*size))), None),
+            WindowSpec::Count { size, slide: Some(slide) } => (
+                Trigger::Count(*slide),
+                Some(Evictor::new(&weir_core::spec::EvictorSpec::Count { count: *size, after: false })),
+            ),
+            _ => {
+                let default = match window {
+                    WindowSpec::Global => TriggerSpec::Never,
+                    WindowSpec::Tumbling { time: TimeKind::Processing, .. }
+                    | WindowSpec::Sliding { time: TimeKind::Processing, .. }
+                    | WindowSpec::Session { time: TimeKind::Processing, .. } => TriggerSpec::ProcessingTime,
+                    _ => TriggerSpec::EventTime,
+                };
+                (Trigger::of(spec.trigger.as_ref().unwrap_or(&default)), spec.evictor.as_ref().map(Evictor::new))
+            }
+        };
+        WindowOp {
+            backend,
+            assigner,
+            trigger,
+            evictor,
+            function: Aggregate::new(function.kind, function.field.as_deref()),
+            lateness: spec.allowed_lateness_ms,
+            late_tag: spec.late_output.clone(),
+            keyed: spec.kind == OperatorKind::Window,
+            watermark: i64::MIN,
+            clock,
+            dropped: 0,
+            windows: Vec::new(),
+            buf: Vec::new(),
+            acc: Vec::new(),
+            fired: Vec::new(),
+            out: Batch::new(),
+            side: Vec::new(),
+        }
+    }
+
+    /// Flink's `cleanupTime`: when a window's state goes.
+    fn cleanup_time(&self, w: Window) -> i64 {
+        if self.assigner.is_event_time() {
+            w.max_timestamp().checked_add(self.lateness).unwrap_or(i64::MAX)
+        } else {
+            w.max_timestamp()
+        }
+    }
+
+    fn is_window_late(&self, w: Window) -> bool {
+        self.assigner.is_event_time() && self.cleanup_time(w) <= self.watermark
+    }
+
+    fn register_cleanup(&mut self, at: At<'_>, w: Window) {
+        let time = self.cleanup_time(w);
+        if time == i64::MAX {
+            return;
+        }
+        let ns = w.namespace();
+        let domain = if self.assigner.is_event_time() { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+        self.backend.timer_register(domain, scope(at, &ns, w), time);
+    }
+
+    fn delete_cleanup(&mut self, at: At<'_>, w: Window) {
+        let time = self.cleanup_time(w);
+        if time == i64::MAX {
+            return;
+        }
+        let ns = w.namespace();
+        let domain = if self.assigner.is_event_time() { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+        self.backend.timer_delete(domain, scope(at, &ns, w), time);
+    }
+
+    fn trigger_ctx<'a>(
+        backend: &'a mut dyn KeyedStateBackend,
+        at: At<'a>,
+        window: Window,
+        watermark: i64,
+        now: i64,
+    ) -> TriggerCtx<'a> {
+        TriggerCtx { backend, group: at.group, key: at.key, window, watermark, now }
+    }
+
+    fn sessions(&mut self, at: At<'_>) -> Result<MergingSet, String> {
+        self.buf.clear();
+        if !self.backend.value_get(SESSIONS, Scope::key(at.group, at.key), &mut self.buf) {
+            return Ok(MergingSet::default());
+        }
+        MergingSet::decode(&self.buf).ok_or_else(|| {
+            "the session windows stored for a key are malformed; the state was changed or damaged".to_owned()
+        })
+    }
+
+    fn persist(&mut self, at: At<'_>, set: &MergingSet) {
+        if set.mapping.is_empty() {
+            self.backend.value_clear(SESSIONS, Scope::key(at.group, at.key));
+        } else {
+            set.encode(&mut self.buf);
+            self.backend.value_put(SESSIONS, Scope::key(at.group, at.key), &self.buf);
+        }
+    }
+
+    /// Adds an element to the contents of `state_window`.
+    fn add(
+        &mut self,
+        at: At<'_>,
+        state_window: Window,
+        timestamp: i64,
+        value: &[u8],
+        x: crate::window::aggregate::Num,
+    ) {
+        let ns = state_window.namespace();
+        let s = scope(at, &ns, state_window);
+        if self.evictor.is_some() {
+            self.buf.clear();
+            self.buf.extend_from_slice(&timestamp.to_le_bytes());
+            self.buf.extend_from_slice(value);
+            self.backend.list_add(ELEMENTS, s, &self.buf);
+        } else {
+            self.buf.clear();
+            let had = self.backend.value_get(ACC, s, &mut self.buf);
+            self.function.fold(had.then_some(&self.buf[..]), x, &mut self.acc);
+            self.backend.value_put(ACC, s, &self.acc);
+        }
+    }
+
+    fn clear_contents(&mut self, at: At<'_>, state_window: Window) {
+        let ns = state_window.namespace();
+        let s = scope(at, &ns, state_window);
+        if self.evictor.is_some() {
+            self.backend.list_clear(ELEMENTS, s);
+        } else {
+            self.backend.value_clear(ACC, s);
+        }
+    }
+
+    /// Flink's `clearAllState`: contents, firing count, the trigger's
+    /// state and timers, and the window in the key's sessions.
+    fn clear_all(&mut self, at: At<'_>, window: Window, state_window: Window, set: Option<&mut MergingSet>) {
+        self.clear_contents(at, state_window);
+        let ns = state_window.namespace();
+        self.backend.value_clear(FIRINGS, scope(at, &ns, state_window));
+        let now = self.clock.now();
+        let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
+        self.trigger.clear(&mut ctx);
+        if let Some(set) = set {
+            set.retire(window);
+        }
+    }
+
+    /// Runs the function over the window's contents and emits the result,
+    /// stamped with the window's last timestamp; nothing when the window
+    /// holds nothing.
+    fn emit_window(&mut self, at: At<'_>, window: Window, state_window: Window) -> Result<(), String> {
+        let ns = state_window.namespace();
+        let s = scope(at, &ns, state_window);
+        let mut acc: Vec<u8> = Vec::new();
+        if let Some(evictor) = self.evictor.clone() {
+            let (mut data, mut ends) = (Vec::new(), Vec::new());
+            self.backend.list_get(ELEMENTS, s, &mut data, &mut ends);
+            if ends.is_empty() {
+                return Ok(());
+            }
+            let mut elements = Vec::with_capacity(ends.len());
+            let mut start = 0usize;
+            for &e in &ends {
+                let item = &data[start..(e as usize).clamp(start, data.len())];
+                start = e as usize;
+                let (t, v) = item.split_at_checked(8).ok_or_else(|| {
+                    "a window element stored without its timestamp; the state was changed or damaged".to_owned()
+                })?;
+                elements.push((i64::from_le_bytes(t.try_into().expect("invariant: eight bytes")), v.to_vec()));
+            }
+            let before = elements.len();
+            evictor.before(&mut elements)?;
+            let mut folded: Option<Vec<u8>> = None;
+            for (_, v) in &elements {
+                let x = self.function.input(v)?;
+                self.function.fold(folded.as_deref(), x, &mut self.acc);
+                folded = Some(self.acc.clone());
+            }
+            evictor.after_function(&mut elements)?;
+            if elements.len() != before {
+                let (mut data, mut ends) = (Vec::new(), Vec::new());
+                for (t, v) in &elements {
+                    data.extend_from_slice(&t.to_le_bytes());
+                    data.extend_from_slice(v);
+                    ends.push(data.len() as u32);
+                }
+                self.backend.list_replace(ELEMENTS, s, &data, &ends);
+            }
+            self.write_output(at, window, state_window, Some(folded.as_deref().unwrap_or_default()));
+            return Ok(());
+        }
+        if !self.backend.value_get(ACC, s, &mut acc) {
+            return Ok(());
+        }
+        self.write_output(at, window, state_window, Some(&acc[..]));
+        Ok(())
+    }
+
+    fn write_output(&mut self, at: At<'_>, window: Window, state_window: Window, acc: Option<&[u8]>) {
+        let ns = state_window.namespace();
+        let s = scope(at, &ns, state_window);
+        self.buf.clear();
+        let firing = if self.backend.value_get(FIRINGS, s, &mut self.buf) {
+            self.buf.as_slice().try_into().map_or(0, u64::from_le_bytes)
+        } else {
+            0
+        };
+        self.backend.value_put(FIRINGS, s, &(firing + 1).to_le_bytes());
+        let mut v = Vec::with_capacity(96);
+        v.push(b'{');
+        if self.keyed {
+            v.extend_from_slice(b"\"key\":");
+            let _ = serde_json::to_writer(&mut v, &String::from_utf8_lossy(at.key));
+            v.push(b',');
+        }
+        if let Window::Time { start, end } = window {
+            v.extend_from_slice(format!("\"start\":{start},\"end\":{end},").as_bytes());
+        }
+        v.extend_from_slice(format!("\"firing\":{firing},\"{}\":", self.function.kind.name()).as_bytes());
+        self.function.result(acc, &mut v);
+        v.push(b'}');
+        self.out.push(at.key, &v, window.max_timestamp(), TIMER_ORIGIN);
+    }
+
+    /// One element (Flink's `processElement`).
+    fn element(&mut self, at: At<'_>, timestamp: i64, value: &[u8], origin: u64) -> Result<(), String> {
+        if self.assigner.is_event_time() && timestamp == NO_TIMESTAMP {
+            return Err("an event-time window needs event timestamps, and this record has none; set `timestamp:` on its source, or window in processing time".to_owned());
+        }
+        let x = self.function.input(value)?;
+        let now = self.clock.now();
+        let mut windows = std::mem::take(&mut self.windows);
+        self.assigner.assign(timestamp, now, &mut windows);
+        let mut skipped = true;
+        let result: Result<(), String> = if self.assigner.is_merging() {
+            let mut set = self.sessions(at)?;
+            for &w in &windows {
+                let before = set.clone();
+                let (actual, merges) = set.add(w);
+                if let Err(e) = self.merge(at, &merges) {
+                    set = before;
+                    self.persist(at, &set);
+                    return Err(e);
+                }
+                if self.is_window_late(actual) {
+                    set.retire(actual);
+                    continue;
+                }
+                skipped = false;
+                let state_window = set.state_window(actual).expect("invariant: the added window is mapped");
+                self.add(at, state_window, timestamp, value, x);
+                self.after_add(at, actual, state_window, timestamp)?;
+            }
+            self.persist(at, &set);
+            Ok(())
+        } else {
+            for &w in &windows {
+                if self.is_window_late(w) {
+                    continue;
+                }
+                skipped = false;
+                self.add(at, w, timestamp, value, x);
+                self.after_add(at, w, w, timestamp)?;
+            }
+            Ok(())
+        };
+        self.windows = windows;
+        result?;
+        if skipped && self.assigner.is_event_time() && timestamp.saturating_add(self.lateness) <= self.watermark {
+            match &self.late_tag {
+                Some(tag) => self.side.push(SideEvent {
+                    tag: tag.clone(),
+                    key: at.key.to_vec(),
+                    value: value.to_vec(),
+                    timestamp,
+                    origin,
+                }),
+                None => self.dropped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The trigger's verdict on an element just added to `window`.
+    fn after_add(&mut self, at: At<'_>, window: Window, state_window: Window, timestamp: i64) -> Result<(), String> {
+        let now = self.clock.now();
+        let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
+        let d = self.trigger.on_element(&mut ctx, timestamp);
+        if d.fire {
+            self.emit_window(at, window, state_window)?;
+        }
+        if d.purge {
+            self.clear_contents(at, state_window);
+        }
+        self.register_cleanup(at, window);
+        Ok(())
+    }
+
+    /// Applies the merges of adding a session window: triggers merge
+    /// their state, merged windows lose their timers, state windows fold
+    /// into the one that stays.
+    fn merge(&mut self, at: At<'_>, merges: &[Merge]) -> Result<(), String> {
+        let now = self.clock.now();
+        for m in merges {
+            if self.assigner.is_event_time() && self.cleanup_time(m.result) <= self.watermark {
+                return Err(format!(
+                    "merging session windows would end window {:?} before the current watermark {}",
+                    m.result, self.watermark
+                ));
+            }
+            let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, m.result, self.watermark, now);
+            self.trigger.on_merge(&mut ctx, &m.merged);
+            for &w in &m.merged {
+                let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, w, self.watermark, now);
+                self.trigger.clear(&mut ctx);
+                self.delete_cleanup(at, w);
+            }
+            let target = m.state_window.namespace();
+            let target = scope(at, &target, m.state_window);
+            for &sw in &m.merged_state {
+                let ns = sw.namespace();
+                let from = scope(at, &ns, sw);
+                if self.evictor.is_some() {
+                    let (mut data, mut ends) = (Vec::new(), Vec::new());
+                    self.backend.list_get(ELEMENTS, from, &mut data, &mut ends);
+                    let mut start = 0usize;
+                    for &e in &ends {
+                        let e = (e as usize).clamp(start, data.len());
+                        self.backend.list_add(ELEMENTS, target, &data[start..e]);
+                        start = e;
+                    }
+                    self.backend.list_clear(ELEMENTS, from);
+                } else {
+                    let mut b = Vec::new();
+                    if self.backend.value_get(ACC, from, &mut b) {
+                        self.buf.clear();
+                        if self.backend.value_get(ACC, target, &mut self.buf) {
+                            let a = std::mem::take(&mut self.buf);
+                            self.function.merge(&a, &b, &mut self.acc);
+                            self.buf = a;
+                        } else {
+                            self.acc.clone_from(&b);
+                        }
+                        self.backend.value_put(ACC, target, &self.acc);
+                        self.backend.value_clear(ACC, from);
+                    }
+                }
+                self.backend.value_clear(FIRINGS, from);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires the timers of `domain` due at `upto` (Flink's `onEventTime`
+    /// and `onProcessingTime`).
+    fn fire(&mut self, domain: TimerDomain, upto: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        loop {
+            self.fired.clear();
+            self.backend.pop_timers(domain, upto, 1024, &mut self.fired);
+            if self.fired.is_empty() {
+                return Ok(());
+            }
+            let fired = std::mem::take(&mut self.fired);
+            for t in &fired {
+                let at = At { group: t.group, key: &t.key };
+                self.timer(domain, at, &t.namespace, t.timestamp)
+                    .map_err(|message| OpError { origin: None, message })?;
+                if self.out.len() >= EMIT_EVERY {
+                    self.flush(out)?;
+                }
+            }
+            self.fired = fired;
+            self.check()?;
+        }
+    }
+
+    fn timer(&mut self, domain: TimerDomain, at: At<'_>, ns: &[u8], time: i64) -> Result<(), String> {
+        let window = Window::from_namespace(ns)
+            .ok_or_else(|| "a window timer with a malformed namespace; the state was changed or damaged".to_owned())?;
+        let mut set = None;
+        let state_window = if self.assigner.is_merging() {
+            let s = self.sessions(at)?;
+            let Some(sw) = s.state_window(window) else { return Ok(()) };
+            set = Some(s);
+            sw
+        } else {
+            window
+        };
+        let now = self.clock.now();
+        let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
+        let d = match domain {
+            TimerDomain::EventTime => self.trigger.on_event_time(&mut ctx, time),
+            TimerDomain::ProcessingTime => self.trigger.on_processing_time(&mut ctx, time),
+        };
+        if d.fire {
+            self.emit_window(at, window, state_window)?;
+        }
+        if d.purge {
+            self.clear_contents(at, state_window);
+        }
+        let cleanup_domain =
+            if self.assigner.is_event_time() { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+        if domain == cleanup_domain && time == self.cleanup_time(window) {
+            self.clear_all(at, window, state_window, set.as_mut());
+        }
+        if let Some(s) = &set {
+            self.persist(at, s);
+        }
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<(), Fail> {
+        self.backend.check().map_err(|e| Fail::Op(OpError { origin: None, message: e.to_string() }))
+    }
+
+    /// Sends what was gathered: late elements first, then the output.
+    fn flush(&mut self, out: &mut dyn Emit) -> Result<(), Fail> {
+        if !self.side.is_empty() {
+            out.side(std::mem::take(&mut self.side))?;
+        }
+        if !self.out.is_empty() || !self.out.marks().is_empty() {
+            out.emit(std::mem::take(&mut self.out))?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            self.fire(TimerDomain::EventTime, watermark, out)?;
+            self.out.mark(self.watermark);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for WindowOp {
+    fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        let marks = input.take_marks();
+        let mut next = 0usize;
+        for i in 0..=input.len() {
+            while let Some(m) = marks.get(next).filter(|m| m.after as usize == i) {
+                next += 1;
+                self.advance(m.watermark, out)?;
+            }
+            if i == input.len() {
+                break;
+            }
+            let e = input.event(i);
+            let at =
+                if self.keyed { At { group: input.key_groups()[i], key: e.key } } else { At { group: 0, key: b"" } };
+            self.element(at, e.timestamp, e.value, e.origin)
+                .map_err(|message| OpError { origin: Some(e.origin), message })?;
+            if self.out.len() >= EMIT_EVERY {
+                self.flush(out)?;
+            }
+        }
+        self.check()?;
+        self.flush(out)
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        if self.backend.next_timer(TimerDomain::ProcessingTime).is_some_and(|t| t <= now) {
+            self.fire(TimerDomain::ProcessingTime, now, out)?;
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+}

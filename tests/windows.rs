@@ -1,0 +1,136 @@
+//! Windows against Flink: every case of `../shared/peers/flink` (tumbling,
+//! sliding, session, allowed lateness with a late side output, a global
+//! window with a count trigger and evictor), run through Weir's window
+//! operator on Flink's input, gives Flink's output line for line.
+
+use serde_json::Value;
+use std::path::Path;
+use weir_core::spec::Spec;
+use weir_runtime::RunOptions;
+use weir_tests::root;
+use weir_wasm::WasmRuntime;
+
+fn example() -> std::path::PathBuf {
+    root().join("examples").join("window-semantics")
+}
+
+/// Runs one window operator over the reference events; the JSON lines of
+/// `out.jsonl` and of `late.jsonl` (the late side output, when read).
+fn run_case(operator: &str, late: bool) -> (Vec<Value>, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(example().join("data/events.csv"), dir.path().join("events.csv")).unwrap();
+    let late_sink = if late { "  - {id: late, type: file, path: late.jsonl, input: 'w#late'}\n" } else { "" };
+    let spec = format!(
+        "sources:\n\
+         \x20 - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms, watermark: {{out-of-orderness-ms: 2000}}}}\n\
+         operators:\n\
+         \x20 - {{id: w, kind: window, input: events, key-by: key, {operator}}}\n\
+         sinks:\n\
+         \x20 - {{id: out, type: file, path: out.jsonl, input: w}}\n{late_sink}"
+    );
+    std::fs::write(dir.path().join("p.yaml"), &spec).unwrap();
+    let spec = Spec::load(&dir.path().join("p.yaml")).unwrap_or_else(|e| panic!("{e}\n{spec}"));
+    let rt = WasmRuntime::new(None).unwrap();
+    weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    let read = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(dir.path().join(name))
+            .map(|t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+            .unwrap_or_default()
+    };
+    (read("out.jsonl"), read("late.jsonl"))
+}
+
+fn expected(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(example().join("expected").join(file)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+fn field(v: &Value, name: &str) -> String {
+    match &v[name] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn lines(out: &[Value], format: impl Fn(&Value) -> String) -> Vec<String> {
+    let mut lines: Vec<String> = out.iter().map(format).collect();
+    lines.sort();
+    lines
+}
+
+fn window_line(case: &str, agg: &str) -> impl Fn(&Value) -> String {
+    move |v| format!("{case},{},{},{},{}", field(v, "key"), field(v, "start"), field(v, "end"), field(v, agg))
+}
+
+#[test]
+fn tumbling_windows_sum_as_flink() {
+    let (out, _) = run_case("window: {type: tumbling, size-ms: 5000}, function: {type: sum, field: value}", false);
+    assert_eq!(lines(&out, window_line("tumble", "sum")), expected("tumble.csv"));
+}
+
+#[test]
+fn sliding_windows_count_as_flink() {
+    let (out, _) = run_case("window: {type: sliding, size-ms: 10000, slide-ms: 5000}, function: {type: count}", false);
+    assert_eq!(lines(&out, window_line("slide", "count")), expected("slide.csv"));
+}
+
+#[test]
+fn session_windows_merge_as_flink() {
+    let (out, _) = run_case("window: {type: session, gap-ms: 3000}, function: {type: sum, field: value}", false);
+    assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"));
+}
+
+#[test]
+fn allowed_lateness_refires_and_later_elements_go_to_the_late_output_as_flink() {
+    let (out, late) = run_case(
+        "window: {type: tumbling, size-ms: 5000}, allowed-lateness-ms: 3000, late-output: late, \
+         function: {type: sum, field: value}",
+        true,
+    );
+    let main = lines(&out, |v| {
+        format!(
+            "late_main,{},{},{},{},{}",
+            field(v, "key"),
+            field(v, "start"),
+            field(v, "end"),
+            field(v, "firing"),
+            field(v, "sum")
+        )
+    });
+    assert_eq!(main, expected("late_main.csv"));
+    let side =
+        lines(&late, |v| format!("late_side,{},{},{}", field(v, "key"), field(v, "timestamp_ms"), field(v, "value")));
+    assert_eq!(side, expected("late_side.csv"));
+}
+
+#[test]
+fn a_global_window_with_a_count_trigger_and_evictor_sums_as_flink() {
+    let (out, _) = run_case(
+        "window: {type: global}, trigger: {type: count, count: 3}, evictor: {type: count, count: 2}, \
+         function: {type: sum, field: value}",
+        false,
+    );
+    let got = lines(&out, |v| {
+        format!("global,{},{},{}", field(v, "key"), v["firing"].as_u64().unwrap() + 1, field(v, "sum"))
+    });
+    assert_eq!(got, expected("global_count.csv"));
+}
+
+#[test]
+fn the_example_data_is_the_reference_input() {
+    // The example keeps its own copy of Flink's input and outputs; when
+    // the harness is beside the project, they must be the same files.
+    let shared = root().join("..").join("shared").join("peers").join("flink");
+    if !shared.exists() {
+        eprintln!("{} is missing: the copy is not compared", shared.display());
+        return;
+    }
+    let same = |a: &Path, b: &Path| std::fs::read(a).unwrap() == std::fs::read(b).unwrap();
+    assert!(same(&shared.join("input/events.csv"), &example().join("data/events.csv")));
+    for f in ["tumble", "slide", "session", "late_main", "late_side", "global_count", "timers"] {
+        let name = format!("{f}.csv");
+        assert!(same(&shared.join("expected").join(&name), &example().join("expected").join(&name)), "{name}");
+    }
+}
