@@ -18,6 +18,8 @@ pub const GUESTS: &[&str] = &[
     "state-kinds",
     "passthrough",
     "keyed-counter",
+    "csv-line",
+    "window-semantics-timers",
 ];
 
 /// The workspace root.

@@ -134,3 +134,33 @@ fn the_example_data_is_the_reference_input() {
         assert!(same(&shared.join("expected").join(&name), &example().join("expected").join(&name)), "{name}");
     }
 }
+
+#[test]
+fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = weir_tests::components().display().to_string();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::copy(example().join("data/events.csv"), dir.path().join("data/events.csv")).unwrap();
+    let cases: [(&str, &[&str]); 6] = [
+        ("tumble", &["tumble"]),
+        ("slide", &["slide"]),
+        ("session", &["session"]),
+        ("late", &["late_main", "late_side"]),
+        ("global_count", &["global_count"]),
+        ("timers", &["timers"]),
+    ];
+    for (case, files) in cases {
+        let spec = std::fs::read_to_string(example().join(format!("{case}.yaml"))).unwrap();
+        let spec = spec.replace("../../target/wasm32-wasip2/release", &components);
+        let path = dir.path().join(format!("{case}.yaml"));
+        std::fs::write(&path, spec).unwrap();
+        let out = weir_tests::weir(&["run", path.to_str().unwrap()], &dir.path().join("cache"));
+        assert!(out.status.success(), "{case}: {}", String::from_utf8_lossy(&out.stderr));
+        for file in files {
+            let text = std::fs::read_to_string(dir.path().join("out").join(format!("{file}.csv"))).unwrap();
+            let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
+            got.sort();
+            assert_eq!(got, expected(&format!("{file}.csv")), "{case}: out/{file}.csv");
+        }
+    }
+}

@@ -32,6 +32,9 @@ pub trait Sink: Send {
 /// (the last to finish wins). A job that fails leaves no in-progress file.
 pub struct FileSink {
     id: String,
+    /// Writes JSON string values as their plain text.
+    text: bool,
+    scratch: Vec<u8>,
     place: Option<PathBuf>,
     in_progress: Option<PathBuf>,
     out: BufWriter<Box<dyn Write + Send>>,
@@ -53,6 +56,8 @@ impl FileSink {
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(err)?;
         Ok(FileSink {
             id: id.to_owned(),
+            text: false,
+            scratch: Vec::new(),
             place: Some(path.to_owned()),
             in_progress: Some(tmp),
             out: BufWriter::with_capacity(1 << 16, Box::new(file)),
@@ -69,10 +74,19 @@ impl FileSink {
         })?;
         Ok(FileSink {
             id: id.to_owned(),
+            text: false,
+            scratch: Vec::new(),
             place: None,
             in_progress: None,
             out: BufWriter::new(Box::new(File::from(fd))),
         })
+    }
+
+    /// Writes JSON string values as their plain text (`format: text`):
+    /// the JSON string `"a,b"` is the line `a,b`; other values stay JSON.
+    pub fn plain_text(mut self) -> Self {
+        self.text = true;
+        self
     }
 
     fn io(&self, e: std::io::Error) -> SinkError {
@@ -93,7 +107,19 @@ impl Drop for FileSink {
 impl Sink for FileSink {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         for i in 0..batch.len() {
-            let value = batch.value(i);
+            let mut value = batch.value(i);
+            if self.text && value.first() == Some(&b'"') {
+                let text: String = serde_json::from_slice(value).map_err(|e| SinkError {
+                    sink_id: self.id.clone(),
+                    message: format!(
+                        "the value of the record from offset {} starts like a JSON string but is not one ({e}); emit valid JSON",
+                        batch.origins()[i]
+                    ),
+                })?;
+                self.scratch.clear();
+                self.scratch.extend_from_slice(text.as_bytes());
+                value = &self.scratch;
+            }
             if value.contains(&b'\n') {
                 return Err(SinkError {
                     sink_id: self.id.clone(),
@@ -121,5 +147,41 @@ impl Sink for FileSink {
             self.in_progress = None;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: bool, values: &[&str]) -> Result<String, SinkError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let mut sink = FileSink::create("out", &path)?;
+        if text {
+            sink = sink.plain_text();
+        }
+        let mut b = Batch::new();
+        for (i, v) in values.iter().enumerate() {
+            b.push(b"", v.as_bytes(), 0, i as u64);
+        }
+        sink.write(&b)?;
+        sink.finish()?;
+        Ok(std::fs::read_to_string(path).unwrap())
+    }
+
+    #[test]
+    fn text_format_writes_json_strings_as_plain_lines_and_the_rest_as_json() {
+        let values = [r#""tumble,k0,\"x\"""#, r#"{"a":1}"#, "42"];
+        assert_eq!(write(true, &values).unwrap(), "tumble,k0,\"x\"\n{\"a\":1}\n42\n");
+        assert_eq!(write(false, &values).unwrap(), format!("{}\n{}\n{}\n", values[0], values[1], values[2]));
+    }
+
+    #[test]
+    fn text_that_would_break_lines_or_is_not_json_is_refused_with_its_offset() {
+        let err = write(true, &["\"ok\"", r#""two\nlines""#]).unwrap_err();
+        assert!(err.message.contains("offset 1 holds a newline"), "{err}");
+        let err = write(true, &[r#""unterminated"#]).unwrap_err();
+        assert!(err.message.contains("offset 0 starts like a JSON string but is not one"), "{err}");
     }
 }

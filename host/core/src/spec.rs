@@ -318,6 +318,23 @@ pub struct SinkSpec {
     pub path: Option<PathBuf>,
     /// Upstream ids.
     pub input: Inputs,
+    /// How values are written: `json` lines (default) or `text`, where a
+    /// value that is a JSON string is written as its plain text (CSV
+    /// lines, for example) and any other value as JSON.
+    #[serde(default)]
+    pub format: SinkFormat,
+}
+
+/// Line formats of file and stdout sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkFormat {
+    /// Each value as it is: JSON lines.
+    #[default]
+    Json,
+    /// JSON strings as their plain text, other values as JSON.
+    Text,
 }
 
 /// One or more upstream names.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Sink, open_source};
-use weir_core::spec::{OperatorKind, SinkType, SourceType, Spec};
+use weir_core::spec::{OperatorKind, SinkFormat, SinkType, SourceType, Spec};
 use weir_wasm::{Component, MapInstance, ProcessInstance, WasmRuntime, World};
 
 /// Why a job did not complete.
@@ -538,12 +538,13 @@ fn build_operator(
     Ok(match &vertex.kind {
         VertexKind::Source(_) => Box::new(PassThrough),
         VertexKind::Sink(s) => {
+            let text = |f: FileSink| if s.format == SinkFormat::Text { f.plain_text() } else { f };
             let sink: Option<Box<dyn Sink>> = match s.sink_type {
-                SinkType::File => Some(Box::new(
+                SinkType::File => Some(Box::new(text(
                     FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path"))
                         .map_err(|e| e.message)?,
-                )),
-                SinkType::Stdout => Some(Box::new(FileSink::stdout(&s.id).map_err(|e| e.message)?)),
+                ))),
+                SinkType::Stdout => Some(Box::new(text(FileSink::stdout(&s.id).map_err(|e| e.message)?))),
                 SinkType::Discard => None,
             };
             Box::new(SinkOp { sink })
