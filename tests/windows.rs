@@ -3,7 +3,7 @@
 //! window with a count trigger and evictor), run through Weir's window
 //! operator on Flink's input, gives Flink's output line for line.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::Path;
 use weir_core::spec::Spec;
 use weir_runtime::RunOptions;
@@ -17,11 +17,16 @@ fn example() -> std::path::PathBuf {
 /// Runs one window operator over the reference events; the JSON lines of
 /// `out.jsonl` and of `late.jsonl` (the late side output, when read).
 fn run_case(operator: &str, late: bool) -> (Vec<Value>, Vec<Value>) {
+    run_case_in_batches(operator, late, 1024)
+}
+
+fn run_case_in_batches(operator: &str, late: bool, batch_size: usize) -> (Vec<Value>, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(example().join("data/events.csv"), dir.path().join("events.csv")).unwrap();
     let late_sink = if late { "  - {id: late, type: file, path: late.jsonl, input: 'w#late'}\n" } else { "" };
     let spec = format!(
-        "sources:\n\
+        "batch-size: {batch_size}\n\
+         sources:\n\
          \x20 - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms, watermark: {{out-of-orderness-ms: 2000}}}}\n\
          operators:\n\
          \x20 - {{id: w, kind: window, input: events, key-by: key, {operator}}}\n\
@@ -163,4 +168,132 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
             assert_eq!(got, expected(&format!("{file}.csv")), "{case}: out/{file}.csv");
         }
     }
+}
+
+#[test]
+fn session_merges_that_cross_batch_boundaries_give_the_same_sessions() {
+    for batch_size in [1, 2, 7] {
+        let (out, _) = run_case_in_batches(
+            "window: {type: session, gap-ms: 3000}, function: {type: sum, field: value}",
+            false,
+            batch_size,
+        );
+        assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"), "batch size {batch_size}");
+    }
+}
+
+/// Runs one window operator `w` over JSON lines `{"k", "ts", "v"}` (the
+/// watermark trails the largest timestamp by 1 ms); its main output and
+/// side outputs by tag.
+fn run_small(events: &[Value], operator: &str, tags: &[&str]) -> Result<(Vec<Value>, Vec<Vec<Value>>), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let data: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(dir.path().join("events.jsonl"), data).unwrap();
+    let sinks: String =
+        tags.iter().map(|t| format!("  - {{id: side-{t}, type: file, path: {t}.jsonl, input: 'w#{t}'}}\n")).collect();
+    let spec = format!(
+        "sources:\n\
+         \x20 - {{id: events, type: file, path: events.jsonl, format: jsonl, timestamp: ts}}\n\
+         operators:\n\
+         \x20 - {{id: w, kind: window, input: events, key-by: k, {operator}}}\n\
+         sinks:\n\
+         \x20 - {{id: out, type: file, path: out.jsonl, input: w}}\n{sinks}"
+    );
+    std::fs::write(dir.path().join("p.yaml"), &spec).unwrap();
+    let spec = Spec::load(&dir.path().join("p.yaml")).map_err(|e| e.to_string())?;
+    let rt = WasmRuntime::new(None).unwrap();
+    weir_runtime::run(&spec, &rt, RunOptions::default()).map_err(|e| e.to_string())?;
+    let read = |name: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let mut v: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        v.sort_by_key(|x| x.to_string());
+        v
+    };
+    Ok((read("out.jsonl"), tags.iter().map(|t| read(&format!("{t}.jsonl"))).collect()))
+}
+
+fn ev(k: &str, ts: i64, v: i64) -> Value {
+    json!({"k": k, "ts": ts, "v": v})
+}
+
+#[test]
+fn a_late_element_fires_its_window_again_and_one_beyond_the_lateness_goes_to_the_late_output() {
+    let events = [ev("a", 1000, 1), ev("a", 6000, 2), ev("a", 2000, 4), ev("a", 9000, 8), ev("a", 3000, 16)];
+    let (out, side) = run_small(
+        &events,
+        "window: {type: tumbling, size-ms: 5000}, allowed-lateness-ms: 3000, late-output: late, function: {type: sum, field: v}",
+        &["late"],
+    )
+    .unwrap();
+    let mut want = vec![
+        // Watermark 5999 fires [0, 5000); 2000 is late but within 3 s: it fires again.
+        json!({"key": "a", "start": 0, "end": 5000, "firing": 0, "sum": 1}),
+        json!({"key": "a", "start": 0, "end": 5000, "firing": 1, "sum": 5}),
+        json!({"key": "a", "start": 5000, "end": 10000, "firing": 0, "sum": 10}),
+    ];
+    want.sort_by_key(|x| x.to_string());
+    assert_eq!(out, want);
+    // Watermark 8999 passed 4999 + 3000: 3000 is too late for its window.
+    assert_eq!(side[0], vec![ev("a", 3000, 16)]);
+}
+
+#[test]
+fn empty_windows_emit_nothing() {
+    let events = [ev("a", 1000, 1), ev("a", 21_000, 2), ev("b", 22_000, 3)];
+    let (out, _) = run_small(&events, "window: {type: tumbling, size-ms: 5000}, function: {type: count}", &[]).unwrap();
+    let mut windows: Vec<(String, i64)> = out.iter().map(|v| (field(v, "key"), v["start"].as_i64().unwrap())).collect();
+    windows.sort();
+    assert_eq!(windows, vec![("a".into(), 0), ("a".into(), 20_000), ("b".into(), 20_000)]);
+    let (out, _) = run_small(&events, "window: {type: global}, function: {type: count}", &[]).unwrap();
+    assert!(out.is_empty(), "the global window's default trigger never fires: {out:?}");
+}
+
+#[test]
+fn a_rejected_record_goes_to_the_dead_letter_output_with_its_error() {
+    let events = [ev("a", 1000, 1), json!({"k": "a", "ts": 1500, "v": "two"}), ev("a", 2000, 4)];
+    let window = "window: {type: tumbling, size-ms: 5000}, function: {type: sum, field: v}";
+    let (out, side) = run_small(&events, &format!("{window}, dead-letter: rejected"), &["rejected"]).unwrap();
+    assert_eq!(out, vec![json!({"key": "a", "start": 0, "end": 5000, "sum": 5, "firing": 0})]);
+    assert_eq!(side[0].len(), 1);
+    let dead = &side[0][0];
+    assert_eq!(dead["record"], json!({"k": "a", "ts": 1500, "v": "two"}));
+    assert_eq!((dead["operator"].as_str(), dead["offset"].as_u64()), (Some("w"), Some(26)));
+    assert!(dead["error"].as_str().unwrap().contains("not a number"), "{dead}");
+    // Without a dead-letter output the record fails the job, named.
+    let err = run_small(&events, window, &[]).unwrap_err();
+    assert!(err.contains("offset 26") && err.contains("not a number"), "{err}");
+}
+
+#[test]
+fn bad_window_settings_are_refused_naming_the_operator() {
+    let parse = |op: &str| {
+        let text = format!(
+            "sources: [{{id: s, type: generator}}]\n\
+             operators: [{{id: w, kind: window, input: s, key-by: '@key', {op}}}]\n\
+             sinks: [{{id: out, type: discard, input: w}}]\n"
+        );
+        Spec::parse(Path::new("p.yaml"), &text).map(|_| ()).map_err(|e| e.to_string())
+    };
+    for (op, says) in [
+        ("function: {type: count}", "needs `window:`"),
+        ("window: {type: tumbling, size-ms: 0}, function: {type: count}", "size-ms must be a positive"),
+        ("window: {type: tumbling, size-ms: 10, offset-ms: 10}, function: {type: count}", "offset-ms"),
+        (
+            "window: {type: count, size: 3}, trigger: {type: never}, function: {type: count}",
+            "count windows set their own trigger",
+        ),
+        ("window: {type: global}, function: {type: sum}", "needs the `field`"),
+        ("window: {type: global}", "needs `function:`"),
+        ("window: {type: global}, function: {type: count}, allowed-lateness-ms: -1", "must not be negative"),
+        ("window: {type: global}, function: {type: count}, late-output: x, dead-letter: x", "different tags"),
+        ("window: {type: global}, function: {type: count}, component: x.wasm", "remove `component`"),
+        (
+            "window: {type: global}, function: {type: count}, trigger: {type: purging, of: {type: count, count: 0}}",
+            "count of at least 1",
+        ),
+    ] {
+        let err = parse(op).unwrap_err();
+        assert!(err.contains(says) && err.contains("p.yaml:2:"), "{op}: {err}");
+    }
+    assert!(parse("window: {type: session, gap-ms: 5}, function: {type: max, field: v}").is_ok());
 }

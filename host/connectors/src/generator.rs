@@ -4,7 +4,7 @@
 use crate::{Poll, Source, SourceError};
 use std::time::{Duration, Instant};
 use weir_core::Batch;
-use weir_core::spec::SourceSpec;
+use weir_core::spec::{GeneratorPattern, SourceSpec};
 
 /// Most bytes a source puts in one batch.
 const MAX_BATCH_BYTES: u64 = 64 << 20;
@@ -32,6 +32,9 @@ pub struct Generator {
     rate: Option<f64>,
     started: Instant,
     key_buf: itoa::Buffer,
+    /// `pattern: sequence`: (subtask, parallelism).
+    sequence: Option<(u64, u64)>,
+    value_buf: itoa::Buffer,
 }
 
 mod itoa {
@@ -57,7 +60,7 @@ mod itoa {
 impl Generator {
     /// Subtask `subtask` of a generator spec; each subtask produces
     /// `count` events of its own.
-    pub fn new(spec: &SourceSpec, subtask: u32, _parallelism: u32) -> Self {
+    pub fn new(spec: &SourceSpec, subtask: u32, parallelism: u32) -> Self {
         let seed = subtask_seed(spec, subtask);
         let filler = (0..spec.value_size as u64).map(|i| b'a' + (mix(seed ^ i) % 26) as u8).collect();
         Generator {
@@ -70,6 +73,9 @@ impl Generator {
             rate: spec.rate,
             started: Instant::now(),
             key_buf: itoa::Buffer::default(),
+            sequence: (spec.pattern == GeneratorPattern::Sequence)
+                .then_some((u64::from(subtask), u64::from(parallelism.max(1)))),
+            value_buf: itoa::Buffer::default(),
         }
     }
 }
@@ -107,6 +113,23 @@ impl Source for Generator {
         let size = self.filler.len();
         // Keep a batch's data far below the 4 GiB the flat offsets allow.
         n = n.min((MAX_BATCH_BYTES / (size as u64 + 24)).max(1));
+        if let Some((subtask, parallelism)) = self.sequence {
+            let mut last = 0;
+            for i in self.next..self.next + n {
+                let g = i * parallelism + subtask;
+                last = g as i64;
+                let key = self.key_buf.format(g % self.keys);
+                let digits = self.value_buf.format(g);
+                batch.push_with(key, last, i, |buf| {
+                    buf.extend_from_slice(b"{\"value\":");
+                    buf.extend_from_slice(digits);
+                    buf.push(b'}');
+                });
+            }
+            self.next += n;
+            batch.mark(last.saturating_sub(self.delay).saturating_sub(1));
+            return Ok(Poll::Ready);
+        }
         for i in self.next..self.next + n {
             let key = self.key_buf.format(mix(self.seed ^ i) % self.keys);
             batch.push_with(key, i as i64, i, |buf| {
@@ -154,5 +177,18 @@ mod tests {
             }
         }
         assert_eq!(total, 2500);
+    }
+
+    #[test]
+    fn the_sequence_pattern_interleaves_subtasks_like_flinks_generator() {
+        let s = spec("{id: g, type: generator, count: 3, keys: 4, pattern: sequence}");
+        let mut b = Batch::new();
+        Generator::new(&s, 1, 2).next_batch(&mut b, 1024).unwrap();
+        let events: Vec<(&[u8], &[u8], i64)> = (0..3).map(|i| (b.key(i), b.value(i), b.timestamps()[i])).collect();
+        assert_eq!(
+            events,
+            vec![(&b"1"[..], &br#"{"value":1}"#[..], 1), (b"3", br#"{"value":3}"#, 3), (b"1", br#"{"value":5}"#, 5)]
+        );
+        assert_eq!(b.last_watermark(), Some(4));
     }
 }

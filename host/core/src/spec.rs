@@ -132,6 +132,18 @@ pub enum SourceType {
     Generator,
 }
 
+/// What a generator's events look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorPattern {
+    /// Seeded random keys, values of `value-size` filler bytes.
+    #[default]
+    Random,
+    /// Keys in turn, JSON values and timestamps counting up.
+    Sequence,
+}
+
 /// Formats of a file source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -174,6 +186,12 @@ pub struct SourceSpec {
     /// Generator: bytes per value.
     #[serde(default = "default_value_size")]
     pub value_size: usize,
+    /// Generator: `random` keys and filler values (default), or
+    /// `sequence`, Flink's throughput generator: event `g` (interleaved
+    /// over subtasks, `g = i * parallelism + subtask`) has key `g % keys`,
+    /// value `{"value":g}` and timestamp `g`.
+    #[serde(default)]
+    pub pattern: GeneratorPattern,
     /// Generator: events per second per subtask (absent: flat out).
     #[serde(default)]
     pub rate: Option<f64>,
@@ -288,6 +306,12 @@ pub struct OperatorSpec {
     /// and counted.
     #[serde(default)]
     pub late_output: Option<String>,
+    /// The side-output tag (read as `operator#tag`) that records the
+    /// operator rejects with an error go to, as
+    /// `{"error", "operator", "offset", "record"}`, instead of failing
+    /// the job. Window operators only, for now.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
 }
 
 /// Sink types.
@@ -724,6 +748,12 @@ impl Spec {
                             o.kind.world().unwrap_or("")
                         )));
                     }
+                    if o.dead_letter.is_some() {
+                        return Err(at(format!(
+                            "operator `{}`: dead-letter routes rejected records of window operators; map and process operators cannot route theirs yet (their errors end the job, naming the record)",
+                            o.id
+                        )));
+                    }
                     if window_keys {
                         return Err(at(format!(
                             "operator `{}`: window, trigger, evictor, function, allowed-lateness-ms and late-output are for `kind: window` or `window-all`",
@@ -752,10 +782,18 @@ impl Spec {
                             )));
                         }
                     }
-                    if let Some(tag) = &o.late_output
-                        && (tag.is_empty() || tag.contains('#'))
-                    {
-                        return Err(at(format!("operator `{}`: late-output is one non-empty tag without `#`", o.id)));
+                    for (what, tag) in [("late-output", &o.late_output), ("dead-letter", &o.dead_letter)] {
+                        if let Some(tag) = tag
+                            && (tag.is_empty() || tag.contains('#'))
+                        {
+                            return Err(at(format!("operator `{}`: {what} is one non-empty tag without `#`", o.id)));
+                        }
+                    }
+                    if o.late_output.is_some() && o.late_output == o.dead_letter {
+                        return Err(at(format!(
+                            "operator `{}`: late-output and dead-letter need different tags, so late and rejected records can be told apart",
+                            o.id
+                        )));
                     }
                     window::check(
                         &o.id,

@@ -52,6 +52,12 @@ pub(crate) enum Pipeline {
     Value,
     /// generator → key_by → process (MapState counter) → discard.
     Mapstate,
+    /// generator (Flink's sequence) → key_by → tumbling 1 s window sum → discard.
+    Tumble,
+    /// generator (Flink's sequence) → key_by → sliding 10 s / 1 s window sum → discard.
+    Slide,
+    /// generator (Flink's sequence) → key_by → session window (gap 5 s) sum → discard.
+    Session,
 }
 
 impl Pipeline {
@@ -60,6 +66,20 @@ impl Pipeline {
             Pipeline::Map => "generator → map → discard",
             Pipeline::Value => "generator → key_by → process(ValueState) → discard",
             Pipeline::Mapstate => "generator → key_by → process(MapState) → discard",
+            Pipeline::Tumble => "generator → key_by → tumbling 1 s sum → discard",
+            Pipeline::Slide => "generator → key_by → sliding 10 s/1 s sum → discard",
+            Pipeline::Session => "generator → key_by → session 5 s sum → discard",
+        }
+    }
+
+    /// The window of the window pipelines (these have no native stand-in:
+    /// the window operator is the host's own).
+    fn window(self) -> Option<&'static str> {
+        match self {
+            Pipeline::Tumble => Some("{type: tumbling, size-ms: 1000}"),
+            Pipeline::Slide => Some("{type: sliding, size-ms: 10000, slide-ms: 1000}"),
+            Pipeline::Session => Some("{type: session, gap-ms: 5000}"),
+            _ => None,
         }
     }
 }
@@ -81,8 +101,9 @@ fn spec_text(p: Pipeline, s: &Setup<'_>, events: u64) -> String {
         crate::Backend::Memory => "memory",
         crate::Backend::Lsm => "lsm",
     };
+    let pattern = if p.window().is_some() { "sequence" } else { "random" };
     let source = format!(
-        "parallelism: {parallelism}\nstate: {{backend: {backend}, memory-mb: {}}}\nsources:\n  - {{id: gen, type: generator, seed: 1, count: {per_subtask}, keys: {keys}, value-size: {value_size}}}\n",
+        "parallelism: {parallelism}\nstate: {{backend: {backend}, memory-mb: {}}}\nsources:\n  - {{id: gen, type: generator, seed: 1, count: {per_subtask}, keys: {keys}, value-size: {value_size}, pattern: {pattern}}}\n",
         s.memory_mb
     );
     let op = match p {
@@ -98,12 +119,18 @@ fn spec_text(p: Pipeline, s: &Setup<'_>, events: u64) -> String {
             "  - {{id: op, kind: process, component: {}, input: gen, key-by: '@key', config: {{state: map}}}}\n",
             components.join("keyed_counter.wasm").display()
         ),
+        Pipeline::Tumble | Pipeline::Slide | Pipeline::Session => format!(
+            "  - {{id: op, kind: window, input: gen, key-by: '@key', window: {}, function: {{type: sum, field: value}}}}\n",
+            p.window().unwrap_or_default()
+        ),
     };
     format!("{source}operators:\n{op}sinks:\n  - {{id: out, type: discard, input: op}}\n")
 }
 
-fn native(p: Pipeline) -> Native {
-    match p {
+/// The native stand-in of a pipeline's operator (none for windows).
+fn native(p: Pipeline) -> Option<Native> {
+    Some(match p {
+        Pipeline::Tumble | Pipeline::Slide | Pipeline::Session => return None,
         Pipeline::Map => Native::Map(Box::new(|| Box::new(|e, out| out.push(e.key, e.value, e.timestamp, e.origin)))),
         Pipeline::Mapstate => Native::Process(Box::new(|| {
             let mut buf = Vec::with_capacity(8);
@@ -134,7 +161,7 @@ fn native(p: Pipeline) -> Native {
                 out.push(e.key, &n.to_le_bytes(), e.timestamp, e.origin);
             })
         })),
-    }
+    })
 }
 
 /// The median events/s of `runs` runs, and the events delivered.
@@ -144,11 +171,11 @@ fn measure(rt: &WasmRuntime, text: &str, p: Pipeline, native_op: bool, runs: u32
     let mut events = 0;
     for _ in 0..runs {
         let mut options = RunOptions::default();
-        if native_op {
-            options.native.insert("op".into(), native(p));
+        if native_op && let Some(n) = native(p) {
+            options.native.insert("op".into(), n);
         }
         let s = weir_runtime::run(&spec, rt, options).map_err(|e| e.to_string())?;
-        events = s.vertices.iter().find(|v| v.id == "out").map_or(0, |v| v.records_in);
+        events = s.vertices.iter().find(|v| v.id == "gen").map_or(0, |v| v.records_out);
         rates.push(events as f64 / s.elapsed.as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
@@ -203,7 +230,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
             // Warm up: compile (or load from the cache) and touch every code path once.
             measure(&rt, &spec_text(p, &setup, 100_000), p, false, 1)?;
             let (wasm, n1) = measure(&rt, &text, p, false, args.runs)?;
-            if args.no_native {
+            if args.no_native || p.window().is_some() {
                 println!("{:<52} {:>3} {:>14.0} {:>14} {:>11}", p.name(), par, wasm, "-", "-");
                 continue;
             }

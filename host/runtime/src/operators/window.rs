@@ -42,9 +42,21 @@ pub(crate) struct WindowOp {
     function: Aggregate,
     lateness: i64,
     late_tag: Option<String>,
+    dead_letter: Option<String>,
+    id: String,
     keyed: bool,
     watermark: i64,
     clock: Clock,
+    /// Whether anything reads processing time (else the clock is not read
+    /// per element).
+    needs_clock: bool,
+    /// Whether a window can fire more than once (else no firing count is
+    /// kept: every firing is the first).
+    counts_firings: bool,
+    /// Whether the cleanup timer is the trigger's own timer at the
+    /// window's end (event-time trigger, no lateness): then it is neither
+    /// registered twice nor deleted after it fired.
+    cleanup_is_trigger_timer: bool,
     /// Elements dropped as too late with no late output to go to.
     pub dropped: u64,
     windows: Vec<Window>,
@@ -89,7 +101,12 @@ impl WindowOp {
                 (Trigger::of(spec.trigger.as_ref().unwrap_or(&default)), spec.evictor.as_ref().map(Evictor::new))
             }
         };
+        let needs_clock = !assigner.is_event_time() || trigger.reads_processing_time();
+        let plain = trigger == Trigger::EventTime && spec.allowed_lateness_ms == 0 && assigner.is_event_time();
         WindowOp {
+            needs_clock,
+            counts_firings: !(plain && evictor.is_none()),
+            cleanup_is_trigger_timer: plain,
             backend,
             assigner,
             trigger,
@@ -97,6 +114,8 @@ impl WindowOp {
             function: Aggregate::new(function.kind, function.field.as_deref()),
             lateness: spec.allowed_lateness_ms,
             late_tag: spec.late_output.clone(),
+            dead_letter: spec.dead_letter.clone(),
+            id: spec.id.clone(),
             keyed: spec.kind == OperatorKind::Window,
             watermark: i64::MIN,
             clock,
@@ -108,6 +127,11 @@ impl WindowOp {
             out: Batch::new(),
             side: Vec::new(),
         }
+    }
+
+    /// Processing time, when anything reads it.
+    fn now(&self) -> i64 {
+        if self.needs_clock { self.clock.now() } else { i64::MIN }
     }
 
     /// Flink's `cleanupTime`: when a window's state goes.
@@ -125,7 +149,7 @@ impl WindowOp {
 
     fn register_cleanup(&mut self, at: At<'_>, w: Window) {
         let time = self.cleanup_time(w);
-        if time == i64::MAX {
+        if time == i64::MAX || self.cleanup_is_trigger_timer {
             return;
         }
         let ns = w.namespace();
@@ -211,10 +235,15 @@ impl WindowOp {
     fn clear_all(&mut self, at: At<'_>, window: Window, state_window: Window, set: Option<&mut MergingSet>) {
         self.clear_contents(at, state_window);
         let ns = state_window.namespace();
-        self.backend.value_clear(FIRINGS, scope(at, &ns, state_window));
-        let now = self.clock.now();
-        let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
-        self.trigger.clear(&mut ctx);
+        if self.counts_firings {
+            self.backend.value_clear(FIRINGS, scope(at, &ns, state_window));
+        }
+        if !self.cleanup_is_trigger_timer {
+            // (Otherwise the trigger's only timer is the one firing.)
+            let now = self.now();
+            let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
+            self.trigger.clear(&mut ctx);
+        }
         if let Some(set) = set {
             set.retire(window);
         }
@@ -275,12 +304,16 @@ impl WindowOp {
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
         self.buf.clear();
-        let firing = if self.backend.value_get(FIRINGS, s, &mut self.buf) {
+        let firing = if !self.counts_firings {
+            0
+        } else if self.backend.value_get(FIRINGS, s, &mut self.buf) {
             self.buf.as_slice().try_into().map_or(0, u64::from_le_bytes)
         } else {
             0
         };
-        self.backend.value_put(FIRINGS, s, &(firing + 1).to_le_bytes());
+        if self.counts_firings {
+            self.backend.value_put(FIRINGS, s, &(firing + 1).to_le_bytes());
+        }
         let mut v = Vec::with_capacity(96);
         v.push(b'{');
         if self.keyed {
@@ -303,7 +336,7 @@ impl WindowOp {
             return Err("an event-time window needs event timestamps, and this record has none; set `timestamp:` on its source, or window in processing time".to_owned());
         }
         let x = self.function.input(value)?;
-        let now = self.clock.now();
+        let now = self.now();
         let mut windows = std::mem::take(&mut self.windows);
         self.assigner.assign(timestamp, now, &mut windows);
         let mut skipped = true;
@@ -358,7 +391,7 @@ impl WindowOp {
 
     /// The trigger's verdict on an element just added to `window`.
     fn after_add(&mut self, at: At<'_>, window: Window, state_window: Window, timestamp: i64) -> Result<(), String> {
-        let now = self.clock.now();
+        let now = self.now();
         let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
         let d = self.trigger.on_element(&mut ctx, timestamp);
         if d.fire {
@@ -375,7 +408,7 @@ impl WindowOp {
     /// their state, merged windows lose their timers, state windows fold
     /// into the one that stays.
     fn merge(&mut self, at: At<'_>, merges: &[Merge]) -> Result<(), String> {
-        let now = self.clock.now();
+        let now = self.now();
         for m in merges {
             if self.assigner.is_event_time() && self.cleanup_time(m.result) <= self.watermark {
                 return Err(format!(
@@ -461,7 +494,7 @@ impl WindowOp {
         } else {
             window
         };
-        let now = self.clock.now();
+        let now = self.now();
         let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
         let d = match domain {
             TimerDomain::EventTime => self.trigger.on_event_time(&mut ctx, time),
@@ -524,8 +557,22 @@ impl Operator for WindowOp {
             let e = input.event(i);
             let at =
                 if self.keyed { At { group: input.key_groups()[i], key: e.key } } else { At { group: 0, key: b"" } };
-            self.element(at, e.timestamp, e.value, e.origin)
-                .map_err(|message| OpError { origin: Some(e.origin), message })?;
+            if let Err(message) = self.element(at, e.timestamp, e.value, e.origin) {
+                let Some(tag) = &self.dead_letter else {
+                    return Err(Fail::Op(OpError { origin: Some(e.origin), message }));
+                };
+                let record = serde_json::from_slice::<serde_json::Value>(e.value)
+                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(e.value).into_owned()));
+                let value =
+                    serde_json::json!({"error": message, "operator": self.id, "offset": e.origin, "record": record});
+                self.side.push(SideEvent {
+                    tag: tag.clone(),
+                    key: e.key.to_vec(),
+                    value: value.to_string().into_bytes(),
+                    timestamp: e.timestamp,
+                    origin: e.origin,
+                });
+            }
             if self.out.len() >= EMIT_EVERY {
                 self.flush(out)?;
             }

@@ -72,19 +72,30 @@ impl Num {
 pub(crate) struct Aggregate {
     pub kind: AggregateKind,
     pointer: Option<String>,
+    /// The field's name when the pointer names a top-level field: read
+    /// without building the whole value.
+    field: Option<String>,
 }
 
 impl Aggregate {
     pub fn new(kind: AggregateKind, field: Option<&str>) -> Aggregate {
-        Aggregate { kind, pointer: field.map(field_pointer) }
+        let pointer = field.map(field_pointer);
+        let field =
+            pointer.as_deref().and_then(|p| p.strip_prefix('/')).filter(|f| !f.contains(['/', '~'])).map(str::to_owned);
+        Aggregate { kind, pointer, field }
     }
 
     /// The number an element contributes (`count` reads nothing).
     pub fn input(&self, value: &[u8]) -> Result<Num, String> {
         let Some(pointer) = &self.pointer else { return Ok(Num::Int(1)) };
-        let v: serde_json::Value = serde_json::from_slice(value)
-            .map_err(|e| format!("value is not JSON ({e}), so `{}` cannot read `{pointer}`", self.kind.name()))?;
-        match v.pointer(pointer) {
+        let not_json = |e: serde_json::Error| {
+            format!("value is not JSON ({e}), so `{}` cannot read `{pointer}`", self.kind.name())
+        };
+        let found = match self.field.as_deref() {
+            Some(name) => top_level(value, name).map_err(not_json)?,
+            None => serde_json::from_slice::<serde_json::Value>(value).map_err(not_json)?.pointer(pointer).cloned(),
+        };
+        match found.as_ref() {
             Some(serde_json::Value::Number(n)) => match n.as_i64() {
                 Some(i) => Ok(Num::Int(i)),
                 None => n.as_f64().map(Num::Float).ok_or_else(|| format!("`{pointer}` is not a finite number")),
@@ -182,6 +193,72 @@ impl Aggregate {
             },
         }
     }
+}
+
+/// The value of top-level field `name` of the JSON object `value` (the
+/// rest is checked but not built; `None` when absent or not an object).
+fn top_level(value: &[u8], name: &str) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Field<'a>(&'a str);
+    struct IsName<'a>(&'a str);
+    impl<'de> DeserializeSeed<'de> for IsName<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for IsName<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a field name")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+            Ok(v == self.0)
+        }
+    }
+    impl<'de> Visitor<'de> for Field<'_> {
+        type Value = Option<serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(is) = map.next_key_seed(IsName(self.0))? {
+                if is {
+                    found = Some(map.next_value()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    let mut d = serde_json::Deserializer::from_slice(value);
+    let found = d.deserialize_any(Field(name))?;
+    d.end()?;
+    Ok(found)
 }
 
 fn avg_parts(a: &[u8]) -> Option<(u64, f64)> {
@@ -325,6 +402,11 @@ mod tests {
         assert!(a.input(br#"{"w":1}"#).unwrap_err().contains("no field `/v`"));
         assert!(a.input(br#"{"v":"x"}"#).unwrap_err().contains("not a number"));
         assert!(a.input(b"nope").unwrap_err().contains("not JSON"));
+        assert!(a.input(br#"{"v":1} x"#).unwrap_err().contains("not JSON"), "trailing text");
+        assert!(a.input(br#"[1]"#).unwrap_err().contains("no field"));
+        assert_eq!(a.input(br#"{"a":[{"v":9}],"v":-3,"b":"x"}"#).unwrap(), Num::Int(-3), "top level only");
+        let nested = Aggregate::new(AggregateKind::Sum, Some("/a/v"));
+        assert_eq!(nested.input(br#"{"a":{"v":2.5}}"#).unwrap(), Num::Float(2.5));
     }
 
     #[test]

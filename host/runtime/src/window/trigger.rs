@@ -96,6 +96,15 @@ impl Trigger {
         }
     }
 
+    /// Whether the trigger reads processing time.
+    pub fn reads_processing_time(&self) -> bool {
+        match self {
+            Trigger::ProcessingTime | Trigger::ContinuousProcessingTime(_) => true,
+            Trigger::Purging(inner) => inner.reads_processing_time(),
+            _ => false,
+        }
+    }
+
     /// An element was added to the window.
     pub fn on_element(&self, ctx: &mut TriggerCtx<'_>, timestamp: i64) -> Decision {
         match self {
