@@ -26,6 +26,9 @@ use weir_core::{Batch, NO_TIMESTAMP};
 use weir_state::{Clock, KeyedStateBackend, Scope, Timer, TimerDomain};
 use weir_wasm::SideEvent;
 
+mod sliced;
+use sliced::Slices;
+
 const ACC: u32 = 0;
 const FIRINGS: u32 = 1;
 const SESSIONS: u32 = 3;
@@ -43,6 +46,12 @@ pub(crate) struct WindowOp {
     lateness: i64,
     late_tag: Option<String>,
     dead_letter: Option<String>,
+    /// Aligned windows kept by slices (see `sliced`).
+    slices: Option<Slices>,
+    /// Scratch of a sliced firing: each slice's keys, and merged
+    /// accumulators.
+    slice_keys: Vec<(Vec<u8>, Vec<u32>)>,
+    merged: Vec<Vec<u8>>,
     id: String,
     keyed: bool,
     watermark: i64,
@@ -103,7 +112,16 @@ impl WindowOp {
         };
         let needs_clock = !assigner.is_event_time() || trigger.reads_processing_time();
         let plain = trigger == Trigger::EventTime && spec.allowed_lateness_ms == 0 && assigner.is_event_time();
+        let slices = match assigner {
+            _ if !plain || evictor.is_some() => None,
+            Assigner::Tumbling { size, offset, .. } => Some(Slices { size, slide: size, offset }),
+            Assigner::Sliding { size, slide, offset, .. } if size % slide == 0 => Some(Slices { size, slide, offset }),
+            _ => None,
+        };
         WindowOp {
+            slices,
+            slice_keys: Vec::new(),
+            merged: Vec::new(),
             needs_clock,
             counts_firings: !(plain && evictor.is_none()),
             cleanup_is_trigger_timer: plain,
@@ -314,20 +332,39 @@ impl WindowOp {
         if self.counts_firings {
             self.backend.value_put(FIRINGS, s, &(firing + 1).to_le_bytes());
         }
-        let mut v = Vec::with_capacity(96);
-        v.push(b'{');
-        if self.keyed {
-            v.extend_from_slice(b"\"key\":");
-            let _ = serde_json::to_writer(&mut v, &String::from_utf8_lossy(at.key));
-            v.push(b',');
-        }
-        if let Window::Time { start, end } = window {
-            v.extend_from_slice(format!("\"start\":{start},\"end\":{end},").as_bytes());
-        }
-        v.extend_from_slice(format!("\"firing\":{firing},\"{}\":", self.function.kind.name()).as_bytes());
-        self.function.result(acc, &mut v);
-        v.push(b'}');
-        self.out.push(at.key, &v, window.max_timestamp(), TIMER_ORIGIN);
+        let (keyed, function) = (self.keyed, &self.function);
+        self.out.push_with(at.key, window.max_timestamp(), TIMER_ORIGIN, |v| {
+            let mut n = itoa::Buffer::new();
+            v.push(b'{');
+            if keyed {
+                v.extend_from_slice(b"\"key\":");
+                match std::str::from_utf8(at.key) {
+                    Ok(k) if !k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) => {
+                        v.push(b'"');
+                        v.extend_from_slice(k.as_bytes());
+                        v.push(b'"');
+                    }
+                    _ => {
+                        let _ = serde_json::to_writer(&mut *v, &String::from_utf8_lossy(at.key));
+                    }
+                }
+                v.push(b',');
+            }
+            if let Window::Time { start, end } = window {
+                v.extend_from_slice(b"\"start\":");
+                v.extend_from_slice(n.format(start).as_bytes());
+                v.extend_from_slice(b",\"end\":");
+                v.extend_from_slice(n.format(end).as_bytes());
+                v.push(b',');
+            }
+            v.extend_from_slice(b"\"firing\":");
+            v.extend_from_slice(n.format(firing).as_bytes());
+            v.extend_from_slice(b",\"");
+            v.extend_from_slice(function.kind.name().as_bytes());
+            v.extend_from_slice(b"\":");
+            function.result(acc, v);
+            v.push(b'}');
+        });
     }
 
     /// One element (Flink's `processElement`).
@@ -336,6 +373,12 @@ impl WindowOp {
             return Err("an event-time window needs event timestamps, and this record has none; set `timestamp:` on its source, or window in processing time".to_owned());
         }
         let x = self.function.input(value)?;
+        if let Some(s) = self.slices {
+            if !self.sliced_element(s, at, timestamp, x) && timestamp <= self.watermark {
+                self.late(at, timestamp, value, origin);
+            }
+            return Ok(());
+        }
         let now = self.now();
         let mut windows = std::mem::take(&mut self.windows);
         self.assigner.assign(timestamp, now, &mut windows);
@@ -375,18 +418,24 @@ impl WindowOp {
         self.windows = windows;
         result?;
         if skipped && self.assigner.is_event_time() && timestamp.saturating_add(self.lateness) <= self.watermark {
-            match &self.late_tag {
-                Some(tag) => self.side.push(SideEvent {
-                    tag: tag.clone(),
-                    key: at.key.to_vec(),
-                    value: value.to_vec(),
-                    timestamp,
-                    origin,
-                }),
-                None => self.dropped += 1,
-            }
+            self.late(at, timestamp, value, origin);
         }
         Ok(())
+    }
+
+    /// An element too late for all its windows: to the late output, or
+    /// dropped and counted.
+    fn late(&mut self, at: At<'_>, timestamp: i64, value: &[u8], origin: u64) {
+        match &self.late_tag {
+            Some(tag) => self.side.push(SideEvent {
+                tag: tag.clone(),
+                key: at.key.to_vec(),
+                value: value.to_vec(),
+                timestamp,
+                origin,
+            }),
+            None => self.dropped += 1,
+        }
     }
 
     /// The trigger's verdict on an element just added to `window`.
@@ -483,6 +532,9 @@ impl WindowOp {
     }
 
     fn timer(&mut self, domain: TimerDomain, at: At<'_>, ns: &[u8], time: i64) -> Result<(), String> {
+        if let Some(s) = self.slices {
+            return self.sliced_fire(s, at.group, time);
+        }
         let window = Window::from_namespace(ns)
             .ok_or_else(|| "a window timer with a malformed namespace; the state was changed or damaged".to_owned())?;
         let mut set = None;

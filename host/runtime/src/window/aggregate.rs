@@ -58,7 +58,7 @@ impl Num {
 
     fn write_json(self, out: &mut Vec<u8>) {
         match self {
-            Num::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            Num::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
             Num::Float(f) if f.is_finite() => {
                 let _ = serde_json::to_writer(&mut *out, &f);
             }
@@ -180,7 +180,7 @@ impl Aggregate {
         match self.kind {
             AggregateKind::Count => {
                 let n = acc.and_then(|a| a.try_into().ok()).map_or(0, u64::from_le_bytes);
-                out.extend_from_slice(n.to_string().as_bytes());
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             }
             AggregateKind::Avg => match acc.and_then(avg_parts) {
                 Some((n, s)) if n > 0 => Num::Float(s / n as f64).write_json(out),
