@@ -153,6 +153,15 @@ pub trait KeyedStateBackend: Send {
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]);
     /// Removes the value.
     fn value_clear(&mut self, state: u32, at: Scope<'_>);
+    /// Appends the value to `out` and removes it; whether there was one
+    /// (one look-up where the backend can).
+    fn value_take(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
+        let found = self.value_get(state, at, out);
+        if found {
+            self.value_clear(state, at);
+        }
+        found
+    }
 
     /// Appends the list's elements to `data`, pushing each element's end
     /// (relative to `data`'s length at the call) to `ends`.

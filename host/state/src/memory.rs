@@ -505,6 +505,11 @@ impl KeyedStateBackend for MemoryBackend {
         probe!(slot(&mut self.values, state), remove, at);
     }
 
+    fn value_take(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
+        let Some(m) = self.values.get_mut(state as usize) else { return false };
+        probe!(m, remove, at).map(|v| out.extend_from_slice(v.as_slice())).is_some()
+    }
+
     fn list_get(&mut self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
         if let Some(l) = get(&self.lists, state, at) {
             push_items(l.iter().map(Vec::as_slice), data, ends);
@@ -686,6 +691,18 @@ mod tests {
 
     fn at(group: u16, key: &[u8]) -> Scope<'_> {
         Scope::key(group, key)
+    }
+
+    #[test]
+    fn value_take_reads_and_removes_in_one_look_up() {
+        let mut b = MemoryBackend::new();
+        let ns = Scope { group: 3, key: b"a", namespace: b"w1" };
+        b.value_put(0, ns, b"1");
+        let mut out = b"x".to_vec();
+        assert!(b.value_take(0, ns, &mut out));
+        assert_eq!(out, b"x1", "appended");
+        assert!(!b.value_take(0, ns, &mut out) && !b.value_get(0, ns, &mut out));
+        assert!(!b.value_take(7, ns, &mut out), "an undeclared state holds nothing");
     }
 
     #[test]

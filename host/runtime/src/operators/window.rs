@@ -35,7 +35,7 @@ const SESSIONS: u32 = 3;
 const ELEMENTS: u32 = 0;
 
 /// Output events gathered before they are emitted.
-const EMIT_EVERY: usize = 4096;
+const EMIT_EVERY: usize = 1024;
 
 pub(crate) struct WindowOp {
     backend: Box<dyn KeyedStateBackend>,

@@ -94,8 +94,7 @@ impl WindowOp {
             for key in items(data, ends) {
                 acc.clear();
                 let at = Scope { group, key, namespace: &ns };
-                if self.backend.value_get(ACC, at, &mut acc) {
-                    self.backend.value_clear(ACC, at);
+                if self.backend.value_take(ACC, at, &mut acc) {
                     self.write_output(At { group, key }, window, window, Some(&acc));
                 }
             }
@@ -110,12 +109,14 @@ impl WindowOp {
                 for key in items(data, ends) {
                     self.buf.clear();
                     let at = Scope { group, key, namespace: &ns };
-                    if !self.backend.value_get(ACC, at, &mut self.buf) {
+                    // No later window holds the oldest slice: its state goes.
+                    let found = if i == 0 {
+                        self.backend.value_take(ACC, at, &mut self.buf)
+                    } else {
+                        self.backend.value_get(ACC, at, &mut self.buf)
+                    };
+                    if !found {
                         continue;
-                    }
-                    if i == 0 {
-                        // No later window holds the oldest slice.
-                        self.backend.value_clear(ACC, at);
                     }
                     match index.get(key) {
                         Some(&j) => {
