@@ -46,6 +46,10 @@ pub(crate) struct WindowOp {
     lateness: i64,
     late_tag: Option<String>,
     dead_letter: Option<String>,
+    /// The next firing may take the accumulator out (its window is
+    /// cleaned up right after), and whether it did.
+    take: bool,
+    taken: bool,
     /// Aligned windows kept by slices (see `sliced`).
     slices: Option<Slices>,
     /// Scratch of a sliced firing: each slice's keys, and merged
@@ -119,6 +123,8 @@ impl WindowOp {
             _ => None,
         };
         WindowOp {
+            take: false,
+            taken: false,
             slices,
             slice_keys: Vec::new(),
             merged: Vec::new(),
@@ -251,7 +257,10 @@ impl WindowOp {
     /// Flink's `clearAllState`: contents, firing count, the trigger's
     /// state and timers, and the window in the key's sessions.
     fn clear_all(&mut self, at: At<'_>, window: Window, state_window: Window, set: Option<&mut MergingSet>) {
-        self.clear_contents(at, state_window);
+        if !self.taken {
+            self.clear_contents(at, state_window);
+        }
+        self.taken = false;
         let ns = state_window.namespace();
         if self.counts_firings {
             self.backend.value_clear(FIRINGS, scope(at, &ns, state_window));
@@ -271,6 +280,7 @@ impl WindowOp {
     /// stamped with the window's last timestamp; nothing when the window
     /// holds nothing.
     fn emit_window(&mut self, at: At<'_>, window: Window, state_window: Window) -> Result<(), String> {
+        let take = std::mem::take(&mut self.take);
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
         let mut acc: Vec<u8> = Vec::new();
@@ -311,7 +321,14 @@ impl WindowOp {
             self.write_output(at, window, state_window, Some(folded.as_deref().unwrap_or_default()));
             return Ok(());
         }
-        if !self.backend.value_get(ACC, s, &mut acc) {
+        let found = if take {
+            // The window's state goes right after this firing: read it out.
+            self.taken = true;
+            self.backend.value_take(ACC, s, &mut acc)
+        } else {
+            self.backend.value_get(ACC, s, &mut acc)
+        };
+        if !found {
             return Ok(());
         }
         self.write_output(at, window, state_window, Some(&acc[..]));
@@ -552,15 +569,18 @@ impl WindowOp {
             TimerDomain::EventTime => self.trigger.on_event_time(&mut ctx, time),
             TimerDomain::ProcessingTime => self.trigger.on_processing_time(&mut ctx, time),
         };
-        if d.fire {
-            self.emit_window(at, window, state_window)?;
-        }
-        if d.purge {
-            self.clear_contents(at, state_window);
-        }
         let cleanup_domain =
             if self.assigner.is_event_time() { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
-        if domain == cleanup_domain && time == self.cleanup_time(window) {
+        let cleanup = domain == cleanup_domain && time == self.cleanup_time(window);
+        self.taken = false;
+        if d.fire {
+            self.take = cleanup && self.evictor.is_none();
+            self.emit_window(at, window, state_window)?;
+        }
+        if d.purge && !self.taken {
+            self.clear_contents(at, state_window);
+        }
+        if cleanup {
             self.clear_all(at, window, state_window, set.as_mut());
         }
         if let Some(s) = &set {
