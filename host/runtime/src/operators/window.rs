@@ -80,6 +80,18 @@ pub(crate) struct WindowOp {
     side: Vec<SideEvent>,
 }
 
+/// The items of a flat list (`data` split at `ends`), each end clamped
+/// so a damaged list gives short items, never a panic.
+fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut from = 0usize;
+    ends.iter().map(move |&e| {
+        let e = (e as usize).clamp(from, data.len());
+        let item = &data[from..e];
+        from = e;
+        item
+    })
+}
+
 /// Where an element or timer is: its key and key group.
 #[derive(Clone, Copy)]
 struct At<'a> {
@@ -291,10 +303,7 @@ impl WindowOp {
                 return Ok(());
             }
             let mut elements = Vec::with_capacity(ends.len());
-            let mut start = 0usize;
-            for &e in &ends {
-                let item = &data[start..(e as usize).clamp(start, data.len())];
-                start = e as usize;
+            for item in items(&data, &ends) {
                 let (t, v) = item.split_at_checked(8).ok_or_else(|| {
                     "a window element stored without its timestamp; the state was changed or damaged".to_owned()
                 })?;
@@ -497,11 +506,8 @@ impl WindowOp {
                 if self.evictor.is_some() {
                     let (mut data, mut ends) = (Vec::new(), Vec::new());
                     self.backend.list_get(ELEMENTS, from, &mut data, &mut ends);
-                    let mut start = 0usize;
-                    for &e in &ends {
-                        let e = (e as usize).clamp(start, data.len());
-                        self.backend.list_add(ELEMENTS, target, &data[start..e]);
-                        start = e;
+                    for item in items(&data, &ends) {
+                        self.backend.list_add(ELEMENTS, target, item);
                     }
                     self.backend.list_clear(ELEMENTS, from);
                 } else {

@@ -13,7 +13,7 @@
 //! namespace; each firing sets the next while the window after it holds
 //! a slice with data.
 
-use super::{ACC, At, WindowOp, scope};
+use super::{ACC, At, WindowOp, items, scope};
 use crate::window::Window;
 use crate::window::aggregate::Num;
 use weir_state::{Scope, TimerDomain};
@@ -149,15 +149,4 @@ impl WindowOp {
         }
         Ok(())
     }
-}
-
-/// The items of a flat list.
-fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let mut from = 0usize;
-    ends.iter().map(move |&e| {
-        let e = (e as usize).clamp(from, data.len());
-        let item = &data[from..e];
-        from = e;
-        item
-    })
 }
