@@ -297,3 +297,34 @@ fn bad_window_settings_are_refused_naming_the_operator() {
     }
     assert!(parse("window: {type: session, gap-ms: 5}, function: {type: max, field: v}").is_ok());
 }
+
+#[test]
+fn window_all_windows_the_whole_stream_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [ev("a", 1000, 1), ev("b", 2000, 2), ev("c", 6000, 4), ev("a", 7000, 8)];
+    let data: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(dir.path().join("events.jsonl"), data).unwrap();
+    let spec = "parallelism: 2\n\
+         sources: [{id: events, type: file, path: events.jsonl, format: jsonl, timestamp: ts}]\n\
+         operators: [{id: w, kind: window-all, input: events, window: {type: tumbling, size-ms: 5000}, function: {type: max, field: v}}]\n\
+         sinks: [{id: out, type: file, path: out.jsonl, input: w}]\n";
+    std::fs::write(dir.path().join("p.yaml"), spec).unwrap();
+    let spec = Spec::load(&dir.path().join("p.yaml")).unwrap();
+    let rt = WasmRuntime::new(None).unwrap();
+    let summary = weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    assert_eq!(summary.vertices.iter().find(|v| v.id == "w").map(|v| v.parallelism), Some(1));
+    let out = weir_tests::sorted_json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(
+        out,
+        vec![
+            json!({"start": 5000, "end": 10000, "firing": 0, "max": 8}),
+            json!({"start": 0, "end": 5000, "firing": 0, "max": 2}),
+        ],
+        "(sorted by their text)"
+    );
+    let keyed = "sources: [{id: s, type: generator}]\n\
+         operators: [{id: w, kind: window-all, input: s, key-by: k, window: {type: global}, function: {type: count}}]\n\
+         sinks: [{id: out, type: discard, input: w}]\n";
+    let err = Spec::parse(Path::new("p.yaml"), keyed).unwrap_err().to_string();
+    assert!(err.contains("remove `key-by`"), "{err}");
+}
