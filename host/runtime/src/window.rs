@@ -227,6 +227,12 @@ impl MergingSet {
     /// merges to apply to state and triggers, in order (Flink's
     /// `MergingWindowSet.addWindow` with `TimeWindow.mergeWindows`).
     pub fn add(&mut self, new: Window) -> (Window, Vec<Merge>) {
+        // A window apart from every other one (the common case: a key's
+        // first element, or one after a gap) merges with nothing.
+        if !self.mapping.iter().any(|(w, _)| w.intersects(new)) {
+            self.mapping.push((new, new));
+            return (new, Vec::new());
+        }
         let mut windows: Vec<Window> = self.mapping.iter().map(|(w, _)| *w).collect();
         windows.push(new);
         windows.sort_by_key(|w| w.start());

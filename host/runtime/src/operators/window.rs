@@ -34,8 +34,11 @@ const FIRINGS: u32 = 1;
 const SESSIONS: u32 = 3;
 const ELEMENTS: u32 = 0;
 
-/// Output events gathered before they are emitted.
-const EMIT_EVERY: usize = 1024;
+/// Output events gathered before they are emitted: half the default
+/// batch size, so one more firing (a sliced window emits a key group's
+/// keys at once) rarely takes a batch past the size the task would cut
+/// it to, copying.
+const EMIT_EVERY: usize = 512;
 
 pub(crate) struct WindowOp {
     backend: Box<dyn KeyedStateBackend>,
