@@ -19,6 +19,7 @@ pub const GUESTS: &[&str] = &[
     "passthrough",
     "keyed-counter",
     "csv-line",
+    "evictors",
     "window-semantics-timers",
 ];
 

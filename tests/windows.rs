@@ -150,13 +150,14 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
     let components = weir_tests::components().display().to_string();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::copy(example().join("data/events.csv"), dir.path().join("data/events.csv")).unwrap();
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("tumble", &["tumble"]),
         ("slide", &["slide"]),
         ("session", &["session"]),
         ("late", &["late_main", "late_side"]),
         ("global_count", &["global_count"]),
         ("timers", &["timers"]),
+        ("global_count_plugin", &["global_count_plugin"]),
     ];
     for (case, files) in cases {
         let spec = std::fs::read_to_string(example().join(format!("{case}.yaml"))).unwrap();
@@ -169,7 +170,9 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
             let text = std::fs::read_to_string(dir.path().join("out").join(format!("{file}.csv"))).unwrap();
             let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
             got.sort();
-            assert_eq!(got, expected(&format!("{file}.csv")), "{case}: out/{file}.csv");
+            // The plugin case reproduces the built-in evictor's reference.
+            let reference = file.strip_suffix("_plugin").unwrap_or(file);
+            assert_eq!(got, expected(&format!("{reference}.csv")), "{case}: out/{file}.csv");
         }
     }
 }
@@ -364,4 +367,32 @@ fn windows_keep_their_state_in_the_lsm_backend_with_the_same_results() {
         lsm,
     );
     assert_eq!(out.len(), expected("global_count.csv").len());
+}
+
+#[test]
+fn wasm_evictors_give_the_built_ins_results() {
+    let evictors = weir_tests::component("evictors").display().to_string();
+    let events = [ev("a", 1000, 5), ev("a", 1200, 1), ev("a", 1300, 9), ev("a", 1400, 3), ev("b", 1500, 7)];
+    for (builtin, config) in [
+        ("{type: count, count: 2}", "{type: count, count: 2}"),
+        ("{type: time, keep-ms: 150}", "{type: time, keep_ms: 150}"),
+        ("{type: delta, field: v, threshold: 5}", "{type: delta, field: v, threshold: 5}"),
+        ("{type: count, count: 1, after: true}", "{type: count, count: 1, after: true}"),
+    ] {
+        let window = "window: {type: tumbling, size-ms: 1000}, trigger: {type: count, count: 2}, function: {type: sum, field: v}";
+        let (want, _) = run_small(&events, &format!("{window}, evictor: {builtin}"), &[]).unwrap();
+        let (got, _) = run_small(
+            &events,
+            &format!("{window}, evictor: {{type: component, component: {evictors}, config: {config}}}"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(got, want, "{builtin}");
+        assert!(!want.is_empty());
+    }
+    let bad = format!(
+        "window: {{type: global}}, function: {{type: count}}, evictor: {{type: component, component: {evictors}, config: {{type: nope}}}}"
+    );
+    let err = run_small(&events, &bad, &[]).unwrap_err();
+    assert!(err.contains("count, time or delta") && err.contains("evictor"), "{err}");
 }

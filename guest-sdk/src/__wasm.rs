@@ -5,7 +5,7 @@
 use crate::event::{Output, event_at, validate_batch};
 use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
 use crate::timers::{CallTimers, Due};
-use crate::{Error, KeyedProcessFunction, Map};
+use crate::{Error, Evictor, EvictorContext, KeyedProcessFunction, Map, Window};
 use std::cell::RefCell;
 
 pub use wit_bindgen;
@@ -18,6 +18,18 @@ pub mod map_bindings {
         pub_export_macro: true,
         export_macro_name: "__export_map_world",
         default_bindings_module: "weir_sdk::__wasm::map_bindings",
+        runtime_path: "weir_sdk::__wasm::wit_bindgen::rt",
+    });
+}
+
+/// Bindings of the `evictor` world.
+pub mod evictor_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "evictor",
+        pub_export_macro: true,
+        export_macro_name: "__export_evictor_world",
+        default_bindings_module: "weir_sdk::__wasm::evictor_bindings",
         runtime_path: "weir_sdk::__wasm::wit_bindgen::rt",
     });
 }
@@ -43,6 +55,7 @@ const ABSENT: u32 = u32::MAX;
 
 thread_local! {
     static MAP_OP: RefCell<Option<Box<dyn Map>>> = const { RefCell::new(None) };
+    static EVICTOR: RefCell<Option<Box<dyn Evictor>>> = const { RefCell::new(None) };
     static PROCESS_OP: RefCell<Option<(Box<dyn KeyedProcessFunction>, u32)>> = const { RefCell::new(None) };
 }
 
@@ -86,6 +99,42 @@ pub fn map_init<T: Map + Default>(config: String) -> Result<(), String> {
     op.open(&config).map_err(|e| e.to_string())?;
     MAP_OP.with(|m| *m.borrow_mut() = Some(Box::new(op)));
     Ok(())
+}
+
+pub fn evictor_init<T: Evictor + Default>(config: String) -> Result<(), String> {
+    install_panic_hook();
+    let config = parse_config(&config)?;
+    let mut op = T::default();
+    op.open(&config).map_err(|e| e.to_string())?;
+    EVICTOR.with(|m| *m.borrow_mut() = Some(Box::new(op)));
+    Ok(())
+}
+
+pub fn evictor_evict(
+    window: evictor_bindings::exports::weir::operator::window_evictor::Window,
+    elements: evictor_bindings::weir::operator::types::Batch,
+    before: bool,
+    watermark: i64,
+    processing_time: i64,
+) -> Result<Vec<bool>, String> {
+    validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
+    let n = elements.timestamps.len();
+    let events: Vec<crate::Event<'_>> =
+        (0..n).map(|i| event_at(&elements.data, &elements.offsets, &elements.timestamps, i)).collect();
+    let mut keep = vec![true; n];
+    let window = Window { start: window.start, end: window.end };
+    let ctx = EvictorContext { watermark, processing_time };
+    EVICTOR.with(|m| {
+        let mut m = m.borrow_mut();
+        let op = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
+        let r = if before {
+            op.evict_before(&events, window, &ctx, &mut keep)
+        } else {
+            op.evict_after(&events, window, &ctx, &mut keep)
+        };
+        r.map_err(|e| e.to_string())
+    })?;
+    Ok(keep)
 }
 
 fn not_initialized() -> Error {

@@ -39,6 +39,7 @@
 extern crate self as weir_sdk;
 
 mod event;
+mod evictor;
 mod state;
 pub mod testing;
 mod timers;
@@ -48,6 +49,7 @@ mod timers;
 pub mod __wasm;
 
 pub use event::{Event, Output};
+pub use evictor::{Evictor, EvictorContext, Window};
 pub use serde_json;
 
 /// Log levels for [`log`].
@@ -174,6 +176,45 @@ pub trait KeyedProcessFunction: 'static {
         let _ = (timestamp, domain, ctx, out);
         Ok(())
     }
+}
+
+/// Exports an [`Evictor`] implementation as the component's `evictor`
+/// world. The type must implement `Default`. On native targets (tests) it
+/// expands to nothing.
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! export_evictor {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        pub struct __WeirEvictorExport;
+        impl $crate::__wasm::evictor_bindings::exports::weir::operator::window_evictor::Guest for __WeirEvictorExport {
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__wasm::evictor_init::<$ty>(config)
+            }
+            fn evict(
+                window: $crate::__wasm::evictor_bindings::exports::weir::operator::window_evictor::Window,
+                elements: $crate::__wasm::evictor_bindings::weir::operator::types::Batch,
+                before: bool,
+                watermark: i64,
+                processing_time: i64,
+            ) -> ::std::result::Result<::std::vec::Vec<bool>, ::std::string::String> {
+                $crate::__wasm::evictor_evict(window, elements, before, watermark, processing_time)
+            }
+        }
+        $crate::__wasm::evictor_bindings::__export_evictor_world!(__WeirEvictorExport with_types_in $crate::__wasm::evictor_bindings);
+    };
+}
+
+/// Exports an [`Evictor`] (native targets: nothing to export).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_evictor {
+    ($ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::Evictor + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
 }
 
 /// Exports a [`Map`] implementation as the component's `map` world.

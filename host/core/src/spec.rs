@@ -109,7 +109,7 @@ fn one() -> u32 {
 /// Operator config for fuzzers: absent, or any text read as JSON where it
 /// is JSON and kept as a string where it is not.
 #[cfg(feature = "arbitrary")]
-fn arbitrary_config(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Option<serde_json::Value>> {
+pub(crate) fn arbitrary_config(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Option<serde_json::Value>> {
     let text: Option<String> = u.arbitrary()?;
     Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))))
 }
@@ -488,6 +488,9 @@ impl Spec {
         self.state.path.as_mut().map(fix);
         for o in &mut self.operators {
             o.component.as_mut().map(fix);
+            if let Some(EvictorSpec::Component { component, .. }) = &mut o.evictor {
+                fix(component);
+            }
         }
         for s in &mut self.sinks {
             s.path.as_mut().map(fix);

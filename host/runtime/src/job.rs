@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Sink, open_source};
-use weir_core::spec::{OperatorKind, SinkFormat, SinkType, SourceType, Spec};
-use weir_wasm::{Component, MapInstance, ProcessInstance, WasmRuntime, World};
+use weir_core::spec::{EvictorSpec, OperatorKind, SinkFormat, SinkType, SourceType, Spec};
+use weir_wasm::{Component, EvictorInstance, MapInstance, ProcessInstance, WasmRuntime, World};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -297,7 +297,10 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let instances: usize = graph
         .vertices
         .iter()
-        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id) && !o.kind.is_window()))
+        .filter(|v| {
+            matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id)
+                && (!o.kind.is_window() || matches!(o.evictor, Some(EvictorSpec::Component { .. }))))
+        })
         .map(|v| v.parallelism as usize)
         .sum();
     if instances > options.max_instances {
@@ -326,15 +329,17 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let mut components: HashMap<usize, Component> = HashMap::new();
     let mut loaded: HashMap<(&std::path::Path, World), Component> = HashMap::new();
     for (vi, v) in graph.vertices.iter().enumerate() {
-        if let VertexKind::Operator(o) = &v.kind
-            && !options.native.contains_key(&o.id)
-            && let Some(path) = &o.component
-        {
-            let world = match o.kind {
-                OperatorKind::Map => World::Map,
-                OperatorKind::Process => World::Process,
-                OperatorKind::Window | OperatorKind::WindowAll => continue,
-            };
+        let VertexKind::Operator(o) = &v.kind else { continue };
+        let wasm = match (o.kind, &o.component, &o.evictor) {
+            _ if options.native.contains_key(&o.id) => None,
+            (OperatorKind::Map, Some(path), _) => Some((path, World::Map)),
+            (OperatorKind::Process, Some(path), _) => Some((path, World::Process)),
+            (OperatorKind::Window | OperatorKind::WindowAll, _, Some(EvictorSpec::Component { component, .. })) => {
+                Some((component, World::Evictor))
+            }
+            _ => None,
+        };
+        if let Some((path, world)) = wasm {
             let c = match loaded.entry((path.as_path(), world)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::hash_map::Entry::Vacant(e) => e
@@ -558,7 +563,17 @@ fn build_operator(
                 let config = o.config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
                 match o.kind {
                     OperatorKind::Window | OperatorKind::WindowAll => {
-                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone()))
+                        let evictor = match (&o.evictor, components.get(&v)) {
+                            (Some(EvictorSpec::Component { config, .. }), Some(component)) => {
+                                let config = config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
+                                Some(
+                                    EvictorInstance::new(rt, component, &name, &config, options.limits)
+                                        .map_err(|e| format!("its evictor: {e}"))?,
+                                )
+                            }
+                            _ => None,
+                        };
+                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone(), evictor))
                     }
                     OperatorKind::Map => Box::new(MapOp {
                         instance: MapInstance::new(rt, &components[&v], &name, &config, options.limits)

@@ -8,6 +8,13 @@ pub mod map {
     });
 }
 
+pub mod evictor {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "evictor",
+    });
+}
+
 pub mod process {
     wasmtime::component::bindgen!({
         path: "../../wit",

@@ -27,6 +27,8 @@ pub enum World {
     Map,
     /// `weir:operator/process`.
     Process,
+    /// `weir:operator/evictor`.
+    Evictor,
 }
 
 impl World {
@@ -35,6 +37,7 @@ impl World {
         match self {
             World::Map => "map",
             World::Process => "process",
+            World::Evictor => "evictor",
         }
     }
 
@@ -42,6 +45,7 @@ impl World {
         let iface = match self {
             World::Map => "mapper",
             World::Process => "keyed-process",
+            World::Evictor => "window-evictor",
         };
         format!("{PACKAGE}/{iface}@{VERSION}")
     }
@@ -93,6 +97,7 @@ pub struct Component {
 pub(crate) enum Pre {
     Map(bindings::map::MapPre<HostState>),
     Process(bindings::process::ProcessPre<HostState>),
+    Evictor(bindings::evictor::EvictorPre<HostState>),
 }
 
 impl Component {
@@ -101,6 +106,7 @@ impl Component {
         match self.pre {
             Pre::Map(_) => World::Map,
             Pre::Process(_) => World::Process,
+            Pre::Evictor(_) => World::Evictor,
         }
     }
 
@@ -116,6 +122,7 @@ pub struct WasmRuntime {
     pub(crate) engine: Engine,
     map_linker: Linker<HostState>,
     process_linker: Linker<HostState>,
+    evictor_linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
     loads: AtomicUsize,
@@ -139,6 +146,7 @@ impl WasmRuntime {
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let map_linker = sandbox::linker(&engine, World::Map).map_err(|e| LoadError::Engine(e.to_string()))?;
         let process_linker = sandbox::linker(&engine, World::Process).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let evictor_linker = sandbox::linker(&engine, World::Evictor).map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
         std::thread::Builder::new()
@@ -153,7 +161,15 @@ impl WasmRuntime {
                 }
             })
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        Ok(WasmRuntime { engine, map_linker, process_linker, cache_dir, ticker_stop, loads: AtomicUsize::new(0) })
+        Ok(WasmRuntime {
+            engine,
+            map_linker,
+            process_linker,
+            evictor_linker,
+            cache_dir,
+            ticker_stop,
+            loads: AtomicUsize::new(0),
+        })
     }
 
     /// Components loaded so far (each read, verified and linked).
@@ -190,6 +206,10 @@ impl WasmRuntime {
                 let ip = self.process_linker.instantiate_pre(&component).map_err(wrong)?;
                 Pre::Process(bindings::process::ProcessPre::new(ip).map_err(wrong)?)
             }
+            World::Evictor => {
+                let ip = self.evictor_linker.instantiate_pre(&component).map_err(wrong)?;
+                Pre::Evictor(bindings::evictor::EvictorPre::new(ip).map_err(wrong)?)
+            }
         };
         Ok(Component { path: path.to_owned(), pre })
     }
@@ -207,7 +227,8 @@ impl WasmRuntime {
         match found {
             Some((_, e)) if matches!(e.ty, ComponentItem::ComponentInstance(_)) => Ok(()),
             _ => {
-                let other = [World::Map, World::Process].into_iter().find(|w| exports.contains(&w.export()));
+                let other =
+                    [World::Map, World::Process, World::Evictor].into_iter().find(|w| exports.contains(&w.export()));
                 let hint = match other {
                     Some(w) => format!(
                         " It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.",

@@ -3,7 +3,7 @@
 //! Everything a guest returns is untrusted: offsets, ends and slots are
 //! checked before the host uses them.
 
-use crate::bindings::{map as mb, process as pb};
+use crate::bindings::{evictor as eb, map as mb, process as pb};
 use crate::engine::{Component, EPOCH_TICK, Pre, WasmRuntime};
 use crate::sandbox::{HostState, Limits};
 use std::sync::Arc;
@@ -379,6 +379,75 @@ fn to_output(
 
 fn wire_batch(b: &Batch) -> mb::weir::operator::types::BatchParam<'_> {
     mb::weir::operator::types::BatchParam { data: b.data(), offsets: b.offsets(), timestamps: b.timestamps() }
+}
+
+/// An instance of an `evictor` component.
+pub struct EvictorInstance {
+    store: Store<HostState>,
+    bindings: eb::Evictor,
+    limits: Limits,
+    keep: Vec<bool>,
+}
+
+impl EvictorInstance {
+    /// Instantiates `component` for `operator` and calls `init` with
+    /// `config` (JSON).
+    pub fn new(
+        rt: &WasmRuntime,
+        component: &Component,
+        operator: &str,
+        config: &str,
+        limits: Limits,
+    ) -> Result<Self, CallError> {
+        let Pre::Evictor(pre) = &component.pre else {
+            return Err(CallError::Init(format!("{} is not an evictor component", component.path.display())));
+        };
+        let mut store = new_store(rt, operator, limits, None);
+        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
+        store.set_epoch_deadline(budget_ticks(limits));
+        let r = bindings
+            .weir_operator_window_evictor()
+            .call_init(&mut store, config)
+            .map_err(|e| call_error(&store, e, limits))?;
+        r.map_err(CallError::Init)?;
+        Ok(EvictorInstance { store, bindings, limits, keep: Vec::new() })
+    }
+
+    /// Which of a window's `elements` stay (one flag per element), before
+    /// the window's function runs (`before`) or after. `window` is
+    /// `(start, end)`, the global window `(i64::MIN, i64::MAX)`.
+    pub fn evict(
+        &mut self,
+        window: (i64, i64),
+        elements: &Batch,
+        before: bool,
+        watermark: i64,
+        now: i64,
+    ) -> Result<&[bool], CallError> {
+        self.store.set_epoch_deadline(budget_ticks(self.limits));
+        let w = eb::exports::weir::operator::window_evictor::Window { start: window.0, end: window.1 };
+        // (Owned: bindgen's borrowing mode does not compile for this world;
+        // one copy per firing window, not per element.)
+        let batch = eb::weir::operator::types::Batch {
+            data: elements.data().to_vec(),
+            offsets: elements.offsets().to_vec(),
+            timestamps: elements.timestamps().to_vec(),
+        };
+        let r =
+            self.bindings.weir_operator_window_evictor().call_evict(&mut self.store, w, &batch, before, watermark, now);
+        let keep = r
+            .map_err(|e| call_error(&self.store, e, self.limits))?
+            .map_err(|message| CallError::Operator { index: 0, message })?;
+        if keep.len() != elements.len() {
+            return Err(CallError::Protocol(format!(
+                "evict returned {} flags for {} elements; return one per element",
+                keep.len(),
+                elements.len()
+            )));
+        }
+        self.keep = keep;
+        Ok(&self.keep)
+    }
 }
 
 /// An instance of a `map` component.

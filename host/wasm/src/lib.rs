@@ -16,7 +16,7 @@ mod sandbox;
 
 pub use engine::{Component, LoadError, WasmRuntime, World};
 pub use instance::{
-    CallError, CallOutput, FiredTimer, KeyTable, MapInstance, ProcessInstance, ProcessOutput, SideEvent, StateNames,
-    TimerOp,
+    CallError, CallOutput, EvictorInstance, FiredTimer, KeyTable, MapInstance, ProcessInstance, ProcessOutput,
+    SideEvent, StateNames, TimerOp,
 };
 pub use sandbox::Limits;

@@ -2,7 +2,7 @@
 //! clocks, guest output to the task log, a memory limit, and the host
 //! functions of the `weir:operator` worlds.
 
-use crate::bindings::{map, process};
+use crate::bindings::{evictor, map, process};
 use crate::engine::World;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -194,6 +194,7 @@ pub(crate) fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<H
     match world {
         World::Map => map::Map::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
         World::Process => process::Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
+        World::Evictor => evictor::Evictor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
     }
     Ok(linker)
 }
@@ -214,10 +215,17 @@ macro_rules! impl_log {
     };
 }
 impl_log!(map);
+impl_log!(evictor);
 impl_log!(process);
 
 impl map::weir::operator::host::Host for HostState {
     fn log(&mut self, level: map::weir::operator::types::Level, message: String) {
+        log_line(&self.operator, level as u8, &message);
+    }
+}
+
+impl evictor::weir::operator::host::Host for HostState {
+    fn log(&mut self, level: evictor::weir::operator::types::Level, message: String) {
         log_line(&self.operator, level as u8, &message);
     }
 }

@@ -133,6 +133,15 @@ pub enum EvictorSpec {
         #[serde(default)]
         after: bool,
     },
+    /// A Wasm component of the `evictor` world decides.
+    Component {
+        /// The `.wasm` component.
+        component: std::path::PathBuf,
+        /// Handed to its `init` as JSON.
+        #[serde(default)]
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = super::arbitrary_config))]
+        config: Option<serde_json::Value>,
+    },
     /// Evicts the elements whose `field` differs from the last element's
     /// by `threshold` or more.
     Delta {

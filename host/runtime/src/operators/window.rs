@@ -24,7 +24,7 @@ use crate::window::{Assigner, Merge, MergingSet, Window};
 use weir_core::spec::{OperatorKind, OperatorSpec, TimeKind, TriggerSpec, WindowSpec};
 use weir_core::{Batch, NO_TIMESTAMP};
 use weir_state::{Clock, KeyedStateBackend, Scope, Timer, TimerDomain};
-use weir_wasm::SideEvent;
+use weir_wasm::{EvictorInstance, SideEvent};
 
 mod sliced;
 use sliced::Slices;
@@ -44,7 +44,7 @@ pub(crate) struct WindowOp {
     backend: Box<dyn KeyedStateBackend>,
     assigner: Assigner,
     trigger: Trigger,
-    evictor: Option<Evictor>,
+    evictor: Option<WindowEvictor>,
     function: Aggregate,
     lateness: i64,
     late_tag: Option<String>,
@@ -95,6 +95,48 @@ fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> 
     })
 }
 
+/// A window's evictor: built in, or a Wasm component.
+enum WindowEvictor {
+    Builtin(Evictor),
+    Wasm(Box<EvictorInstance>),
+}
+
+impl WindowEvictor {
+    /// Evicts from a firing window's elements (timestamp, value), before
+    /// the function (`before`) or after it.
+    fn evict(
+        &mut self,
+        window: Window,
+        elements: &mut Vec<(i64, Vec<u8>)>,
+        before: bool,
+        watermark: i64,
+        now: i64,
+    ) -> Result<(), String> {
+        match self {
+            WindowEvictor::Builtin(e) if before => e.before(elements),
+            WindowEvictor::Builtin(e) => e.after_function(elements),
+            WindowEvictor::Wasm(instance) => {
+                let mut batch = Batch::with_capacity(elements.len(), elements.iter().map(|(_, v)| v.len()).sum());
+                for (t, v) in elements.iter() {
+                    batch.push(b"", v, *t, 0);
+                }
+                let bounds = match window {
+                    Window::Time { start, end } => (start, end),
+                    Window::Global => (i64::MIN, i64::MAX),
+                };
+                let keep =
+                    instance.evict(bounds, &batch, before, watermark, now).map_err(|e| format!("the evictor: {e}"))?;
+                let mut i = 0;
+                elements.retain(|_| {
+                    i += 1;
+                    keep[i - 1]
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Where an element or timer is: its key and key group.
 #[derive(Clone, Copy)]
 struct At<'a> {
@@ -108,7 +150,14 @@ fn scope<'a>(at: At<'a>, ns: &'a [u8; 16], w: Window) -> Scope<'a> {
 
 impl WindowOp {
     /// The operator of a validated window spec, over `backend`.
-    pub fn new(spec: &OperatorSpec, backend: Box<dyn KeyedStateBackend>, clock: Clock) -> WindowOp {
+    /// The operator of a validated window spec, over `backend`; `wasm`:
+    /// the instance of its evictor component, if it has one.
+    pub fn new(
+        spec: &OperatorSpec,
+        backend: Box<dyn KeyedStateBackend>,
+        clock: Clock,
+        wasm: Option<EvictorInstance>,
+    ) -> WindowOp {
         let window = spec.window.as_ref().expect("invariant: validated window operators have a window");
         let function = spec.function.as_ref().expect("invariant: validated window operators have a function");
         let assigner = Assigner::of(window);
@@ -116,7 +165,8 @@ impl WindowOp {
             WindowSpec::Count { size, slide: None } => (Trigger::Purging(Box::new(Trigger::Count(*size))), None),
             WindowSpec::Count { size, slide: Some(slide) } => (
                 Trigger::Count(*slide),
-                Some(Evictor::new(&weir_core::spec::EvictorSpec::Count { count: *size, after: false })),
+                Evictor::new(&weir_core::spec::EvictorSpec::Count { count: *size, after: false })
+                    .map(WindowEvictor::Builtin),
             ),
             _ => {
                 let default = match window {
@@ -126,7 +176,11 @@ impl WindowOp {
                     | WindowSpec::Session { time: TimeKind::Processing, .. } => TriggerSpec::ProcessingTime,
                     _ => TriggerSpec::EventTime,
                 };
-                (Trigger::of(spec.trigger.as_ref().unwrap_or(&default)), spec.evictor.as_ref().map(Evictor::new))
+                let evictor = match wasm {
+                    Some(instance) => Some(WindowEvictor::Wasm(Box::new(instance))),
+                    None => spec.evictor.as_ref().and_then(Evictor::new).map(WindowEvictor::Builtin),
+                };
+                (Trigger::of(spec.trigger.as_ref().unwrap_or(&default)), evictor)
             }
         };
         let needs_clock = !assigner.is_event_time() || trigger.reads_processing_time();
@@ -299,7 +353,37 @@ impl WindowOp {
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
         let mut acc: Vec<u8> = Vec::new();
-        if let Some(evictor) = self.evictor.clone() {
+        if let Some(mut evictor) = self.evictor.take() {
+            let r = self.emit_evicting(&mut evictor, at, window, state_window);
+            self.evictor = Some(evictor);
+            return r;
+        }
+        let found = if take {
+            // The window's state goes right after this firing: read it out.
+            self.taken = true;
+            self.backend.value_take(ACC, s, &mut acc)
+        } else {
+            self.backend.value_get(ACC, s, &mut acc)
+        };
+        if !found {
+            return Ok(());
+        }
+        self.write_output(at, window, state_window, Some(&acc[..]));
+        Ok(())
+    }
+
+    /// `emit_window` with an evictor: the window's elements, evicted
+    /// before and after the function.
+    fn emit_evicting(
+        &mut self,
+        evictor: &mut WindowEvictor,
+        at: At<'_>,
+        window: Window,
+        state_window: Window,
+    ) -> Result<(), String> {
+        let ns = state_window.namespace();
+        let s = scope(at, &ns, state_window);
+        {
             let (mut data, mut ends) = (Vec::new(), Vec::new());
             self.backend.list_get(ELEMENTS, s, &mut data, &mut ends);
             if ends.is_empty() {
@@ -313,14 +397,15 @@ impl WindowOp {
                 elements.push((i64::from_le_bytes(t.try_into().expect("invariant: eight bytes")), v.to_vec()));
             }
             let before = elements.len();
-            evictor.before(&mut elements)?;
+            let (watermark, now) = (self.watermark, self.now());
+            evictor.evict(window, &mut elements, true, watermark, now)?;
             let mut folded: Option<Vec<u8>> = None;
             for (_, v) in &elements {
                 let x = self.function.input(v)?;
                 self.function.fold(folded.as_deref(), x, &mut self.acc);
                 folded = Some(self.acc.clone());
             }
-            evictor.after_function(&mut elements)?;
+            evictor.evict(window, &mut elements, false, watermark, now)?;
             if elements.len() != before {
                 let (mut data, mut ends) = (Vec::new(), Vec::new());
                 for (t, v) in &elements {
@@ -331,19 +416,7 @@ impl WindowOp {
                 self.backend.list_replace(ELEMENTS, s, &data, &ends);
             }
             self.write_output(at, window, state_window, Some(folded.as_deref().unwrap_or_default()));
-            return Ok(());
         }
-        let found = if take {
-            // The window's state goes right after this firing: read it out.
-            self.taken = true;
-            self.backend.value_take(ACC, s, &mut acc)
-        } else {
-            self.backend.value_get(ACC, s, &mut acc)
-        };
-        if !found {
-            return Ok(());
-        }
-        self.write_output(at, window, state_window, Some(&acc[..]));
         Ok(())
     }
 

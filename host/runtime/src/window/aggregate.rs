@@ -276,12 +276,14 @@ pub(crate) struct Evictor {
 }
 
 impl Evictor {
-    pub fn new(spec: &EvictorSpec) -> Evictor {
+    /// The built-in evictor of `spec` (none for a component).
+    pub fn new(spec: &EvictorSpec) -> Option<Evictor> {
         let pointer = match spec {
             EvictorSpec::Delta { field, .. } => Some(field_pointer(field)),
+            EvictorSpec::Component { .. } => return None,
             _ => None,
         };
-        Evictor { spec: spec.clone(), pointer }
+        Some(Evictor { spec: spec.clone(), pointer })
     }
 
     fn after(&self) -> bool {
@@ -289,6 +291,7 @@ impl Evictor {
             EvictorSpec::Count { after, .. } | EvictorSpec::Time { after, .. } | EvictorSpec::Delta { after, .. } => {
                 after
             }
+            EvictorSpec::Component { .. } => false,
         }
     }
 
@@ -319,6 +322,7 @@ impl Evictor {
                 let cutoff = newest.saturating_sub(*keep_ms);
                 elements.retain(|(t, _)| *t > cutoff);
             }
+            EvictorSpec::Component { .. } => {}
             EvictorSpec::Delta { threshold, .. } => {
                 let Some(last) = elements.last() else { return Ok(()) };
                 let last = self.number(&last.1)?;
@@ -413,19 +417,22 @@ mod tests {
     fn evictors_keep_what_flinks_keep() {
         let els = |ts: &[i64]| ts.iter().map(|t| (*t, format!("{{\"v\":{t}}}").into_bytes())).collect::<Vec<_>>();
         let mut e = els(&[5, 1, 9, 3]);
-        Evictor::new(&EvictorSpec::Count { count: 2, after: false }).before(&mut e).unwrap();
+        Evictor::new(&EvictorSpec::Count { count: 2, after: false }).unwrap().before(&mut e).unwrap();
         assert_eq!(e, els(&[9, 3]), "the last two in arrival order");
         let mut e = els(&[5, 1, 9, 3]);
-        Evictor::new(&EvictorSpec::Time { keep_ms: 4, after: false }).before(&mut e).unwrap();
+        Evictor::new(&EvictorSpec::Time { keep_ms: 4, after: false }).unwrap().before(&mut e).unwrap();
         assert_eq!(e, els(&[9]), "older than newest - keep are evicted; the cutoff itself too");
         let mut e = els(&[5, 1, 9, 3]);
-        Evictor::new(&EvictorSpec::Time { keep_ms: 6, after: false }).before(&mut e).unwrap();
+        Evictor::new(&EvictorSpec::Time { keep_ms: 6, after: false }).unwrap().before(&mut e).unwrap();
         assert_eq!(e, els(&[5, 9]));
         let mut e = els(&[5, 1, 9, 3]);
-        Evictor::new(&EvictorSpec::Delta { field: "v".into(), threshold: 3.0, after: false }).before(&mut e).unwrap();
+        Evictor::new(&EvictorSpec::Delta { field: "v".into(), threshold: 3.0, after: false })
+            .unwrap()
+            .before(&mut e)
+            .unwrap();
         assert_eq!(e, els(&[5, 1, 3]), "within the threshold of the last element");
         let mut e = els(&[5, 1, 9, 3]);
-        let after = Evictor::new(&EvictorSpec::Count { count: 1, after: true });
+        let after = Evictor::new(&EvictorSpec::Count { count: 1, after: true }).unwrap();
         after.before(&mut e).unwrap();
         assert_eq!(e.len(), 4, "an evict-after evictor keeps everything for the function");
         after.after_function(&mut e).unwrap();
