@@ -396,3 +396,42 @@ fn wasm_evictors_give_the_built_ins_results() {
     let err = run_small(&events, &bad, &[]).unwrap_err();
     assert!(err.contains("count, time or delta") && err.contains("evictor"), "{err}");
 }
+
+/// A window over a file and a slow generator: with `idle-timeout-ms`,
+/// the generator idles between its events, so the file's end (+∞) moves
+/// the window's watermark and the generator's later events come late;
+/// without it, the generator holds the watermark back and nothing is late.
+fn run_with_idle_input(idle: bool) -> (Vec<Value>, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("events.jsonl"), "{\"ts\":5000,\"value\":7}\n{\"ts\":6000,\"value\":8}\n").unwrap();
+    let idle = if idle { ", watermark: {idle-timeout-ms: 100}" } else { "" };
+    let spec = format!(
+        "sources:\n\
+         \x20 - {{id: file, type: file, path: events.jsonl, format: jsonl, timestamp: ts}}\n\
+         \x20 - {{id: gen, type: generator, pattern: sequence, count: 3, keys: 1, rate: 2{idle}}}\n\
+         operators:\n\
+         \x20 - {{id: w, kind: window-all, input: [file, gen], window: {{type: tumbling, size-ms: 1000}}, late-output: late, function: {{type: count}}}}\n\
+         sinks:\n\
+         \x20 - {{id: out, type: file, path: out.jsonl, input: w}}\n\
+         \x20 - {{id: late, type: file, path: late.jsonl, input: 'w#late'}}\n"
+    );
+    std::fs::write(dir.path().join("p.yaml"), spec).unwrap();
+    let spec = Spec::load(&dir.path().join("p.yaml")).unwrap();
+    let rt = WasmRuntime::new(None).unwrap();
+    weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    (
+        weir_tests::sorted_json_lines(&dir.path().join("out.jsonl")),
+        weir_tests::sorted_json_lines(&dir.path().join("late.jsonl")),
+    )
+}
+
+#[test]
+fn an_idle_input_does_not_hold_windows_back() {
+    let (out, late) = run_with_idle_input(false);
+    assert!(late.is_empty(), "a slow input that is not idle holds the watermark: {late:?}");
+    assert!(out.contains(&json!({"start": 0, "end": 1000, "firing": 0, "count": 3})), "{out:?}");
+    let (_, late) = run_with_idle_input(true);
+    // The generator's events 0.5 s and 1 s after the start come after
+    // the file ended and the idle generator left the watermark.
+    assert!(late.contains(&json!({"value": 1})) && late.contains(&json!({"value": 2})), "{late:?}");
+}
