@@ -188,11 +188,16 @@ pub(crate) fn composite(at: Scope<'_>) -> Composite {
         let mut a = [0u8; 24];
         a[0] = len as u8;
         a[1..3].copy_from_slice(&group);
-        let mut i = 3;
-        for p in parts {
-            a[i..i + p.len()].copy_from_slice(p);
-            i += p.len();
+        let (k, n) = (at.key.len(), at.namespace.len());
+        a[3..3 + k].copy_from_slice(at.key);
+        // A window's namespace is 16 bytes: a copy of known size, inlined
+        // (the window operator builds one of these per state access).
+        match <&[u8; 16]>::try_from(at.namespace) {
+            Ok(ns) => a[3 + k..3 + k + 16].copy_from_slice(ns),
+            Err(_) => a[3 + k..3 + k + n].copy_from_slice(at.namespace),
         }
+        // Small composites have namespaces under 255 bytes: a one-byte suffix.
+        a[3 + k + n] = n as u8;
         Composite::Small(a)
     } else {
         Composite::Large([&group[..], at.key, at.namespace, parts[2]].concat().into())
