@@ -59,6 +59,9 @@ pub(crate) struct WindowOp {
     /// accumulators.
     slice_keys: Vec<(Vec<u8>, Vec<u32>)>,
     merged: Vec<Vec<u8>>,
+    /// Per key group, the sliced timer registered last (to skip
+    /// registering it again).
+    registered: Vec<i64>,
     id: String,
     keyed: bool,
     watermark: i64,
@@ -197,6 +200,7 @@ impl WindowOp {
             slices,
             slice_keys: Vec::new(),
             merged: Vec::new(),
+            registered: Vec::new(),
             needs_clock,
             counts_firings: !(plain && evictor.is_none()),
             cleanup_is_trigger_timer: plain,

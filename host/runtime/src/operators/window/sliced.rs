@@ -66,7 +66,16 @@ impl WindowOp {
             let keys_at = Scope { group: at.group, key: b"", namespace: &ns };
             self.backend.list_add(SLICE_KEYS, keys_at, at.key);
         }
-        self.backend.timer_register(TimerDomain::EventTime, Scope::key(at.group, b""), first_end - 1);
+        // Elements come mostly in time order: most find their group's timer
+        // already registered by the one before.
+        let g = at.group as usize;
+        if self.registered.len() <= g {
+            self.registered.resize(g + 1, i64::MIN);
+        }
+        if self.registered[g] != first_end - 1 {
+            self.registered[g] = first_end - 1;
+            self.backend.timer_register(TimerDomain::EventTime, Scope::key(at.group, b""), first_end - 1);
+        }
         true
     }
 
