@@ -150,7 +150,7 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
     let components = weir_tests::components().display().to_string();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::copy(example().join("data/events.csv"), dir.path().join("data/events.csv")).unwrap();
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("tumble", &["tumble"]),
         ("slide", &["slide"]),
         ("session", &["session"]),
@@ -158,6 +158,7 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
         ("global_count", &["global_count"]),
         ("timers", &["timers"]),
         ("global_count_plugin", &["global_count_plugin"]),
+        ("session_plugin", &["session_plugin"]),
     ];
     for (case, files) in cases {
         let spec = std::fs::read_to_string(example().join(format!("{case}.yaml"))).unwrap();
@@ -170,7 +171,7 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
             let text = std::fs::read_to_string(dir.path().join("out").join(format!("{file}.csv"))).unwrap();
             let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
             got.sort();
-            // The plugin case reproduces the built-in evictor's reference.
+            // The plugin cases reproduce the built-ins' references.
             let reference = file.strip_suffix("_plugin").unwrap_or(file);
             assert_eq!(got, expected(&format!("{reference}.csv")), "{case}: out/{file}.csv");
         }
@@ -434,4 +435,147 @@ fn an_idle_input_does_not_hold_windows_back() {
     // The generator's events 0.5 s and 1 s after the start come after
     // the file ended and the idle generator left the watermark.
     assert!(late.contains(&json!({"value": 1})) && late.contains(&json!({"value": 2})), "{late:?}");
+}
+
+/// The `trigger` of a window operator as the `triggers` plugin with
+/// `config`.
+fn plugin_trigger(config: &str) -> String {
+    let triggers = weir_tests::component("triggers").display().to_string();
+    format!("trigger: {{type: component, component: {triggers}, config: {config}}}")
+}
+
+#[test]
+fn a_wasm_event_time_trigger_reproduces_flinks_tumbling_session_and_lateness_cases() {
+    let t = plugin_trigger("{type: event-time}");
+    let (out, _) = run_case(
+        &format!("window: {{type: tumbling, size-ms: 5000}}, {t}, function: {{type: sum, field: value}}"),
+        false,
+    );
+    assert_eq!(lines(&out, window_line("tumble", "sum")), expected("tumble.csv"));
+    // Sessions merge: the trigger's on-merge and clear run in the call.
+    for batch_size in [1, 2, 7, 1024] {
+        let (out, _) = run_case_in_batches(
+            &format!("window: {{type: session, gap-ms: 3000}}, {t}, function: {{type: sum, field: value}}"),
+            false,
+            batch_size,
+        );
+        assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"), "batch size {batch_size}");
+    }
+    let (out, late) = run_case(
+        &format!(
+            "window: {{type: tumbling, size-ms: 5000}}, {t}, allowed-lateness-ms: 3000, late-output: late, \
+             function: {{type: sum, field: value}}"
+        ),
+        true,
+    );
+    let main = lines(&out, |v| {
+        let f = |n| field(v, n);
+        format!("late_main,{},{},{},{},{}", f("key"), f("start"), f("end"), f("firing"), f("sum"))
+    });
+    assert_eq!(main, expected("late_main.csv"));
+    let side =
+        lines(&late, |v| format!("late_side,{},{},{}", field(v, "key"), field(v, "timestamp_ms"), field(v, "value")));
+    assert_eq!(side, expected("late_side.csv"));
+}
+
+#[test]
+fn a_wasm_count_trigger_gives_the_built_ins_results() {
+    let (out, _) = run_case(
+        &format!(
+            "window: {{type: global}}, {}, evictor: {{type: count, count: 2}}, function: {{type: sum, field: value}}",
+            plugin_trigger("{type: count, count: 3}")
+        ),
+        false,
+    );
+    let got = lines(&out, |v| {
+        format!("global,{},{},{}", field(v, "key"), v["firing"].as_u64().unwrap() + 1, field(v, "sum"))
+    });
+    assert_eq!(got, expected("global_count.csv"));
+    let triggers = weir_tests::component("triggers").display().to_string();
+    let events: Vec<Value> = (0..23).map(|i| ev(["a", "b", "c"][i % 3], 100 * i as i64, i as i64)).collect();
+    for (builtin, custom) in [
+        ("trigger: {type: count, count: 2}".to_owned(), plugin_trigger("{type: count, count: 2}")),
+        (
+            "trigger: {type: purging, of: {type: count, count: 3}}".to_owned(),
+            plugin_trigger("{type: count, count: 3, purge: true}"),
+        ),
+        (
+            "trigger: {type: purging, of: {type: count, count: 3}}".to_owned(),
+            format!(
+                "trigger: {{type: purging, of: {{type: component, component: {triggers}, config: {{type: count, count: 3}}}}}}"
+            ),
+        ),
+    ] {
+        for window in [
+            "window: {type: tumbling, size-ms: 1000}",
+            "window: {type: session, gap-ms: 350}",
+            "window: {type: global}",
+        ] {
+            let (want, _) =
+                run_small(&events, &format!("{window}, {builtin}, function: {{type: sum, field: v}}"), &[]).unwrap();
+            let (got, _) =
+                run_small(&events, &format!("{window}, {custom}, function: {{type: sum, field: v}}"), &[]).unwrap();
+            assert!(!want.is_empty(), "{window}, {builtin}");
+            assert_eq!(got, want, "{window}, {builtin}");
+        }
+    }
+}
+
+#[test]
+fn a_count_trigger_with_a_timeout_fires_on_processing_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // 6 events over about 0.6 s; the count (1000) is never reached, so
+    // every firing is the timeout's (100 ms after a window's first element).
+    let spec = format!(
+        "sources:\n\
+         \x20 - {{id: gen, type: generator, pattern: sequence, count: 6, keys: 1, rate: 10}}\n\
+         operators:\n\
+         \x20 - {{id: w, kind: window-all, input: gen, window: {{type: global}}, {}, function: {{type: count}}}}\n\
+         sinks:\n\
+         \x20 - {{id: out, type: file, path: out.jsonl, input: w}}\n",
+        plugin_trigger("{type: count-timeout, count: 1000, timeout_ms: 100, purge: true}")
+    );
+    std::fs::write(dir.path().join("p.yaml"), spec).unwrap();
+    let spec = Spec::load(&dir.path().join("p.yaml")).unwrap();
+    let rt = WasmRuntime::new(None).unwrap();
+    weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    let out = weir_tests::sorted_json_lines(&dir.path().join("out.jsonl"));
+    assert!(!out.is_empty(), "the timeout fires");
+    let counts: Vec<u64> = out.iter().map(|v| v["count"].as_u64().unwrap()).collect();
+    assert!(counts.iter().all(|c| (1..=6).contains(c)), "{counts:?}");
+    assert!(counts.iter().sum::<u64>() <= 6, "purged on firing: no element counted twice: {counts:?}");
+}
+
+#[test]
+fn bad_wasm_triggers_are_refused_naming_the_operator() {
+    let events = [ev("a", 1000, 5), ev("a", 1200, 1)];
+    let err = run_small(
+        &events,
+        &format!("window: {{type: global}}, {}, function: {{type: count}}", plugin_trigger("{type: nope}")),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("event-time, count or count-timeout") && err.contains("trigger"), "{err}");
+    // A trigger that cannot merge, on session windows: the job fails saying so.
+    let err = run_small(
+        &events,
+        &format!(
+            "window: {{type: session, gap-ms: 1000}}, {}, function: {{type: count}}",
+            plugin_trigger("{type: count-timeout, count: 2, timeout_ms: 10}")
+        ),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("does not merge windows") && err.contains("`w`"), "{err}");
+    // An evictor component named as a trigger: the wrong world.
+    let evictors = weir_tests::component("evictors").display().to_string();
+    let err = run_small(
+        &events,
+        &format!(
+            "window: {{type: global}}, trigger: {{type: component, component: {evictors}}}, function: {{type: count}}"
+        ),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("trigger") && err.contains("evictor"), "{err}");
 }

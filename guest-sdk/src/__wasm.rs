@@ -5,7 +5,7 @@
 use crate::event::{Output, event_at, validate_batch};
 use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
 use crate::timers::{CallTimers, Due};
-use crate::{Error, Evictor, EvictorContext, KeyedProcessFunction, Map, Window};
+use crate::{Error, Evictor, EvictorContext, KeyedProcessFunction, Map, Trigger, TriggerResult, Window};
 use std::cell::RefCell;
 
 pub use wit_bindgen;
@@ -34,6 +34,18 @@ pub mod evictor_bindings {
     });
 }
 
+/// Bindings of the `trigger` world.
+pub mod trigger_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "trigger",
+        pub_export_macro: true,
+        export_macro_name: "__export_trigger_world",
+        default_bindings_module: "weir_sdk::__wasm::trigger_bindings",
+        runtime_path: "weir_sdk::__wasm::wit_bindgen::rt",
+    });
+}
+
 /// Bindings of the `process` world.
 pub mod process_bindings {
     wit_bindgen::generate!({
@@ -56,6 +68,7 @@ const ABSENT: u32 = u32::MAX;
 thread_local! {
     static MAP_OP: RefCell<Option<Box<dyn Map>>> = const { RefCell::new(None) };
     static EVICTOR: RefCell<Option<Box<dyn Evictor>>> = const { RefCell::new(None) };
+    static TRIGGER: RefCell<Option<Box<dyn Trigger>>> = const { RefCell::new(None) };
     static PROCESS_OP: RefCell<Option<(Box<dyn KeyedProcessFunction>, u32)>> = const { RefCell::new(None) };
 }
 
@@ -108,6 +121,97 @@ pub fn evictor_init<T: Evictor + Default>(config: String) -> Result<(), String> 
     op.open(&config).map_err(|e| e.to_string())?;
     EVICTOR.with(|m| *m.borrow_mut() = Some(Box::new(op)));
     Ok(())
+}
+
+pub fn trigger_init<T: Trigger + Default>(config: String) -> Result<(), String> {
+    install_panic_hook();
+    let config = parse_config(&config)?;
+    let mut op = T::default();
+    op.open(&config).map_err(|e| e.to_string())?;
+    TRIGGER.with(|m| *m.borrow_mut() = Some(Box::new(op)));
+    Ok(())
+}
+
+use trigger_bindings::exports::weir::operator::window_trigger as wt;
+
+pub fn trigger_run(
+    actions: Vec<wt::Action>,
+    table: wt::TriggerTable,
+    watermark: i64,
+    processing_time: i64,
+) -> Result<wt::TriggerResult, String> {
+    use crate::trigger::{Action, Slots, run};
+    let actions: Vec<Action> = actions
+        .into_iter()
+        .map(|a| match a {
+            wt::Action::Element(s) => Action::Element { slot: s.slot, time: s.time },
+            wt::Action::EventTime(s) => Action::EventTime { slot: s.slot, time: s.time },
+            wt::Action::ProcessingTime(s) => Action::ProcessingTime { slot: s.slot, time: s.time },
+            wt::Action::Merge(m) => Action::Merge { slot: m.slot, merged: m.merged },
+            wt::Action::Clear(s) => Action::Clear(s),
+        })
+        .collect();
+    let windows: Vec<Window> = table.windows.iter().map(|w| Window { start: w.start, end: w.end }).collect();
+    let mut states = Vec::with_capacity(windows.len());
+    let mut from = 0usize;
+    for &len in &table.state_lens {
+        if len == ABSENT {
+            states.push(None);
+            continue;
+        }
+        let to = from.checked_add(len as usize).filter(|to| *to <= table.states.len()).ok_or_else(|| {
+            "trigger table: a state runs past the end of `states`; the host and the SDK disagree on the WIT".to_owned()
+        })?;
+        states.push(Some(table.states[from..to].to_vec()));
+        from = to;
+    }
+    let slots = Slots { keys: &table.keys, key_ends: &table.key_ends, windows: &windows };
+    let out = TRIGGER.with(|m| {
+        let mut m = m.borrow_mut();
+        let op = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
+        run(op.as_mut(), &actions, &slots, &mut states, watermark, processing_time).map_err(|e| e.to_string())
+    })?;
+    let mut result = wt::TriggerResult {
+        decisions: out
+            .decisions
+            .iter()
+            .map(|d| match d {
+                TriggerResult::Continue => wt::Decision::Continue,
+                TriggerResult::Fire => wt::Decision::Fire,
+                TriggerResult::Purge => wt::Decision::Purge,
+                TriggerResult::FireAndPurge => wt::Decision::FireAndPurge,
+            })
+            .collect(),
+        timers: out
+            .timers
+            .iter()
+            .map(|t| wt::TimerOp {
+                action: t.action,
+                slot: t.slot,
+                timestamp: t.timestamp,
+                domain: if t.event_time {
+                    trigger_bindings::weir::operator::types::TimeDomain::EventTime
+                } else {
+                    trigger_bindings::weir::operator::types::TimeDomain::ProcessingTime
+                },
+                delete: t.delete,
+            })
+            .collect(),
+        state_slots: Vec::new(),
+        state_lens: Vec::new(),
+        states: Vec::new(),
+    };
+    for (slot, state) in states.iter().enumerate().filter(|(s, _)| out.dirty[*s]) {
+        result.state_slots.push(slot as u32);
+        match state {
+            Some(v) => {
+                result.state_lens.push(v.len() as u32);
+                result.states.extend_from_slice(v);
+            }
+            None => result.state_lens.push(ABSENT),
+        }
+    }
+    Ok(result)
 }
 
 pub fn evictor_evict(

@@ -4,7 +4,7 @@ use crate::{Event, Result};
 
 /// A window as an evictor sees it: `[start, end)`, or the global window
 /// (`start == i64::MIN`, `end == i64::MAX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
     /// First millisecond.
     pub start: i64,

@@ -43,6 +43,7 @@ mod evictor;
 mod state;
 pub mod testing;
 mod timers;
+mod trigger;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
@@ -51,6 +52,7 @@ pub mod __wasm;
 pub use event::{Event, Output};
 pub use evictor::{Evictor, EvictorContext, Window};
 pub use serde_json;
+pub use trigger::{MergedWindow, Trigger, TriggerContext, TriggerResult};
 
 /// Log levels for [`log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,47 @@ macro_rules! export_evictor {
     ($ty:ty) => {
         const _: fn() = || {
             fn check<T: $crate::Evictor + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+}
+
+/// Exports a [`Trigger`] implementation as the component's `trigger`
+/// world. The type must implement `Default`. On native targets (tests) it
+/// expands to nothing.
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! export_trigger {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        pub struct __WeirTriggerExport;
+        impl $crate::__wasm::trigger_bindings::exports::weir::operator::window_trigger::Guest for __WeirTriggerExport {
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__wasm::trigger_init::<$ty>(config)
+            }
+            fn run(
+                actions: ::std::vec::Vec<$crate::__wasm::trigger_bindings::exports::weir::operator::window_trigger::Action>,
+                table: $crate::__wasm::trigger_bindings::exports::weir::operator::window_trigger::TriggerTable,
+                watermark: i64,
+                processing_time: i64,
+            ) -> ::std::result::Result<
+                $crate::__wasm::trigger_bindings::exports::weir::operator::window_trigger::TriggerResult,
+                ::std::string::String,
+            > {
+                $crate::__wasm::trigger_run(actions, table, watermark, processing_time)
+            }
+        }
+        $crate::__wasm::trigger_bindings::__export_trigger_world!(__WeirTriggerExport with_types_in $crate::__wasm::trigger_bindings);
+    };
+}
+
+/// Exports a [`Trigger`] (native targets: nothing to export).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_trigger {
+    ($ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::Trigger + ::std::default::Default>() {}
             check::<$ty>();
         };
     };

@@ -32,7 +32,7 @@
 use crate::event::{Output, SideEvent, ts_from_wire};
 use crate::state::{CodecKind, Context, KeyedBackend, OpenContext, TimeDomain, items};
 use crate::{Binary, Codec, Json};
-use crate::{Error, Event, KeyedProcessFunction, Map, Result};
+use crate::{Error, Event, KeyedProcessFunction, Map, Result, TriggerResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -358,5 +358,148 @@ impl<P: KeyedProcessFunction> ProcessHarness<P> {
     /// The current watermark (`i64::MIN` before the first).
     pub fn watermark(&self) -> i64 {
         self.watermark
+    }
+}
+
+/// Runs a [`Trigger`](crate::Trigger) natively, one action at a time,
+/// with its state and timers kept per key and window as the host keeps
+/// them. The clocks are the test's to set.
+///
+/// ```
+/// use weir_sdk::{Result, Trigger, TriggerContext, TriggerResult, Window};
+/// use weir_sdk::testing::TriggerHarness;
+///
+/// #[derive(Default)]
+/// struct EveryOther;
+///
+/// impl Trigger for EveryOther {
+///     fn on_element(&mut self, _: i64, ctx: &mut TriggerContext<'_>) -> Result<TriggerResult> {
+///         let n = ctx.state_i64().unwrap_or(0) + 1;
+///         ctx.set_state_i64(n % 2);
+///         Ok(if n == 2 { TriggerResult::Fire } else { TriggerResult::Continue })
+///     }
+///     fn clear(&mut self, _: &mut TriggerContext<'_>) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// let mut h = TriggerHarness::new(EveryOther).unwrap();
+/// let w = Window { start: 0, end: 10 };
+/// assert_eq!(h.element(b"a", w, 1).unwrap(), TriggerResult::Continue);
+/// assert_eq!(h.element(b"a", w, 2).unwrap(), TriggerResult::Fire);
+/// ```
+pub struct TriggerHarness<T: crate::Trigger> {
+    trigger: T,
+    states: HashMap<(Vec<u8>, crate::Window), Vec<u8>>,
+    timers: BTreeSet<(Vec<u8>, crate::Window, bool, i64)>,
+    watermark: i64,
+    processing_time: i64,
+}
+
+impl<T: crate::Trigger> TriggerHarness<T> {
+    /// Opens the trigger with a `null` config.
+    pub fn new(trigger: T) -> Result<Self> {
+        Self::with_config(trigger, serde_json::Value::Null)
+    }
+
+    /// Opens the trigger with `config`, as the spec's `config` would.
+    pub fn with_config(mut trigger: T, config: serde_json::Value) -> Result<Self> {
+        trigger.open(&config)?;
+        Ok(TriggerHarness {
+            trigger,
+            states: HashMap::new(),
+            timers: BTreeSet::new(),
+            watermark: i64::MIN,
+            processing_time: 0,
+        })
+    }
+
+    /// Sets the watermark the next calls see.
+    pub fn set_watermark(&mut self, watermark: i64) {
+        self.watermark = watermark;
+    }
+
+    /// Sets the processing time the next calls see.
+    pub fn set_processing_time(&mut self, now: i64) {
+        self.processing_time = now;
+    }
+
+    /// Runs one action over `windows` (slot 0 is the action's window; the
+    /// rest are merged windows), all of `key`.
+    fn call(&mut self, key: &[u8], windows: &[crate::Window], action: crate::trigger::Action) -> Result<TriggerResult> {
+        let mut states: Vec<Option<Vec<u8>>> =
+            windows.iter().map(|w| self.states.get(&(key.to_vec(), *w)).cloned()).collect();
+        let keys = key.repeat(windows.len());
+        let key_ends: Vec<u32> = (1..=windows.len()).map(|i| (i * key.len()) as u32).collect();
+        let slots = crate::trigger::Slots { keys: &keys, key_ends: &key_ends, windows };
+        let out = crate::trigger::run(
+            &mut self.trigger,
+            std::slice::from_ref(&action),
+            &slots,
+            &mut states,
+            self.watermark,
+            self.processing_time,
+        )?;
+        for (w, state) in windows.iter().zip(states) {
+            match state {
+                Some(s) => self.states.insert((key.to_vec(), *w), s),
+                None => self.states.remove(&(key.to_vec(), *w)),
+            };
+        }
+        for t in &out.timers {
+            let entry = (key.to_vec(), windows[t.slot as usize], t.event_time, t.timestamp);
+            if t.delete {
+                self.timers.remove(&entry);
+            } else {
+                self.timers.insert(entry);
+            }
+        }
+        Ok(out.decisions[0])
+    }
+
+    /// An element with `timestamp` was added to `window` of `key`.
+    pub fn element(&mut self, key: &[u8], window: crate::Window, timestamp: i64) -> Result<TriggerResult> {
+        self.call(key, &[window], crate::trigger::Action::Element { slot: 0, time: timestamp })
+    }
+
+    /// An event-time timer of `key` and `window` fires at `time`.
+    pub fn event_time(&mut self, key: &[u8], window: crate::Window, time: i64) -> Result<TriggerResult> {
+        self.timers.remove(&(key.to_vec(), window, true, time));
+        self.call(key, &[window], crate::trigger::Action::EventTime { slot: 0, time })
+    }
+
+    /// A processing-time timer of `key` and `window` fires at `time`.
+    pub fn processing_time(&mut self, key: &[u8], window: crate::Window, time: i64) -> Result<TriggerResult> {
+        self.timers.remove(&(key.to_vec(), window, false, time));
+        self.call(key, &[window], crate::trigger::Action::ProcessingTime { slot: 0, time })
+    }
+
+    /// `merged` merged into `window`; each merged window is cleared after,
+    /// as the host does.
+    pub fn merge(&mut self, key: &[u8], window: crate::Window, merged: &[crate::Window]) -> Result<()> {
+        let mut windows = vec![window];
+        windows.extend_from_slice(merged);
+        let slots = (1..windows.len() as u32).collect();
+        self.call(key, &windows, crate::trigger::Action::Merge { slot: 0, merged: slots })?;
+        for w in merged {
+            self.clear(key, *w)?;
+        }
+        Ok(())
+    }
+
+    /// `window` of `key` is gone.
+    pub fn clear(&mut self, key: &[u8], window: crate::Window) -> Result<()> {
+        self.call(key, &[window], crate::trigger::Action::Clear(0)).map(|_| ())
+    }
+
+    /// The trigger's state for `key` and `window`.
+    pub fn state(&self, key: &[u8], window: crate::Window) -> Option<&[u8]> {
+        self.states.get(&(key.to_vec(), window)).map(Vec::as_slice)
+    }
+
+    /// The timers registered for `key` and `window`, as (event time?,
+    /// timestamp), in order.
+    pub fn timers(&self, key: &[u8], window: crate::Window) -> Vec<(bool, i64)> {
+        self.timers.iter().filter(|(k, w, _, _)| k == key && *w == window).map(|(_, _, e, t)| (*e, *t)).collect()
     }
 }

@@ -491,6 +491,9 @@ impl Spec {
             if let Some(EvictorSpec::Component { component, .. }) = &mut o.evictor {
                 fix(component);
             }
+            if let Some(component) = o.trigger.as_mut().and_then(TriggerSpec::component_mut) {
+                fix(component);
+            }
         }
         for s in &mut self.sinks {
             s.path.as_mut().map(fix);

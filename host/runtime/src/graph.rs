@@ -6,7 +6,7 @@ use weir_core::spec::{KeySelector, OperatorSpec, SinkSpec, SinkType, SourceSpec,
 #[derive(Debug, Clone)]
 pub(crate) enum VertexKind {
     Source(SourceSpec),
-    Operator(OperatorSpec),
+    Operator(Box<OperatorSpec>),
     Sink(SinkSpec),
 }
 
@@ -61,7 +61,7 @@ impl JobGraph {
             let p = spec.operator_parallelism(o);
             vertices.push(Vertex {
                 id: o.id.clone(),
-                kind: VertexKind::Operator(o.clone()),
+                kind: VertexKind::Operator(Box::new(o.clone())),
                 parallelism: p,
                 inputs: vec![],
             });

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Sink, open_source};
 use weir_core::spec::{EvictorSpec, OperatorKind, SinkFormat, SinkType, SourceType, Spec};
-use weir_wasm::{Component, EvictorInstance, MapInstance, ProcessInstance, WasmRuntime, World};
+use weir_wasm::{Component, EvictorInstance, MapInstance, ProcessInstance, TriggerInstance, WasmRuntime, World};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -297,11 +297,17 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let instances: usize = graph
         .vertices
         .iter()
-        .filter(|v| {
-            matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id)
-                && (!o.kind.is_window() || matches!(o.evictor, Some(EvictorSpec::Component { .. }))))
+        .filter(|v| matches!(&v.kind, VertexKind::Operator(o) if !options.native.contains_key(&o.id)))
+        .map(|v| {
+            let VertexKind::Operator(o) = &v.kind else { return 0 };
+            let per_subtask = if o.kind.is_window() {
+                usize::from(matches!(o.evictor, Some(EvictorSpec::Component { .. })))
+                    + usize::from(o.trigger.as_ref().is_some_and(|t| t.component().is_some()))
+            } else {
+                1
+            };
+            per_subtask * v.parallelism as usize
         })
-        .map(|v| v.parallelism as usize)
         .sum();
     if instances > options.max_instances {
         return Err(JobError::TooLarge(format!(
@@ -326,27 +332,33 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     // Components: loaded and checked once per file and world, however
     // many operators use it (a chain of thousands of operators of one
     // component reads, verifies and links it once).
-    let mut components: HashMap<usize, Component> = HashMap::new();
+    let mut components: HashMap<(usize, World), Component> = HashMap::new();
     let mut loaded: HashMap<(&std::path::Path, World), Component> = HashMap::new();
     for (vi, v) in graph.vertices.iter().enumerate() {
         let VertexKind::Operator(o) = &v.kind else { continue };
-        let wasm = match (o.kind, &o.component, &o.evictor) {
-            _ if options.native.contains_key(&o.id) => None,
-            (OperatorKind::Map, Some(path), _) => Some((path, World::Map)),
-            (OperatorKind::Process, Some(path), _) => Some((path, World::Process)),
-            (OperatorKind::Window | OperatorKind::WindowAll, _, Some(EvictorSpec::Component { component, .. })) => {
-                Some((component, World::Evictor))
+        let mut wasm: Vec<(&std::path::Path, World)> = Vec::new();
+        match (o.kind, &o.component) {
+            _ if options.native.contains_key(&o.id) => {}
+            (OperatorKind::Map, Some(path)) => wasm.push((path, World::Map)),
+            (OperatorKind::Process, Some(path)) => wasm.push((path, World::Process)),
+            (OperatorKind::Window | OperatorKind::WindowAll, _) => {
+                if let Some(EvictorSpec::Component { component, .. }) = &o.evictor {
+                    wasm.push((component, World::Evictor));
+                }
+                if let Some((component, _)) = o.trigger.as_ref().and_then(|t| t.component()) {
+                    wasm.push((component, World::Trigger));
+                }
             }
-            _ => None,
-        };
-        if let Some((path, world)) = wasm {
-            let c = match loaded.entry((path.as_path(), world)) {
+            _ => {}
+        }
+        for (path, world) in wasm {
+            let c = match loaded.entry((path, world)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::hash_map::Entry::Vacant(e) => e
                     .insert(rt.load(path, world).map_err(|source| JobError::Load { operator: o.id.clone(), source })?)
                     .clone(),
             };
-            components.insert(vi, c);
+            components.insert((vi, world), c);
         }
     }
 
@@ -533,7 +545,7 @@ fn build_operator(
     graph: &JobGraph,
     v: usize,
     subtask: u32,
-    components: &HashMap<usize, Component>,
+    components: &HashMap<(usize, World), Component>,
     rt: &WasmRuntime,
     options: &RunOptions,
     backends: &Backends,
@@ -563,27 +575,36 @@ fn build_operator(
                 let config = o.config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
                 match o.kind {
                     OperatorKind::Window | OperatorKind::WindowAll => {
-                        let evictor = match (&o.evictor, components.get(&v)) {
-                            (Some(EvictorSpec::Component { config, .. }), Some(component)) => {
-                                let config = config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
-                                Some(
-                                    EvictorInstance::new(rt, component, &name, &config, options.limits)
-                                        .map_err(|e| format!("its evictor: {e}"))?,
-                                )
-                            }
+                        let json =
+                            |c: Option<&serde_json::Value>| c.map_or_else(|| "null".to_owned(), |c| c.to_string());
+                        let evictor = match (&o.evictor, components.get(&(v, World::Evictor))) {
+                            (Some(EvictorSpec::Component { config, .. }), Some(component)) => Some(
+                                EvictorInstance::new(rt, component, &name, &json(config.as_ref()), options.limits)
+                                    .map_err(|e| format!("its evictor: {e}"))?,
+                            ),
                             _ => None,
                         };
-                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone(), evictor))
+                        let trigger = match (
+                            o.trigger.as_ref().and_then(|t| t.component()),
+                            components.get(&(v, World::Trigger)),
+                        ) {
+                            (Some((_, config)), Some(component)) => Some(
+                                TriggerInstance::new(rt, component, &name, &json(config), options.limits)
+                                    .map_err(|e| format!("its trigger: {e}"))?,
+                            ),
+                            _ => None,
+                        };
+                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone(), evictor, trigger))
                     }
                     OperatorKind::Map => Box::new(MapOp {
-                        instance: MapInstance::new(rt, &components[&v], &name, &config, options.limits)
+                        instance: MapInstance::new(rt, &components[&(v, World::Map)], &name, &config, options.limits)
                             .map_err(|e| e.to_string())?,
                     }),
                     OperatorKind::Process => {
                         let backend = backends.make();
                         let instance = ProcessInstance::new(
                             rt,
-                            &components[&v],
+                            &components[&(v, World::Process)],
                             &name,
                             &config,
                             options.limits,

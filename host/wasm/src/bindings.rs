@@ -15,6 +15,13 @@ pub mod evictor {
     });
 }
 
+pub mod trigger {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "trigger",
+    });
+}
+
 pub mod process {
     wasmtime::component::bindgen!({
         path: "../../wit",

@@ -29,6 +29,8 @@ pub enum World {
     Process,
     /// `weir:operator/evictor`.
     Evictor,
+    /// `weir:operator/trigger`.
+    Trigger,
 }
 
 impl World {
@@ -38,6 +40,7 @@ impl World {
             World::Map => "map",
             World::Process => "process",
             World::Evictor => "evictor",
+            World::Trigger => "trigger",
         }
     }
 
@@ -46,6 +49,7 @@ impl World {
             World::Map => "mapper",
             World::Process => "keyed-process",
             World::Evictor => "window-evictor",
+            World::Trigger => "window-trigger",
         };
         format!("{PACKAGE}/{iface}@{VERSION}")
     }
@@ -98,6 +102,7 @@ pub(crate) enum Pre {
     Map(bindings::map::MapPre<HostState>),
     Process(bindings::process::ProcessPre<HostState>),
     Evictor(bindings::evictor::EvictorPre<HostState>),
+    Trigger(bindings::trigger::TriggerPre<HostState>),
 }
 
 impl Component {
@@ -107,6 +112,7 @@ impl Component {
             Pre::Map(_) => World::Map,
             Pre::Process(_) => World::Process,
             Pre::Evictor(_) => World::Evictor,
+            Pre::Trigger(_) => World::Trigger,
         }
     }
 
@@ -123,6 +129,7 @@ pub struct WasmRuntime {
     map_linker: Linker<HostState>,
     process_linker: Linker<HostState>,
     evictor_linker: Linker<HostState>,
+    trigger_linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
     loads: AtomicUsize,
@@ -147,6 +154,7 @@ impl WasmRuntime {
         let map_linker = sandbox::linker(&engine, World::Map).map_err(|e| LoadError::Engine(e.to_string()))?;
         let process_linker = sandbox::linker(&engine, World::Process).map_err(|e| LoadError::Engine(e.to_string()))?;
         let evictor_linker = sandbox::linker(&engine, World::Evictor).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let trigger_linker = sandbox::linker(&engine, World::Trigger).map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
         std::thread::Builder::new()
@@ -166,6 +174,7 @@ impl WasmRuntime {
             map_linker,
             process_linker,
             evictor_linker,
+            trigger_linker,
             cache_dir,
             ticker_stop,
             loads: AtomicUsize::new(0),
@@ -210,6 +219,10 @@ impl WasmRuntime {
                 let ip = self.evictor_linker.instantiate_pre(&component).map_err(wrong)?;
                 Pre::Evictor(bindings::evictor::EvictorPre::new(ip).map_err(wrong)?)
             }
+            World::Trigger => {
+                let ip = self.trigger_linker.instantiate_pre(&component).map_err(wrong)?;
+                Pre::Trigger(bindings::trigger::TriggerPre::new(ip).map_err(wrong)?)
+            }
         };
         Ok(Component { path: path.to_owned(), pre })
     }
@@ -227,8 +240,9 @@ impl WasmRuntime {
         match found {
             Some((_, e)) if matches!(e.ty, ComponentItem::ComponentInstance(_)) => Ok(()),
             _ => {
-                let other =
-                    [World::Map, World::Process, World::Evictor].into_iter().find(|w| exports.contains(&w.export()));
+                let other = [World::Map, World::Process, World::Evictor, World::Trigger]
+                    .into_iter()
+                    .find(|w| exports.contains(&w.export()));
                 let hint = match other {
                     Some(w) => format!(
                         " It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.",

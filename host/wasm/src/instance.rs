@@ -273,7 +273,7 @@ pub struct ProcessOutput {
     pub timers: Vec<TimerOp>,
 }
 
-fn new_store(
+pub(crate) fn new_store(
     rt: &WasmRuntime,
     operator: &str,
     limits: Limits,
@@ -287,11 +287,11 @@ fn new_store(
     store
 }
 
-fn budget_ticks(limits: Limits) -> u64 {
+pub(crate) fn budget_ticks(limits: Limits) -> u64 {
     (limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
-fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> CallError {
+pub(crate) fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> CallError {
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return CallError::Timeout { budget_ms: limits.call_budget.as_millis() as u64 };
     }
@@ -323,7 +323,7 @@ fn call_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> C
 /// function that runs away) is the guest's; anything else is the host
 /// running out of resources for one more instance (memory, address space),
 /// which says what to do instead of calling it a trap.
-fn instantiate_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> CallError {
+pub(crate) fn instantiate_error(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> CallError {
     if e.downcast_ref::<wasmtime::Trap>().is_some() {
         return call_error(store, e, limits);
     }

@@ -13,6 +13,7 @@ mod bindings;
 mod engine;
 mod instance;
 mod sandbox;
+mod trigger;
 
 pub use engine::{Component, LoadError, WasmRuntime, World};
 pub use instance::{
@@ -20,3 +21,4 @@ pub use instance::{
     SideEvent, StateNames, TimerOp,
 };
 pub use sandbox::Limits;
+pub use trigger::{TriggerCall, TriggerInstance, TriggerOutput, TriggerTimer};

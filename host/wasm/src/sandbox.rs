@@ -2,7 +2,7 @@
 //! clocks, guest output to the task log, a memory limit, and the host
 //! functions of the `weir:operator` worlds.
 
-use crate::bindings::{evictor, map, process};
+use crate::bindings::{evictor, map, process, trigger};
 use crate::engine::World;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -195,6 +195,7 @@ pub(crate) fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<H
         World::Map => map::Map::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
         World::Process => process::Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
         World::Evictor => evictor::Evictor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
+        World::Trigger => trigger::Trigger::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
     }
     Ok(linker)
 }
@@ -216,6 +217,7 @@ macro_rules! impl_log {
 }
 impl_log!(map);
 impl_log!(evictor);
+impl_log!(trigger);
 impl_log!(process);
 
 impl map::weir::operator::host::Host for HostState {
@@ -226,6 +228,12 @@ impl map::weir::operator::host::Host for HostState {
 
 impl evictor::weir::operator::host::Host for HostState {
     fn log(&mut self, level: evictor::weir::operator::types::Level, message: String) {
+        log_line(&self.operator, level as u8, &message);
+    }
+}
+
+impl trigger::weir::operator::host::Host for HostState {
+    fn log(&mut self, level: trigger::weir::operator::types::Level, message: String) {
         log_line(&self.operator, level as u8, &message);
     }
 }

@@ -74,7 +74,7 @@ pub enum TimeKind {
 
 /// When a window's function runs and when its contents go (Flink's
 /// built-in `Trigger`s).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case", tag = "type")]
 pub enum TriggerSpec {
@@ -108,6 +108,35 @@ pub enum TriggerSpec {
     },
     /// Never fires (the global window's default).
     Never,
+    /// A Wasm component of the `trigger` world decides.
+    Component {
+        /// The `.wasm` component.
+        component: std::path::PathBuf,
+        /// Handed to its `init` as JSON.
+        #[serde(default)]
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = super::arbitrary_config))]
+        config: Option<serde_json::Value>,
+    },
+}
+
+impl TriggerSpec {
+    /// The trigger's component, if it is one (also inside `purging`).
+    pub fn component(&self) -> Option<(&std::path::Path, Option<&serde_json::Value>)> {
+        match self {
+            TriggerSpec::Component { component, config } => Some((component, config.as_ref())),
+            TriggerSpec::Purging { of } => of.component(),
+            _ => None,
+        }
+    }
+
+    /// The component's path, to resolve against the spec's folder.
+    pub fn component_mut(&mut self) -> Option<&mut std::path::PathBuf> {
+        match self {
+            TriggerSpec::Component { component, .. } => Some(component),
+            TriggerSpec::Purging { of } => of.component_mut(),
+            _ => None,
+        }
+    }
 }
 
 /// Which elements leave a window before or after its function runs
@@ -156,6 +185,8 @@ pub enum EvictorSpec {
 }
 
 impl Eq for EvictorSpec {}
+
+impl Eq for TriggerSpec {}
 
 /// What a window computes when it fires.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

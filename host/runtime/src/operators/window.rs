@@ -24,8 +24,9 @@ use crate::window::{Assigner, Merge, MergingSet, Window};
 use weir_core::spec::{OperatorKind, OperatorSpec, TimeKind, TriggerSpec, WindowSpec};
 use weir_core::{Batch, NO_TIMESTAMP};
 use weir_state::{Clock, KeyedStateBackend, Scope, Timer, TimerDomain};
-use weir_wasm::{EvictorInstance, SideEvent};
+use weir_wasm::{EvictorInstance, SideEvent, TriggerInstance};
 
+mod planned;
 mod sliced;
 use sliced::Slices;
 
@@ -45,6 +46,8 @@ pub(crate) struct WindowOp {
     assigner: Assigner,
     trigger: Trigger,
     evictor: Option<WindowEvictor>,
+    /// A Wasm trigger, called in batches (see `planned`).
+    wasm_trigger: Option<Box<planned::WasmTrigger>>,
     function: Aggregate,
     lateness: i64,
     late_tag: Option<String>,
@@ -160,6 +163,7 @@ impl WindowOp {
         backend: Box<dyn KeyedStateBackend>,
         clock: Clock,
         wasm: Option<EvictorInstance>,
+        wasm_trigger: Option<TriggerInstance>,
     ) -> WindowOp {
         let window = spec.window.as_ref().expect("invariant: validated window operators have a window");
         let function = spec.function.as_ref().expect("invariant: validated window operators have a function");
@@ -183,10 +187,18 @@ impl WindowOp {
                     Some(instance) => Some(WindowEvictor::Wasm(Box::new(instance))),
                     None => spec.evictor.as_ref().and_then(Evictor::new).map(WindowEvictor::Builtin),
                 };
-                (Trigger::of(spec.trigger.as_ref().unwrap_or(&default)), evictor)
+                let trigger = spec.trigger.as_ref().unwrap_or(&default);
+                // (A Wasm trigger is called by `planned`; the built-in one
+                // then does nothing.)
+                let builtin = if wasm_trigger.is_some() { Trigger::Never } else { Trigger::of(trigger) };
+                (builtin, evictor)
             }
         };
-        let needs_clock = !assigner.is_event_time() || trigger.reads_processing_time();
+        let wasm_trigger = wasm_trigger.map(|instance| {
+            let purging = matches!(spec.trigger, Some(TriggerSpec::Purging { .. }));
+            Box::new(planned::WasmTrigger::new(instance, purging))
+        });
+        let needs_clock = !assigner.is_event_time() || trigger.reads_processing_time() || wasm_trigger.is_some();
         let plain = trigger == Trigger::EventTime && spec.allowed_lateness_ms == 0 && assigner.is_event_time();
         let slices = match assigner {
             _ if !plain || evictor.is_some() => None,
@@ -195,6 +207,7 @@ impl WindowOp {
             _ => None,
         };
         WindowOp {
+            wasm_trigger,
             take: false,
             taken: false,
             slices,
@@ -564,13 +577,8 @@ impl WindowOp {
     /// into the one that stays.
     fn merge(&mut self, at: At<'_>, merges: &[Merge]) -> Result<(), String> {
         let now = self.now();
+        self.check_merges(merges)?;
         for m in merges {
-            if self.assigner.is_event_time() && self.cleanup_time(m.result) <= self.watermark {
-                return Err(format!(
-                    "merging session windows would end window {:?} before the current watermark {}",
-                    m.result, self.watermark
-                ));
-            }
             let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, m.result, self.watermark, now);
             self.trigger.on_merge(&mut ctx, &m.merged);
             for &w in &m.merged {
@@ -578,6 +586,27 @@ impl WindowOp {
                 self.trigger.clear(&mut ctx);
                 self.delete_cleanup(at, w);
             }
+            self.merge_state(at, m);
+        }
+        Ok(())
+    }
+
+    /// Whether merging would end a window the watermark has passed.
+    fn check_merges(&self, merges: &[Merge]) -> Result<(), String> {
+        for m in merges {
+            if self.assigner.is_event_time() && self.cleanup_time(m.result) <= self.watermark {
+                return Err(format!(
+                    "merging session windows would end window {:?} before the current watermark {}",
+                    m.result, self.watermark
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds the state windows a merge merged into the one that stays.
+    fn merge_state(&mut self, at: At<'_>, m: &Merge) {
+        {
             let target = m.state_window.namespace();
             let target = scope(at, &target, m.state_window);
             for &sw in &m.merged_state {
@@ -608,12 +637,14 @@ impl WindowOp {
                 self.backend.value_clear(FIRINGS, from);
             }
         }
-        Ok(())
     }
 
     /// Fires the timers of `domain` due at `upto` (Flink's `onEventTime`
     /// and `onProcessingTime`).
     fn fire(&mut self, domain: TimerDomain, upto: i64, out: &mut dyn Emit) -> Result<(), Fail> {
+        if self.wasm_trigger.is_some() {
+            return self.fire_planned(domain, upto, out);
+        }
         loop {
             self.fired.clear();
             self.backend.pop_timers(domain, upto, 1024, &mut self.fired);
@@ -700,8 +731,42 @@ impl WindowOp {
     }
 }
 
+impl WindowOp {
+    /// A record the operator rejects with `message`: to the dead-letter
+    /// output, or the job fails naming it.
+    fn reject(&mut self, input: &Batch, i: usize, message: String) -> Result<(), Fail> {
+        let e = input.event(i);
+        let Some(tag) = &self.dead_letter else {
+            return Err(Fail::Op(OpError { origin: Some(e.origin), message }));
+        };
+        let record = serde_json::from_slice::<serde_json::Value>(e.value)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(e.value).into_owned()));
+        let value = serde_json::json!({"error": message, "operator": self.id, "offset": e.origin, "record": record});
+        self.side.push(SideEvent {
+            tag: tag.clone(),
+            key: e.key.to_vec(),
+            value: value.to_string().into_bytes(),
+            timestamp: e.timestamp,
+            origin: e.origin,
+        });
+        Ok(())
+    }
+
+    /// Where event `i` of `input` is.
+    fn at<'a>(&self, input: &'a Batch, i: usize) -> At<'a> {
+        if self.keyed {
+            At { group: input.key_groups()[i], key: input.event(i).key }
+        } else {
+            At { group: 0, key: b"" }
+        }
+    }
+}
+
 impl Operator for WindowOp {
     fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        if self.wasm_trigger.is_some() {
+            return self.process_planned(input, out);
+        }
         let marks = input.take_marks();
         let mut next = 0usize;
         for i in 0..=input.len() {
@@ -713,23 +778,9 @@ impl Operator for WindowOp {
                 break;
             }
             let e = input.event(i);
-            let at =
-                if self.keyed { At { group: input.key_groups()[i], key: e.key } } else { At { group: 0, key: b"" } };
+            let at = self.at(&input, i);
             if let Err(message) = self.element(at, e.timestamp, e.value, e.origin) {
-                let Some(tag) = &self.dead_letter else {
-                    return Err(Fail::Op(OpError { origin: Some(e.origin), message }));
-                };
-                let record = serde_json::from_slice::<serde_json::Value>(e.value)
-                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(e.value).into_owned()));
-                let value =
-                    serde_json::json!({"error": message, "operator": self.id, "offset": e.origin, "record": record});
-                self.side.push(SideEvent {
-                    tag: tag.clone(),
-                    key: e.key.to_vec(),
-                    value: value.to_string().into_bytes(),
-                    timestamp: e.timestamp,
-                    origin: e.origin,
-                });
+                self.reject(&input, i, message)?;
             }
             if self.out.len() >= EMIT_EVERY {
                 self.flush(out)?;

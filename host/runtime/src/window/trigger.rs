@@ -93,6 +93,9 @@ impl Trigger {
             TriggerSpec::ContinuousEventTime { interval_ms } => Trigger::ContinuousEventTime(*interval_ms),
             TriggerSpec::ContinuousProcessingTime { interval_ms } => Trigger::ContinuousProcessingTime(*interval_ms),
             TriggerSpec::Never => Trigger::Never,
+            // (A Wasm trigger is called by the window operator's batched
+            // path; the built-in one stands aside.)
+            TriggerSpec::Component { .. } => Trigger::Never,
         }
     }
 

@@ -1,0 +1,252 @@
+//! Custom window triggers: the window operator builds a [`TriggerCall`]
+//! (the (key, window) slots of a stretch of its work, each with its
+//! trigger state, and the actions in order), [`TriggerInstance::run`]
+//! makes one Wasm call of it, and the checked [`TriggerOutput`] says what
+//! each action decided, which timers to register or delete, and which
+//! slots' state changed.
+
+use crate::bindings::trigger::exports::weir::operator::window_trigger as wt;
+use crate::bindings::trigger::weir::operator::types::TimeDomain;
+use crate::engine::{Component, Pre, WasmRuntime};
+use crate::instance::{CallError, budget_ticks, call_error, instantiate_error, new_store};
+use crate::sandbox::{HostState, Limits};
+use wasmtime::Store;
+
+/// A state length that holds no state.
+const ABSENT: u32 = u32::MAX;
+
+/// One call's worth of trigger work.
+pub struct TriggerCall {
+    actions: Vec<wt::Action>,
+    table: wt::TriggerTable,
+}
+
+impl Default for TriggerCall {
+    fn default() -> Self {
+        TriggerCall {
+            actions: Vec::new(),
+            table: wt::TriggerTable {
+                keys: Vec::new(),
+                key_ends: Vec::new(),
+                windows: Vec::new(),
+                states: Vec::new(),
+                state_lens: Vec::new(),
+            },
+        }
+    }
+}
+
+impl TriggerCall {
+    /// Empties the call, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        let t = &mut self.table;
+        t.keys.clear();
+        t.key_ends.clear();
+        t.windows.clear();
+        t.states.clear();
+        t.state_lens.clear();
+    }
+
+    /// Whether the call has no action.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Slots so far.
+    pub fn slots(&self) -> usize {
+        self.table.windows.len()
+    }
+
+    /// The key of `slot`.
+    pub fn slot_key(&self, slot: u32) -> &[u8] {
+        let s = slot as usize;
+        let from = if s == 0 { 0 } else { self.table.key_ends[s - 1] as usize };
+        &self.table.keys[from..self.table.key_ends[s] as usize]
+    }
+
+    /// The window of `slot`, as `(start, end)`.
+    pub fn slot_window(&self, slot: u32) -> (i64, i64) {
+        let w = &self.table.windows[slot as usize];
+        (w.start, w.end)
+    }
+
+    /// Adds a slot: `key` in `window` (`(start, end)`, the global window
+    /// `(i64::MIN, i64::MAX)`), with its trigger state as the call starts.
+    pub fn add_slot(&mut self, key: &[u8], window: (i64, i64), state: Option<&[u8]>) -> u32 {
+        let t = &mut self.table;
+        t.keys.extend_from_slice(key);
+        t.key_ends.push(t.keys.len() as u32);
+        t.windows.push(wt::Window { start: window.0, end: window.1 });
+        match state {
+            Some(s) => {
+                t.states.extend_from_slice(s);
+                t.state_lens.push(s.len() as u32);
+            }
+            None => t.state_lens.push(ABSENT),
+        }
+        (t.windows.len() - 1) as u32
+    }
+
+    fn push(&mut self, a: wt::Action) -> u32 {
+        self.actions.push(a);
+        (self.actions.len() - 1) as u32
+    }
+
+    /// An element at `time` was added to the slot's window; the action's
+    /// number.
+    pub fn element(&mut self, slot: u32, time: i64) -> u32 {
+        self.push(wt::Action::Element(wt::SlotTime { slot, time }))
+    }
+
+    /// A timer of the slot fired at `time`.
+    pub fn timer(&mut self, slot: u32, time: i64, event_time: bool) -> u32 {
+        let st = wt::SlotTime { slot, time };
+        self.push(if event_time { wt::Action::EventTime(st) } else { wt::Action::ProcessingTime(st) })
+    }
+
+    /// `merged` merged into the slot's window.
+    pub fn merge(&mut self, slot: u32, merged: Vec<u32>) -> u32 {
+        self.push(wt::Action::Merge(wt::MergedWindows { slot, merged }))
+    }
+
+    /// The slot's window is gone.
+    pub fn clear_window(&mut self, slot: u32) -> u32 {
+        self.push(wt::Action::Clear(slot))
+    }
+}
+
+/// A timer a trigger registered or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerTimer {
+    /// The action it was made in.
+    pub action: u32,
+    /// Its slot.
+    pub slot: u32,
+    /// When it fires.
+    pub timestamp: i64,
+    /// Event time (else processing time).
+    pub event_time: bool,
+    /// Deleted (else registered).
+    pub delete: bool,
+}
+
+/// What a checked trigger call returned.
+#[derive(Debug, Default)]
+pub struct TriggerOutput {
+    /// Per action: whether the window fires, and whether it purges.
+    pub decisions: Vec<(bool, bool)>,
+    /// Timer operations, in action order.
+    pub timers: Vec<TriggerTimer>,
+    /// Slots whose state changed: the slot and its new state (`None`:
+    /// cleared) as a range of `states`.
+    pub writes: Vec<(u32, Option<std::ops::Range<usize>>)>,
+    /// The new states' bytes.
+    pub states: Vec<u8>,
+}
+
+/// An instance of a `trigger` component.
+pub struct TriggerInstance {
+    store: Store<HostState>,
+    bindings: crate::bindings::trigger::Trigger,
+    limits: Limits,
+    out: TriggerOutput,
+}
+
+impl TriggerInstance {
+    /// Instantiates `component` for `operator` and calls `init` with
+    /// `config` (JSON).
+    pub fn new(
+        rt: &WasmRuntime,
+        component: &Component,
+        operator: &str,
+        config: &str,
+        limits: Limits,
+    ) -> Result<Self, CallError> {
+        let Pre::Trigger(pre) = &component.pre else {
+            return Err(CallError::Init(format!("{} is not a trigger component", component.path.display())));
+        };
+        let mut store = new_store(rt, operator, limits, None);
+        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
+        store.set_epoch_deadline(budget_ticks(limits));
+        let r = bindings
+            .weir_operator_window_trigger()
+            .call_init(&mut store, config)
+            .map_err(|e| call_error(&store, e, limits))?;
+        r.map_err(CallError::Init)?;
+        Ok(TriggerInstance { store, bindings, limits, out: TriggerOutput::default() })
+    }
+
+    /// What the last [`TriggerInstance::run`] returned.
+    pub fn output(&self) -> &TriggerOutput {
+        &self.out
+    }
+
+    /// Runs `call`; everything the guest returns is checked against it.
+    pub fn run(&mut self, call: &TriggerCall, watermark: i64, now: i64) -> Result<&TriggerOutput, CallError> {
+        self.store.set_epoch_deadline(budget_ticks(self.limits));
+        let r = self.bindings.weir_operator_window_trigger().call_run(
+            &mut self.store,
+            &call.actions,
+            &call.table,
+            watermark,
+            now,
+        );
+        let r = r
+            .map_err(|e| call_error(&self.store, e, self.limits))?
+            .map_err(|message| CallError::Operator { index: 0, message })?;
+        let (actions, slots) = (call.actions.len(), call.slots());
+        let bad = |what: String| Err(CallError::Protocol(format!("the trigger's run returned {what}")));
+        if r.decisions.len() != actions {
+            return bad(format!("{} decisions for {actions} actions; return one per action", r.decisions.len()));
+        }
+        let out = &mut self.out;
+        out.decisions.clear();
+        out.decisions.extend(r.decisions.iter().map(|d| match d {
+            wt::Decision::Continue => (false, false),
+            wt::Decision::Fire => (true, false),
+            wt::Decision::Purge => (false, true),
+            wt::Decision::FireAndPurge => (true, true),
+        }));
+        out.timers.clear();
+        let mut last = 0;
+        for t in &r.timers {
+            if t.action as usize >= actions || t.slot as usize >= slots || t.action < last {
+                return bad(format!(
+                    "a timer of action {} and slot {} ({actions} actions, {slots} slots, in action order)",
+                    t.action, t.slot
+                ));
+            }
+            last = t.action;
+            out.timers.push(TriggerTimer {
+                action: t.action,
+                slot: t.slot,
+                timestamp: t.timestamp,
+                event_time: t.domain == TimeDomain::EventTime,
+                delete: t.delete,
+            });
+        }
+        if r.state_lens.len() != r.state_slots.len() {
+            return bad(format!("{} state lengths for {} slots", r.state_lens.len(), r.state_slots.len()));
+        }
+        out.writes.clear();
+        let mut from = 0usize;
+        for (&slot, &len) in r.state_slots.iter().zip(&r.state_lens) {
+            if slot as usize >= slots {
+                return bad(format!("state for slot {slot} of {slots}"));
+            }
+            if len == ABSENT {
+                out.writes.push((slot, None));
+                continue;
+            }
+            let to = from + len as usize;
+            if to > r.states.len() {
+                return bad(format!("states that run past their {} bytes", r.states.len()));
+            }
+            out.writes.push((slot, Some(from..to)));
+            from = to;
+        }
+        out.states = r.states;
+        Ok(&self.out)
+    }
+}
