@@ -579,3 +579,167 @@ fn bad_wasm_triggers_are_refused_naming_the_operator() {
     .unwrap_err();
     assert!(err.contains("trigger") && err.contains("evictor"), "{err}");
 }
+
+#[test]
+fn dynamic_session_gaps_come_from_a_wasm_component_per_element() {
+    let gap = weir_tests::component("session_gap").display().to_string();
+    // A fixed fallback gap of 3 s (the reference events carry none):
+    // Flink's session case.
+    let (out, _) = run_case(
+        &format!(
+            "window: {{type: session, gap: {{component: {gap}, config: {{gap_ms: 3000}}}}}}, function: {{type: sum, field: value}}"
+        ),
+        false,
+    );
+    assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"));
+    // Per element: [1000, 1500) and [1400, 1500) merge; [2000, 3000) stands apart.
+    let g = |k: &str, ts: i64, v: i64, gap: i64| json!({"k": k, "ts": ts, "v": v, "gap_ms": gap});
+    let events = [g("a", 1000, 1, 500), g("a", 1400, 2, 100), g("a", 2000, 4, 1000), g("b", 1000, 8, 5000)];
+    let window = format!("window: {{type: session, gap: {{component: {gap}}}}}, function: {{type: sum, field: v}}");
+    let (out, _) = run_small(&events, &window, &[]).unwrap();
+    let mut want = vec![
+        json!({"key": "a", "start": 1000, "end": 1500, "firing": 0, "sum": 3}),
+        json!({"key": "a", "start": 2000, "end": 3000, "firing": 0, "sum": 4}),
+        json!({"key": "b", "start": 1000, "end": 6000, "firing": 0, "sum": 8}),
+    ];
+    want.sort_by_key(|x| x.to_string());
+    assert_eq!(out, want);
+    // The same through a Wasm trigger (the batched path).
+    let with_trigger = format!("{window}, {}", plugin_trigger("{type: event-time}"));
+    assert_eq!(run_small(&events, &with_trigger, &[]).unwrap().0, want);
+    // A gap that is not positive rejects its record: to the dead letters,
+    // or the job fails naming it.
+    let bad = [g("a", 1000, 1, 500), g("a", 1200, 2, 0)];
+    let (out, side) = run_small(&bad, &format!("{window}, dead-letter: rejected"), &["rejected"]).unwrap();
+    assert_eq!(out, vec![json!({"key": "a", "start": 1000, "end": 1500, "firing": 0, "sum": 1})]);
+    assert!(side[0][0]["error"].as_str().unwrap().contains("gap of 0 ms"), "{side:?}");
+    let err = run_small(&bad, &window, &[]).unwrap_err();
+    assert!(err.contains("gap of 0 ms") && err.contains("offset"), "{err}");
+    // Neither or both of gap-ms and gap: refused at load.
+    let err = run_small(&bad, "window: {type: session}, function: {type: count}", &[]).unwrap_err();
+    assert!(err.contains("one of `gap-ms`"), "{err}");
+}
+
+/// The `function` of a window operator as the Wasm component `name` with
+/// `config`.
+fn wasm_function(name: &str, config: &str) -> String {
+    let c = weir_tests::component(name).display().to_string();
+    format!("function: {{type: component, component: {c}, config: {config}}}")
+}
+
+#[test]
+fn wasm_aggregate_functions_reproduce_flinks_cases() {
+    let sum = wasm_function("window_aggregates", "{type: sum, field: value}");
+    let (out, _) = run_case(&format!("window: {{type: tumbling, size-ms: 5000}}, {sum}"), false);
+    assert_eq!(lines(&out, window_line("tumble", "sum")), expected("tumble.csv"));
+    let count = wasm_function("window_aggregates", "{type: count}");
+    let (out, _) = run_case(&format!("window: {{type: sliding, size-ms: 10000, slide-ms: 5000}}, {count}"), false);
+    assert_eq!(lines(&out, window_line("slide", "count")), expected("slide.csv"));
+    for batch_size in [1, 7, 1024] {
+        let (out, _) =
+            run_case_in_batches(&format!("window: {{type: session, gap-ms: 3000}}, {sum}"), false, batch_size);
+        assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"), "batch size {batch_size}");
+    }
+    // With a Wasm trigger too: both batched paths at once.
+    let t = plugin_trigger("{type: event-time}");
+    let (out, _) = run_case(&format!("window: {{type: session, gap-ms: 3000}}, {t}, {sum}"), false);
+    assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"));
+    let (out, late) = run_case(
+        &format!("window: {{type: tumbling, size-ms: 5000}}, allowed-lateness-ms: 3000, late-output: late, {sum}"),
+        true,
+    );
+    let main = lines(&out, |v| {
+        let f = |n| field(v, n);
+        format!("late_main,{},{},{},{},{}", f("key"), f("start"), f("end"), f("firing"), f("sum"))
+    });
+    assert_eq!(main, expected("late_main.csv"));
+    assert_eq!(late.len(), expected("late_side.csv").len());
+    // An evictor keeps the elements: the function folds the kept ones.
+    let (out, _) = run_case(
+        &format!(
+            "window: {{type: global}}, trigger: {{type: count, count: 3}}, evictor: {{type: count, count: 2}}, {sum}"
+        ),
+        false,
+    );
+    let got = lines(&out, |v| {
+        format!("global,{},{},{}", field(v, "key"), v["firing"].as_u64().unwrap() + 1, field(v, "sum"))
+    });
+    assert_eq!(got, expected("global_count.csv"));
+}
+
+#[test]
+fn wasm_aggregates_give_the_built_ins_results_on_both_backends() {
+    let events: Vec<Value> = (0..200)
+        .map(|i| ev(["a", "b", "c", "d"][(i * 7) % 4], (i as i64 * 37) % 4000 + (i as i64 / 10) * 100, i as i64 - 60))
+        .collect();
+    for kind in ["sum", "count", "min", "max", "avg"] {
+        let builtin = if kind == "count" {
+            "function: {type: count}".to_owned()
+        } else {
+            format!("function: {{type: {kind}, field: v}}")
+        };
+        let wasm = wasm_function("window_aggregates", &format!("{{type: {kind}, field: v}}"));
+        for window in [
+            "window: {type: tumbling, size-ms: 500}, allowed-lateness-ms: 300",
+            "window: {type: sliding, size-ms: 1000, slide-ms: 300}",
+            "window: {type: session, gap-ms: 120}",
+            "window: {type: tumbling, size-ms: 700}, trigger: {type: purging, of: {type: count, count: 3}}",
+        ] {
+            let (want, _) = run_small(&events, &format!("{window}, {builtin}"), &[]).unwrap();
+            let (got, _) = run_small(&events, &format!("{window}, {wasm}"), &[]).unwrap();
+            assert!(!want.is_empty(), "{window} {kind}");
+            assert_eq!(got, want, "{window} {kind}");
+        }
+    }
+    // The lsm backend keeps the accumulators the same way.
+    let sum = wasm_function("window_aggregates", "{type: sum, field: value}");
+    let (out, _) = run_case_with(
+        &format!("window: {{type: session, gap-ms: 3000}}, {sum}"),
+        false,
+        1024,
+        "state: {backend: lsm, memory-mb: 1}\n",
+    );
+    assert_eq!(lines(&out, window_line("session", "sum")), expected("session.csv"));
+}
+
+#[test]
+fn a_wasm_process_window_function_sees_every_element_and_a_reduce_folds_them() {
+    let events =
+        [ev("a", 1000, 5), ev("a", 1200, 1), ev("a", 1300, 9), ev("a", 1400, 3), ev("b", 1500, 7), ev("a", 2500, 2)];
+    let median = wasm_function("window_process", "{type: median, field: v}");
+    let (out, _) = run_small(&events, &format!("window: {{type: tumbling, size-ms: 1000}}, {median}"), &[]).unwrap();
+    let mut want = vec![
+        json!({"key": "a", "start": 1000, "end": 2000, "firing": 0, "count": 4, "median": 4.0}),
+        json!({"key": "b", "start": 1000, "end": 2000, "firing": 0, "count": 1, "median": 7.0}),
+        json!({"key": "a", "start": 2000, "end": 3000, "firing": 0, "count": 1, "median": 2.0}),
+    ];
+    want.sort_by_key(|x| x.to_string());
+    assert_eq!(out, want);
+    // Sessions merge their elements; the list keeps arrival order.
+    let list = wasm_function("window_process", "{type: list}");
+    let (out, _) = run_small(&events, &format!("window: {{type: session, gap-ms: 150}}, {list}"), &[]).unwrap();
+    let a: Vec<&Value> = out.iter().filter(|v| v["key"] == "a").collect();
+    assert_eq!(a.len(), 3, "{out:?}");
+    assert!(
+        a.iter().any(|v| v["start"] == 1200 && v["end"] == 1550 && v["values"].as_array().unwrap().len() == 3),
+        "{out:?}"
+    );
+    // A reduce keeps the largest element of each window.
+    let max = wasm_function("window_reduce", "{field: v}");
+    let (out, _) = run_small(&events, &format!("window: {{type: tumbling, size-ms: 1000}}, {max}"), &[]).unwrap();
+    let a = out.iter().find(|v| v["key"] == "a" && v["start"] == 1000).unwrap();
+    assert_eq!(a["max"], ev("a", 1300, 9), "{out:?}");
+    // A function that fails ends the job naming the operator and what failed.
+    let bad = [json!({"k": "a", "ts": 1000, "v": "x"})];
+    let err = run_small(&bad, &format!("window: {{type: tumbling, size-ms: 1000}}, {median}"), &[]).unwrap_err();
+    assert!(err.contains("window function") && err.contains("median needs a number"), "{err}");
+    let err = run_small(
+        &bad,
+        &format!("window: {{type: tumbling, size-ms: 1000}}, {}", wasm_function("window_process", "{type: nope}")),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("median or list"), "{err}");
+    let err = run_small(&bad, "window: {type: tumbling, size-ms: 1000}, function: {type: component}", &[]).unwrap_err();
+    assert!(err.contains("needs the `component`"), "{err}");
+}

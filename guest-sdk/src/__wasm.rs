@@ -5,7 +5,7 @@
 use crate::event::{Output, event_at, validate_batch};
 use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
 use crate::timers::{CallTimers, Due};
-use crate::{Error, Evictor, EvictorContext, KeyedProcessFunction, Map, Trigger, TriggerResult, Window};
+use crate::{Error, Evictor, EvictorContext, KeyedProcessFunction, Map, SessionGap, Trigger, TriggerResult, Window};
 use std::cell::RefCell;
 
 pub use wit_bindgen;
@@ -46,6 +46,30 @@ pub mod trigger_bindings {
     });
 }
 
+/// Bindings of the `session-gap` world.
+pub mod session_gap_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "session-gap",
+        pub_export_macro: true,
+        export_macro_name: "__export_session_gap_world",
+        default_bindings_module: "weir_sdk::__wasm::session_gap_bindings",
+        runtime_path: "weir_sdk::__wasm::wit_bindgen::rt",
+    });
+}
+
+/// Bindings of the `function` world.
+pub mod function_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "function",
+        pub_export_macro: true,
+        export_macro_name: "__export_function_world",
+        default_bindings_module: "weir_sdk::__wasm::function_bindings",
+        runtime_path: "weir_sdk::__wasm::wit_bindgen::rt",
+    });
+}
+
 /// Bindings of the `process` world.
 pub mod process_bindings {
     wit_bindgen::generate!({
@@ -69,6 +93,8 @@ thread_local! {
     static MAP_OP: RefCell<Option<Box<dyn Map>>> = const { RefCell::new(None) };
     static EVICTOR: RefCell<Option<Box<dyn Evictor>>> = const { RefCell::new(None) };
     static TRIGGER: RefCell<Option<Box<dyn Trigger>>> = const { RefCell::new(None) };
+    static SESSION_GAP: RefCell<Option<Box<dyn SessionGap>>> = const { RefCell::new(None) };
+    static WINDOW_FN: RefCell<Option<Box<dyn crate::window_function::Erased>>> = const { RefCell::new(None) };
     static PROCESS_OP: RefCell<Option<(Box<dyn KeyedProcessFunction>, u32)>> = const { RefCell::new(None) };
 }
 
@@ -121,6 +147,115 @@ pub fn evictor_init<T: Evictor + Default>(config: String) -> Result<(), String> 
     op.open(&config).map_err(|e| e.to_string())?;
     EVICTOR.with(|m| *m.borrow_mut() = Some(Box::new(op)));
     Ok(())
+}
+
+use function_bindings::exports::weir::operator::window_function as wf;
+
+pub fn function_init(
+    mut f: Box<dyn crate::window_function::Erased>,
+    config: String,
+) -> Result<wf::FunctionKind, String> {
+    install_panic_hook();
+    let config = parse_config(&config)?;
+    f.open(&config).map_err(|e| e.to_string())?;
+    let kind = if f.all_elements() { wf::FunctionKind::AllElements } else { wf::FunctionKind::Incremental };
+    WINDOW_FN.with(|m| *m.borrow_mut() = Some(f));
+    Ok(kind)
+}
+
+/// Splits `data` at `lens` (`ABSENT`: none) into one entry per length.
+fn split_cells(data: &[u8], lens: &[u32], what: &str) -> Result<Vec<Option<Vec<u8>>>, String> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut from = 0usize;
+    for &len in lens {
+        if len == ABSENT {
+            out.push(None);
+            continue;
+        }
+        let to = from.checked_add(len as usize).filter(|to| *to <= data.len()).ok_or_else(|| {
+            format!("{what}: a cell runs past the end of its bytes; the host and the SDK disagree on the WIT")
+        })?;
+        out.push(Some(data[from..to].to_vec()));
+        from = to;
+    }
+    Ok(out)
+}
+
+pub fn function_run(
+    actions: Vec<wf::Action>,
+    table: wf::FunctionTable,
+    elements: function_bindings::weir::operator::types::Batch,
+) -> Result<wf::FunctionResult, String> {
+    use crate::window_function::{Action, run};
+    validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
+    let events: Vec<crate::Event<'_>> = (0..elements.timestamps.len())
+        .map(|i| event_at(&elements.data, &elements.offsets, &elements.timestamps, i))
+        .collect();
+    let actions: Vec<Action> = actions
+        .into_iter()
+        .map(|a| match a {
+            wf::Action::Add(e) => Action::Add { slot: e.slot, element: e.element },
+            wf::Action::Merge(p) => Action::Merge { slot: p.slot, from: p.from },
+            wf::Action::Clear(s) => Action::Clear(s),
+            wf::Action::Fire(f) => Action::Fire {
+                slot: f.slot,
+                window: Window { start: f.window.start, end: f.window.end },
+                number: f.number,
+                elements: f.elements,
+            },
+        })
+        .collect();
+    let windows: Vec<Window> = table.windows.iter().map(|w| Window { start: w.start, end: w.end }).collect();
+    let mut accs = split_cells(&table.accs, &table.acc_lens, "function table")?;
+    let slots = crate::trigger::Slots { keys: &table.keys, key_ends: &table.key_ends, windows: &windows };
+    let out = WINDOW_FN.with(|m| {
+        let mut m = m.borrow_mut();
+        let f = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
+        run(f.as_mut(), &actions, &slots, &mut accs, &events).map_err(|e| e.to_string())
+    })?;
+    let crate::Output { data, offsets, timestamps, .. } = out.outputs;
+    let mut result = wf::FunctionResult {
+        outputs: function_bindings::weir::operator::types::Batch { data, offsets, timestamps },
+        output_ends: out.output_ends,
+        acc_slots: Vec::new(),
+        acc_lens: Vec::new(),
+        accs: Vec::new(),
+    };
+    for (slot, acc) in accs.iter().enumerate().filter(|(s, _)| out.dirty[*s]) {
+        result.acc_slots.push(slot as u32);
+        match acc {
+            Some(v) => {
+                result.acc_lens.push(v.len() as u32);
+                result.accs.extend_from_slice(v);
+            }
+            None => result.acc_lens.push(ABSENT),
+        }
+    }
+    Ok(result)
+}
+
+pub fn session_gap_init<T: SessionGap + Default>(config: String) -> Result<(), String> {
+    install_panic_hook();
+    let config = parse_config(&config)?;
+    let mut op = T::default();
+    op.open(&config).map_err(|e| e.to_string())?;
+    SESSION_GAP.with(|m| *m.borrow_mut() = Some(Box::new(op)));
+    Ok(())
+}
+
+pub fn session_gap_gaps(elements: session_gap_bindings::weir::operator::types::Batch) -> Result<Vec<i64>, String> {
+    validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
+    SESSION_GAP.with(|m| {
+        let mut m = m.borrow_mut();
+        let op = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
+        (0..elements.timestamps.len())
+            .map(|i| {
+                at_input(i);
+                let e = event_at(&elements.data, &elements.offsets, &elements.timestamps, i);
+                op.gap(&e).map_err(|err| format!("element {i}: {err}"))
+            })
+            .collect()
+    })
 }
 
 pub fn trigger_init<T: Trigger + Default>(config: String) -> Result<(), String> {

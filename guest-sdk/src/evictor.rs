@@ -18,9 +18,10 @@ impl Window {
         self.start == i64::MIN && self.end == i64::MAX
     }
 
-    /// The window's last millisecond (Flink's `maxTimestamp`).
+    /// The window's last millisecond (Flink's `maxTimestamp`; `i64::MAX`
+    /// for the global window, as Flink's `GlobalWindow`).
     pub fn max_timestamp(&self) -> i64 {
-        self.end.saturating_sub(1)
+        if self.is_global() { i64::MAX } else { self.end.saturating_sub(1) }
     }
 }
 

@@ -40,10 +40,13 @@ extern crate self as weir_sdk;
 
 mod event;
 mod evictor;
+mod session_gap;
 mod state;
 pub mod testing;
 mod timers;
 mod trigger;
+#[doc(hidden)]
+pub mod window_function;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
@@ -52,7 +55,9 @@ pub mod __wasm;
 pub use event::{Event, Output};
 pub use evictor::{Evictor, EvictorContext, Window};
 pub use serde_json;
+pub use session_gap::SessionGap;
 pub use trigger::{MergedWindow, Trigger, TriggerContext, TriggerResult};
+pub use window_function::{ProcessWindowFunction, ReduceFunction, WindowAggregateFunction, WindowContext};
 
 /// Log levels for [`log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +219,111 @@ macro_rules! export_evictor {
     ($ty:ty) => {
         const _: fn() = || {
             fn check<T: $crate::Evictor + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+}
+
+/// Exports a window function as the component's `function` world: an
+/// [`WindowAggregateFunction`] (`export_window_function!(aggregate T)`), a
+/// [`ReduceFunction`] (`reduce T`) or a [`ProcessWindowFunction`]
+/// (`process T`). The type must implement `Default`. On native targets
+/// (tests) it expands to nothing.
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! export_window_function {
+    (aggregate $ty:ty) => {
+        $crate::export_window_function!(@world $crate::window_function::Aggregating::<$ty>);
+    };
+    (reduce $ty:ty) => {
+        $crate::export_window_function!(@world $crate::window_function::Reducing::<$ty>);
+    };
+    (process $ty:ty) => {
+        $crate::export_window_function!(@world $crate::window_function::Processing::<$ty>);
+    };
+    (@world $wrapped:ty) => {
+        #[doc(hidden)]
+        pub struct __WeirFunctionExport;
+        impl $crate::__wasm::function_bindings::exports::weir::operator::window_function::Guest for __WeirFunctionExport {
+            fn init(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<
+                $crate::__wasm::function_bindings::exports::weir::operator::window_function::FunctionKind,
+                ::std::string::String,
+            > {
+                $crate::__wasm::function_init(::std::boxed::Box::new(<$wrapped>::default()), config)
+            }
+            fn run(
+                actions: ::std::vec::Vec<$crate::__wasm::function_bindings::exports::weir::operator::window_function::Action>,
+                table: $crate::__wasm::function_bindings::exports::weir::operator::window_function::FunctionTable,
+                elements: $crate::__wasm::function_bindings::weir::operator::types::Batch,
+            ) -> ::std::result::Result<
+                $crate::__wasm::function_bindings::exports::weir::operator::window_function::FunctionResult,
+                ::std::string::String,
+            > {
+                $crate::__wasm::function_run(actions, table, elements)
+            }
+        }
+        $crate::__wasm::function_bindings::__export_function_world!(__WeirFunctionExport with_types_in $crate::__wasm::function_bindings);
+    };
+}
+
+/// Exports a window function (native targets: nothing to export).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_window_function {
+    (aggregate $ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::WindowAggregateFunction + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+    (reduce $ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::ReduceFunction + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+    (process $ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::ProcessWindowFunction + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
+}
+
+/// Exports a [`SessionGap`] implementation as the component's
+/// `session-gap` world. The type must implement `Default`. On native
+/// targets (tests) it expands to nothing.
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! export_session_gap {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        pub struct __WeirSessionGapExport;
+        impl $crate::__wasm::session_gap_bindings::exports::weir::operator::session_gap_extractor::Guest
+            for __WeirSessionGapExport
+        {
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__wasm::session_gap_init::<$ty>(config)
+            }
+            fn gaps(
+                elements: $crate::__wasm::session_gap_bindings::weir::operator::types::Batch,
+            ) -> ::std::result::Result<::std::vec::Vec<i64>, ::std::string::String> {
+                $crate::__wasm::session_gap_gaps(elements)
+            }
+        }
+        $crate::__wasm::session_gap_bindings::__export_session_gap_world!(__WeirSessionGapExport with_types_in $crate::__wasm::session_gap_bindings);
+    };
+}
+
+/// Exports a [`SessionGap`] (native targets: nothing to export).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_session_gap {
+    ($ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::SessionGap + ::std::default::Default>() {}
             check::<$ty>();
         };
     };

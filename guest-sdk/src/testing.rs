@@ -503,3 +503,135 @@ impl<T: crate::Trigger> TriggerHarness<T> {
         self.timers.iter().filter(|(k, w, _, _)| k == key && *w == window).map(|(_, _, e, t)| (*e, *t)).collect()
     }
 }
+
+/// Runs a window function natively, as the host would: an accumulator
+/// (or, for a process-window function, the elements) per key and window,
+/// merges, and firings that return what the function emitted.
+///
+/// ```
+/// use weir_sdk::{WindowAggregateFunction, Event, Output, Result, Window, WindowContext};
+/// use weir_sdk::testing::WindowFunctionHarness;
+///
+/// #[derive(Default)]
+/// struct Count;
+///
+/// impl WindowAggregateFunction for Count {
+///     type Acc = u64;
+///     fn create_accumulator(&mut self) -> u64 { 0 }
+///     fn add(&mut self, _: &Event<'_>, acc: &mut u64) -> Result<()> { *acc += 1; Ok(()) }
+///     fn get_result(&mut self, acc: &u64, ctx: &WindowContext<'_>, out: &mut Output) -> Result<()> {
+///         out.emit_json(ctx.key, acc, None)
+///     }
+/// }
+///
+/// let mut h = WindowFunctionHarness::aggregate(Count).unwrap();
+/// let w = Window { start: 0, end: 10 };
+/// h.add(b"a", w, b"{}", 1).unwrap();
+/// h.add(b"a", w, b"{}", 2).unwrap();
+/// assert_eq!(h.fire(b"a", w).unwrap()[0].json::<u64>().unwrap(), 2);
+/// ```
+pub struct WindowFunctionHarness {
+    f: Box<dyn crate::window_function::Erased>,
+    accs: HashMap<KeyWindow, Vec<u8>>,
+    /// Per key and window: the elements' values and timestamps.
+    elements: HashMap<KeyWindow, Vec<(Vec<u8>, i64)>>,
+    firings: HashMap<KeyWindow, u32>,
+}
+
+/// A key and one of its windows.
+type KeyWindow = (Vec<u8>, crate::Window);
+
+impl WindowFunctionHarness {
+    fn open(mut f: Box<dyn crate::window_function::Erased>, config: serde_json::Value) -> Result<Self> {
+        f.open(&config)?;
+        Ok(WindowFunctionHarness { f, accs: HashMap::new(), elements: HashMap::new(), firings: HashMap::new() })
+    }
+
+    /// An [`WindowAggregateFunction`](crate::WindowAggregateFunction) with a `null` config.
+    pub fn aggregate<A: crate::WindowAggregateFunction>(a: A) -> Result<Self> {
+        Self::open(Box::new(crate::window_function::Aggregating(a)), serde_json::Value::Null)
+    }
+
+    /// An [`WindowAggregateFunction`](crate::WindowAggregateFunction) with `config`.
+    pub fn aggregate_with<A: crate::WindowAggregateFunction>(a: A, config: serde_json::Value) -> Result<Self> {
+        Self::open(Box::new(crate::window_function::Aggregating(a)), config)
+    }
+
+    /// A [`ReduceFunction`](crate::ReduceFunction) with `config`.
+    pub fn reduce_with<R: crate::ReduceFunction>(r: R, config: serde_json::Value) -> Result<Self> {
+        Self::open(Box::new(crate::window_function::Reducing(r)), config)
+    }
+
+    /// A [`ProcessWindowFunction`](crate::ProcessWindowFunction) with `config`.
+    pub fn process_with<P: crate::ProcessWindowFunction>(p: P, config: serde_json::Value) -> Result<Self> {
+        Self::open(Box::new(crate::window_function::Processing(p)), config)
+    }
+
+    fn call(
+        &mut self,
+        key: &[u8],
+        windows: &[crate::Window],
+        action: crate::window_function::Action,
+        elements: &[Event<'_>],
+    ) -> Result<Output> {
+        let mut accs: Vec<Option<Vec<u8>>> =
+            windows.iter().map(|w| self.accs.get(&(key.to_vec(), *w)).cloned()).collect();
+        let keys = key.repeat(windows.len());
+        let key_ends: Vec<u32> = (1..=windows.len()).map(|i| (i * key.len()) as u32).collect();
+        let slots = crate::trigger::Slots { keys: &keys, key_ends: &key_ends, windows };
+        let out = crate::window_function::run(self.f.as_mut(), &[action], &slots, &mut accs, elements)?;
+        for (w, acc) in windows.iter().zip(accs) {
+            match acc {
+                Some(a) => self.accs.insert((key.to_vec(), *w), a),
+                None => self.accs.remove(&(key.to_vec(), *w)),
+            };
+        }
+        Ok(out.outputs)
+    }
+
+    /// Adds an element (raw value bytes) to `window` of `key`.
+    pub fn add(&mut self, key: &[u8], window: crate::Window, value: &[u8], timestamp: i64) -> Result<()> {
+        if self.f.all_elements() {
+            self.elements.entry((key.to_vec(), window)).or_default().push((value.to_vec(), timestamp));
+            return Ok(());
+        }
+        let e = Event { key: b"", value, timestamp: Some(timestamp) };
+        self.call(key, &[window], crate::window_function::Action::Add { slot: 0, element: 0 }, &[e]).map(|_| ())
+    }
+
+    /// Adds an element whose value is `value` as JSON.
+    pub fn add_json<T: Serialize + ?Sized>(
+        &mut self,
+        key: &[u8],
+        window: crate::Window,
+        value: &T,
+        timestamp: i64,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(value)?;
+        self.add(key, window, &bytes, timestamp)
+    }
+
+    /// Merges `from` into `into` (session windows).
+    pub fn merge(&mut self, key: &[u8], into: crate::Window, from: crate::Window) -> Result<()> {
+        if self.f.all_elements() {
+            let moved = self.elements.remove(&(key.to_vec(), from)).unwrap_or_default();
+            self.elements.entry((key.to_vec(), into)).or_default().extend(moved);
+            return Ok(());
+        }
+        self.call(key, &[into, from], crate::window_function::Action::Merge { slot: 0, from: 1 }, &[]).map(|_| ())
+    }
+
+    /// Fires `window` of `key`: what the function emitted.
+    pub fn fire(&mut self, key: &[u8], window: crate::Window) -> Result<Vec<OutputEvent>> {
+        let number = self.firings.entry((key.to_vec(), window)).or_insert(0);
+        let n = *number;
+        *number += 1;
+        let stored = self.elements.get(&(key.to_vec(), window)).cloned().unwrap_or_default();
+        let events: Vec<Event<'_>> =
+            stored.iter().map(|(v, t)| Event { key: b"", value: v, timestamp: Some(*t) }).collect();
+        let elements = self.f.all_elements().then_some((0, events.len() as u32));
+        let action = crate::window_function::Action::Fire { slot: 0, window, number: n, elements };
+        let out = self.call(key, &[window], action, &events)?;
+        Ok(collect(out))
+    }
+}

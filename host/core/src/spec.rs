@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod window;
-pub use window::{AggregateKind, EvictorSpec, TimeKind, TriggerSpec, WindowFunctionSpec, WindowSpec};
+pub use window::{AggregateKind, ComponentSpec, EvictorSpec, TimeKind, TriggerSpec, WindowFunctionSpec, WindowSpec};
 
 /// Default number of events a source puts in one batch.
 pub const DEFAULT_BATCH_SIZE: usize = 1024;
@@ -493,6 +493,12 @@ impl Spec {
             }
             if let Some(component) = o.trigger.as_mut().and_then(TriggerSpec::component_mut) {
                 fix(component);
+            }
+            if let Some(component) = o.function.as_mut().and_then(|f| f.component.as_mut()) {
+                fix(component);
+            }
+            if let Some(WindowSpec::Session { gap: Some(gap), .. }) = &mut o.window {
+                fix(&mut gap.component);
             }
         }
         for s in &mut self.sinks {

@@ -8,7 +8,9 @@
 use crate::exchange::{Inbox, InputSender, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
-use crate::operators::{MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp, WindowOp};
+use crate::operators::{
+    MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp, WindowOp, WindowWasm,
+};
 use crate::state::Backends;
 use crate::task::{Chain, Head, Stage, Tail, TaskError, VertexInfo, run_task};
 use crate::{Native, RunOptions};
@@ -17,8 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Sink, open_source};
-use weir_core::spec::{EvictorSpec, OperatorKind, SinkFormat, SinkType, SourceType, Spec};
-use weir_wasm::{Component, EvictorInstance, MapInstance, ProcessInstance, TriggerInstance, WasmRuntime, World};
+use weir_core::spec::{EvictorSpec, OperatorKind, SinkFormat, SinkType, SourceType, Spec, WindowSpec};
+use weir_wasm::{
+    Component, EvictorInstance, FunctionInstance, MapInstance, ProcessInstance, SessionGapInstance, TriggerInstance,
+    WasmRuntime, World,
+};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +308,8 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             let per_subtask = if o.kind.is_window() {
                 usize::from(matches!(o.evictor, Some(EvictorSpec::Component { .. })))
                     + usize::from(o.trigger.as_ref().is_some_and(|t| t.component().is_some()))
+                    + usize::from(matches!(o.window, Some(WindowSpec::Session { gap: Some(_), .. })))
+                    + usize::from(o.function.as_ref().is_some_and(|f| f.component.is_some()))
             } else {
                 1
             };
@@ -347,6 +354,12 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 }
                 if let Some((component, _)) = o.trigger.as_ref().and_then(|t| t.component()) {
                     wasm.push((component, World::Trigger));
+                }
+                if let Some(WindowSpec::Session { gap: Some(gap), .. }) = &o.window {
+                    wasm.push((&gap.component, World::SessionGap));
+                }
+                if let Some(component) = o.function.as_ref().and_then(|f| f.component.as_ref()) {
+                    wasm.push((component, World::Function));
                 }
             }
             _ => {}
@@ -592,9 +605,33 @@ fn build_operator(
                                 TriggerInstance::new(rt, component, &name, &json(config), options.limits)
                                     .map_err(|e| format!("its trigger: {e}"))?,
                             ),
+                            (Some((path, _)), None) => {
+                                return Err(format!("its trigger component {} was not loaded", path.display()));
+                            }
+                            (None, _) => None,
+                        };
+                        let gap = match (&o.window, components.get(&(v, World::SessionGap))) {
+                            (Some(WindowSpec::Session { gap: Some(gap), .. }), Some(component)) => Some(
+                                SessionGapInstance::new(
+                                    rt,
+                                    component,
+                                    &name,
+                                    &json(gap.config.as_ref()),
+                                    options.limits,
+                                )
+                                .map_err(|e| format!("its session gap: {e}"))?,
+                            ),
                             _ => None,
                         };
-                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone(), evictor, trigger))
+                        let function = match (o.function.as_ref(), components.get(&(v, World::Function))) {
+                            (Some(f), Some(component)) if f.component.is_some() => Some(
+                                FunctionInstance::new(rt, component, &name, &json(f.config.as_ref()), options.limits)
+                                    .map_err(|e| format!("its window function: {e}"))?,
+                            ),
+                            _ => None,
+                        };
+                        let wasm = WindowWasm { evictor, trigger, gap, function };
+                        Box::new(WindowOp::new(o, backends.make(), options.clock.clone(), wasm))
                     }
                     OperatorKind::Map => Box::new(MapOp {
                         instance: MapInstance::new(rt, &components[&(v, World::Map)], &name, &config, options.limits)

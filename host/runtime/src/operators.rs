@@ -12,7 +12,7 @@ use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent};
 mod process;
 mod window;
 pub(crate) use process::ProcessOp;
-pub(crate) use window::WindowOp;
+pub(crate) use window::{WindowOp, WindowWasm};
 
 /// The origin given to events emitted by timers.
 pub(crate) const TIMER_ORIGIN: u64 = u64::MAX;

@@ -123,7 +123,10 @@ impl Assigner {
             WindowSpec::Sliding { size_ms, slide_ms, offset_ms, time } => {
                 Assigner::Sliding { size: *size_ms, slide: *slide_ms, offset: *offset_ms, event_time: event(time) }
             }
-            WindowSpec::Session { gap_ms, time } => Assigner::Session { gap: *gap_ms, event_time: event(time) },
+            // (A dynamic gap is set per element by the window operator.)
+            WindowSpec::Session { gap_ms, time, .. } => {
+                Assigner::Session { gap: gap_ms.unwrap_or(1), event_time: event(time) }
+            }
             WindowSpec::Global | WindowSpec::Count { .. } => Assigner::Global,
         }
     }

@@ -22,6 +22,20 @@ pub mod trigger {
     });
 }
 
+pub mod session_gap {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "session-gap",
+    });
+}
+
+pub mod function {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "function",
+    });
+}
+
 pub mod process {
     wasmtime::component::bindgen!({
         path: "../../wit",

@@ -31,6 +31,10 @@ pub enum World {
     Evictor,
     /// `weir:operator/trigger`.
     Trigger,
+    /// `weir:operator/session-gap`.
+    SessionGap,
+    /// `weir:operator/function`.
+    Function,
 }
 
 impl World {
@@ -41,6 +45,8 @@ impl World {
             World::Process => "process",
             World::Evictor => "evictor",
             World::Trigger => "trigger",
+            World::SessionGap => "session-gap",
+            World::Function => "function",
         }
     }
 
@@ -50,6 +56,8 @@ impl World {
             World::Process => "keyed-process",
             World::Evictor => "window-evictor",
             World::Trigger => "window-trigger",
+            World::SessionGap => "session-gap-extractor",
+            World::Function => "window-function",
         };
         format!("{PACKAGE}/{iface}@{VERSION}")
     }
@@ -103,6 +111,8 @@ pub(crate) enum Pre {
     Process(bindings::process::ProcessPre<HostState>),
     Evictor(bindings::evictor::EvictorPre<HostState>),
     Trigger(bindings::trigger::TriggerPre<HostState>),
+    SessionGap(bindings::session_gap::SessionGapPre<HostState>),
+    Function(bindings::function::FunctionPre<HostState>),
 }
 
 impl Component {
@@ -113,6 +123,8 @@ impl Component {
             Pre::Process(_) => World::Process,
             Pre::Evictor(_) => World::Evictor,
             Pre::Trigger(_) => World::Trigger,
+            Pre::SessionGap(_) => World::SessionGap,
+            Pre::Function(_) => World::Function,
         }
     }
 
@@ -130,6 +142,8 @@ pub struct WasmRuntime {
     process_linker: Linker<HostState>,
     evictor_linker: Linker<HostState>,
     trigger_linker: Linker<HostState>,
+    session_gap_linker: Linker<HostState>,
+    function_linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
     loads: AtomicUsize,
@@ -155,6 +169,10 @@ impl WasmRuntime {
         let process_linker = sandbox::linker(&engine, World::Process).map_err(|e| LoadError::Engine(e.to_string()))?;
         let evictor_linker = sandbox::linker(&engine, World::Evictor).map_err(|e| LoadError::Engine(e.to_string()))?;
         let trigger_linker = sandbox::linker(&engine, World::Trigger).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let session_gap_linker =
+            sandbox::linker(&engine, World::SessionGap).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let function_linker =
+            sandbox::linker(&engine, World::Function).map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
         std::thread::Builder::new()
@@ -175,6 +193,8 @@ impl WasmRuntime {
             process_linker,
             evictor_linker,
             trigger_linker,
+            session_gap_linker,
+            function_linker,
             cache_dir,
             ticker_stop,
             loads: AtomicUsize::new(0),
@@ -223,6 +243,14 @@ impl WasmRuntime {
                 let ip = self.trigger_linker.instantiate_pre(&component).map_err(wrong)?;
                 Pre::Trigger(bindings::trigger::TriggerPre::new(ip).map_err(wrong)?)
             }
+            World::SessionGap => {
+                let ip = self.session_gap_linker.instantiate_pre(&component).map_err(wrong)?;
+                Pre::SessionGap(bindings::session_gap::SessionGapPre::new(ip).map_err(wrong)?)
+            }
+            World::Function => {
+                let ip = self.function_linker.instantiate_pre(&component).map_err(wrong)?;
+                Pre::Function(bindings::function::FunctionPre::new(ip).map_err(wrong)?)
+            }
         };
         Ok(Component { path: path.to_owned(), pre })
     }
@@ -240,9 +268,10 @@ impl WasmRuntime {
         match found {
             Some((_, e)) if matches!(e.ty, ComponentItem::ComponentInstance(_)) => Ok(()),
             _ => {
-                let other = [World::Map, World::Process, World::Evictor, World::Trigger]
-                    .into_iter()
-                    .find(|w| exports.contains(&w.export()));
+                let other =
+                    [World::Map, World::Process, World::Evictor, World::Trigger, World::SessionGap, World::Function]
+                        .into_iter()
+                        .find(|w| exports.contains(&w.export()));
                 let hint = match other {
                     Some(w) => format!(
                         " It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.",

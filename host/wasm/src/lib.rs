@@ -13,7 +13,9 @@ mod bindings;
 mod engine;
 mod instance;
 mod sandbox;
+mod session_gap;
 mod trigger;
+mod window_function;
 
 pub use engine::{Component, LoadError, WasmRuntime, World};
 pub use instance::{
@@ -21,4 +23,6 @@ pub use instance::{
     SideEvent, StateNames, TimerOp,
 };
 pub use sandbox::Limits;
+pub use session_gap::SessionGapInstance;
 pub use trigger::{TriggerCall, TriggerInstance, TriggerOutput, TriggerTimer};
+pub use window_function::{FunctionCall, FunctionInstance, FunctionOutput};

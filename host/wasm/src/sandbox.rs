@@ -2,7 +2,7 @@
 //! clocks, guest output to the task log, a memory limit, and the host
 //! functions of the `weir:operator` worlds.
 
-use crate::bindings::{evictor, map, process, trigger};
+use crate::bindings::{evictor, function, map, process, session_gap, trigger};
 use crate::engine::World;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -196,6 +196,10 @@ pub(crate) fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<H
         World::Process => process::Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
         World::Evictor => evictor::Evictor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
         World::Trigger => trigger::Trigger::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
+        World::Function => function::Function::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?,
+        World::SessionGap => {
+            session_gap::SessionGap::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?
+        }
     }
     Ok(linker)
 }
@@ -218,6 +222,8 @@ macro_rules! impl_log {
 impl_log!(map);
 impl_log!(evictor);
 impl_log!(trigger);
+impl_log!(session_gap);
+impl_log!(function);
 impl_log!(process);
 
 impl map::weir::operator::host::Host for HostState {
@@ -228,6 +234,18 @@ impl map::weir::operator::host::Host for HostState {
 
 impl evictor::weir::operator::host::Host for HostState {
     fn log(&mut self, level: evictor::weir::operator::types::Level, message: String) {
+        log_line(&self.operator, level as u8, &message);
+    }
+}
+
+impl function::weir::operator::host::Host for HostState {
+    fn log(&mut self, level: function::weir::operator::types::Level, message: String) {
+        log_line(&self.operator, level as u8, &message);
+    }
+}
+
+impl session_gap::weir::operator::host::Host for HostState {
+    fn log(&mut self, level: session_gap::weir::operator::types::Level, message: String) {
         log_line(&self.operator, level as u8, &message);
     }
 }

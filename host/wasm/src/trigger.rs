@@ -71,6 +71,16 @@ impl TriggerCall {
         (w.start, w.end)
     }
 
+    /// Slots whose last action in the call is a clear: the host removes
+    /// their state whatever the guest wrote.
+    pub fn cleared_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut last_clear = vec![false; self.slots()];
+        for a in &self.actions {
+            last_clear[action_slot(a) as usize] = matches!(a, wt::Action::Clear(_));
+        }
+        last_clear.into_iter().enumerate().filter(|(_, c)| *c).map(|(s, _)| s as u32)
+    }
+
     /// Adds a slot: `key` in `window` (`(start, end)`, the global window
     /// `(i64::MIN, i64::MAX)`), with its trigger state as the call starts.
     pub fn add_slot(&mut self, key: &[u8], window: (i64, i64), state: Option<&[u8]>) -> u32 {
@@ -113,6 +123,15 @@ impl TriggerCall {
     /// The slot's window is gone.
     pub fn clear_window(&mut self, slot: u32) -> u32 {
         self.push(wt::Action::Clear(slot))
+    }
+}
+
+/// The slot an action is for (a merge's: the window merged into).
+fn action_slot(a: &wt::Action) -> u32 {
+    match a {
+        wt::Action::Element(s) | wt::Action::EventTime(s) | wt::Action::ProcessingTime(s) => s.slot,
+        wt::Action::Merge(m) => m.slot,
+        wt::Action::Clear(s) => *s,
     }
 }
 
@@ -202,18 +221,25 @@ impl TriggerInstance {
         }
         let out = &mut self.out;
         out.decisions.clear();
-        out.decisions.extend(r.decisions.iter().map(|d| match d {
-            wt::Decision::Continue => (false, false),
-            wt::Decision::Fire => (true, false),
-            wt::Decision::Purge => (false, true),
-            wt::Decision::FireAndPurge => (true, true),
-        }));
+        for (i, (d, a)) in r.decisions.iter().zip(&call.actions).enumerate() {
+            let quiet = matches!(a, wt::Action::Merge(_) | wt::Action::Clear(_));
+            out.decisions.push(match d {
+                wt::Decision::Continue => (false, false),
+                _ if quiet => return bad(format!("a decision other than `continue` for action {i}, a merge or clear")),
+                wt::Decision::Fire => (true, false),
+                wt::Decision::Purge => (false, true),
+                wt::Decision::FireAndPurge => (true, true),
+            });
+        }
         out.timers.clear();
         let mut last = 0;
         for t in &r.timers {
-            if t.action as usize >= actions || t.slot as usize >= slots || t.action < last {
+            if t.action as usize >= actions
+                || t.action < last
+                || t.slot != action_slot(&call.actions[t.action as usize])
+            {
                 return bad(format!(
-                    "a timer of action {} and slot {} ({actions} actions, {slots} slots, in action order)",
+                    "a timer of action {} and slot {} ({actions} actions, timers in action order, each for its action's slot)",
                     t.action, t.slot
                 ));
             }
@@ -231,9 +257,10 @@ impl TriggerInstance {
         }
         out.writes.clear();
         let mut from = 0usize;
+        let mut seen = vec![false; slots];
         for (&slot, &len) in r.state_slots.iter().zip(&r.state_lens) {
-            if slot as usize >= slots {
-                return bad(format!("state for slot {slot} of {slots}"));
+            if slot as usize >= slots || std::mem::replace(&mut seen[slot as usize], true) {
+                return bad(format!("state for slot {slot} of {slots}, or twice"));
             }
             if len == ABSENT {
                 out.writes.push((slot, None));
@@ -245,6 +272,9 @@ impl TriggerInstance {
             }
             out.writes.push((slot, Some(from..to)));
             from = to;
+        }
+        if from != r.states.len() {
+            return bad(format!("state lengths that add up to {from} of its {} bytes", r.states.len()));
         }
         out.states = r.states;
         Ok(&self.out)

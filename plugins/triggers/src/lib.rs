@@ -11,7 +11,8 @@
 //! - `{"type": "count-timeout", "count": 3, "timeout_ms": 1000}`: fires on
 //!   the `count`-th element, or `timeout_ms` of processing time after the
 //!   first element of the window, whichever comes first, then counts
-//!   again;
+//!   again; as Flink's `ProcessingTimeoutTrigger`, any other timer of the
+//!   window (its end, on time windows) fires it too;
 //!
 //! each with `"purge": true` to purge the window whenever it fires (Flink's
 //! `PurgingTrigger`).
@@ -135,14 +136,20 @@ impl Trigger for Triggers {
     fn on_event_time(&mut self, time: i64, ctx: &mut TriggerContext<'_>) -> Result<TriggerResult> {
         let r = match self.rule {
             Rule::EventTime if time == ctx.window().max_timestamp() => TriggerResult::Fire,
+            // As Flink's ProcessingTimeoutTrigger: any timer of the window
+            // (its timeout, or the window's end) fires what it holds.
+            Rule::CountTimeout { .. } => {
+                self.clear(ctx)?;
+                TriggerResult::Fire
+            }
             _ => TriggerResult::Continue,
         };
         Ok(self.purging(r))
     }
 
-    fn on_processing_time(&mut self, time: i64, ctx: &mut TriggerContext<'_>) -> Result<TriggerResult> {
+    fn on_processing_time(&mut self, _time: i64, ctx: &mut TriggerContext<'_>) -> Result<TriggerResult> {
         let r = match self.rule {
-            Rule::CountTimeout { .. } if count_and_deadline(ctx).1 == time => {
+            Rule::CountTimeout { .. } => {
                 self.clear(ctx)?;
                 TriggerResult::Fire
             }
@@ -249,9 +256,11 @@ mod tests {
         assert!(h.timers(b"k", W).is_empty() && h.state(b"k", W).is_none());
         h.set_processing_time(2_000);
         h.element(b"k", W, 4).unwrap();
-        assert_eq!(h.processing_time(b"k", W, 2_050).unwrap(), TriggerResult::Continue, "not its deadline");
         assert_eq!(h.processing_time(b"k", W, 2_100).unwrap(), TriggerResult::FireAndPurge, "the timeout");
-        assert!(h.state(b"k", W).is_none());
+        assert!(h.state(b"k", W).is_none() && h.timers(b"k", W).is_empty());
+        h.element(b"k", W, 5).unwrap();
+        assert_eq!(h.event_time(b"k", W, 999).unwrap(), TriggerResult::FireAndPurge, "the window's end");
+        assert!(h.state(b"k", W).is_none() && h.timers(b"k", W).is_empty(), "the timeout is deleted");
         let err = h.merge(b"k", W, &[Window { start: 5, end: 6 }]).unwrap_err();
         assert!(err.message().contains("does not merge"), "{err}");
     }

@@ -39,8 +39,13 @@ pub enum WindowSpec {
     /// element's window `[ts, ts + gap)` merges with those it overlaps or
     /// touches.
     Session {
-        /// Inactivity gap (ms).
-        gap_ms: i64,
+        /// Inactivity gap (ms); or `gap`, computed per element.
+        #[serde(default)]
+        gap_ms: Option<i64>,
+        /// A Wasm component of the `session-gap` world that gives each
+        /// element's gap (Flink's `withDynamicGap`), instead of `gap-ms`.
+        #[serde(default)]
+        gap: Option<ComponentSpec>,
         /// Event time (default) or processing time.
         #[serde(default)]
         time: TimeKind,
@@ -59,6 +64,21 @@ pub enum WindowSpec {
         slide: Option<u64>,
     },
 }
+
+/// A Wasm component with its config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ComponentSpec {
+    /// The `.wasm` component.
+    pub component: std::path::PathBuf,
+    /// Handed to its `init` as JSON.
+    #[serde(default)]
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = super::arbitrary_config))]
+    pub config: Option<serde_json::Value>,
+}
+
+impl Eq for ComponentSpec {}
 
 /// Which clock a time window follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -188,18 +208,28 @@ impl Eq for EvictorSpec {}
 
 impl Eq for TriggerSpec {}
 
+impl Eq for WindowFunctionSpec {}
+
 /// What a window computes when it fires.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WindowFunctionSpec {
-    /// A built-in aggregate.
+    /// A built-in aggregate, or `component`.
     #[serde(rename = "type")]
     pub kind: AggregateKind,
     /// The JSON field it reads (a name or a /json/pointer); not for
     /// `count`.
     #[serde(default)]
     pub field: Option<String>,
+    /// `type: component`: a Wasm component of the `function` world
+    /// (aggregate, reduce or process-window).
+    #[serde(default)]
+    pub component: Option<std::path::PathBuf>,
+    /// Handed to the component's `init` as JSON.
+    #[serde(default)]
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = super::arbitrary_config))]
+    pub config: Option<serde_json::Value>,
 }
 
 /// Built-in aggregates over one numeric JSON field.
@@ -217,6 +247,8 @@ pub enum AggregateKind {
     Max,
     /// Arithmetic mean.
     Avg,
+    /// A Wasm component of the `function` world computes the output.
+    Component,
 }
 
 impl AggregateKind {
@@ -228,6 +260,7 @@ impl AggregateKind {
             AggregateKind::Min => "min",
             AggregateKind::Max => "max",
             AggregateKind::Avg => "avg",
+            AggregateKind::Component => "component",
         }
     }
 }
@@ -268,7 +301,13 @@ pub(crate) fn check(
                 ));
             }
         }
-        WindowSpec::Session { gap_ms, .. } => positive("gap-ms", gap_ms)?,
+        WindowSpec::Session { gap_ms: Some(gap_ms), gap: None, .. } => positive("gap-ms", gap_ms)?,
+        WindowSpec::Session { gap_ms: None, gap: Some(_), .. } => {}
+        WindowSpec::Session { .. } => {
+            return Err(format!(
+                "window operator `{id}`: a session window needs one of `gap-ms` (a fixed gap) and `gap: {{component: x.wasm}}` (a gap per element)"
+            ));
+        }
         WindowSpec::Global => {}
         WindowSpec::Count { size, slide } => {
             if size == 0 || slide == Some(0) {
@@ -316,6 +355,20 @@ pub(crate) fn check(
             "window operator `{id}` needs `function:` (sum, count, min, max or avg), e.g. `function: {{type: sum, field: value}}`"
         ));
     };
+    match (f.kind, &f.component) {
+        (AggregateKind::Component, None) => {
+            return Err(format!(
+                "window operator `{id}`: function `component` needs the `component` (a .wasm of the `function` world)"
+            ));
+        }
+        (AggregateKind::Component, Some(_)) => return Ok(()),
+        (_, Some(_)) => {
+            return Err(format!(
+                "window operator `{id}`: `component` is for `function: {{type: component}}`; built-in functions take only `field`"
+            ));
+        }
+        _ => {}
+    }
     match (f.kind, &f.field) {
         (AggregateKind::Count, _) => Ok(()),
         (k, None) => Err(format!(

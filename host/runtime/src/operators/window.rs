@@ -24,8 +24,9 @@ use crate::window::{Assigner, Merge, MergingSet, Window};
 use weir_core::spec::{OperatorKind, OperatorSpec, TimeKind, TriggerSpec, WindowSpec};
 use weir_core::{Batch, NO_TIMESTAMP};
 use weir_state::{Clock, KeyedStateBackend, Scope, Timer, TimerDomain};
-use weir_wasm::{EvictorInstance, SideEvent, TriggerInstance};
+use weir_wasm::{EvictorInstance, FunctionInstance, SessionGapInstance, SideEvent, TriggerInstance};
 
+mod function;
 mod planned;
 mod sliced;
 use sliced::Slices;
@@ -48,6 +49,15 @@ pub(crate) struct WindowOp {
     evictor: Option<WindowEvictor>,
     /// A Wasm trigger, called in batches (see `planned`).
     wasm_trigger: Option<Box<planned::WasmTrigger>>,
+    /// A Wasm window function, called in batches (see `function`).
+    wasm_fn: Option<Box<function::WasmFunction>>,
+    /// Whether windows keep their elements (an evictor, or a
+    /// process-window function), not an accumulator.
+    keep_elements: bool,
+    /// A Wasm session gap, called once per input batch, and the gaps of
+    /// the batch.
+    gap_fn: Option<Box<SessionGapInstance>>,
+    gaps: Vec<i64>,
     function: Aggregate,
     lateness: i64,
     late_tag: Option<String>,
@@ -99,6 +109,14 @@ fn items<'a>(data: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]> 
         from = e;
         item
     })
+}
+
+/// The Wasm components of a window operator, each optional.
+pub(crate) struct WindowWasm {
+    pub evictor: Option<EvictorInstance>,
+    pub trigger: Option<TriggerInstance>,
+    pub gap: Option<SessionGapInstance>,
+    pub function: Option<FunctionInstance>,
 }
 
 /// A window's evictor: built in, or a Wasm component.
@@ -158,13 +176,9 @@ impl WindowOp {
     /// The operator of a validated window spec, over `backend`.
     /// The operator of a validated window spec, over `backend`; `wasm`:
     /// the instance of its evictor component, if it has one.
-    pub fn new(
-        spec: &OperatorSpec,
-        backend: Box<dyn KeyedStateBackend>,
-        clock: Clock,
-        wasm: Option<EvictorInstance>,
-        wasm_trigger: Option<TriggerInstance>,
-    ) -> WindowOp {
+    pub fn new(spec: &OperatorSpec, backend: Box<dyn KeyedStateBackend>, clock: Clock, wasm: WindowWasm) -> WindowOp {
+        let WindowWasm { evictor: wasm, trigger: wasm_trigger, gap, function: wasm_fn } = wasm;
+        let wasm_fn = wasm_fn.map(|f| Box::new(function::WasmFunction::new(f)));
         let window = spec.window.as_ref().expect("invariant: validated window operators have a window");
         let function = spec.function.as_ref().expect("invariant: validated window operators have a function");
         let assigner = Assigner::of(window);
@@ -201,13 +215,15 @@ impl WindowOp {
         let needs_clock = !assigner.is_event_time() || trigger.reads_processing_time() || wasm_trigger.is_some();
         let plain = trigger == Trigger::EventTime && spec.allowed_lateness_ms == 0 && assigner.is_event_time();
         let slices = match assigner {
-            _ if !plain || evictor.is_some() => None,
+            _ if !plain || evictor.is_some() || wasm_fn.is_some() => None,
             Assigner::Tumbling { size, offset, .. } => Some(Slices { size, slide: size, offset }),
             Assigner::Sliding { size, slide, offset, .. } if size % slide == 0 => Some(Slices { size, slide, offset }),
             _ => None,
         };
         WindowOp {
             wasm_trigger,
+            gap_fn: gap.map(Box::new),
+            gaps: Vec::new(),
             take: false,
             taken: false,
             slices,
@@ -215,7 +231,9 @@ impl WindowOp {
             merged: Vec::new(),
             registered: Vec::new(),
             needs_clock,
-            counts_firings: !(plain && evictor.is_none()),
+            counts_firings: !(plain && evictor.is_none() && !wasm_fn.as_ref().is_some_and(|f| f.all_elements())),
+            keep_elements: evictor.is_some() || wasm_fn.as_ref().is_some_and(|f| f.all_elements()),
+            wasm_fn,
             cleanup_is_trigger_timer: plain,
             backend,
             assigner,
@@ -317,11 +335,13 @@ impl WindowOp {
     ) {
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
-        if self.evictor.is_some() {
+        if self.keep_elements {
             self.buf.clear();
             self.buf.extend_from_slice(&timestamp.to_le_bytes());
             self.buf.extend_from_slice(value);
             self.backend.list_add(ELEMENTS, s, &self.buf);
+        } else if self.wasm_fn.is_some() {
+            self.fn_add(at, state_window, timestamp, value);
         } else {
             self.buf.clear();
             let had = self.backend.value_get(ACC, s, &mut self.buf);
@@ -333,8 +353,10 @@ impl WindowOp {
     fn clear_contents(&mut self, at: At<'_>, state_window: Window) {
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
-        if self.evictor.is_some() {
+        if self.keep_elements {
             self.backend.list_clear(ELEMENTS, s);
+        } else if self.wasm_fn.is_some() {
+            self.fn_clear(at, state_window);
         } else {
             self.backend.value_clear(ACC, s);
         }
@@ -370,10 +392,23 @@ impl WindowOp {
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
         let mut acc: Vec<u8> = Vec::new();
-        if let Some(mut evictor) = self.evictor.take() {
-            let r = self.emit_evicting(&mut evictor, at, window, state_window);
-            self.evictor = Some(evictor);
+        if self.keep_elements {
+            let mut evictor = self.evictor.take();
+            let r = self.emit_evicting(evictor.as_mut(), at, window, state_window);
+            self.evictor = evictor;
             return r;
+        }
+        if self.wasm_fn.is_some() {
+            if !self.fn_present(at, state_window) {
+                return Ok(());
+            }
+            let firing = self.next_firing(at, state_window);
+            self.fn_fire(at, window, state_window, firing, None);
+            if take {
+                self.taken = true;
+                self.fn_clear(at, state_window);
+            }
+            return Ok(());
         }
         let found = if take {
             // The window's state goes right after this firing: read it out.
@@ -389,11 +424,11 @@ impl WindowOp {
         Ok(())
     }
 
-    /// `emit_window` with an evictor: the window's elements, evicted
-    /// before and after the function.
+    /// `emit_window` of a window that keeps its elements: evicted before
+    /// and after the function when there is an evictor.
     fn emit_evicting(
         &mut self,
-        evictor: &mut WindowEvictor,
+        mut evictor: Option<&mut WindowEvictor>,
         at: At<'_>,
         window: Window,
         state_window: Window,
@@ -415,14 +450,23 @@ impl WindowOp {
             }
             let before = elements.len();
             let (watermark, now) = (self.watermark, self.now());
-            evictor.evict(window, &mut elements, true, watermark, now)?;
-            let mut folded: Option<Vec<u8>> = None;
-            for (_, v) in &elements {
-                let x = self.function.input(v)?;
-                self.function.fold(folded.as_deref(), x, &mut self.acc);
-                folded = Some(self.acc.clone());
+            if let Some(e) = evictor.as_deref_mut() {
+                e.evict(window, &mut elements, true, watermark, now)?;
             }
-            evictor.evict(window, &mut elements, false, watermark, now)?;
+            let mut folded: Option<Vec<u8>> = None;
+            if self.wasm_fn.is_some() {
+                let firing = self.next_firing(at, state_window);
+                self.fn_fire(at, window, state_window, firing, Some(&elements));
+            } else {
+                for (_, v) in &elements {
+                    let x = self.function.input(v)?;
+                    self.function.fold(folded.as_deref(), x, &mut self.acc);
+                    folded = Some(self.acc.clone());
+                }
+            }
+            if let Some(e) = evictor {
+                e.evict(window, &mut elements, false, watermark, now)?;
+            }
             if elements.len() != before {
                 let (mut data, mut ends) = (Vec::new(), Vec::new());
                 for (t, v) in &elements {
@@ -432,12 +476,16 @@ impl WindowOp {
                 }
                 self.backend.list_replace(ELEMENTS, s, &data, &ends);
             }
-            self.write_output(at, window, state_window, Some(folded.as_deref().unwrap_or_default()));
+            if self.wasm_fn.is_none() {
+                self.write_output(at, window, state_window, Some(folded.as_deref().unwrap_or_default()));
+            }
         }
         Ok(())
     }
 
-    fn write_output(&mut self, at: At<'_>, window: Window, state_window: Window, acc: Option<&[u8]>) {
+    /// The number of this firing of `state_window` (counted from 0),
+    /// counted.
+    fn next_firing(&mut self, at: At<'_>, state_window: Window) -> u64 {
         let ns = state_window.namespace();
         let s = scope(at, &ns, state_window);
         self.buf.clear();
@@ -451,6 +499,11 @@ impl WindowOp {
         if self.counts_firings {
             self.backend.value_put(FIRINGS, s, &(firing + 1).to_le_bytes());
         }
+        firing
+    }
+
+    fn write_output(&mut self, at: At<'_>, window: Window, state_window: Window, acc: Option<&[u8]>) {
+        let firing = self.next_firing(at, state_window);
         let (keyed, function) = (self.keyed, &self.function);
         self.out.push_with(at.key, window.max_timestamp(), TIMER_ORIGIN, |v| {
             let mut n = itoa::Buffer::new();
@@ -612,13 +665,15 @@ impl WindowOp {
             for &sw in &m.merged_state {
                 let ns = sw.namespace();
                 let from = scope(at, &ns, sw);
-                if self.evictor.is_some() {
+                if self.keep_elements {
                     let (mut data, mut ends) = (Vec::new(), Vec::new());
                     self.backend.list_get(ELEMENTS, from, &mut data, &mut ends);
                     for item in items(&data, &ends) {
                         self.backend.list_add(ELEMENTS, target, item);
                     }
                     self.backend.list_clear(ELEMENTS, from);
+                } else if self.wasm_fn.is_some() {
+                    self.fn_merge(at, m.state_window, sw);
                 } else {
                     let mut b = Vec::new();
                     if self.backend.value_get(ACC, from, &mut b) {
@@ -661,6 +716,7 @@ impl WindowOp {
                 }
             }
             self.fired = fired;
+            self.run_function()?;
             self.check()?;
         }
     }
@@ -691,7 +747,7 @@ impl WindowOp {
         let cleanup = domain == cleanup_domain && time == self.cleanup_time(window);
         self.taken = false;
         if d.fire {
-            self.take = cleanup && self.evictor.is_none();
+            self.take = cleanup && !self.keep_elements;
             self.emit_window(at, window, state_window)?;
         }
         if d.purge && !self.taken {
@@ -712,6 +768,7 @@ impl WindowOp {
 
     /// Sends what was gathered: late elements first, then the output.
     fn flush(&mut self, out: &mut dyn Emit) -> Result<(), Fail> {
+        self.run_function()?;
         if !self.side.is_empty() {
             out.side(std::mem::take(&mut self.side))?;
         }
@@ -725,6 +782,7 @@ impl WindowOp {
         if watermark > self.watermark {
             self.watermark = watermark;
             self.fire(TimerDomain::EventTime, watermark, out)?;
+            self.run_function()?;
             self.out.mark(self.watermark);
         }
         Ok(())
@@ -752,6 +810,36 @@ impl WindowOp {
         Ok(())
     }
 
+    /// With a Wasm session gap: every element's gap of `input`, in one
+    /// call.
+    fn compute_gaps(&mut self, input: &Batch) -> Result<(), Fail> {
+        if let Some(g) = &mut self.gap_fn {
+            let gaps = g
+                .gaps(input)
+                .map_err(|e| Fail::Op(OpError { origin: None, message: format!("its session gap: {e}") }))?;
+            self.gaps.clear();
+            self.gaps.extend_from_slice(gaps);
+        }
+        Ok(())
+    }
+
+    /// With a Wasm session gap: sessions of element `i` take its gap.
+    fn element_gap(&mut self, i: usize) -> Result<(), String> {
+        if self.gap_fn.is_none() {
+            return Ok(());
+        }
+        let gap = self.gaps[i];
+        if gap <= 0 {
+            return Err(format!(
+                "the session gap component gave this record a gap of {gap} ms; a gap must be a positive number of ms"
+            ));
+        }
+        if let Assigner::Session { event_time, .. } = self.assigner {
+            self.assigner = Assigner::Session { gap, event_time };
+        }
+        Ok(())
+    }
+
     /// Where event `i` of `input` is.
     fn at<'a>(&self, input: &'a Batch, i: usize) -> At<'a> {
         if self.keyed {
@@ -764,6 +852,7 @@ impl WindowOp {
 
 impl Operator for WindowOp {
     fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        self.compute_gaps(&input)?;
         if self.wasm_trigger.is_some() {
             return self.process_planned(input, out);
         }
@@ -779,7 +868,7 @@ impl Operator for WindowOp {
             }
             let e = input.event(i);
             let at = self.at(&input, i);
-            if let Err(message) = self.element(at, e.timestamp, e.value, e.origin) {
+            if let Err(message) = self.element_gap(i).and_then(|()| self.element(at, e.timestamp, e.value, e.origin)) {
                 self.reject(&input, i, message)?;
             }
             if self.out.len() >= EMIT_EVERY {

@@ -118,7 +118,7 @@ impl Aggregate {
     pub fn fold(&self, acc: Option<&[u8]>, x: Num, out: &mut Vec<u8>) {
         out.clear();
         match self.kind {
-            AggregateKind::Count => {
+            AggregateKind::Count | AggregateKind::Component => {
                 let n = acc.and_then(|a| a.try_into().ok()).map_or(0, u64::from_le_bytes);
                 out.extend_from_slice(&(n + 1).to_le_bytes());
             }
@@ -157,7 +157,7 @@ impl Aggregate {
     pub fn merge(&self, a: &[u8], b: &[u8], out: &mut Vec<u8>) {
         out.clear();
         match self.kind {
-            AggregateKind::Count => {
+            AggregateKind::Count | AggregateKind::Component => {
                 let n = |x: &[u8]| x.try_into().ok().map_or(0, u64::from_le_bytes);
                 out.extend_from_slice(&(n(a) + n(b)).to_le_bytes());
             }
@@ -178,7 +178,7 @@ impl Aggregate {
     /// max or mean of nothing).
     pub fn result(&self, acc: Option<&[u8]>, out: &mut Vec<u8>) {
         match self.kind {
-            AggregateKind::Count => {
+            AggregateKind::Count | AggregateKind::Component => {
                 let n = acc.and_then(|a| a.try_into().ok()).map_or(0, u64::from_le_bytes);
                 out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             }

@@ -112,13 +112,17 @@ impl WindowOp {
     fn plan_element(&mut self, t: &mut WasmTrigger, input: &Batch, i: usize, now: i64) -> Result<(), String> {
         let e = input.event(i);
         let at = self.at(input, i);
+        self.element_gap(i)?;
         if self.assigner.is_event_time() && e.timestamp == NO_TIMESTAMP {
             return Err("an event-time window needs event timestamps, and this record has none; set `timestamp:` on its source, or window in processing time".to_owned());
         }
         let x = self.function.input(e.value)?;
         let event = i as u32;
         let mut windows = std::mem::take(&mut self.windows);
-        self.assigner.assign(e.timestamp, now, &mut windows);
+        // Processing-time windows take each element's arrival; the trigger
+        // sees one processing time per call.
+        let arrival = if self.assigner.is_event_time() { now } else { self.now() };
+        self.assigner.assign(e.timestamp, arrival, &mut windows);
         let mut skipped = true;
         let result = (|| {
             if self.assigner.is_merging() {
@@ -191,12 +195,13 @@ impl WindowOp {
             };
             Fail::Op(OpError { origin: None, message })
         })?;
-        for (slot, range) in &out.writes {
-            let (group, window) = (t.groups[*slot as usize], t.windows[*slot as usize]);
-            let at = At { group, key: t.call.slot_key(*slot) };
+        let cleared = t.call.cleared_slots().map(|s| (s, None));
+        for (slot, range) in out.writes.iter().cloned().chain(cleared) {
+            let (group, window) = (t.groups[slot as usize], t.windows[slot as usize]);
+            let at = At { group, key: t.call.slot_key(slot) };
             let ns = window.namespace();
             match range {
-                Some(r) => self.backend.value_put(TRIGGER_STATE, scope(at, &ns, window), &out.states[r.clone()]),
+                Some(r) => self.backend.value_put(TRIGGER_STATE, scope(at, &ns, window), &out.states[r]),
                 None => self.backend.value_clear(TRIGGER_STATE, scope(at, &ns, window)),
             }
         }
@@ -212,6 +217,16 @@ impl WindowOp {
             self.trigger_timer(t, &op);
             *next += 1;
         }
+    }
+
+    /// Whether the trigger, on the timer of `action` that fired at `time`
+    /// (due up to `upto`), registered that same timer again: it would
+    /// fire again at once, forever.
+    fn refires(t: &WasmTrigger, next: usize, action: u32, time: i64, event_time: bool, upto: i64) -> bool {
+        t.instance.output().timers[next..]
+            .iter()
+            .take_while(|op| op.action == action)
+            .any(|op| !op.delete && op.timestamp == time && op.event_time == event_time && time <= upto)
     }
 
     /// The decision of `action`: (fire, purge).
@@ -241,7 +256,23 @@ impl WindowOp {
         }
         let steps = std::mem::take(&mut t.steps);
         let mut next = 0usize;
+        // An event rejected in one of its windows is not added to the rest
+        // (as the built-in path stops at its first error).
+        let mut failed: Option<u32> = None;
         for step in &steps {
+            let event_of = match step {
+                Step::Element { event, .. }
+                | Step::Merge { event, .. }
+                | Step::Late { event }
+                | Step::Reject { event, .. } => *event,
+                Step::Timer { .. } => unreachable!("invariant: element stretches plan no timers"),
+            };
+            if failed == Some(event_of) {
+                if let Step::Element { action, .. } | Step::Merge { action, .. } = step {
+                    self.timers_upto(t, &mut next, *action);
+                }
+                continue;
+            }
             let r = match step {
                 Step::Element { event, window, state_window, x, action } => {
                     let e = input.event(*event as usize);
@@ -276,6 +307,7 @@ impl WindowOp {
                 Step::Timer { .. } => unreachable!("invariant: element stretches plan no timers"),
             };
             if let Err((event, message)) = r {
+                failed = Some(event);
                 self.reject(input, event as usize, message)?;
             }
             if self.out.len() >= super::EMIT_EVERY {
@@ -322,9 +354,10 @@ impl WindowOp {
                 return Ok(());
             }
             let fired = std::mem::take(&mut self.fired);
-            let r = self.run_timers(&mut t, domain, &fired, out);
+            let r = self.run_timers(&mut t, domain, upto, &fired, out);
             self.fired = fired;
             r?;
+            self.run_function()?;
             self.check()?;
         })();
         self.wasm_trigger = Some(t);
@@ -337,6 +370,7 @@ impl WindowOp {
         &mut self,
         t: &mut WasmTrigger,
         domain: TimerDomain,
+        upto: i64,
         fired: &[Timer],
         out: &mut dyn Emit,
     ) -> Result<(), Fail> {
@@ -351,12 +385,18 @@ impl WindowOp {
                 message: "a window timer with a malformed namespace; the state was changed or damaged".to_owned(),
             })
         };
+        // Session windows this chunk cleans up: their later timers in the
+        // chunk find no window, as on the built-in path.
+        let mut retired: Vec<(&[u8], Window)> = Vec::new();
         for (i, timer) in fired.iter().enumerate() {
             let at = At { group: timer.group, key: &timer.key };
             let window = Window::from_namespace(&timer.namespace).ok_or_else(malformed)?;
             let state_window = if self.assigner.is_merging() {
                 let set = self.sessions(at).map_err(|message| Fail::Op(OpError { origin: None, message }))?;
                 let Some(sw) = set.state_window(window) else { continue };
+                if retired.contains(&(&timer.key[..], window)) {
+                    continue;
+                }
                 sw
             } else {
                 window
@@ -365,6 +405,9 @@ impl WindowOp {
             let action = t.call.timer(slot, timer.timestamp, event_time);
             let cleanup = domain == cleanup_domain && timer.timestamp == self.cleanup_time(window);
             let clear = cleanup.then(|| t.call.clear_window(slot));
+            if cleanup && self.assigner.is_merging() {
+                retired.push((&timer.key[..], window));
+            }
             t.steps.push(Step::Timer { timer: i as u32, window, state_window, action, clear });
         }
         if t.call.is_empty() {
@@ -379,11 +422,20 @@ impl WindowOp {
             };
             let timer = &fired[*timer as usize];
             let at = At { group: timer.group, key: &timer.key };
+            if Self::refires(t, next, *action, timer.timestamp, event_time, upto) {
+                return Err(Fail::Op(OpError {
+                    origin: None,
+                    message: format!(
+                        "its trigger registered the timer that just fired at {} again, a time already passed: it would fire again at once, forever; register a later time",
+                        timer.timestamp
+                    ),
+                }));
+            }
             self.timers_upto(t, &mut next, *action);
             let (fire, purge) = Self::decision(t, *action);
             self.taken = false;
             if fire {
-                self.take = clear.is_some() && self.evictor.is_none();
+                self.take = clear.is_some() && !self.keep_elements;
                 self.emit_window(at, *window, *state_window)
                     .map_err(|message| Fail::Op(OpError { origin: None, message }))?;
             }

@@ -1,0 +1,369 @@
+//! Window functions (the `function` world), after Flink's
+//! `AggregateFunction`, `ReduceFunction` and `ProcessWindowFunction`.
+//!
+//! The host hands a function its work in calls of many actions (fold an
+//! element into a window's accumulator, merge two, drop one, fire a
+//! window); [`run`] plays them against an erased [`Erased`] function,
+//! keeping each (key, window)'s accumulator in memory for the call, and
+//! returns the outputs and the accumulators that changed.
+
+use crate::{Binary, Codec, Error, Event, Output, Result, Window};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The window a firing is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowContext<'a> {
+    /// The key (empty for `window-all`).
+    pub key: &'a [u8],
+    /// The window.
+    pub window: Window,
+    /// Firings of this window before this one (0 the first time; a late
+    /// element within the allowed lateness fires a window again).
+    pub firing: u32,
+}
+
+/// Aggregates a window's elements incrementally (Flink's
+/// `AggregateFunction`, with the window function of
+/// `aggregate(agg, windowFunction)` folded into `get_result`): one
+/// accumulator per window, kept by the host in its keyed state backend in
+/// the SDK's [`Binary`] codec.
+pub trait WindowAggregateFunction: 'static {
+    /// The accumulator.
+    type Acc: Serialize + DeserializeOwned;
+
+    /// Called once per instance with the function's `config` from the spec.
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// A new, empty accumulator.
+    fn create_accumulator(&mut self) -> Self::Acc;
+
+    /// Folds `event` into `acc`.
+    fn add(&mut self, event: &Event<'_>, acc: &mut Self::Acc) -> Result<()>;
+
+    /// Merges `other` into `acc` (session windows merge). Functions that do
+    /// not implement it cannot be used with session windows.
+    fn merge(&mut self, acc: &mut Self::Acc, other: Self::Acc) -> Result<()> {
+        let _ = (acc, other);
+        Err(Error::new(
+            "this aggregate function cannot merge accumulators, and session windows merge; implement `merge`",
+        ))
+    }
+
+    /// Emits the window's result (any number of events; their keys and
+    /// timestamps are set by the host: the window's key and last
+    /// millisecond).
+    fn get_result(&mut self, acc: &Self::Acc, ctx: &WindowContext<'_>, out: &mut Output) -> Result<()>;
+}
+
+/// Reduces a window's elements pairwise (Flink's `ReduceFunction`): the
+/// accumulator is the reduction of the values so far, each a `T` decoded
+/// from the element's JSON value, and kept as JSON.
+pub trait ReduceFunction: 'static {
+    /// The values reduced.
+    type T: Serialize + DeserializeOwned;
+
+    /// Called once per instance with the function's `config` from the spec.
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Combines two values into one.
+    fn reduce(&mut self, a: Self::T, b: Self::T) -> Result<Self::T>;
+
+    /// Emits the window's result; by default the reduced value as JSON.
+    fn result(&mut self, value: &Self::T, ctx: &WindowContext<'_>, out: &mut Output) -> Result<()> {
+        out.emit_json(ctx.key, value, None)
+    }
+}
+
+/// Computes over all of a window's elements when it fires (Flink's
+/// `ProcessWindowFunction`): the host keeps every element.
+pub trait ProcessWindowFunction: 'static {
+    /// Called once per instance with the function's `config` from the spec.
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Emits the window's result from its elements (arrival order).
+    fn process(&mut self, elements: &[Event<'_>], ctx: &WindowContext<'_>, out: &mut Output) -> Result<()>;
+}
+
+/// A window function with its types erased: accumulators as bytes.
+#[doc(hidden)]
+pub trait Erased {
+    /// Opens the function with its config.
+    fn open(&mut self, config: &serde_json::Value) -> Result<()>;
+    /// Whether the host keeps all elements (process-window).
+    fn all_elements(&self) -> bool;
+    fn add(&mut self, acc: &mut Option<Vec<u8>>, event: &Event<'_>) -> Result<()>;
+    fn merge(&mut self, acc: &mut Option<Vec<u8>>, from: Option<Vec<u8>>) -> Result<()>;
+    /// Fires over `acc`, or over `elements` when given.
+    fn fire(
+        &mut self,
+        acc: Option<&[u8]>,
+        elements: Option<&[Event<'_>]>,
+        ctx: &WindowContext<'_>,
+        out: &mut Output,
+    ) -> Result<()>;
+}
+
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Aggregating<A>(pub A);
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Reducing<R>(pub R);
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Processing<P>(pub P);
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    Binary::encode(v, &mut out)?;
+    Ok(out)
+}
+
+impl<A: WindowAggregateFunction> Aggregating<A> {
+    fn decode(&mut self, acc: Option<&[u8]>) -> Result<A::Acc> {
+        match acc {
+            Some(b) => Binary::decode(b),
+            None => Ok(self.0.create_accumulator()),
+        }
+    }
+}
+
+impl<A: WindowAggregateFunction> Erased for Aggregating<A> {
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        self.0.open(config)
+    }
+
+    fn all_elements(&self) -> bool {
+        false
+    }
+
+    fn add(&mut self, acc: &mut Option<Vec<u8>>, event: &Event<'_>) -> Result<()> {
+        let mut a = self.decode(acc.as_deref())?;
+        self.0.add(event, &mut a)?;
+        *acc = Some(encode(&a)?);
+        Ok(())
+    }
+
+    fn merge(&mut self, acc: &mut Option<Vec<u8>>, from: Option<Vec<u8>>) -> Result<()> {
+        let Some(from) = from else { return Ok(()) };
+        let other: A::Acc = Binary::decode(&from)?;
+        let mut a = self.decode(acc.as_deref())?;
+        self.0.merge(&mut a, other)?;
+        *acc = Some(encode(&a)?);
+        Ok(())
+    }
+
+    fn fire(
+        &mut self,
+        acc: Option<&[u8]>,
+        elements: Option<&[Event<'_>]>,
+        ctx: &WindowContext<'_>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let a = match elements {
+            Some(elements) => {
+                let mut a = self.0.create_accumulator();
+                for e in elements {
+                    self.0.add(e, &mut a)?;
+                }
+                a
+            }
+            None => match acc {
+                Some(b) => Binary::decode(b)?,
+                None => return Ok(()),
+            },
+        };
+        self.0.get_result(&a, ctx, out)
+    }
+}
+
+impl<R: ReduceFunction> Erased for Reducing<R> {
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        self.0.open(config)
+    }
+
+    fn all_elements(&self) -> bool {
+        false
+    }
+
+    fn add(&mut self, acc: &mut Option<Vec<u8>>, event: &Event<'_>) -> Result<()> {
+        let v: R::T = event.json()?;
+        let next = match acc.as_deref() {
+            Some(b) => self.0.reduce(serde_json::from_slice(b)?, v)?,
+            None => v,
+        };
+        *acc = Some(serde_json::to_vec(&next)?);
+        Ok(())
+    }
+
+    fn merge(&mut self, acc: &mut Option<Vec<u8>>, from: Option<Vec<u8>>) -> Result<()> {
+        let Some(from) = from else { return Ok(()) };
+        let next = match acc.as_deref() {
+            Some(b) => self.0.reduce(serde_json::from_slice(b)?, serde_json::from_slice(&from)?)?,
+            None => serde_json::from_slice(&from)?,
+        };
+        *acc = Some(serde_json::to_vec(&next)?);
+        Ok(())
+    }
+
+    fn fire(
+        &mut self,
+        acc: Option<&[u8]>,
+        elements: Option<&[Event<'_>]>,
+        ctx: &WindowContext<'_>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let value = match elements {
+            Some(elements) => {
+                let mut value: Option<R::T> = None;
+                for e in elements {
+                    let v: R::T = e.json()?;
+                    value = Some(match value {
+                        Some(a) => self.0.reduce(a, v)?,
+                        None => v,
+                    });
+                }
+                value
+            }
+            None => acc.map(serde_json::from_slice).transpose()?,
+        };
+        match value {
+            Some(v) => self.0.result(&v, ctx, out),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<P: ProcessWindowFunction> Erased for Processing<P> {
+    fn open(&mut self, config: &serde_json::Value) -> Result<()> {
+        self.0.open(config)
+    }
+
+    fn all_elements(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, _: &mut Option<Vec<u8>>, _: &Event<'_>) -> Result<()> {
+        Err(Error::new("a process-window function keeps no accumulator; the host sent an element to fold"))
+    }
+
+    fn merge(&mut self, _: &mut Option<Vec<u8>>, _: Option<Vec<u8>>) -> Result<()> {
+        Ok(())
+    }
+
+    fn fire(
+        &mut self,
+        _: Option<&[u8]>,
+        elements: Option<&[Event<'_>]>,
+        ctx: &WindowContext<'_>,
+        out: &mut Output,
+    ) -> Result<()> {
+        match elements {
+            Some(elements) if !elements.is_empty() => self.0.process(elements, ctx, out),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One action of a call.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Add { slot: u32, element: u32 },
+    Merge { slot: u32, from: u32 },
+    Clear(u32),
+    Fire { slot: u32, window: Window, number: u32, elements: Option<(u32, u32)> },
+}
+
+/// What a call did: the outputs, their ends per fire, and which slots'
+/// accumulators changed (`accs` holds every slot's at the end).
+#[doc(hidden)]
+pub struct RunOut {
+    pub outputs: Output,
+    pub output_ends: Vec<u32>,
+    pub dirty: Vec<bool>,
+}
+
+/// Plays `actions` against `f` over `elements`; `accs` holds each slot's
+/// accumulator (as the call starts, and as it ends when this returns).
+#[doc(hidden)]
+pub fn run(
+    f: &mut dyn Erased,
+    actions: &[Action],
+    slots: &crate::trigger::Slots<'_>,
+    accs: &mut [Option<Vec<u8>>],
+    elements: &[Event<'_>],
+) -> Result<RunOut> {
+    let n = slots.windows.len();
+    if slots.key_ends.len() != n || accs.len() != n {
+        return Err(Error::new(format!(
+            "function table is malformed: {n} windows, {} key ends and {} accumulators; the host and the SDK disagree on the WIT",
+            slots.key_ends.len(),
+            accs.len()
+        )));
+    }
+    let mut out = RunOut { outputs: Output::new(), output_ends: Vec::new(), dirty: vec![false; n] };
+    let check = |s: u32| -> Result<usize> {
+        let s = s as usize;
+        if s < n { Ok(s) } else { Err(Error::new(format!("function action names slot {s} of {n}"))) }
+    };
+    let element = |i: u32| -> Result<&Event<'_>> {
+        elements
+            .get(i as usize)
+            .ok_or_else(|| Error::new(format!("function action names element {i} of {}", elements.len())))
+    };
+    for action in actions {
+        match action {
+            Action::Add { slot, element: i } => {
+                let s = check(*slot)?;
+                f.add(&mut accs[s], element(*i)?)?;
+                out.dirty[s] = true;
+            }
+            Action::Merge { slot, from } => {
+                let (s, m) = (check(*slot)?, check(*from)?);
+                if s != m {
+                    let from = accs[m].take();
+                    f.merge(&mut accs[s], from)?;
+                    out.dirty[s] = true;
+                    out.dirty[m] = true;
+                }
+            }
+            Action::Clear(slot) => {
+                let s = check(*slot)?;
+                if accs[s].take().is_some() {
+                    out.dirty[s] = true;
+                }
+            }
+            Action::Fire { slot, window, number, elements: range } => {
+                let s = check(*slot)?;
+                let from = if s == 0 { 0 } else { slots.key_ends[s - 1] as usize };
+                let key = slots
+                    .keys
+                    .get(from..slots.key_ends[s] as usize)
+                    .ok_or_else(|| Error::new(format!("function table: slot {s}'s key is out of bounds")))?;
+                let ctx = WindowContext { key, window: *window, firing: *number };
+                let window_elements = match range {
+                    Some((first, count)) => Some(
+                        elements
+                            .get(*first as usize..(*first as usize).saturating_add(*count as usize))
+                            .ok_or_else(|| Error::new("function action names elements past the call's"))?,
+                    ),
+                    None => None,
+                };
+                f.fire(accs[s].as_deref(), window_elements, &ctx, &mut out.outputs)?;
+                out.output_ends.push(out.outputs.len() as u32);
+            }
+        }
+    }
+    Ok(out)
+}

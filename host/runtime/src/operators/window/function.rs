@@ -1,0 +1,202 @@
+//! The window operator with a Wasm window function (aggregate, reduce or
+//! process-window), one call per stretch of work instead of one per
+//! element.
+//!
+//! The operator runs as with a built-in function, but every accumulator
+//! change (fold an element in, merge two windows, drop one) and every
+//! firing is written down as an action of a [`FunctionCall`] over the
+//! (key, state window) slots involved, with their accumulators as they
+//! were when the call began. The call runs before anything that must come
+//! after its outputs: a watermark going out, a batch of output, the end
+//! of a chunk of fired timers. Then the changed accumulators go back to
+//! the backend (value state 0, as the built-ins'), and each firing's
+//! outputs are emitted keyed by the window's key and stamped with its
+//! last millisecond.
+//!
+//! The host follows which slots hold an accumulator (it knows every
+//! action), so a window without one does not fire, as with a built-in
+//! function. A process-window function keeps the window's elements (list
+//! state 0, as with an evictor) and gets them when it fires.
+
+use super::{ACC, At, Fail, OpError, TIMER_ORIGIN, WindowOp, scope};
+use crate::window::Window;
+use std::collections::HashMap;
+use weir_wasm::{FunctionCall, FunctionInstance};
+
+/// A Wasm window function and the scratch of its calls.
+pub(crate) struct WasmFunction {
+    instance: FunctionInstance,
+    call: FunctionCall,
+    groups: Vec<u16>,
+    windows: Vec<Window>,
+    /// Whether each slot holds an accumulator at this point of the call.
+    present: Vec<bool>,
+    slot_of: HashMap<(Vec<u8>, Window), u32>,
+    /// Per fire: its slot and the window it emits for.
+    fires: Vec<(u32, Window)>,
+}
+
+impl WasmFunction {
+    pub fn new(instance: FunctionInstance) -> WasmFunction {
+        WasmFunction {
+            instance,
+            call: FunctionCall::default(),
+            groups: Vec::new(),
+            windows: Vec::new(),
+            present: Vec::new(),
+            slot_of: HashMap::new(),
+            fires: Vec::new(),
+        }
+    }
+
+    /// Whether the function needs every element of a window.
+    pub fn all_elements(&self) -> bool {
+        self.instance.all_elements()
+    }
+
+    fn clear(&mut self) {
+        self.call.clear();
+        self.groups.clear();
+        self.windows.clear();
+        self.present.clear();
+        self.slot_of.clear();
+        self.fires.clear();
+    }
+}
+
+fn bounds(w: Window) -> (i64, i64) {
+    match w {
+        Window::Time { start, end } => (start, end),
+        Window::Global => (i64::MIN, i64::MAX),
+    }
+}
+
+impl WindowOp {
+    /// The function's slot of `at`'s `state_window`, added with its
+    /// accumulator when new.
+    fn fn_slot(&mut self, f: &mut WasmFunction, at: At<'_>, state_window: Window) -> u32 {
+        if let Some(&s) = f.slot_of.get(&(at.key.to_vec(), state_window)) {
+            return s;
+        }
+        let ns = state_window.namespace();
+        let mut acc = Vec::new();
+        let had = !f.all_elements() && self.backend.value_get(ACC, scope(at, &ns, state_window), &mut acc);
+        let s = f.call.add_slot(at.key, bounds(state_window), had.then_some(&acc[..]));
+        f.groups.push(at.group);
+        f.windows.push(state_window);
+        f.present.push(had);
+        f.slot_of.insert((at.key.to_vec(), state_window), s);
+        s
+    }
+
+    /// Runs `op` with the Wasm function taken out of `self`.
+    fn with_fn<R>(&mut self, op: impl FnOnce(&mut WindowOp, &mut WasmFunction) -> R) -> R {
+        let mut f = self.wasm_fn.take().expect("invariant: called with a Wasm function");
+        let r = op(self, &mut f);
+        self.wasm_fn = Some(f);
+        r
+    }
+
+    /// Folds an element into `state_window`'s accumulator.
+    pub(super) fn fn_add(&mut self, at: At<'_>, state_window: Window, timestamp: i64, value: &[u8]) {
+        self.with_fn(|op, f| {
+            let slot = op.fn_slot(f, at, state_window);
+            let e = f.call.element(value, timestamp);
+            f.call.add(slot, e);
+            f.present[slot as usize] = true;
+        });
+    }
+
+    /// Merges `from`'s accumulator into `into`'s.
+    pub(super) fn fn_merge(&mut self, at: At<'_>, into: Window, from: Window) {
+        self.with_fn(|op, f| {
+            let (into, from) = (op.fn_slot(f, at, into), op.fn_slot(f, at, from));
+            if into != from {
+                f.call.merge(into, from);
+                f.present[into as usize] |= std::mem::take(&mut f.present[from as usize]);
+            }
+        });
+    }
+
+    /// Drops `state_window`'s accumulator.
+    pub(super) fn fn_clear(&mut self, at: At<'_>, state_window: Window) {
+        self.with_fn(|op, f| {
+            let slot = op.fn_slot(f, at, state_window);
+            f.call.clear_acc(slot);
+            f.present[slot as usize] = false;
+        });
+    }
+
+    /// Whether `state_window` holds an accumulator now.
+    pub(super) fn fn_present(&mut self, at: At<'_>, state_window: Window) -> bool {
+        self.with_fn(|op, f| {
+            let slot = op.fn_slot(f, at, state_window);
+            f.present[slot as usize]
+        })
+    }
+
+    /// `window` fires (its `firing`-th time) over `state_window`'s
+    /// accumulator, or over `elements` (timestamp, value).
+    pub(super) fn fn_fire(
+        &mut self,
+        at: At<'_>,
+        window: Window,
+        state_window: Window,
+        firing: u64,
+        elements: Option<&[(i64, Vec<u8>)]>,
+    ) {
+        self.with_fn(|op, f| {
+            let slot = op.fn_slot(f, at, state_window);
+            let range = elements.map(|els| {
+                let first = f.call.element_count();
+                for (t, v) in els {
+                    f.call.element(v, *t);
+                }
+                (first, els.len() as u32)
+            });
+            f.call.fire(slot, bounds(window), firing.min(u32::MAX as u64) as u32, range);
+            f.fires.push((slot, window));
+        });
+    }
+
+    /// Makes the call written down so far, writes the accumulators back
+    /// and emits the firings' outputs.
+    pub(super) fn run_function(&mut self) -> Result<(), Fail> {
+        let Some(mut f) = self.wasm_fn.take() else { return Ok(()) };
+        let r = self.run_function_with(&mut f);
+        f.clear();
+        self.wasm_fn = Some(f);
+        r
+    }
+
+    fn run_function_with(&mut self, f: &mut WasmFunction) -> Result<(), Fail> {
+        if f.call.is_empty() {
+            return Ok(());
+        }
+        let out = f.instance.run(&f.call).map_err(|e| {
+            let message = match e {
+                weir_wasm::CallError::Operator { message, .. } => format!("its window function failed: {message}"),
+                e => format!("its window function: {e}"),
+            };
+            Fail::Op(OpError { origin: None, message })
+        })?;
+        for (slot, range) in &out.writes {
+            let (group, window) = (f.groups[*slot as usize], f.windows[*slot as usize]);
+            let at = At { group, key: f.call.slot_key(*slot) };
+            let ns = window.namespace();
+            match range {
+                Some(r) => self.backend.value_put(ACC, scope(at, &ns, window), &out.accs[r.clone()]),
+                None => self.backend.value_clear(ACC, scope(at, &ns, window)),
+            }
+        }
+        let mut from = 0usize;
+        for (&(slot, window), &end) in f.fires.iter().zip(&out.output_ends) {
+            let key = f.call.slot_key(slot);
+            for i in from..end as usize {
+                self.out.push(key, out.outputs.value(i), window.max_timestamp(), TIMER_ORIGIN);
+            }
+            from = end as usize;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! Wasm window functions: the window operator writes down a stretch's
+//! accumulator changes and firings in a [`FunctionCall`] (the (key,
+//! window) slots with their accumulators, the actions in order, and the
+//! elements they name), [`FunctionInstance::run`] makes one Wasm call of
+//! it, and the checked [`FunctionOutput`] holds each firing's outputs and
+//! the accumulators that changed.
+
+use crate::bindings::function::exports::weir::operator::window_function as wf;
+use crate::engine::{Component, Pre, WasmRuntime};
+use crate::instance::{CallError, budget_ticks, call_error, instantiate_error, new_store};
+use crate::sandbox::{HostState, Limits};
+use wasmtime::Store;
+use weir_core::Batch;
+
+/// An accumulator length that holds none.
+const ABSENT: u32 = u32::MAX;
+
+/// One call's worth of window-function work.
+pub struct FunctionCall {
+    actions: Vec<wf::Action>,
+    table: wf::FunctionTable,
+    elements: Batch,
+    fires: usize,
+}
+
+impl Default for FunctionCall {
+    fn default() -> Self {
+        FunctionCall {
+            actions: Vec::new(),
+            table: wf::FunctionTable {
+                keys: Vec::new(),
+                key_ends: Vec::new(),
+                windows: Vec::new(),
+                accs: Vec::new(),
+                acc_lens: Vec::new(),
+            },
+            elements: Batch::new(),
+            fires: 0,
+        }
+    }
+}
+
+impl FunctionCall {
+    /// Empties the call, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        let t = &mut self.table;
+        t.keys.clear();
+        t.key_ends.clear();
+        t.windows.clear();
+        t.accs.clear();
+        t.acc_lens.clear();
+        self.elements.clear();
+        self.fires = 0;
+    }
+
+    /// Whether the call has no action.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Slots so far.
+    pub fn slots(&self) -> usize {
+        self.table.windows.len()
+    }
+
+    /// Elements so far.
+    pub fn element_count(&self) -> u32 {
+        self.elements.len() as u32
+    }
+
+    /// Fire actions so far.
+    pub fn fires(&self) -> usize {
+        self.fires
+    }
+
+    /// The key of `slot`.
+    pub fn slot_key(&self, slot: u32) -> &[u8] {
+        let s = slot as usize;
+        let from = if s == 0 { 0 } else { self.table.key_ends[s - 1] as usize };
+        &self.table.keys[from..self.table.key_ends[s] as usize]
+    }
+
+    /// Adds a slot: `key` in `window` (`(start, end)`), with its
+    /// accumulator as the call starts.
+    pub fn add_slot(&mut self, key: &[u8], window: (i64, i64), acc: Option<&[u8]>) -> u32 {
+        let t = &mut self.table;
+        t.keys.extend_from_slice(key);
+        t.key_ends.push(t.keys.len() as u32);
+        t.windows.push(wf::Window { start: window.0, end: window.1 });
+        match acc {
+            Some(a) => {
+                t.accs.extend_from_slice(a);
+                t.acc_lens.push(a.len() as u32);
+            }
+            None => t.acc_lens.push(ABSENT),
+        }
+        (t.windows.len() - 1) as u32
+    }
+
+    /// Adds an element (its value and timestamp) for the actions to name.
+    pub fn element(&mut self, value: &[u8], timestamp: i64) -> u32 {
+        self.elements.push(b"", value, timestamp, 0);
+        (self.elements.len() - 1) as u32
+    }
+
+    /// Folds element `element` into the slot's accumulator.
+    pub fn add(&mut self, slot: u32, element: u32) {
+        self.actions.push(wf::Action::Add(wf::SlotElement { slot, element }));
+    }
+
+    /// Merges `from`'s accumulator into `slot`'s.
+    pub fn merge(&mut self, slot: u32, from: u32) {
+        self.actions.push(wf::Action::Merge(wf::SlotPair { slot, from }));
+    }
+
+    /// The slot's accumulator goes.
+    pub fn clear_acc(&mut self, slot: u32) {
+        self.actions.push(wf::Action::Clear(slot));
+    }
+
+    /// `window` fires (its `number`-th firing), over the slot's
+    /// accumulator or over `elements` (`(first, count)`); the fire's number
+    /// among the call's fires.
+    pub fn fire(&mut self, slot: u32, window: (i64, i64), number: u32, elements: Option<(u32, u32)>) -> usize {
+        let window = wf::Window { start: window.0, end: window.1 };
+        self.actions.push(wf::Action::Fire(wf::Firing { slot, window, number, elements }));
+        self.fires += 1;
+        self.fires - 1
+    }
+}
+
+/// What a checked function call returned.
+#[derive(Debug, Default)]
+pub struct FunctionOutput {
+    /// The firings' outputs (values; keys and timestamps as the guest set
+    /// them, which the host replaces).
+    pub outputs: Batch,
+    /// For fire `i`, the end of its outputs in `outputs`.
+    pub output_ends: Vec<u32>,
+    /// Slots whose accumulator changed, with the new one (`None`: gone)
+    /// as a range of `accs`.
+    pub writes: Vec<(u32, Option<std::ops::Range<usize>>)>,
+    /// The new accumulators' bytes.
+    pub accs: Vec<u8>,
+}
+
+/// An instance of a `function` component.
+pub struct FunctionInstance {
+    store: Store<HostState>,
+    bindings: crate::bindings::function::Function,
+    limits: Limits,
+    all_elements: bool,
+    out: FunctionOutput,
+}
+
+impl FunctionInstance {
+    /// Instantiates `component` for `operator` and calls `init` with
+    /// `config` (JSON).
+    pub fn new(
+        rt: &WasmRuntime,
+        component: &Component,
+        operator: &str,
+        config: &str,
+        limits: Limits,
+    ) -> Result<Self, CallError> {
+        let Pre::Function(pre) = &component.pre else {
+            return Err(CallError::Init(format!("{} is not a window-function component", component.path.display())));
+        };
+        let mut store = new_store(rt, operator, limits, None);
+        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
+        store.set_epoch_deadline(budget_ticks(limits));
+        let r = bindings
+            .weir_operator_window_function()
+            .call_init(&mut store, config)
+            .map_err(|e| call_error(&store, e, limits))?;
+        let kind = r.map_err(CallError::Init)?;
+        Ok(FunctionInstance {
+            store,
+            bindings,
+            limits,
+            all_elements: kind == wf::FunctionKind::AllElements,
+            out: FunctionOutput::default(),
+        })
+    }
+
+    /// Whether the function computes over all of a window's elements
+    /// (process-window), so the host keeps them.
+    pub fn all_elements(&self) -> bool {
+        self.all_elements
+    }
+
+    /// What the last [`FunctionInstance::run`] returned.
+    pub fn output(&self) -> &FunctionOutput {
+        &self.out
+    }
+
+    /// Runs `call`; everything the guest returns is checked against it.
+    pub fn run(&mut self, call: &FunctionCall) -> Result<&FunctionOutput, CallError> {
+        self.store.set_epoch_deadline(budget_ticks(self.limits));
+        let elements = wf::Batch {
+            data: call.elements.data().to_vec(),
+            offsets: call.elements.offsets().to_vec(),
+            timestamps: call.elements.timestamps().to_vec(),
+        };
+        let r = self.bindings.weir_operator_window_function().call_run(
+            &mut self.store,
+            &call.actions,
+            &call.table,
+            &elements,
+        );
+        let r = r
+            .map_err(|e| call_error(&self.store, e, self.limits))?
+            .map_err(|message| CallError::Operator { index: 0, message })?;
+        let bad = |what: String| Err(CallError::Protocol(format!("the window function's run returned {what}")));
+        let n = r.outputs.timestamps.len();
+        if r.output_ends.len() != call.fires
+            || r.output_ends.windows(2).any(|w| w[0] > w[1])
+            || r.output_ends.last().is_some_and(|&e| e as usize != n)
+            || (r.output_ends.is_empty() && n != 0)
+        {
+            return bad(format!(
+                "{} output ends for {} firings and {n} outputs; return one non-decreasing end per firing, the last at the output count",
+                r.output_ends.len(),
+                call.fires
+            ));
+        }
+        let outputs = Batch::from_parts(r.outputs.data, r.outputs.offsets, r.outputs.timestamps, vec![0; n])
+            .map_err(|e| CallError::Protocol(format!("the window function's outputs: {e}")))?;
+        if r.acc_lens.len() != r.acc_slots.len() {
+            return bad(format!("{} accumulator lengths for {} slots", r.acc_lens.len(), r.acc_slots.len()));
+        }
+        let slots = call.slots();
+        let mut writes = Vec::with_capacity(r.acc_slots.len());
+        let mut seen = vec![false; slots];
+        let mut from = 0usize;
+        for (&slot, &len) in r.acc_slots.iter().zip(&r.acc_lens) {
+            if slot as usize >= slots || std::mem::replace(&mut seen[slot as usize], true) {
+                return bad(format!("an accumulator for slot {slot} of {slots}, or twice"));
+            }
+            if len == ABSENT {
+                writes.push((slot, None));
+                continue;
+            }
+            let to = from + len as usize;
+            if to > r.accs.len() {
+                return bad(format!("accumulators that run past their {} bytes", r.accs.len()));
+            }
+            writes.push((slot, Some(from..to)));
+            from = to;
+        }
+        if from != r.accs.len() {
+            return bad(format!("accumulator lengths that add up to {from} of its {} bytes", r.accs.len()));
+        }
+        self.out = FunctionOutput { outputs, output_ends: r.output_ends, writes, accs: r.accs };
+        Ok(&self.out)
+    }
+}
