@@ -150,7 +150,7 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
     let components = weir_tests::components().display().to_string();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::copy(example().join("data/events.csv"), dir.path().join("data/events.csv")).unwrap();
-    let cases: [(&str, &[&str]); 8] = [
+    let cases: [(&str, &[&str]); 9] = [
         ("tumble", &["tumble"]),
         ("slide", &["slide"]),
         ("session", &["session"]),
@@ -159,6 +159,7 @@ fn every_window_semantics_example_writes_flinks_file_through_the_weir_binary() {
         ("timers", &["timers"]),
         ("global_count_plugin", &["global_count_plugin"]),
         ("session_plugin", &["session_plugin"]),
+        ("tumble_plugin", &["tumble_plugin"]),
     ];
     for (case, files) in cases {
         let spec = std::fs::read_to_string(example().join(format!("{case}.yaml"))).unwrap();
