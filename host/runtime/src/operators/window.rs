@@ -92,6 +92,10 @@ pub(crate) struct WindowOp {
     /// Elements dropped as too late with no late output to go to.
     pub dropped: u64,
     windows: Vec<Window>,
+    /// The output's text after the key, and the window and firing it is
+    /// for.
+    middle: Vec<u8>,
+    middle_for: Option<(Window, u64)>,
     buf: Vec<u8>,
     acc: Vec<u8>,
     fired: Vec<Timer>,
@@ -249,6 +253,8 @@ impl WindowOp {
             clock,
             dropped: 0,
             windows: Vec::new(),
+            middle: Vec::new(),
+            middle_for: None,
             buf: Vec::new(),
             acc: Vec::new(),
             fired: Vec::new(),
@@ -504,36 +510,43 @@ impl WindowOp {
 
     fn write_output(&mut self, at: At<'_>, window: Window, state_window: Window, acc: Option<&[u8]>) {
         let firing = self.next_firing(at, state_window);
-        let (keyed, function) = (self.keyed, &self.function);
+        // What follows the key is the same for every key of a firing (a
+        // sliced firing emits a key group's keys at once): formatted once.
+        if self.middle_for != Some((window, firing)) {
+            let (mid, mut n) = (&mut self.middle, itoa::Buffer::new());
+            mid.clear();
+            if let Window::Time { start, end } = window {
+                mid.extend_from_slice(b"\"start\":");
+                mid.extend_from_slice(n.format(start).as_bytes());
+                mid.extend_from_slice(b",\"end\":");
+                mid.extend_from_slice(n.format(end).as_bytes());
+                mid.push(b',');
+            }
+            mid.extend_from_slice(b"\"firing\":");
+            mid.extend_from_slice(n.format(firing).as_bytes());
+            mid.extend_from_slice(b",\"");
+            mid.extend_from_slice(self.function.kind.name().as_bytes());
+            mid.extend_from_slice(b"\":");
+            self.middle_for = Some((window, firing));
+        }
+        let (keyed, function, middle) = (self.keyed, &self.function, &self.middle);
         self.out.push_with(at.key, window.max_timestamp(), TIMER_ORIGIN, |v| {
-            let mut n = itoa::Buffer::new();
             v.push(b'{');
             if keyed {
                 v.extend_from_slice(b"\"key\":");
-                match std::str::from_utf8(at.key) {
-                    Ok(k) if !k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) => {
-                        v.push(b'"');
-                        v.extend_from_slice(k.as_bytes());
-                        v.push(b'"');
-                    }
-                    _ => {
-                        let _ = serde_json::to_writer(&mut *v, &String::from_utf8_lossy(at.key));
-                    }
+                // Printable ASCII without quotes or backslashes (the common
+                // key) goes as it is, checked in one pass; the rest through
+                // serde_json.
+                if at.key.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+                    v.push(b'"');
+                    v.extend_from_slice(at.key);
+                    v.push(b'"');
+                } else {
+                    let _ = serde_json::to_writer(&mut *v, &String::from_utf8_lossy(at.key));
                 }
                 v.push(b',');
             }
-            if let Window::Time { start, end } = window {
-                v.extend_from_slice(b"\"start\":");
-                v.extend_from_slice(n.format(start).as_bytes());
-                v.extend_from_slice(b",\"end\":");
-                v.extend_from_slice(n.format(end).as_bytes());
-                v.push(b',');
-            }
-            v.extend_from_slice(b"\"firing\":");
-            v.extend_from_slice(n.format(firing).as_bytes());
-            v.extend_from_slice(b",\"");
-            v.extend_from_slice(function.kind.name().as_bytes());
-            v.extend_from_slice(b"\":");
+            v.extend_from_slice(middle);
             function.result(acc, v);
             v.push(b'}');
         });

@@ -110,8 +110,10 @@ impl WindowOp {
             self.acc = acc;
         } else {
             let mut merged = std::mem::take(&mut self.merged);
+            // Sized for every key of every slice: no regrowth while filling.
+            let keys: usize = slices.iter().map(|(_, ends)| ends.len()).sum();
             let mut index: std::collections::HashMap<&[u8], usize, foldhash::fast::FixedState> =
-                std::collections::HashMap::with_capacity_and_hasher(slices[0].1.len(), Default::default());
+                std::collections::HashMap::with_capacity_and_hasher(keys, Default::default());
             let mut order: Vec<&[u8]> = Vec::new();
             for (i, (data, ends)) in slices.iter().enumerate() {
                 let ns = Slices::slice(oldest.saturating_add(i as i64 * s.slide), s.slide).namespace();
