@@ -51,6 +51,20 @@ impl Bytes {
         }
     }
 
+    /// Appends the bytes to `out`: inline ones as one copy of known size
+    /// (inlined, no `memcpy` call), cut back to their length.
+    #[inline]
+    pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Bytes::Inline(len, data) => {
+                let end = out.len() + *len as usize;
+                out.extend_from_slice(data);
+                out.truncate(end);
+            }
+            Bytes::Heap(b) => out.extend_from_slice(b),
+        }
+    }
+
     /// Overwrites the bytes, reusing the inline space.
     #[inline]
     pub(crate) fn set(&mut self, b: &[u8]) {
@@ -174,6 +188,34 @@ fn ns_suffix(n: usize, out: &mut [u8; 5]) -> &[u8] {
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short slices of composite keys, by
+/// overlapping loads and stores of known size instead of a `memcpy` call.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        17..=32 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 fn composite_len(at: Scope<'_>) -> usize {
     let n = at.namespace.len();
     at.key.len() + n + if n < 255 { 1 } else { 5 }
@@ -189,7 +231,7 @@ pub(crate) fn composite(at: Scope<'_>) -> Composite {
         a[0] = len as u8;
         a[1..3].copy_from_slice(&group);
         let (k, n) = (at.key.len(), at.namespace.len());
-        a[3..3 + k].copy_from_slice(at.key);
+        copy_short(&mut a[3..3 + k], at.key);
         // A window's namespace is 16 bytes: a copy of known size, inlined
         // (the window operator builds one of these per state access).
         match <&[u8; 16]>::try_from(at.namespace) {
@@ -493,7 +535,7 @@ impl MemoryBackend {
 
 impl KeyedStateBackend for MemoryBackend {
     fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
-        get(&self.values, state, at).map(|v| out.extend_from_slice(v.as_slice())).is_some()
+        get(&self.values, state, at).map(|v| v.append_to(out)).is_some()
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {
@@ -512,7 +554,7 @@ impl KeyedStateBackend for MemoryBackend {
 
     fn value_take(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
         let Some(m) = self.values.get_mut(state as usize) else { return false };
-        probe!(m, remove, at).map(|v| out.extend_from_slice(v.as_slice())).is_some()
+        probe!(m, remove, at).map(|v| v.append_to(out)).is_some()
     }
 
     fn list_get(&mut self, state: u32, at: Scope<'_>, data: &mut Vec<u8>, ends: &mut Vec<u32>) {
