@@ -616,6 +616,12 @@ fn dynamic_session_gaps_come_from_a_wasm_component_per_element() {
     assert!(side[0][0]["error"].as_str().unwrap().contains("gap of 0 ms"), "{side:?}");
     let err = run_small(&bad, &window, &[]).unwrap_err();
     assert!(err.contains("gap of 0 ms") && err.contains("offset"), "{err}");
+    // A record the component gives no gap is rejected alone, with its reason.
+    let none = [g("a", 1000, 1, 500), ev("a", 1100, 2), g("a", 1200, 4, 500)];
+    let (out, side) = run_small(&none, &format!("{window}, dead-letter: rejected"), &["rejected"]).unwrap();
+    assert_eq!(out, vec![json!({"key": "a", "start": 1000, "end": 1700, "firing": 0, "sum": 5})]);
+    assert_eq!(side[0].len(), 1, "{side:?}");
+    assert!(side[0][0]["error"].as_str().unwrap().contains("no `gap_ms`"), "{side:?}");
     // Neither or both of gap-ms and gap: refused at load.
     let err = run_small(&bad, "window: {type: session}, function: {type: count}", &[]).unwrap_err();
     assert!(err.contains("one of `gap-ms`"), "{err}");
@@ -692,6 +698,15 @@ fn wasm_aggregates_give_the_built_ins_results_on_both_backends() {
             assert_eq!(got, want, "{window} {kind}");
         }
     }
+    // A firing per element: a stretch holds more firings than one call
+    // takes, so the call is made part-way, with the same results.
+    let many: Vec<Value> = (0..3000).map(|i| ev(["a", "b"][i % 2], i as i64, i as i64)).collect();
+    let window = "window: {type: global}, trigger: {type: count, count: 1}";
+    let (want, _) = run_small(&many, &format!("{window}, function: {{type: sum, field: v}}"), &[]).unwrap();
+    let wasm = wasm_function("window_aggregates", "{type: sum, field: v}");
+    let (got, _) = run_small(&many, &format!("{window}, {wasm}"), &[]).unwrap();
+    assert_eq!(want.len(), 3000);
+    assert_eq!(got, want);
     // The lsm backend keeps the accumulators the same way.
     let sum = wasm_function("window_aggregates", "{type: sum, field: value}");
     let (out, _) = run_case_with(

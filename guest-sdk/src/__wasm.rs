@@ -213,7 +213,12 @@ pub fn function_run(
         let f = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
         run(f.as_mut(), &actions, &slots, &mut accs, &events).map_err(|e| e.to_string())
     })?;
-    let crate::Output { data, offsets, timestamps, .. } = out.outputs;
+    let crate::Output { data, offsets, timestamps, side } = out.outputs;
+    if !side.is_empty() {
+        return Err(
+            "a window function emits to the window's main output only; side outputs are not supported".to_owned()
+        );
+    }
     let mut result = wf::FunctionResult {
         outputs: function_bindings::weir::operator::types::Batch { data, offsets, timestamps },
         output_ends: out.output_ends,
@@ -243,18 +248,20 @@ pub fn session_gap_init<T: SessionGap + Default>(config: String) -> Result<(), S
     Ok(())
 }
 
-pub fn session_gap_gaps(elements: session_gap_bindings::weir::operator::types::Batch) -> Result<Vec<i64>, String> {
+pub fn session_gap_gaps(
+    elements: session_gap_bindings::weir::operator::types::Batch,
+) -> Result<Vec<Result<i64, String>>, String> {
     validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
     SESSION_GAP.with(|m| {
         let mut m = m.borrow_mut();
         let op = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
-        (0..elements.timestamps.len())
+        Ok((0..elements.timestamps.len())
             .map(|i| {
                 at_input(i);
                 let e = event_at(&elements.data, &elements.offsets, &elements.timestamps, i);
-                op.gap(&e).map_err(|err| format!("element {i}: {err}"))
+                op.gap(&e).map_err(|err| err.to_string())
             })
-            .collect()
+            .collect())
     })
 }
 

@@ -309,7 +309,10 @@ macro_rules! export_session_gap {
             }
             fn gaps(
                 elements: $crate::__wasm::session_gap_bindings::weir::operator::types::Batch,
-            ) -> ::std::result::Result<::std::vec::Vec<i64>, ::std::string::String> {
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<::std::result::Result<i64, ::std::string::String>>,
+                ::std::string::String,
+            > {
                 $crate::__wasm::session_gap_gaps(elements)
             }
         }

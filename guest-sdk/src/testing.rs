@@ -580,6 +580,11 @@ impl WindowFunctionHarness {
         let key_ends: Vec<u32> = (1..=windows.len()).map(|i| (i * key.len()) as u32).collect();
         let slots = crate::trigger::Slots { keys: &keys, key_ends: &key_ends, windows };
         let out = crate::window_function::run(self.f.as_mut(), &[action], &slots, &mut accs, elements)?;
+        if !out.outputs.side.is_empty() {
+            return Err(Error::new(
+                "a window function emits to the window's main output only; side outputs are not supported",
+            ));
+        }
         for (w, acc) in windows.iter().zip(accs) {
             match acc {
                 Some(a) => self.accs.insert((key.to_vec(), *w), a),
@@ -613,12 +618,25 @@ impl WindowFunctionHarness {
 
     /// Merges `from` into `into` (session windows).
     pub fn merge(&mut self, key: &[u8], into: crate::Window, from: crate::Window) -> Result<()> {
+        if into == from {
+            return Ok(());
+        }
+        self.firings.remove(&(key.to_vec(), from));
         if self.f.all_elements() {
             let moved = self.elements.remove(&(key.to_vec(), from)).unwrap_or_default();
             self.elements.entry((key.to_vec(), into)).or_default().extend(moved);
             return Ok(());
         }
         self.call(key, &[into, from], crate::window_function::Action::Merge { slot: 0, from: 1 }, &[]).map(|_| ())
+    }
+
+    /// Drops `window`'s accumulator or elements (a purge, or its end).
+    pub fn clear(&mut self, key: &[u8], window: crate::Window) -> Result<()> {
+        if self.f.all_elements() {
+            self.elements.remove(&(key.to_vec(), window));
+            return Ok(());
+        }
+        self.call(key, &[window], crate::window_function::Action::Clear(0), &[]).map(|_| ())
     }
 
     /// Fires `window` of `key`: what the function emitted.

@@ -156,6 +156,11 @@ impl<A: WindowAggregateFunction> Erased for Aggregating<A> {
 
     fn merge(&mut self, acc: &mut Option<Vec<u8>>, from: Option<Vec<u8>>) -> Result<()> {
         let Some(from) = from else { return Ok(()) };
+        if acc.is_none() {
+            // Nothing to merge into: the other accumulator moves.
+            *acc = Some(from);
+            return Ok(());
+        }
         let other: A::Acc = Binary::decode(&from)?;
         let mut a = self.decode(acc.as_deref())?;
         self.0.merge(&mut a, other)?;
@@ -268,9 +273,11 @@ impl<P: ProcessWindowFunction> Erased for Processing<P> {
         ctx: &WindowContext<'_>,
         out: &mut Output,
     ) -> Result<()> {
+        // Called for any window that fires, even one its evictor emptied
+        // (as Flink's EvictingWindowOperator does).
         match elements {
-            Some(elements) if !elements.is_empty() => self.0.process(elements, ctx, out),
-            _ => Ok(()),
+            Some(elements) => self.0.process(elements, ctx, out),
+            None => Ok(()),
         }
     }
 }

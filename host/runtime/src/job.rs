@@ -621,6 +621,12 @@ fn build_operator(
                                 )
                                 .map_err(|e| format!("its session gap: {e}"))?,
                             ),
+                            (Some(WindowSpec::Session { gap: Some(gap), .. }), None) => {
+                                return Err(format!(
+                                    "its session gap component {} was not loaded",
+                                    gap.component.display()
+                                ));
+                            }
                             _ => None,
                         };
                         let function = match (o.function.as_ref(), components.get(&(v, World::Function))) {
@@ -628,6 +634,9 @@ fn build_operator(
                                 FunctionInstance::new(rt, component, &name, &json(f.config.as_ref()), options.limits)
                                     .map_err(|e| format!("its window function: {e}"))?,
                             ),
+                            (Some(f), None) if f.component.is_some() => {
+                                return Err("its window function component was not loaded".to_owned());
+                            }
                             _ => None,
                         };
                         let wasm = WindowWasm { evictor, trigger, gap, function };

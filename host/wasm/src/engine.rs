@@ -50,6 +50,30 @@ impl World {
         }
     }
 
+    /// Where a spec names a component of the world.
+    fn used_as(self) -> &'static str {
+        match self {
+            World::Map => "as `kind: map`",
+            World::Process => "as `kind: process`",
+            World::Evictor => "as a window's `evictor: {type: component}`",
+            World::Trigger => "as a window's `trigger: {type: component}`",
+            World::SessionGap => "as a session window's `gap: {component}`",
+            World::Function => "as a window's `function: {type: component}`",
+        }
+    }
+
+    /// The weir-sdk macro that exports the world.
+    fn export_macro(self) -> &'static str {
+        match self {
+            World::Map => "export_map",
+            World::Process => "export_process",
+            World::Evictor => "export_evictor",
+            World::Trigger => "export_trigger",
+            World::SessionGap => "export_session_gap",
+            World::Function => "export_window_function",
+        }
+    }
+
     fn export(self) -> String {
         let iface = match self {
             World::Map => "mapper",
@@ -274,10 +298,10 @@ impl WasmRuntime {
                         .find(|w| exports.contains(&w.export()));
                 let hint = match other {
                     Some(w) => format!(
-                        " It implements world `{}` instead: set `kind: {}` in the spec, or build it with `weir_sdk::export_{}!`.",
+                        " It implements world `{}` instead: use it {}, or build it with `weir_sdk::{}!`.",
                         w.name(),
-                        w.name(),
-                        world.name()
+                        w.used_as(),
+                        world.export_macro()
                     ),
                     None => String::new(),
                 };

@@ -13,7 +13,7 @@ pub struct SessionGapInstance {
     store: Store<HostState>,
     bindings: sb::SessionGap,
     limits: Limits,
-    gaps: Vec<i64>,
+    gaps: Vec<Result<i64, String>>,
 }
 
 impl SessionGapInstance {
@@ -40,9 +40,10 @@ impl SessionGapInstance {
         Ok(SessionGapInstance { store, bindings, limits, gaps: Vec::new() })
     }
 
-    /// The gap of each element of `elements`, checked: one per element,
-    /// each positive.
-    pub fn gaps(&mut self, elements: &Batch) -> Result<&[i64], CallError> {
+    /// The gap of each element of `elements` (one per element, checked),
+    /// or why the component gave it none. The caller checks that gaps are
+    /// positive.
+    pub fn gaps(&mut self, elements: &Batch) -> Result<&[Result<i64, String>], CallError> {
         self.store.set_epoch_deadline(budget_ticks(self.limits));
         // (Owned: bindgen's borrowing mode does not compile for this world,
         // as for the evictor's; one copy per batch.)

@@ -64,6 +64,11 @@ impl FunctionCall {
         self.table.windows.len()
     }
 
+    /// Bytes of the elements so far.
+    pub fn element_bytes(&self) -> usize {
+        self.elements.data().len()
+    }
+
     /// Elements so far.
     pub fn element_count(&self) -> u32 {
         self.elements.len() as u32

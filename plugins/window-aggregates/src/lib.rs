@@ -57,6 +57,8 @@ impl Num {
 pub struct Acc {
     count: u64,
     sum: Option<Num>,
+    /// The mean's sum, in floating point as the built-in `avg` keeps it.
+    fsum: f64,
     min: Option<Num>,
     max: Option<Num>,
 }
@@ -65,7 +67,9 @@ impl Aggregates {
     fn number(&self, event: &Event<'_>) -> Result<Option<Num>> {
         let Some(field) = &self.field else { return Ok(None) };
         let v: Value = event.json()?;
-        match v.get(field) {
+        // A name or a /json/pointer, as the built-ins read it.
+        let found = if field.starts_with('/') { v.pointer(field) } else { v.get(field) };
+        match found {
             Some(Value::Number(n)) => Ok(Some(match n.as_i64() {
                 Some(i) => Num::Int(i),
                 None => Num::Float(n.as_f64().ok_or_else(|| Error::new(format!("`{field}` is not a finite number")))?),
@@ -104,6 +108,7 @@ impl WindowAggregateFunction for Aggregates {
         acc.count += 1;
         if let Some(x) = self.number(event)? {
             acc.sum = Some(acc.sum.map_or(x, |s| s.add(x)));
+            acc.fsum += x.f64();
             acc.min = Some(acc.min.map_or(x, |m| if x.less(m) { x } else { m }));
             acc.max = Some(acc.max.map_or(x, |m| if m.less(x) { x } else { m }));
         }
@@ -112,6 +117,7 @@ impl WindowAggregateFunction for Aggregates {
 
     fn merge(&mut self, acc: &mut Acc, other: Acc) -> Result<()> {
         acc.count += other.count;
+        acc.fsum += other.fsum;
         let pick = |a: Option<Num>, b: Option<Num>, f: fn(Num, Num) -> Num| match (a, b) {
             (Some(a), Some(b)) => Some(f(a, b)),
             (a, b) => a.or(b),
@@ -128,10 +134,8 @@ impl WindowAggregateFunction for Aggregates {
             "sum" => acc.sum.unwrap_or(Num::Int(0)).json(),
             "min" => acc.min.map_or(Value::Null, Num::json),
             "max" => acc.max.map_or(Value::Null, Num::json),
-            _ => match acc.sum {
-                Some(s) if acc.count > 0 => json!(s.f64() / acc.count as f64),
-                _ => Value::Null,
-            },
+            _ if acc.count > 0 => json!(acc.fsum / acc.count as f64),
+            _ => Value::Null,
         };
         let mut v = serde_json::Map::new();
         if !ctx.key.is_empty() {

@@ -55,9 +55,13 @@ impl ProcessWindowFunction for WindowProcess {
                     .collect::<Result<Vec<f64>>>()?;
                 xs.sort_by(f64::total_cmp);
                 let n = xs.len();
-                let median = if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 };
+                let median = match n {
+                    0 => Value::Null,
+                    _ if n % 2 == 1 => json!(xs[n / 2]),
+                    _ => json!((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+                };
                 v.insert("count".into(), json!(n));
-                v.insert("median".into(), json!(median));
+                v.insert("median".into(), median);
             }
             None => {
                 let values = elements.iter().map(|e| e.json::<Value>()).collect::<Result<Vec<Value>>>()?;

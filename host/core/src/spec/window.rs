@@ -361,7 +361,17 @@ pub(crate) fn check(
                 "window operator `{id}`: function `component` needs the `component` (a .wasm of the `function` world)"
             ));
         }
+        (AggregateKind::Component, Some(_)) if f.field.is_some() => {
+            return Err(format!(
+                "window operator `{id}`: function `component` reads what it likes; give the field in its `config`, not `field`"
+            ));
+        }
         (AggregateKind::Component, Some(_)) => return Ok(()),
+        (_, None) if f.config.is_some() => {
+            return Err(format!(
+                "window operator `{id}`: `config` is for `function: {{type: component}}`; built-in functions take only `field`"
+            ));
+        }
         (_, Some(_)) => {
             return Err(format!(
                 "window operator `{id}`: `component` is for `function: {{type: component}}`; built-in functions take only `field`"

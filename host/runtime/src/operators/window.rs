@@ -8,11 +8,11 @@
 //!
 //! | state | id | namespace | holds |
 //! |---|---|---|---|
-//! | value | 0 | state window | the function's accumulator (no evictor) |
+//! | value | 0 | state window | the function's accumulator (unless the window keeps its elements) |
 //! | value | 1 | state window | firings so far (the output's `firing`) |
 //! | value | 2 | window | the trigger's state |
 //! | value | 3 | empty | a key's session windows (merging assigners) |
-//! | list | 0 | state window | elements, `timestamp i64 LE ++ value` (evictor) |
+//! | list | 0 | state window | elements, `timestamp i64 LE ++ value` (an evictor, or a Wasm process-window function) |
 //!
 //! Timers are the backend's, in the window's namespace: the trigger's and
 //! the cleanup timer at `end - 1 + allowed lateness`.
@@ -57,7 +57,7 @@ pub(crate) struct WindowOp {
     /// A Wasm session gap, called once per input batch, and the gaps of
     /// the batch.
     gap_fn: Option<Box<SessionGapInstance>>,
-    gaps: Vec<i64>,
+    gaps: Vec<Result<i64, String>>,
     function: Aggregate,
     lateness: i64,
     late_tag: Option<String>,
@@ -177,9 +177,9 @@ fn scope<'a>(at: At<'a>, ns: &'a [u8; 16], w: Window) -> Scope<'a> {
 }
 
 impl WindowOp {
-    /// The operator of a validated window spec, over `backend`.
     /// The operator of a validated window spec, over `backend`; `wasm`:
-    /// the instance of its evictor component, if it has one.
+    /// the instances of its components (evictor, trigger, session gap,
+    /// function), those it has.
     pub fn new(spec: &OperatorSpec, backend: Box<dyn KeyedStateBackend>, clock: Clock, wasm: WindowWasm) -> WindowOp {
         let WindowWasm { evictor: wasm, trigger: wasm_trigger, gap, function: wasm_fn } = wasm;
         let wasm_fn = wasm_fn.map(|f| Box::new(function::WasmFunction::new(f)));
@@ -409,7 +409,7 @@ impl WindowOp {
                 return Ok(());
             }
             let firing = self.next_firing(at, state_window);
-            self.fn_fire(at, window, state_window, firing, None);
+            self.fn_fire(at, window, state_window, firing, None)?;
             if take {
                 self.taken = true;
                 self.fn_clear(at, state_window);
@@ -462,7 +462,7 @@ impl WindowOp {
             let mut folded: Option<Vec<u8>> = None;
             if self.wasm_fn.is_some() {
                 let firing = self.next_firing(at, state_window);
-                self.fn_fire(at, window, state_window, firing, Some(&elements));
+                self.fn_fire(at, window, state_window, firing, Some(&elements))?;
             } else {
                 for (_, v) in &elements {
                     let x = self.function.input(v)?;
@@ -826,12 +826,12 @@ impl WindowOp {
     /// With a Wasm session gap: every element's gap of `input`, in one
     /// call.
     fn compute_gaps(&mut self, input: &Batch) -> Result<(), Fail> {
-        if let Some(g) = &mut self.gap_fn {
+        if let Some(g) = self.gap_fn.as_mut().filter(|_| !input.is_empty()) {
             let gaps = g
                 .gaps(input)
                 .map_err(|e| Fail::Op(OpError { origin: None, message: format!("its session gap: {e}") }))?;
             self.gaps.clear();
-            self.gaps.extend_from_slice(gaps);
+            self.gaps.extend(gaps.iter().cloned());
         }
         Ok(())
     }
@@ -841,7 +841,10 @@ impl WindowOp {
         if self.gap_fn.is_none() {
             return Ok(());
         }
-        let gap = self.gaps[i];
+        let gap = match &self.gaps[i] {
+            Ok(gap) => *gap,
+            Err(message) => return Err(format!("its session gap: {message}")),
+        };
         if gap <= 0 {
             return Err(format!(
                 "the session gap component gave this record a gap of {gap} ms; a gap must be a positive number of ms"
@@ -888,6 +891,7 @@ impl Operator for WindowOp {
                 self.flush(out)?;
             }
         }
+        self.run_function()?;
         self.check()?;
         self.flush(out)
     }

@@ -23,14 +23,19 @@ use crate::window::Window;
 use std::collections::HashMap;
 use weir_wasm::{FunctionCall, FunctionInstance};
 
+/// Element bytes a pending call holds at most before it is made.
+const PENDING_BYTES: usize = 16 << 20;
+
 /// A Wasm window function and the scratch of its calls.
 pub(crate) struct WasmFunction {
     instance: FunctionInstance,
     call: FunctionCall,
     groups: Vec<u16>,
     windows: Vec<Window>,
-    /// Whether each slot holds an accumulator at this point of the call.
+    /// Whether each slot holds an accumulator at this point of the call,
+    /// and whether it did when the call began.
     present: Vec<bool>,
+    initial: Vec<bool>,
     slot_of: HashMap<(Vec<u8>, Window), u32>,
     /// Per fire: its slot and the window it emits for.
     fires: Vec<(u32, Window)>,
@@ -44,6 +49,7 @@ impl WasmFunction {
             groups: Vec::new(),
             windows: Vec::new(),
             present: Vec::new(),
+            initial: Vec::new(),
             slot_of: HashMap::new(),
             fires: Vec::new(),
         }
@@ -59,6 +65,7 @@ impl WasmFunction {
         self.groups.clear();
         self.windows.clear();
         self.present.clear();
+        self.initial.clear();
         self.slot_of.clear();
         self.fires.clear();
     }
@@ -85,6 +92,7 @@ impl WindowOp {
         f.groups.push(at.group);
         f.windows.push(state_window);
         f.present.push(had);
+        f.initial.push(had);
         f.slot_of.insert((at.key.to_vec(), state_window), s);
         s
     }
@@ -144,7 +152,7 @@ impl WindowOp {
         state_window: Window,
         firing: u64,
         elements: Option<&[(i64, Vec<u8>)]>,
-    ) {
+    ) -> Result<(), String> {
         self.with_fn(|op, f| {
             let slot = op.fn_slot(f, at, state_window);
             let range = elements.map(|els| {
@@ -157,6 +165,19 @@ impl WindowOp {
             f.call.fire(slot, bounds(window), firing.min(u32::MAX as u64) as u32, range);
             f.fires.push((slot, window));
         });
+        // A pending call holds its firings' elements and outputs: made at
+        // once past a batch's worth of firings or 16 MiB of elements.
+        let full = self
+            .wasm_fn
+            .as_ref()
+            .is_some_and(|f| f.call.fires() >= super::EMIT_EVERY || f.call.element_bytes() > PENDING_BYTES);
+        if full {
+            self.run_function().map_err(|e| match e {
+                Fail::Op(e) => e.message,
+                Fail::Downstream(e) => e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Makes the call written down so far, writes the accumulators back
@@ -173,6 +194,7 @@ impl WindowOp {
         if f.call.is_empty() {
             return Ok(());
         }
+        let all_elements = f.all_elements();
         let out = f.instance.run(&f.call).map_err(|e| {
             let message = match e {
                 weir_wasm::CallError::Operator { message, .. } => format!("its window function failed: {message}"),
@@ -180,6 +202,26 @@ impl WindowOp {
             };
             Fail::Op(OpError { origin: None, message })
         })?;
+        // The host knows from the actions which slots hold an accumulator
+        // at the end: the guest's writes must agree, and a process-window
+        // function keeps none.
+        let protocol = |message: String| {
+            Fail::Op(OpError { origin: None, message: format!("its window function broke the contract: {message}") })
+        };
+        if all_elements && out.writes.iter().any(|(_, r)| r.is_some()) {
+            return Err(protocol("a process-window function returned accumulators".to_owned()));
+        }
+        let mut last = f.initial.clone();
+        for (slot, range) in &out.writes {
+            last[*slot as usize] = range.is_some();
+        }
+        if let Some(s) = (0..last.len()).find(|&s| last[s] != f.present[s]) {
+            return Err(protocol(format!(
+                "slot {s} {} an accumulator after the call, and its actions leave it {}",
+                if last[s] { "holds" } else { "has no" },
+                if f.present[s] { "with one" } else { "without" }
+            )));
+        }
         for (slot, range) in &out.writes {
             let (group, window) = (f.groups[*slot as usize], f.windows[*slot as usize]);
             let at = At { group, key: f.call.slot_key(*slot) };

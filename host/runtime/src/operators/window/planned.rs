@@ -339,6 +339,7 @@ impl WindowOp {
                 self.advance(m.watermark, out)?;
             }
         }
+        self.run_function()?;
         self.check()?;
         self.flush(out)
     }
