@@ -759,3 +759,24 @@ fn a_wasm_process_window_function_sees_every_element_and_a_reduce_folds_them() {
     let err = run_small(&bad, "window: {type: tumbling, size-ms: 1000}, function: {type: component}", &[]).unwrap_err();
     assert!(err.contains("needs the `component`"), "{err}");
 }
+
+#[test]
+fn a_wasm_process_window_function_keeps_window_and_global_state() {
+    let events = [ev("a", 1000, 1), ev("a", 6000, 2), ev("a", 2000, 4), ev("a", 9000, 8), ev("b", 6500, 3)];
+    let f = wasm_function("window_state", "null");
+    let window = "window: {type: tumbling, size-ms: 5000}, allowed-lateness-ms: 3000";
+    let (out, _) = run_small(&events, &format!("{window}, {f}"), &[]).unwrap();
+    let mut want = vec![
+        // [0, 5000) fires at watermark 5999, again for the late 2000: its
+        // window state counts both; the key's global state counts on.
+        json!({"key": "a", "start": 0, "count": 1, "window_firings": 1, "key_firings": 1}),
+        json!({"key": "a", "start": 0, "count": 2, "window_firings": 2, "key_firings": 2}),
+        json!({"key": "a", "start": 5000, "count": 2, "window_firings": 1, "key_firings": 3}),
+        json!({"key": "b", "start": 5000, "count": 1, "window_firings": 1, "key_firings": 1}),
+    ];
+    want.sort_by_key(|x| x.to_string());
+    assert_eq!(out, want);
+    // Session windows allow no window state, as in Flink.
+    let err = run_small(&events, &format!("window: {{type: session, gap-ms: 1000}}, {f}"), &[]).unwrap_err();
+    assert!(err.contains("session windows do not allow"), "{err}");
+}

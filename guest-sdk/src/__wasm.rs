@@ -154,13 +154,34 @@ use function_bindings::exports::weir::operator::window_function as wf;
 pub fn function_init(
     mut f: Box<dyn crate::window_function::Erased>,
     config: String,
-) -> Result<wf::FunctionKind, String> {
+) -> Result<wf::FunctionInfo, String> {
     install_panic_hook();
     let config = parse_config(&config)?;
     f.open(&config).map_err(|e| e.to_string())?;
     let kind = if f.all_elements() { wf::FunctionKind::AllElements } else { wf::FunctionKind::Incremental };
+    let keyed_state = f.keyed_state();
     WINDOW_FN.with(|m| *m.borrow_mut() = Some(f));
-    Ok(kind)
+    Ok(wf::FunctionInfo { kind, keyed_state })
+}
+
+/// The changed cells of `cells` (those `pick` accepts), as slots,
+/// lengths and bytes.
+fn changed_cells(
+    cells: &[crate::window_function::StateCell],
+    pick: impl Fn(usize) -> bool,
+) -> (Vec<u32>, Vec<u32>, Vec<u8>) {
+    let (mut slots, mut lens, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for (s, c) in cells.iter().enumerate().filter(|(s, c)| c.dirty.get() && pick(*s)) {
+        slots.push(s as u32);
+        match &*c.value.borrow() {
+            Some(v) => {
+                lens.push(v.len() as u32);
+                data.extend_from_slice(v);
+            }
+            None => lens.push(ABSENT),
+        }
+    }
+    (slots, lens, data)
 }
 
 /// Splits `data` at `lens` (`ABSENT`: none) into one entry per length.
@@ -208,10 +229,17 @@ pub fn function_run(
     let windows: Vec<Window> = table.windows.iter().map(|w| Window { start: w.start, end: w.end }).collect();
     let mut accs = split_cells(&table.accs, &table.acc_lens, "function table")?;
     let slots = crate::trigger::Slots { keys: &table.keys, key_ends: &table.key_ends, windows: &windows };
+    let states = if table.window_state_lens.is_empty() && table.global_state_lens.is_empty() {
+        None
+    } else {
+        let window = split_cells(&table.window_states, &table.window_state_lens, "function table")?;
+        let global = split_cells(&table.global_states, &table.global_state_lens, "function table")?;
+        Some(crate::window_function::States::new(&slots, window, global).map_err(|e| e.to_string())?)
+    };
     let out = WINDOW_FN.with(|m| {
         let mut m = m.borrow_mut();
         let f = m.as_mut().ok_or_else(|| not_initialized().to_string())?;
-        run(f.as_mut(), &actions, &slots, &mut accs, &events).map_err(|e| e.to_string())
+        run(f.as_mut(), &actions, &slots, &mut accs, &events, states.as_ref()).map_err(|e| e.to_string())
     })?;
     let crate::Output { data, offsets, timestamps, side } = out.outputs;
     if !side.is_empty() {
@@ -225,7 +253,19 @@ pub fn function_run(
         acc_slots: Vec::new(),
         acc_lens: Vec::new(),
         accs: Vec::new(),
+        window_state_slots: Vec::new(),
+        window_state_lens: Vec::new(),
+        window_states: Vec::new(),
+        global_state_slots: Vec::new(),
+        global_state_lens: Vec::new(),
+        global_states: Vec::new(),
     };
+    if let Some(st) = &states {
+        (result.window_state_slots, result.window_state_lens, result.window_states) =
+            changed_cells(&st.window, |_| true);
+        (result.global_state_slots, result.global_state_lens, result.global_states) =
+            changed_cells(&st.global, |s| st.global_of[s] == s);
+    }
     for (slot, acc) in accs.iter().enumerate().filter(|(s, _)| out.dirty[*s]) {
         result.acc_slots.push(slot as u32);
         match acc {

@@ -248,7 +248,7 @@ macro_rules! export_window_function {
             fn init(
                 config: ::std::string::String,
             ) -> ::std::result::Result<
-                $crate::__wasm::function_bindings::exports::weir::operator::window_function::FunctionKind,
+                $crate::__wasm::function_bindings::exports::weir::operator::window_function::FunctionInfo,
                 ::std::string::String,
             > {
                 $crate::__wasm::function_init(::std::boxed::Box::new(<$wrapped>::default()), config)

@@ -536,6 +536,8 @@ pub struct WindowFunctionHarness {
     /// Per key and window: the elements' values and timestamps.
     elements: HashMap<KeyWindow, Vec<(Vec<u8>, i64)>>,
     firings: HashMap<KeyWindow, u32>,
+    window_states: HashMap<KeyWindow, Vec<u8>>,
+    global_states: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// A key and one of its windows.
@@ -544,7 +546,14 @@ type KeyWindow = (Vec<u8>, crate::Window);
 impl WindowFunctionHarness {
     fn open(mut f: Box<dyn crate::window_function::Erased>, config: serde_json::Value) -> Result<Self> {
         f.open(&config)?;
-        Ok(WindowFunctionHarness { f, accs: HashMap::new(), elements: HashMap::new(), firings: HashMap::new() })
+        Ok(WindowFunctionHarness {
+            f,
+            accs: HashMap::new(),
+            elements: HashMap::new(),
+            firings: HashMap::new(),
+            window_states: HashMap::new(),
+            global_states: HashMap::new(),
+        })
     }
 
     /// An [`WindowAggregateFunction`](crate::WindowAggregateFunction) with a `null` config.
@@ -579,7 +588,28 @@ impl WindowFunctionHarness {
         let keys = key.repeat(windows.len());
         let key_ends: Vec<u32> = (1..=windows.len()).map(|i| (i * key.len()) as u32).collect();
         let slots = crate::trigger::Slots { keys: &keys, key_ends: &key_ends, windows };
-        let out = crate::window_function::run(self.f.as_mut(), &[action], &slots, &mut accs, elements)?;
+        let states = self.f.keyed_state().then(|| {
+            let window = windows.iter().map(|w| self.window_states.get(&(key.to_vec(), *w)).cloned()).collect();
+            let global = windows.iter().map(|_| self.global_states.get(key).cloned()).collect();
+            crate::window_function::States::new(&slots, window, global)
+        });
+        let states = states.transpose()?;
+        let out =
+            crate::window_function::run(self.f.as_mut(), &[action], &slots, &mut accs, elements, states.as_ref())?;
+        if let Some(st) = &states {
+            for (w, c) in windows.iter().zip(&st.window).filter(|(_, c)| c.dirty.get()) {
+                match c.value.borrow().clone() {
+                    Some(v) => self.window_states.insert((key.to_vec(), *w), v),
+                    None => self.window_states.remove(&(key.to_vec(), *w)),
+                };
+            }
+            if let Some(c) = st.global.first().filter(|c| c.dirty.get()) {
+                match c.value.borrow().clone() {
+                    Some(v) => self.global_states.insert(key.to_vec(), v),
+                    None => self.global_states.remove(key),
+                };
+            }
+        }
         if !out.outputs.side.is_empty() {
             return Err(Error::new(
                 "a window function emits to the window's main output only; side outputs are not supported",
@@ -628,6 +658,19 @@ impl WindowFunctionHarness {
             return Ok(());
         }
         self.call(key, &[into, from], crate::window_function::Action::Merge { slot: 0, from: 1 }, &[]).map(|_| ())
+    }
+
+    /// The window's end (plus its lateness): its contents and its window
+    /// state go, as the host does at cleanup.
+    pub fn clean_up(&mut self, key: &[u8], window: crate::Window) -> Result<()> {
+        self.window_states.remove(&(key.to_vec(), window));
+        self.firings.remove(&(key.to_vec(), window));
+        self.clear(key, window)
+    }
+
+    /// The key's global state.
+    pub fn global_state(&self, key: &[u8]) -> Option<&[u8]> {
+        self.global_states.get(key).map(Vec::as_slice)
     }
 
     /// Drops `window`'s accumulator or elements (a purge, or its end).

@@ -11,8 +11,8 @@ use crate::{Binary, Codec, Error, Event, Output, Result, Window};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The window a firing is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The window a firing is for, and its keyed state.
+#[derive(Debug, Clone, Copy)]
 pub struct WindowContext<'a> {
     /// The key (empty for `window-all`).
     pub key: &'a [u8],
@@ -21,6 +21,68 @@ pub struct WindowContext<'a> {
     /// Firings of this window before this one (0 the first time; a late
     /// element within the allowed lateness fires a window again).
     pub firing: u32,
+    window_state: Option<&'a StateCell>,
+    global_state: Option<&'a StateCell>,
+}
+
+/// One state value of a call, and whether the call changed it.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct StateCell {
+    pub value: std::cell::RefCell<Option<Vec<u8>>>,
+    pub dirty: std::cell::Cell<bool>,
+}
+
+impl StateCell {
+    #[doc(hidden)]
+    pub fn new(value: Option<Vec<u8>>) -> StateCell {
+        StateCell { value: std::cell::RefCell::new(value), dirty: std::cell::Cell::new(false) }
+    }
+
+    fn set(&self, value: Option<&[u8]>) {
+        *self.value.borrow_mut() = value.map(<[u8]>::to_vec);
+        self.dirty.set(true);
+    }
+}
+
+impl WindowContext<'_> {
+    #[doc(hidden)]
+    pub fn new(key: &[u8], window: Window, firing: u32) -> WindowContext<'_> {
+        WindowContext { key, window, firing, window_state: None, global_state: None }
+    }
+
+    fn cell(&self, global: bool) -> Result<&StateCell> {
+        let cell = if global { self.global_state } else { self.window_state };
+        cell.ok_or_else(|| {
+            Error::new(
+                "this window function keeps no keyed state: set `const KEYED_STATE: bool = true` in its trait impl",
+            )
+        })
+    }
+
+    /// This window's own state for the key (Flink's `windowState()`): kept
+    /// until the window is cleaned up (its end plus the allowed lateness).
+    /// Not for session windows, as in Flink.
+    pub fn window_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.cell(false)?.value.borrow().clone())
+    }
+
+    /// Replaces this window's state (`None` removes it).
+    pub fn set_window_state(&self, value: Option<&[u8]>) -> Result<()> {
+        self.cell(false)?.set(value);
+        Ok(())
+    }
+
+    /// The key's state across all its windows (Flink's `globalState()`).
+    pub fn global_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.cell(true)?.value.borrow().clone())
+    }
+
+    /// Replaces the key's global state (`None` removes it).
+    pub fn set_global_state(&self, value: Option<&[u8]>) -> Result<()> {
+        self.cell(true)?.set(value);
+        Ok(())
+    }
 }
 
 /// Aggregates a window's elements incrementally (Flink's
@@ -31,6 +93,10 @@ pub struct WindowContext<'a> {
 pub trait WindowAggregateFunction: 'static {
     /// The accumulator.
     type Acc: Serialize + DeserializeOwned;
+
+    /// Whether firings use [`WindowContext::window_state`] and
+    /// [`WindowContext::global_state`] (the host then hands them over).
+    const KEYED_STATE: bool = false;
 
     /// Called once per instance with the function's `config` from the spec.
     fn open(&mut self, config: &serde_json::Value) -> Result<()> {
@@ -66,6 +132,10 @@ pub trait ReduceFunction: 'static {
     /// The values reduced.
     type T: Serialize + DeserializeOwned;
 
+    /// Whether firings use [`WindowContext::window_state`] and
+    /// [`WindowContext::global_state`] (the host then hands them over).
+    const KEYED_STATE: bool = false;
+
     /// Called once per instance with the function's `config` from the spec.
     fn open(&mut self, config: &serde_json::Value) -> Result<()> {
         let _ = config;
@@ -84,6 +154,9 @@ pub trait ReduceFunction: 'static {
 /// Computes over all of a window's elements when it fires (Flink's
 /// `ProcessWindowFunction`): the host keeps every element.
 pub trait ProcessWindowFunction: 'static {
+    /// Whether firings use [`WindowContext::window_state`] and
+    /// [`WindowContext::global_state`] (the host then hands them over).
+    const KEYED_STATE: bool = false;
     /// Called once per instance with the function's `config` from the spec.
     fn open(&mut self, config: &serde_json::Value) -> Result<()> {
         let _ = config;
@@ -97,6 +170,8 @@ pub trait ProcessWindowFunction: 'static {
 /// A window function with its types erased: accumulators as bytes.
 #[doc(hidden)]
 pub trait Erased {
+    /// Whether firings use keyed state.
+    fn keyed_state(&self) -> bool;
     /// Opens the function with its config.
     fn open(&mut self, config: &serde_json::Value) -> Result<()>;
     /// Whether the host keeps all elements (process-window).
@@ -139,6 +214,10 @@ impl<A: WindowAggregateFunction> Aggregating<A> {
 }
 
 impl<A: WindowAggregateFunction> Erased for Aggregating<A> {
+    fn keyed_state(&self) -> bool {
+        A::KEYED_STATE
+    }
+
     fn open(&mut self, config: &serde_json::Value) -> Result<()> {
         self.0.open(config)
     }
@@ -193,6 +272,10 @@ impl<A: WindowAggregateFunction> Erased for Aggregating<A> {
 }
 
 impl<R: ReduceFunction> Erased for Reducing<R> {
+    fn keyed_state(&self) -> bool {
+        R::KEYED_STATE
+    }
+
     fn open(&mut self, config: &serde_json::Value) -> Result<()> {
         self.0.open(config)
     }
@@ -250,6 +333,10 @@ impl<R: ReduceFunction> Erased for Reducing<R> {
 }
 
 impl<P: ProcessWindowFunction> Erased for Processing<P> {
+    fn keyed_state(&self) -> bool {
+        P::KEYED_STATE
+    }
+
     fn open(&mut self, config: &serde_json::Value) -> Result<()> {
         self.0.open(config)
     }
@@ -301,8 +388,56 @@ pub struct RunOut {
     pub dirty: Vec<bool>,
 }
 
+/// The keyed state of a call's slots: per slot its window's state, and
+/// per slot the global state of its key (only the first slot of each key
+/// is used: the others point at it).
+#[doc(hidden)]
+#[derive(Default)]
+pub struct States {
+    pub window: Vec<StateCell>,
+    pub global: Vec<StateCell>,
+    /// Per slot, the slot whose global cell holds its key's state.
+    pub global_of: Vec<usize>,
+}
+
+impl States {
+    /// The states of `slots`, from each slot's window and global state.
+    pub fn new(
+        slots: &crate::trigger::Slots<'_>,
+        window: Vec<Option<Vec<u8>>>,
+        global: Vec<Option<Vec<u8>>>,
+    ) -> Result<States> {
+        let n = slots.windows.len();
+        if window.len() != n || global.len() != n {
+            return Err(Error::new(
+                "function table: keyed state for a different number of slots; the host and the SDK disagree on the WIT",
+            ));
+        }
+        let mut first: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        let mut global_of = Vec::with_capacity(n);
+        for s in 0..n {
+            let key = slot_key(slots, s)?;
+            global_of.push(*first.entry(key).or_insert(s));
+        }
+        Ok(States {
+            window: window.into_iter().map(StateCell::new).collect(),
+            global: global.into_iter().map(StateCell::new).collect(),
+            global_of,
+        })
+    }
+}
+
+fn slot_key<'a>(slots: &crate::trigger::Slots<'a>, s: usize) -> Result<&'a [u8]> {
+    let from = if s == 0 { 0 } else { slots.key_ends[s - 1] as usize };
+    slots
+        .keys
+        .get(from..slots.key_ends[s] as usize)
+        .ok_or_else(|| Error::new(format!("function table: slot {s}'s key is out of bounds")))
+}
+
 /// Plays `actions` against `f` over `elements`; `accs` holds each slot's
-/// accumulator (as the call starts, and as it ends when this returns).
+/// accumulator (as the call starts, and as it ends when this returns), and
+/// `states` the slots' keyed state when the function keeps any.
 #[doc(hidden)]
 pub fn run(
     f: &mut dyn Erased,
@@ -310,6 +445,7 @@ pub fn run(
     slots: &crate::trigger::Slots<'_>,
     accs: &mut [Option<Vec<u8>>],
     elements: &[Event<'_>],
+    states: Option<&States>,
 ) -> Result<RunOut> {
     let n = slots.windows.len();
     if slots.key_ends.len() != n || accs.len() != n {
@@ -353,12 +489,12 @@ pub fn run(
             }
             Action::Fire { slot, window, number, elements: range } => {
                 let s = check(*slot)?;
-                let from = if s == 0 { 0 } else { slots.key_ends[s - 1] as usize };
-                let key = slots
-                    .keys
-                    .get(from..slots.key_ends[s] as usize)
-                    .ok_or_else(|| Error::new(format!("function table: slot {s}'s key is out of bounds")))?;
-                let ctx = WindowContext { key, window: *window, firing: *number };
+                let key = slot_key(slots, s)?;
+                let mut ctx = WindowContext::new(key, *window, *number);
+                if let Some(st) = states {
+                    ctx.window_state = st.window.get(s);
+                    ctx.global_state = st.global_of.get(s).and_then(|&g| st.global.get(g));
+                }
                 let window_elements = match range {
                     Some((first, count)) => Some(
                         elements

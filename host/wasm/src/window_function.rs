@@ -33,6 +33,10 @@ impl Default for FunctionCall {
                 windows: Vec::new(),
                 accs: Vec::new(),
                 acc_lens: Vec::new(),
+                window_states: Vec::new(),
+                window_state_lens: Vec::new(),
+                global_states: Vec::new(),
+                global_state_lens: Vec::new(),
             },
             elements: Batch::new(),
             fires: 0,
@@ -50,6 +54,10 @@ impl FunctionCall {
         t.windows.clear();
         t.accs.clear();
         t.acc_lens.clear();
+        t.window_states.clear();
+        t.window_state_lens.clear();
+        t.global_states.clear();
+        t.global_state_lens.clear();
         self.elements.clear();
         self.fires = 0;
     }
@@ -103,6 +111,24 @@ impl FunctionCall {
         (t.windows.len() - 1) as u32
     }
 
+    /// With keyed state: the slot just added's window state and its key's
+    /// global state.
+    pub fn slot_states(&mut self, window: Option<&[u8]>, global: Option<&[u8]>) {
+        let t = &mut self.table;
+        for (cell, data, lens) in [
+            (window, &mut t.window_states, &mut t.window_state_lens),
+            (global, &mut t.global_states, &mut t.global_state_lens),
+        ] {
+            match cell {
+                Some(v) => {
+                    data.extend_from_slice(v);
+                    lens.push(v.len() as u32);
+                }
+                None => lens.push(ABSENT),
+            }
+        }
+    }
+
     /// Adds an element (its value and timestamp) for the actions to name.
     pub fn element(&mut self, value: &[u8], timestamp: i64) -> u32 {
         self.elements.push(b"", value, timestamp, 0);
@@ -145,9 +171,51 @@ pub struct FunctionOutput {
     pub output_ends: Vec<u32>,
     /// Slots whose accumulator changed, with the new one (`None`: gone)
     /// as a range of `accs`.
-    pub writes: Vec<(u32, Option<std::ops::Range<usize>>)>,
+    pub writes: Vec<CellWrite>,
     /// The new accumulators' bytes.
     pub accs: Vec<u8>,
+    /// Window states that changed, as `writes`.
+    pub window_writes: Vec<CellWrite>,
+    /// Their bytes.
+    pub window_states: Vec<u8>,
+    /// Global states that changed, each named by a slot of its key.
+    pub global_writes: Vec<CellWrite>,
+    /// Their bytes.
+    pub global_states: Vec<u8>,
+}
+
+/// A changed cell: its slot and its new value as a range of the bytes
+/// (`None`: removed).
+pub type CellWrite = (u32, Option<std::ops::Range<usize>>);
+
+/// Checks changed cells (slots, lengths, bytes) against `slots` slots.
+fn cells(what: &str, slot_list: &[u32], lens: &[u32], bytes: usize, slots: usize) -> Result<Vec<CellWrite>, CallError> {
+    let bad = |m: String| Err(CallError::Protocol(format!("the window function's run returned {m}")));
+    if lens.len() != slot_list.len() {
+        return bad(format!("{} {what} lengths for {} slots", lens.len(), slot_list.len()));
+    }
+    let mut writes = Vec::with_capacity(slot_list.len());
+    let mut seen = vec![false; slots];
+    let mut from = 0usize;
+    for (&slot, &len) in slot_list.iter().zip(lens) {
+        if slot as usize >= slots || std::mem::replace(&mut seen[slot as usize], true) {
+            return bad(format!("a {what} for slot {slot} of {slots}, or twice"));
+        }
+        if len == ABSENT {
+            writes.push((slot, None));
+            continue;
+        }
+        let to = from + len as usize;
+        if to > bytes {
+            return bad(format!("{what}s that run past their {bytes} bytes"));
+        }
+        writes.push((slot, Some(from..to)));
+        from = to;
+    }
+    if from != bytes {
+        return bad(format!("{what} lengths that add up to {from} of its {bytes} bytes"));
+    }
+    Ok(writes)
 }
 
 /// An instance of a `function` component.
@@ -156,6 +224,7 @@ pub struct FunctionInstance {
     bindings: crate::bindings::function::Function,
     limits: Limits,
     all_elements: bool,
+    keyed_state: bool,
     out: FunctionOutput,
 }
 
@@ -179,12 +248,13 @@ impl FunctionInstance {
             .weir_operator_window_function()
             .call_init(&mut store, config)
             .map_err(|e| call_error(&store, e, limits))?;
-        let kind = r.map_err(CallError::Init)?;
+        let info = r.map_err(CallError::Init)?;
         Ok(FunctionInstance {
             store,
             bindings,
             limits,
-            all_elements: kind == wf::FunctionKind::AllElements,
+            all_elements: info.kind == wf::FunctionKind::AllElements,
+            keyed_state: info.keyed_state,
             out: FunctionOutput::default(),
         })
     }
@@ -193,6 +263,12 @@ impl FunctionInstance {
     /// (process-window), so the host keeps them.
     pub fn all_elements(&self) -> bool {
         self.all_elements
+    }
+
+    /// Whether firings use keyed state (window and global), so the host
+    /// hands it over.
+    pub fn keyed_state(&self) -> bool {
+        self.keyed_state
     }
 
     /// What the last [`FunctionInstance::run`] returned.
@@ -232,32 +308,25 @@ impl FunctionInstance {
         }
         let outputs = Batch::from_parts(r.outputs.data, r.outputs.offsets, r.outputs.timestamps, vec![0; n])
             .map_err(|e| CallError::Protocol(format!("the window function's outputs: {e}")))?;
-        if r.acc_lens.len() != r.acc_slots.len() {
-            return bad(format!("{} accumulator lengths for {} slots", r.acc_lens.len(), r.acc_slots.len()));
-        }
         let slots = call.slots();
-        let mut writes = Vec::with_capacity(r.acc_slots.len());
-        let mut seen = vec![false; slots];
-        let mut from = 0usize;
-        for (&slot, &len) in r.acc_slots.iter().zip(&r.acc_lens) {
-            if slot as usize >= slots || std::mem::replace(&mut seen[slot as usize], true) {
-                return bad(format!("an accumulator for slot {slot} of {slots}, or twice"));
-            }
-            if len == ABSENT {
-                writes.push((slot, None));
-                continue;
-            }
-            let to = from + len as usize;
-            if to > r.accs.len() {
-                return bad(format!("accumulators that run past their {} bytes", r.accs.len()));
-            }
-            writes.push((slot, Some(from..to)));
-            from = to;
+        let writes = cells("accumulator", &r.acc_slots, &r.acc_lens, r.accs.len(), slots)?;
+        let window_writes =
+            cells("window state", &r.window_state_slots, &r.window_state_lens, r.window_states.len(), slots)?;
+        let global_writes =
+            cells("global state", &r.global_state_slots, &r.global_state_lens, r.global_states.len(), slots)?;
+        if !self.keyed_state && (!window_writes.is_empty() || !global_writes.is_empty()) {
+            return bad("keyed state from a function that declared none".to_owned());
         }
-        if from != r.accs.len() {
-            return bad(format!("accumulator lengths that add up to {from} of its {} bytes", r.accs.len()));
-        }
-        self.out = FunctionOutput { outputs, output_ends: r.output_ends, writes, accs: r.accs };
+        self.out = FunctionOutput {
+            outputs,
+            output_ends: r.output_ends,
+            writes,
+            accs: r.accs,
+            window_writes,
+            window_states: r.window_states,
+            global_writes,
+            global_states: r.global_states,
+        };
         Ok(&self.out)
     }
 }

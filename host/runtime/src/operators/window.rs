@@ -12,6 +12,8 @@
 //! | value | 1 | state window | firings so far (the output's `firing`) |
 //! | value | 2 | window | the trigger's state |
 //! | value | 3 | empty | a key's session windows (merging assigners) |
+//! | value | 4 | state window | a Wasm function's window state |
+//! | value | 5 | empty | a Wasm function's global state |
 //! | list | 0 | state window | elements, `timestamp i64 LE ++ value` (an evictor, or a Wasm process-window function) |
 //!
 //! Timers are the backend's, in the window's namespace: the trigger's and
@@ -34,6 +36,10 @@ use sliced::Slices;
 const ACC: u32 = 0;
 const FIRINGS: u32 = 1;
 const SESSIONS: u32 = 3;
+/// A Wasm window function's window state (namespace: the state window)
+/// and global state (empty namespace).
+const WINDOW_STATE: u32 = 4;
+const GLOBAL_STATE: u32 = 5;
 const ELEMENTS: u32 = 0;
 
 /// Output events gathered before they are emitted: half the default
@@ -384,6 +390,9 @@ impl WindowOp {
             let now = self.now();
             let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
             self.trigger.clear(&mut ctx);
+        }
+        if self.wasm_fn.as_ref().is_some_and(|f| f.keyed_state()) {
+            self.fn_cleaned(at, state_window);
         }
         if let Some(set) = set {
             set.retire(window);

@@ -18,9 +18,10 @@
 //! function. A process-window function keeps the window's elements (list
 //! state 0, as with an evictor) and gets them when it fires.
 
-use super::{ACC, At, Fail, OpError, TIMER_ORIGIN, WindowOp, scope};
+use super::{ACC, At, Fail, GLOBAL_STATE, OpError, TIMER_ORIGIN, WINDOW_STATE, WindowOp, scope};
 use crate::window::Window;
 use std::collections::HashMap;
+use weir_state::Scope;
 use weir_wasm::{FunctionCall, FunctionInstance};
 
 /// Element bytes a pending call holds at most before it is made.
@@ -36,6 +37,9 @@ pub(crate) struct WasmFunction {
     /// and whether it did when the call began.
     present: Vec<bool>,
     initial: Vec<bool>,
+    /// Slots whose window was cleaned up after their actions: their
+    /// window state goes, whatever the call writes.
+    cleaned: Vec<bool>,
     slot_of: HashMap<(Vec<u8>, Window), u32>,
     /// Per fire: its slot and the window it emits for.
     fires: Vec<(u32, Window)>,
@@ -50,9 +54,15 @@ impl WasmFunction {
             windows: Vec::new(),
             present: Vec::new(),
             initial: Vec::new(),
+            cleaned: Vec::new(),
             slot_of: HashMap::new(),
             fires: Vec::new(),
         }
+    }
+
+    /// Whether firings use keyed state.
+    pub fn keyed_state(&self) -> bool {
+        self.instance.keyed_state()
     }
 
     /// Whether the function needs every element of a window.
@@ -66,6 +76,7 @@ impl WasmFunction {
         self.windows.clear();
         self.present.clear();
         self.initial.clear();
+        self.cleaned.clear();
         self.slot_of.clear();
         self.fires.clear();
     }
@@ -89,10 +100,17 @@ impl WindowOp {
         let mut acc = Vec::new();
         let had = !f.all_elements() && self.backend.value_get(ACC, scope(at, &ns, state_window), &mut acc);
         let s = f.call.add_slot(at.key, bounds(state_window), had.then_some(&acc[..]));
+        if f.keyed_state() {
+            let (mut window, mut global) = (Vec::new(), Vec::new());
+            let w = self.backend.value_get(WINDOW_STATE, scope(at, &ns, state_window), &mut window);
+            let g = self.backend.value_get(GLOBAL_STATE, Scope::key(at.group, at.key), &mut global);
+            f.call.slot_states(w.then_some(&window[..]), g.then_some(&global[..]));
+        }
         f.groups.push(at.group);
         f.windows.push(state_window);
         f.present.push(had);
         f.initial.push(had);
+        f.cleaned.push(false);
         f.slot_of.insert((at.key.to_vec(), state_window), s);
         s
     }
@@ -133,6 +151,18 @@ impl WindowOp {
             f.call.clear_acc(slot);
             f.present[slot as usize] = false;
         });
+    }
+
+    /// `state_window` was cleaned up: its window state goes now, and a
+    /// pending call's write of it is dropped.
+    pub(super) fn fn_cleaned(&mut self, at: At<'_>, state_window: Window) {
+        let ns = state_window.namespace();
+        self.backend.value_clear(WINDOW_STATE, scope(at, &ns, state_window));
+        if let Some(f) = self.wasm_fn.as_mut()
+            && let Some(&s) = f.slot_of.get(&(at.key.to_vec(), state_window))
+        {
+            f.cleaned[s as usize] = true;
+        }
     }
 
     /// Whether `state_window` holds an accumulator now.
@@ -229,6 +259,31 @@ impl WindowOp {
             match range {
                 Some(r) => self.backend.value_put(ACC, scope(at, &ns, window), &out.accs[r.clone()]),
                 None => self.backend.value_clear(ACC, scope(at, &ns, window)),
+            }
+        }
+        if self.assigner.is_merging() && !out.window_writes.is_empty() {
+            return Err(Fail::Op(OpError {
+                origin: None,
+                message: "its window function keeps window state, which session windows do not allow (as in Flink): keep it in the global state".to_owned(),
+            }));
+        }
+        for (slot, range) in &out.window_writes {
+            if f.cleaned[*slot as usize] {
+                continue;
+            }
+            let (group, window) = (f.groups[*slot as usize], f.windows[*slot as usize]);
+            let at = At { group, key: f.call.slot_key(*slot) };
+            let ns = window.namespace();
+            match range {
+                Some(r) => self.backend.value_put(WINDOW_STATE, scope(at, &ns, window), &out.window_states[r.clone()]),
+                None => self.backend.value_clear(WINDOW_STATE, scope(at, &ns, window)),
+            }
+        }
+        for (slot, range) in &out.global_writes {
+            let at = Scope::key(f.groups[*slot as usize], f.call.slot_key(*slot));
+            match range {
+                Some(r) => self.backend.value_put(GLOBAL_STATE, at, &out.global_states[r.clone()]),
+                None => self.backend.value_clear(GLOBAL_STATE, at),
             }
         }
         let mut from = 0usize;
