@@ -334,19 +334,7 @@ pub fn trigger_run(
         })
         .collect();
     let windows: Vec<Window> = table.windows.iter().map(|w| Window { start: w.start, end: w.end }).collect();
-    let mut states = Vec::with_capacity(windows.len());
-    let mut from = 0usize;
-    for &len in &table.state_lens {
-        if len == ABSENT {
-            states.push(None);
-            continue;
-        }
-        let to = from.checked_add(len as usize).filter(|to| *to <= table.states.len()).ok_or_else(|| {
-            "trigger table: a state runs past the end of `states`; the host and the SDK disagree on the WIT".to_owned()
-        })?;
-        states.push(Some(table.states[from..to].to_vec()));
-        from = to;
-    }
+    let mut states = split_cells(&table.states, &table.state_lens, "trigger table")?;
     let slots = Slots { keys: &table.keys, key_ends: &table.key_ends, windows: &windows };
     let out = TRIGGER.with(|m| {
         let mut m = m.borrow_mut();

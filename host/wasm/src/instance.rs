@@ -287,6 +287,23 @@ pub(crate) fn new_store(
     store
 }
 
+/// Instantiates a component for `operator` (`instantiate`) and calls its
+/// `init` (`init`), both within the call budget: the store, the bindings
+/// and what `init` returned.
+pub(crate) fn start_instance<B, R>(
+    rt: &WasmRuntime,
+    operator: &str,
+    limits: Limits,
+    instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>,
+    init: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
+) -> Result<(Store<HostState>, B, R), CallError> {
+    let mut store = new_store(rt, operator, limits, None);
+    let bindings = instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
+    store.set_epoch_deadline(budget_ticks(limits));
+    let r = init(&bindings, &mut store).map_err(|e| call_error(&store, e, limits))?;
+    Ok((store, bindings, r.map_err(CallError::Init)?))
+}
+
 pub(crate) fn budget_ticks(limits: Limits) -> u64 {
     (limits.call_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
@@ -402,14 +419,13 @@ impl EvictorInstance {
         let Pre::Evictor(pre) = &component.pre else {
             return Err(CallError::Init(format!("{} is not an evictor component", component.path.display())));
         };
-        let mut store = new_store(rt, operator, limits, None);
-        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
-        store.set_epoch_deadline(budget_ticks(limits));
-        let r = bindings
-            .weir_operator_window_evictor()
-            .call_init(&mut store, config)
-            .map_err(|e| call_error(&store, e, limits))?;
-        r.map_err(CallError::Init)?;
+        let (store, bindings, ()) = start_instance(
+            rt,
+            operator,
+            limits,
+            |s| pre.instantiate(s),
+            |b: &eb::Evictor, s| b.weir_operator_window_evictor().call_init(s, config),
+        )?;
         Ok(EvictorInstance { store, bindings, limits, keep: Vec::new() })
     }
 

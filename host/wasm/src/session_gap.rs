@@ -3,7 +3,7 @@
 
 use crate::bindings::session_gap as sb;
 use crate::engine::{Component, Pre, WasmRuntime};
-use crate::instance::{CallError, budget_ticks, call_error, instantiate_error, new_store};
+use crate::instance::{CallError, budget_ticks, call_error, start_instance};
 use crate::sandbox::{HostState, Limits};
 use wasmtime::Store;
 use weir_core::Batch;
@@ -29,14 +29,13 @@ impl SessionGapInstance {
         let Pre::SessionGap(pre) = &component.pre else {
             return Err(CallError::Init(format!("{} is not a session-gap component", component.path.display())));
         };
-        let mut store = new_store(rt, operator, limits, None);
-        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
-        store.set_epoch_deadline(budget_ticks(limits));
-        let r = bindings
-            .weir_operator_session_gap_extractor()
-            .call_init(&mut store, config)
-            .map_err(|e| call_error(&store, e, limits))?;
-        r.map_err(CallError::Init)?;
+        let (store, bindings, ()) = start_instance(
+            rt,
+            operator,
+            limits,
+            |s| pre.instantiate(s),
+            |b: &sb::SessionGap, s| b.weir_operator_session_gap_extractor().call_init(s, config),
+        )?;
         Ok(SessionGapInstance { store, bindings, limits, gaps: Vec::new() })
     }
 

@@ -8,7 +8,7 @@
 use crate::bindings::trigger::exports::weir::operator::window_trigger as wt;
 use crate::bindings::trigger::weir::operator::types::TimeDomain;
 use crate::engine::{Component, Pre, WasmRuntime};
-use crate::instance::{CallError, budget_ticks, call_error, instantiate_error, new_store};
+use crate::instance::{CallError, budget_ticks, call_error, start_instance};
 use crate::sandbox::{HostState, Limits};
 use wasmtime::Store;
 
@@ -185,14 +185,13 @@ impl TriggerInstance {
         let Pre::Trigger(pre) = &component.pre else {
             return Err(CallError::Init(format!("{} is not a trigger component", component.path.display())));
         };
-        let mut store = new_store(rt, operator, limits, None);
-        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
-        store.set_epoch_deadline(budget_ticks(limits));
-        let r = bindings
-            .weir_operator_window_trigger()
-            .call_init(&mut store, config)
-            .map_err(|e| call_error(&store, e, limits))?;
-        r.map_err(CallError::Init)?;
+        let (store, bindings, ()) = start_instance(
+            rt,
+            operator,
+            limits,
+            |s| pre.instantiate(s),
+            |b: &crate::bindings::trigger::Trigger, s| b.weir_operator_window_trigger().call_init(s, config),
+        )?;
         Ok(TriggerInstance { store, bindings, limits, out: TriggerOutput::default() })
     }
 
@@ -252,30 +251,14 @@ impl TriggerInstance {
                 delete: t.delete,
             });
         }
-        if r.state_lens.len() != r.state_slots.len() {
-            return bad(format!("{} state lengths for {} slots", r.state_lens.len(), r.state_slots.len()));
-        }
-        out.writes.clear();
-        let mut from = 0usize;
-        let mut seen = vec![false; slots];
-        for (&slot, &len) in r.state_slots.iter().zip(&r.state_lens) {
-            if slot as usize >= slots || std::mem::replace(&mut seen[slot as usize], true) {
-                return bad(format!("state for slot {slot} of {slots}, or twice"));
-            }
-            if len == ABSENT {
-                out.writes.push((slot, None));
-                continue;
-            }
-            let to = from + len as usize;
-            if to > r.states.len() {
-                return bad(format!("states that run past their {} bytes", r.states.len()));
-            }
-            out.writes.push((slot, Some(from..to)));
-            from = to;
-        }
-        if from != r.states.len() {
-            return bad(format!("state lengths that add up to {from} of its {} bytes", r.states.len()));
-        }
+        out.writes = crate::window_function::cells(
+            "the trigger's run",
+            "state",
+            &r.state_slots,
+            &r.state_lens,
+            r.states.len(),
+            slots,
+        )?;
         out.states = r.states;
         Ok(&self.out)
     }

@@ -7,10 +7,13 @@
 
 use crate::bindings::function::exports::weir::operator::window_function as wf;
 use crate::engine::{Component, Pre, WasmRuntime};
-use crate::instance::{CallError, budget_ticks, call_error, instantiate_error, new_store};
+use crate::instance::{CallError, budget_ticks, call_error, start_instance};
 use crate::sandbox::{HostState, Limits};
 use wasmtime::Store;
 use weir_core::Batch;
+
+/// Who returns what `run` returned, for errors.
+const RUN: &str = "the window function's run";
 
 /// An accumulator length that holds none.
 const ABSENT: u32 = u32::MAX;
@@ -189,8 +192,15 @@ pub struct FunctionOutput {
 pub type CellWrite = (u32, Option<std::ops::Range<usize>>);
 
 /// Checks changed cells (slots, lengths, bytes) against `slots` slots.
-fn cells(what: &str, slot_list: &[u32], lens: &[u32], bytes: usize, slots: usize) -> Result<Vec<CellWrite>, CallError> {
-    let bad = |m: String| Err(CallError::Protocol(format!("the window function's run returned {m}")));
+pub(crate) fn cells(
+    call: &str,
+    what: &str,
+    slot_list: &[u32],
+    lens: &[u32],
+    bytes: usize,
+    slots: usize,
+) -> Result<Vec<CellWrite>, CallError> {
+    let bad = |m: String| Err(CallError::Protocol(format!("{call} returned {m}")));
     if lens.len() != slot_list.len() {
         return bad(format!("{} {what} lengths for {} slots", lens.len(), slot_list.len()));
     }
@@ -241,14 +251,13 @@ impl FunctionInstance {
         let Pre::Function(pre) = &component.pre else {
             return Err(CallError::Init(format!("{} is not a window-function component", component.path.display())));
         };
-        let mut store = new_store(rt, operator, limits, None);
-        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
-        store.set_epoch_deadline(budget_ticks(limits));
-        let r = bindings
-            .weir_operator_window_function()
-            .call_init(&mut store, config)
-            .map_err(|e| call_error(&store, e, limits))?;
-        let info = r.map_err(CallError::Init)?;
+        let (store, bindings, info) = start_instance(
+            rt,
+            operator,
+            limits,
+            |s| pre.instantiate(s),
+            |b: &crate::bindings::function::Function, s| b.weir_operator_window_function().call_init(s, config),
+        )?;
         Ok(FunctionInstance {
             store,
             bindings,
@@ -309,11 +318,11 @@ impl FunctionInstance {
         let outputs = Batch::from_parts(r.outputs.data, r.outputs.offsets, r.outputs.timestamps, vec![0; n])
             .map_err(|e| CallError::Protocol(format!("the window function's outputs: {e}")))?;
         let slots = call.slots();
-        let writes = cells("accumulator", &r.acc_slots, &r.acc_lens, r.accs.len(), slots)?;
+        let writes = cells(RUN, "accumulator", &r.acc_slots, &r.acc_lens, r.accs.len(), slots)?;
         let window_writes =
-            cells("window state", &r.window_state_slots, &r.window_state_lens, r.window_states.len(), slots)?;
+            cells(RUN, "window state", &r.window_state_slots, &r.window_state_lens, r.window_states.len(), slots)?;
         let global_writes =
-            cells("global state", &r.global_state_slots, &r.global_state_lens, r.global_states.len(), slots)?;
+            cells(RUN, "global state", &r.global_state_slots, &r.global_state_lens, r.global_states.len(), slots)?;
         if !self.keyed_state && (!window_writes.is_empty() || !global_writes.is_empty()) {
             return bad("keyed state from a function that declared none".to_owned());
         }
