@@ -226,3 +226,28 @@ fn a_parallelism_the_machine_cannot_hold_says_to_lower_it() {
     let stderr = assert_clean_failure(&out);
     assert!(stderr.contains("lower the parallelism") && !stderr.contains("trapped"), "{stderr}");
 }
+
+#[test]
+fn a_map_with_a_dead_letter_output_routes_the_records_it_rejects_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SPEC.replace("    input: lines\n", "    input: lines\n    dead-letter: rejected\n")
+        + "  - {id: dead, type: file, path: dead.jsonl, input: 'panicky#rejected'}\n";
+    let out = run_spec(dir.path(), &spec, "a\nbad\nb\nbad\nc\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(), "\"a\"\n\"b\"\n\"c\"\n");
+    let dead: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("dead.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for (d, offset) in dead.iter().zip([2, 8]) {
+        assert_eq!((d["record"].as_str(), d["operator"].as_str()), (Some("bad"), Some("panicky")), "{d}");
+        assert_eq!(d["offset"].as_u64(), Some(offset), "{d}");
+        assert!(d["error"].as_str().unwrap().contains("refusing the value `bad`"), "{d}");
+    }
+    // A trap is not a rejected record: the job still fails, naming it.
+    let out = run_spec(dir.path(), &spec, "a\nboom\n");
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("blew up on purpose"), "{stderr}");
+}

@@ -760,9 +760,9 @@ impl Spec {
                             o.kind.world().unwrap_or("")
                         )));
                     }
-                    if o.dead_letter.is_some() {
+                    if o.dead_letter.is_some() && o.kind == OperatorKind::Process {
                         return Err(at(format!(
-                            "operator `{}`: dead-letter routes rejected records of window operators; map and process operators cannot route theirs yet (their errors end the job, naming the record)",
+                            "operator `{}`: dead-letter routes rejected records of map and window operators; a process operator cannot route its own yet (a failed call may have changed its list and map state, so its batch cannot run again without the record; its errors end the job, naming the record)",
                             o.id
                         )));
                     }

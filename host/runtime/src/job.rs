@@ -645,6 +645,8 @@ fn build_operator(
                     OperatorKind::Map => Box::new(MapOp {
                         instance: MapInstance::new(rt, &components[&(v, World::Map)], &name, &config, options.limits)
                             .map_err(|e| e.to_string())?,
+                        id: o.id.clone(),
+                        dead_letter: o.dead_letter.clone(),
                     }),
                     OperatorKind::Process => {
                         let backend = backends.make();

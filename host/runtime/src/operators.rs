@@ -103,18 +103,67 @@ impl Operator for PassThrough {
 /// A Wasm `map` operator.
 pub(crate) struct MapOp {
     pub instance: MapInstance,
+    /// The operator's id and its `dead-letter` tag, if it has one.
+    pub id: String,
+    pub dead_letter: Option<String>,
+}
+
+/// The dead letter of event `i` of `input`, rejected by operator `id` with
+/// `message`: `{"error", "operator", "offset", "record"}` with the
+/// record's key and timestamp; the record is the value as JSON, or as a
+/// string when it is not JSON.
+pub(crate) fn dead_letter(tag: &str, id: &str, input: &Batch, i: usize, message: &str) -> SideEvent {
+    let e = input.event(i);
+    let record = serde_json::from_slice::<serde_json::Value>(e.value)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(e.value).into_owned()));
+    let value = serde_json::json!({"error": message, "operator": id, "offset": e.origin, "record": record});
+    SideEvent {
+        tag: tag.to_owned(),
+        key: e.key.to_vec(),
+        value: value.to_string().into_bytes(),
+        timestamp: e.timestamp,
+        origin: e.origin,
+    }
+}
+
+/// `input` without event `i`, its marks kept in place.
+fn without(input: &Batch, i: usize) -> Batch {
+    let mut rest = Batch::with_capacity(input.len(), input.bytes());
+    for j in (0..input.len()).filter(|&j| j != i) {
+        rest.push_from(input, j);
+    }
+    for m in input.marks() {
+        let after = if m.after as usize > i { m.after - 1 } else { m.after };
+        rest.mark_at(after, m.watermark);
+    }
+    rest
 }
 
 impl Operator for MapOp {
-    fn process(&mut self, input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
-        if input.is_empty() {
-            return Ok(out.emit(input)?);
+    fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
+        loop {
+            if input.is_empty() {
+                return Ok(out.emit(input)?);
+            }
+            match self.instance.map_batch(&input) {
+                Ok(CallOutput { mut events, input_ends, side }) => {
+                    carry_marks(input.marks(), &input_ends, 0, &mut events);
+                    out.side(side)?;
+                    return Ok(out.emit(events)?);
+                }
+                // With a dead-letter output, the rejected record goes there
+                // and the batch runs again without it: a map keeps no
+                // state, so the records before it give the same output.
+                Err(CallError::Operator { index, message })
+                    if self.dead_letter.is_some() && (index as usize) < input.len() =>
+                {
+                    let tag = self.dead_letter.as_deref().unwrap_or_default();
+                    out.side(vec![dead_letter(tag, &self.id, &input, index as usize, &message)])?;
+                    input = without(&input, index as usize);
+                }
+                Err(e) => return Err(OpError::call(e, input.origins()).into()),
+            }
         }
-        let CallOutput { mut events, input_ends, side } =
-            self.instance.map_batch(&input).map_err(|e| OpError::call(e, input.origins()))?;
-        carry_marks(input.marks(), &input_ends, 0, &mut events);
-        out.side(side)?;
-        Ok(out.emit(events)?)
     }
 }
 

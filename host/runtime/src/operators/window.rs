@@ -815,20 +815,10 @@ impl WindowOp {
     /// A record the operator rejects with `message`: to the dead-letter
     /// output, or the job fails naming it.
     fn reject(&mut self, input: &Batch, i: usize, message: String) -> Result<(), Fail> {
-        let e = input.event(i);
         let Some(tag) = &self.dead_letter else {
-            return Err(Fail::Op(OpError { origin: Some(e.origin), message }));
+            return Err(Fail::Op(OpError { origin: Some(input.event(i).origin), message }));
         };
-        let record = serde_json::from_slice::<serde_json::Value>(e.value)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(e.value).into_owned()));
-        let value = serde_json::json!({"error": message, "operator": self.id, "offset": e.origin, "record": record});
-        self.side.push(SideEvent {
-            tag: tag.clone(),
-            key: e.key.to_vec(),
-            value: value.to_string().into_bytes(),
-            timestamp: e.timestamp,
-            origin: e.origin,
-        });
+        self.side.push(super::dead_letter(tag, &self.id, input, i, &message));
         Ok(())
     }
 
