@@ -232,7 +232,13 @@ pub fn function_run(
     let states = if table.window_state_lens.is_empty() && table.global_state_lens.is_empty() {
         None
     } else {
-        let window = split_cells(&table.window_states, &table.window_state_lens, "function table")?;
+        // (No window states beside global ones: session windows, which
+        // have none.)
+        let window = if table.window_state_lens.is_empty() {
+            None
+        } else {
+            Some(split_cells(&table.window_states, &table.window_state_lens, "function table")?)
+        };
         let global = split_cells(&table.global_states, &table.global_state_lens, "function table")?;
         Some(crate::window_function::States::new(&slots, window, global).map_err(|e| e.to_string())?)
     };
@@ -417,10 +423,12 @@ fn not_initialized() -> Error {
 
 pub fn map_batch(input: mt::Batch) -> Result<mt::Output, mt::OperatorError> {
     let err = |index: usize, e: Error| mt::OperatorError { index: index as u32, message: e.to_string() };
-    validate_batch(&input.data, &input.offsets, &input.timestamps).map_err(|e| err(0, e))?;
+    // Errors about no one record name none (an index past the batch), so
+    // the host fails the job instead of rejecting a record for them.
+    validate_batch(&input.data, &input.offsets, &input.timestamps).map_err(|e| err(u32::MAX as usize, e))?;
     MAP_OP.with(|m| {
         let mut guard = m.borrow_mut();
-        let op = guard.as_mut().ok_or_else(|| err(0, not_initialized()))?;
+        let op = guard.as_mut().ok_or_else(|| err(u32::MAX as usize, not_initialized()))?;
         let n = input.timestamps.len();
         let mut out = Output::with_capacity(n, input.data.len() + input.data.len() / 4);
         let mut input_ends = Vec::with_capacity(n);

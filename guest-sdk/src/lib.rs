@@ -154,6 +154,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// `map` is called once per input event and may emit any number of events
 /// (none filters the event out). An emitted event may carry a new key.
+///
+/// With a `dead-letter:` output in the spec, a batch in which `map`
+/// returned an error for one event is sent again without that event (its
+/// earlier events once more): give the same output for the same input,
+/// and keep nothing between events that a second pass would break (a
+/// de-duplication cache, a sequence number).
 pub trait Map: 'static {
     /// Called once per instance before any event, with the operator's
     /// `config` from the spec (JSON `null` when the spec has none).

@@ -591,11 +591,16 @@ impl WindowFunctionHarness {
         let states = self.f.keyed_state().then(|| {
             let window = windows.iter().map(|w| self.window_states.get(&(key.to_vec(), *w)).cloned()).collect();
             let global = windows.iter().map(|_| self.global_states.get(key).cloned()).collect();
-            crate::window_function::States::new(&slots, window, global)
+            crate::window_function::States::new(&slots, Some(window), global)
         });
         let states = states.transpose()?;
         let out =
             crate::window_function::run(self.f.as_mut(), &[action], &slots, &mut accs, elements, states.as_ref())?;
+        if !out.outputs.side.is_empty() {
+            return Err(Error::new(
+                "a window function emits to the window's main output only; side outputs are not supported",
+            ));
+        }
         if let Some(st) = &states {
             for (w, c) in windows.iter().zip(&st.window).filter(|(_, c)| c.dirty.get()) {
                 match c.value.borrow().clone() {
@@ -609,11 +614,6 @@ impl WindowFunctionHarness {
                     None => self.global_states.remove(key),
                 };
             }
-        }
-        if !out.outputs.side.is_empty() {
-            return Err(Error::new(
-                "a window function emits to the window's main output only; side outputs are not supported",
-            ));
         }
         for (w, acc) in windows.iter().zip(accs) {
             match acc {

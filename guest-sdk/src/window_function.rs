@@ -54,9 +54,11 @@ impl WindowContext<'_> {
     fn cell(&self, global: bool) -> Result<&StateCell> {
         let cell = if global { self.global_state } else { self.window_state };
         cell.ok_or_else(|| {
-            Error::new(
-                "this window function keeps no keyed state: set `const KEYED_STATE: bool = true` in its trait impl",
-            )
+            Error::new(if global {
+                "this window function keeps no keyed state: set `const KEYED_STATE: bool = true` in its trait impl"
+            } else {
+                "no window state here: session windows have none (as in Flink), and a function keeps keyed state only with `const KEYED_STATE: bool = true`; use the global state"
+            })
         })
     }
 
@@ -404,11 +406,11 @@ impl States {
     /// The states of `slots`, from each slot's window and global state.
     pub fn new(
         slots: &crate::trigger::Slots<'_>,
-        window: Vec<Option<Vec<u8>>>,
+        window: Option<Vec<Option<Vec<u8>>>>,
         global: Vec<Option<Vec<u8>>>,
     ) -> Result<States> {
         let n = slots.windows.len();
-        if window.len() != n || global.len() != n {
+        if window.as_ref().is_some_and(|w| w.len() != n) || global.len() != n {
             return Err(Error::new(
                 "function table: keyed state for a different number of slots; the host and the SDK disagree on the WIT",
             ));
@@ -420,7 +422,7 @@ impl States {
             global_of.push(*first.entry(key).or_insert(s));
         }
         Ok(States {
-            window: window.into_iter().map(StateCell::new).collect(),
+            window: window.unwrap_or_default().into_iter().map(StateCell::new).collect(),
             global: global.into_iter().map(StateCell::new).collect(),
             global_of,
         })

@@ -760,6 +760,11 @@ impl Spec {
                             o.kind.world().unwrap_or("")
                         )));
                     }
+                    if let Some(tag) = &o.dead_letter
+                        && (tag.is_empty() || tag.contains('#'))
+                    {
+                        return Err(at(format!("operator `{}`: dead-letter is one non-empty tag without `#`", o.id)));
+                    }
                     if o.dead_letter.is_some() && o.kind == OperatorKind::Process {
                         return Err(at(format!(
                             "operator `{}`: dead-letter routes rejected records of map and window operators; a process operator cannot route its own yet (a failed call may have changed its list and map state, so its batch cannot run again without the record; its errors end the job, naming the record)",

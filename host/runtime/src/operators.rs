@@ -116,7 +116,9 @@ pub(crate) fn dead_letter(tag: &str, id: &str, input: &Batch, i: usize, message:
     let e = input.event(i);
     let record = serde_json::from_slice::<serde_json::Value>(e.value)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(e.value).into_owned()));
-    let value = serde_json::json!({"error": message, "operator": id, "offset": e.origin, "record": record});
+    // (A window's output has no record offset: `null`.)
+    let offset = (e.origin != TIMER_ORIGIN).then_some(e.origin);
+    let value = serde_json::json!({"error": message, "operator": id, "offset": offset, "record": record});
     SideEvent {
         tag: tag.to_owned(),
         key: e.key.to_vec(),
@@ -126,17 +128,25 @@ pub(crate) fn dead_letter(tag: &str, id: &str, input: &Batch, i: usize, message:
     }
 }
 
-/// `input` without event `i`, its marks kept in place.
-fn without(input: &Batch, i: usize) -> Batch {
-    let mut rest = Batch::with_capacity(input.len(), input.bytes());
-    for j in (0..input.len()).filter(|&j| j != i) {
-        rest.push_from(input, j);
+/// `input` split around event `i`: the events before it with the marks up
+/// to just after it, and the events after it with the later marks.
+fn split_around(input: &Batch, i: usize) -> (Batch, Batch) {
+    let (mut before, mut after) = (Batch::new(), Batch::new());
+    for j in 0..input.len() {
+        match j.cmp(&i) {
+            std::cmp::Ordering::Less => before.push_from(input, j),
+            std::cmp::Ordering::Greater => after.push_from(input, j),
+            std::cmp::Ordering::Equal => {}
+        }
     }
     for m in input.marks() {
-        let after = if m.after as usize > i { m.after - 1 } else { m.after };
-        rest.mark_at(after, m.watermark);
+        if m.after as usize <= i + 1 {
+            before.mark_at(m.after.min(i as u32), m.watermark);
+        } else {
+            after.mark_at(m.after - i as u32 - 1, m.watermark);
+        }
     }
-    rest
+    (before, after)
 }
 
 impl Operator for MapOp {
@@ -151,15 +161,18 @@ impl Operator for MapOp {
                     out.side(side)?;
                     return Ok(out.emit(events)?);
                 }
-                // With a dead-letter output, the rejected record goes there
-                // and the batch runs again without it: a map keeps no
-                // state, so the records before it give the same output.
+                // With a dead-letter output, the rejected record goes there,
+                // the records before it run again (their output was lost
+                // with the call) and the rest go on: each record is mapped
+                // at most twice.
                 Err(CallError::Operator { index, message })
                     if self.dead_letter.is_some() && (index as usize) < input.len() =>
                 {
                     let tag = self.dead_letter.as_deref().unwrap_or_default();
+                    let (before, rest) = split_around(&input, index as usize);
                     out.side(vec![dead_letter(tag, &self.id, &input, index as usize, &message)])?;
-                    input = without(&input, index as usize);
+                    self.process(before, out)?;
+                    input = rest;
                 }
                 Err(e) => return Err(OpError::call(e, input.origins()).into()),
             }

@@ -114,22 +114,22 @@ impl FunctionCall {
         (t.windows.len() - 1) as u32
     }
 
-    /// With keyed state: the slot just added's window state and its key's
-    /// global state.
-    pub fn slot_states(&mut self, window: Option<&[u8]>, global: Option<&[u8]>) {
+    /// With keyed state: the slot just added's window state (outer
+    /// `None`: the window has none to offer, a session; the same for every
+    /// slot of a call) and its key's global state.
+    pub fn slot_states(&mut self, window: Option<Option<&[u8]>>, global: Option<&[u8]>) {
         let t = &mut self.table;
-        for (cell, data, lens) in [
-            (window, &mut t.window_states, &mut t.window_state_lens),
-            (global, &mut t.global_states, &mut t.global_state_lens),
-        ] {
-            match cell {
-                Some(v) => {
-                    data.extend_from_slice(v);
-                    lens.push(v.len() as u32);
-                }
-                None => lens.push(ABSENT),
+        let push = |cell: Option<&[u8]>, data: &mut Vec<u8>, lens: &mut Vec<u32>| match cell {
+            Some(v) => {
+                data.extend_from_slice(v);
+                lens.push(v.len() as u32);
             }
+            None => lens.push(ABSENT),
+        };
+        if let Some(w) = window {
+            push(w, &mut t.window_states, &mut t.window_state_lens);
         }
+        push(global, &mut t.global_states, &mut t.global_state_lens);
     }
 
     /// Adds an element (its value and timestamp) for the actions to name.

@@ -391,7 +391,7 @@ impl WindowOp {
             let mut ctx = Self::trigger_ctx(self.backend.as_mut(), at, window, self.watermark, now);
             self.trigger.clear(&mut ctx);
         }
-        if self.wasm_fn.as_ref().is_some_and(|f| f.keyed_state()) {
+        if self.wasm_fn.is_some() {
             self.fn_cleaned(at, state_window);
         }
         if let Some(set) = set {
@@ -418,7 +418,7 @@ impl WindowOp {
                 return Ok(());
             }
             let firing = self.next_firing(at, state_window);
-            self.fn_fire(at, window, state_window, firing, None)?;
+            self.fn_fire(at, window, state_window, firing, None);
             if take {
                 self.taken = true;
                 self.fn_clear(at, state_window);
@@ -471,7 +471,7 @@ impl WindowOp {
             let mut folded: Option<Vec<u8>> = None;
             if self.wasm_fn.is_some() {
                 let firing = self.next_firing(at, state_window);
-                self.fn_fire(at, window, state_window, firing, Some(&elements))?;
+                self.fn_fire(at, window, state_window, firing, Some(&elements));
             } else {
                 for (_, v) in &elements {
                     let x = self.function.input(v)?;
@@ -733,7 +733,7 @@ impl WindowOp {
                 let at = At { group: t.group, key: &t.key };
                 self.timer(domain, at, &t.namespace, t.timestamp)
                     .map_err(|message| OpError { origin: None, message })?;
-                if self.out.len() >= EMIT_EVERY {
+                if self.out.len() >= EMIT_EVERY || self.fn_due() {
                     self.flush(out)?;
                 }
             }
@@ -886,7 +886,7 @@ impl Operator for WindowOp {
             if let Err(message) = self.element_gap(i).and_then(|()| self.element(at, e.timestamp, e.value, e.origin)) {
                 self.reject(&input, i, message)?;
             }
-            if self.out.len() >= EMIT_EVERY {
+            if self.out.len() >= EMIT_EVERY || self.fn_due() {
                 self.flush(out)?;
             }
         }

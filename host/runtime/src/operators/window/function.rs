@@ -101,10 +101,14 @@ impl WindowOp {
         let had = !f.all_elements() && self.backend.value_get(ACC, scope(at, &ns, state_window), &mut acc);
         let s = f.call.add_slot(at.key, bounds(state_window), had.then_some(&acc[..]));
         if f.keyed_state() {
+            // Session windows have no window state (as in Flink): none is
+            // handed over, and the SDK refuses reads and writes of it.
             let (mut window, mut global) = (Vec::new(), Vec::new());
-            let w = self.backend.value_get(WINDOW_STATE, scope(at, &ns, state_window), &mut window);
+            let w = !self.assigner.is_merging()
+                && self.backend.value_get(WINDOW_STATE, scope(at, &ns, state_window), &mut window);
             let g = self.backend.value_get(GLOBAL_STATE, Scope::key(at.group, at.key), &mut global);
-            f.call.slot_states(w.then_some(&window[..]), g.then_some(&global[..]));
+            let window_cell = (!self.assigner.is_merging()).then_some(w.then_some(&window[..]));
+            f.call.slot_states(window_cell, g.then_some(&global[..]));
         }
         f.groups.push(at.group);
         f.windows.push(state_window);
@@ -182,7 +186,7 @@ impl WindowOp {
         state_window: Window,
         firing: u64,
         elements: Option<&[(i64, Vec<u8>)]>,
-    ) -> Result<(), String> {
+    ) {
         self.with_fn(|op, f| {
             let slot = op.fn_slot(f, at, state_window);
             let range = elements.map(|els| {
@@ -195,19 +199,16 @@ impl WindowOp {
             f.call.fire(slot, bounds(window), firing.min(u32::MAX as u64) as u32, range);
             f.fires.push((slot, window));
         });
-        // A pending call holds its firings' elements and outputs: made at
-        // once past a batch's worth of firings or 16 MiB of elements.
-        let full = self
-            .wasm_fn
+    }
+
+    /// Whether the pending call should be made now: it holds a batch's
+    /// worth of firings or 16 MiB of elements. (Made by the operator's
+    /// loops, after the element or timer at hand, as a flush: its errors
+    /// fail the job, never one record.)
+    pub(super) fn fn_due(&self) -> bool {
+        self.wasm_fn
             .as_ref()
-            .is_some_and(|f| f.call.fires() >= super::EMIT_EVERY || f.call.element_bytes() > PENDING_BYTES);
-        if full {
-            self.run_function().map_err(|e| match e {
-                Fail::Op(e) => e.message,
-                Fail::Downstream(e) => e.to_string(),
-            })?;
-        }
-        Ok(())
+            .is_some_and(|f| f.call.fires() >= super::EMIT_EVERY || f.call.element_bytes() > PENDING_BYTES)
     }
 
     /// Makes the call written down so far, writes the accumulators back
@@ -241,6 +242,20 @@ impl WindowOp {
         if all_elements && out.writes.iter().any(|(_, r)| r.is_some()) {
             return Err(protocol("a process-window function returned accumulators".to_owned()));
         }
+        if self.assigner.is_merging() && !out.window_writes.is_empty() {
+            return Err(Fail::Op(OpError {
+                origin: None,
+                message: "its window function keeps window state, which session windows do not allow (as in Flink): keep it in the global state".to_owned(),
+            }));
+        }
+        // One global state per key: a second write of a key's is a guest
+        // that does not share it across the key's slots.
+        for (i, (a, _)) in out.global_writes.iter().enumerate() {
+            let key = f.call.slot_key(*a);
+            if out.global_writes[..i].iter().any(|(b, _)| f.call.slot_key(*b) == key) {
+                return Err(protocol(format!("two global states for one key (slot {a})")));
+            }
+        }
         let mut last = f.initial.clone();
         for (slot, range) in &out.writes {
             last[*slot as usize] = range.is_some();
@@ -260,12 +275,6 @@ impl WindowOp {
                 Some(r) => self.backend.value_put(ACC, scope(at, &ns, window), &out.accs[r.clone()]),
                 None => self.backend.value_clear(ACC, scope(at, &ns, window)),
             }
-        }
-        if self.assigner.is_merging() && !out.window_writes.is_empty() {
-            return Err(Fail::Op(OpError {
-                origin: None,
-                message: "its window function keeps window state, which session windows do not allow (as in Flink): keep it in the global state".to_owned(),
-            }));
         }
         for (slot, range) in &out.window_writes {
             if f.cleaned[*slot as usize] {

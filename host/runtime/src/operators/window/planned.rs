@@ -310,7 +310,7 @@ impl WindowOp {
                 failed = Some(event);
                 self.reject(input, event as usize, message)?;
             }
-            if self.out.len() >= super::EMIT_EVERY {
+            if self.out.len() >= super::EMIT_EVERY || self.fn_due() {
                 self.flush(out)?;
             }
         }
@@ -455,7 +455,7 @@ impl WindowOp {
                     self.persist(at, s);
                 }
             }
-            if self.out.len() >= super::EMIT_EVERY {
+            if self.out.len() >= super::EMIT_EVERY || self.fn_due() {
                 self.flush(out)?;
             }
         }
