@@ -682,7 +682,8 @@ impl WindowFunctionHarness {
         self.call(key, &[window], crate::window_function::Action::Clear(0), &[]).map(|_| ())
     }
 
-    /// Fires `window` of `key`: what the function emitted.
+    /// Fires `window` of `key`: what the function emitted, keyed and
+    /// stamped as the host does (the window's key, its last millisecond).
     pub fn fire(&mut self, key: &[u8], window: crate::Window) -> Result<Vec<OutputEvent>> {
         let number = self.firings.entry((key.to_vec(), window)).or_insert(0);
         let n = *number;
@@ -693,6 +694,11 @@ impl WindowFunctionHarness {
         let elements = self.f.all_elements().then_some((0, events.len() as u32));
         let action = crate::window_function::Action::Fire { slot: 0, window, number: n, elements };
         let out = self.call(key, &[window], action, &events)?;
-        Ok(collect(out))
+        let mut events = collect(out);
+        for e in &mut events {
+            e.key = key.to_vec();
+            e.timestamp = Some(window.max_timestamp());
+        }
+        Ok(events)
     }
 }

@@ -344,6 +344,14 @@ pub(crate) fn instantiate_error(store: &Store<HostState>, e: wasmtime::Error, li
     if e.downcast_ref::<wasmtime::Trap>().is_some() {
         return call_error(store, e, limits);
     }
+    let text = format!("{e:#}");
+    if text.contains("type mismatch") {
+        // Exports whose types differ from this host's: a component built
+        // against another version of the WIT, not a lack of memory.
+        return CallError::Protocol(format!(
+            "its exports do not match this host's weir:operator WIT ({text}); rebuild it against this weir-sdk"
+        ));
+    }
     CallError::Resources(format!(
         "cannot create an instance of the component: {e:#}. This machine may not have the memory or address space for this many instances ({} MiB of memory each); lower the parallelism or the number of operators",
         limits.memory_bytes >> 20
