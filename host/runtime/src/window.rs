@@ -61,6 +61,15 @@ impl Window {
         }
     }
 
+    /// `(start, end)`, the global window `(i64::MIN, i64::MAX)`, as the
+    /// Wasm worlds carry a window.
+    pub fn bounds(self) -> (i64, i64) {
+        match self {
+            Window::Time { start, end } => (start, end),
+            Window::Global => (i64::MIN, i64::MAX),
+        }
+    }
+
     /// The window a namespace names, if it names one.
     pub fn from_namespace(ns: &[u8]) -> Option<Window> {
         match ns.len() {

@@ -12,9 +12,6 @@ use crate::instance::{CallError, budget_ticks, call_error, start_instance};
 use crate::sandbox::{HostState, Limits};
 use wasmtime::Store;
 
-/// A state length that holds no state.
-const ABSENT: u32 = u32::MAX;
-
 /// One call's worth of trigger work.
 pub struct TriggerCall {
     actions: Vec<wt::Action>,
@@ -60,9 +57,7 @@ impl TriggerCall {
 
     /// The key of `slot`.
     pub fn slot_key(&self, slot: u32) -> &[u8] {
-        let s = slot as usize;
-        let from = if s == 0 { 0 } else { self.table.key_ends[s - 1] as usize };
-        &self.table.keys[from..self.table.key_ends[s] as usize]
+        crate::window_function::slot_key(&self.table.keys, &self.table.key_ends, slot)
     }
 
     /// The window of `slot`, as `(start, end)`.
@@ -88,13 +83,7 @@ impl TriggerCall {
         t.keys.extend_from_slice(key);
         t.key_ends.push(t.keys.len() as u32);
         t.windows.push(wt::Window { start: window.0, end: window.1 });
-        match state {
-            Some(s) => {
-                t.states.extend_from_slice(s);
-                t.state_lens.push(s.len() as u32);
-            }
-            None => t.state_lens.push(ABSENT),
-        }
+        crate::window_function::push_cell(state, &mut t.states, &mut t.state_lens);
         (t.windows.len() - 1) as u32
     }
 

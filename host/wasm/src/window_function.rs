@@ -12,6 +12,25 @@ use crate::sandbox::{HostState, Limits};
 use wasmtime::Store;
 use weir_core::Batch;
 
+/// Appends a cell (`None`: absent) to flat `data` and its `lens`, as the
+/// worlds' tables carry per-slot state.
+pub(crate) fn push_cell(cell: Option<&[u8]>, data: &mut Vec<u8>, lens: &mut Vec<u32>) {
+    match cell {
+        Some(v) => {
+            data.extend_from_slice(v);
+            lens.push(v.len() as u32);
+        }
+        None => lens.push(ABSENT),
+    }
+}
+
+/// Key `slot` of a table's `keys` split at `key_ends`.
+pub(crate) fn slot_key<'a>(keys: &'a [u8], key_ends: &[u32], slot: u32) -> &'a [u8] {
+    let s = slot as usize;
+    let from = if s == 0 { 0 } else { key_ends[s - 1] as usize };
+    &keys[from..key_ends[s] as usize]
+}
+
 /// Who returns what `run` returned, for errors.
 const RUN: &str = "the window function's run";
 
@@ -92,9 +111,7 @@ impl FunctionCall {
 
     /// The key of `slot`.
     pub fn slot_key(&self, slot: u32) -> &[u8] {
-        let s = slot as usize;
-        let from = if s == 0 { 0 } else { self.table.key_ends[s - 1] as usize };
-        &self.table.keys[from..self.table.key_ends[s] as usize]
+        slot_key(&self.table.keys, &self.table.key_ends, slot)
     }
 
     /// Adds a slot: `key` in `window` (`(start, end)`), with its
@@ -104,13 +121,7 @@ impl FunctionCall {
         t.keys.extend_from_slice(key);
         t.key_ends.push(t.keys.len() as u32);
         t.windows.push(wf::Window { start: window.0, end: window.1 });
-        match acc {
-            Some(a) => {
-                t.accs.extend_from_slice(a);
-                t.acc_lens.push(a.len() as u32);
-            }
-            None => t.acc_lens.push(ABSENT),
-        }
+        push_cell(acc, &mut t.accs, &mut t.acc_lens);
         (t.windows.len() - 1) as u32
     }
 
@@ -119,17 +130,10 @@ impl FunctionCall {
     /// slot of a call) and its key's global state.
     pub fn slot_states(&mut self, window: Option<Option<&[u8]>>, global: Option<&[u8]>) {
         let t = &mut self.table;
-        let push = |cell: Option<&[u8]>, data: &mut Vec<u8>, lens: &mut Vec<u32>| match cell {
-            Some(v) => {
-                data.extend_from_slice(v);
-                lens.push(v.len() as u32);
-            }
-            None => lens.push(ABSENT),
-        };
         if let Some(w) = window {
-            push(w, &mut t.window_states, &mut t.window_state_lens);
+            push_cell(w, &mut t.window_states, &mut t.window_state_lens);
         }
-        push(global, &mut t.global_states, &mut t.global_state_lens);
+        push_cell(global, &mut t.global_states, &mut t.global_state_lens);
     }
 
     /// Adds an element (its value and timestamp) for the actions to name.

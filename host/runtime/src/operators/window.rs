@@ -154,10 +154,7 @@ impl WindowEvictor {
                 for (t, v) in elements.iter() {
                     batch.push(b"", v, *t, 0);
                 }
-                let bounds = match window {
-                    Window::Time { start, end } => (start, end),
-                    Window::Global => (i64::MIN, i64::MAX),
-                };
+                let bounds = window.bounds();
                 let keep =
                     instance.evict(bounds, &batch, before, watermark, now).map_err(|e| format!("the evictor: {e}"))?;
                 let mut i = 0;

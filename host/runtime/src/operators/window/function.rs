@@ -82,13 +82,6 @@ impl WasmFunction {
     }
 }
 
-fn bounds(w: Window) -> (i64, i64) {
-    match w {
-        Window::Time { start, end } => (start, end),
-        Window::Global => (i64::MIN, i64::MAX),
-    }
-}
-
 impl WindowOp {
     /// The function's slot of `at`'s `state_window`, added with its
     /// accumulator when new.
@@ -99,7 +92,7 @@ impl WindowOp {
         let ns = state_window.namespace();
         let mut acc = Vec::new();
         let had = !f.all_elements() && self.backend.value_get(ACC, scope(at, &ns, state_window), &mut acc);
-        let s = f.call.add_slot(at.key, bounds(state_window), had.then_some(&acc[..]));
+        let s = f.call.add_slot(at.key, state_window.bounds(), had.then_some(&acc[..]));
         if f.keyed_state() {
             // Session windows have no window state (as in Flink): none is
             // handed over, and the SDK refuses reads and writes of it.
@@ -196,7 +189,7 @@ impl WindowOp {
                 }
                 (first, els.len() as u32)
             });
-            f.call.fire(slot, bounds(window), firing.min(u32::MAX as u64) as u32, range);
+            f.call.fire(slot, window.bounds(), firing.min(u32::MAX as u64) as u32, range);
             f.fires.push((slot, window));
         });
     }

@@ -83,13 +83,6 @@ impl WasmTrigger {
     }
 }
 
-fn bounds(w: Window) -> (i64, i64) {
-    match w {
-        Window::Time { start, end } => (start, end),
-        Window::Global => (i64::MIN, i64::MAX),
-    }
-}
-
 impl WindowOp {
     /// The slot of `at`'s `window` in the call, added with its trigger
     /// state when new.
@@ -100,7 +93,7 @@ impl WindowOp {
         let ns = window.namespace();
         self.buf.clear();
         let had = self.backend.value_get(TRIGGER_STATE, scope(at, &ns, window), &mut self.buf);
-        let s = t.call.add_slot(at.key, bounds(window), had.then_some(&self.buf[..]));
+        let s = t.call.add_slot(at.key, window.bounds(), had.then_some(&self.buf[..]));
         t.groups.push(at.group);
         t.windows.push(window);
         t.slot_of.insert((at.key.to_vec(), window), s);
