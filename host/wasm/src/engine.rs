@@ -188,6 +188,11 @@ impl WasmRuntime {
         config.epoch_interruption(true);
         // Stated, not left to the default: deep guest recursion traps here.
         config.max_wasm_stack(1 << 20);
+        // `WEIR_PERF_MAP=1` writes /tmp/perf-PID.map so `perf` names the
+        // guests' compiled functions (docs/benchmarks.md, "Profiling").
+        if std::env::var_os("WEIR_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let map_linker = sandbox::linker(&engine, World::Map).map_err(|e| LoadError::Engine(e.to_string()))?;
         let process_linker = sandbox::linker(&engine, World::Process).map_err(|e| LoadError::Engine(e.to_string()))?;
