@@ -203,6 +203,15 @@ pub trait KeyedStateBackend: Send {
         Ok(())
     }
 
+    /// A hint that value state `state` of each of `at` is read next (the
+    /// keys of a chunk of fired timers, in firing order): a backend that
+    /// keeps state on disk may read them together, by one range scan per
+    /// key group instead of a point read each. What later reads return is
+    /// unchanged.
+    fn prefetch_values(&mut self, state: u32, at: &[Scope<'_>]) {
+        let _ = (state, at);
+    }
+
     /// Hands every piece of state and every timer of the key groups in
     /// `groups` to `visit`, each once: state first, then timers. The order
     /// between entries is the backend's own (sort them where it matters);

@@ -23,6 +23,7 @@
 //! [`LsmStore`], one fjall database per process. Timers are kept the same
 //! way, memory first, the latest spilled to fjall (see [`timers`]).
 
+mod spilled;
 mod timers;
 
 use crate::memory::{
@@ -50,6 +51,8 @@ struct Store {
     state: fjall::Keyspace,
     owners: AtomicU32,
     ttls: Registry,
+    /// The memtable size fjall was given.
+    memtable: u64,
 }
 
 /// The states with a time-to-live, by (owner, kind tag, state id): what
@@ -145,6 +148,12 @@ impl LsmStore {
             // reaches this size: fjall's 512 MiB default let a 256 MiB
             // budget's run hold several hundred MiB of them.
             .max_journaling_size(64 * MIB)
+            // One worker for flushes and compactions. With more, fjall
+            // 3.1's first worker hands every compaction it receives back
+            // to the queue and takes it again while the others are busy:
+            // a spin that took a core from the tasks (half the word
+            // count's CPU at a 16 MiB budget, 25 s → see the benchmarks).
+            .worker_threads(1)
             .open()
             .map_err(fail)?;
         // Filters and indexes are partitioned at every level, so a point
@@ -153,14 +162,39 @@ impl LsmStore {
         // cache and were read and checksummed again on every miss, which
         // took the 10 M-key benchmark below 22 k events/s.
         use fjall::config::PartitioningPolicy;
+        let memtable = eighth.clamp(8 * MIB, 64 * MIB);
         let options = || {
             fjall::KeyspaceCreateOptions::default()
-                .max_memtable_size(eighth.clamp(8 * MIB, 64 * MIB))
+                .max_memtable_size(memtable)
                 .filter_block_partitioning_policy(PartitioningPolicy::all(true))
                 .index_block_partitioning_policy(PartitioningPolicy::all(true))
         };
         let state = db.keyspace("state", options).map_err(fail)?;
-        Ok(LsmStore { inner: Arc::new(Store { db, state, owners: AtomicU32::new(0), ttls }) })
+        Ok(LsmStore { inner: Arc::new(Store { db, state, owners: AtomicU32::new(0), ttls, memtable }) })
+    }
+
+    /// Called after each batch written: keeps fjall's memtables bounded.
+    /// fjall 3.1 never slows writers down, and its one worker (see
+    /// `open`) rotates a full memtable only once it is done with the
+    /// compaction at hand, so a task spilling during a long compaction
+    /// grew the active memtable past 150 MiB (a 436 MiB peak at a 16 MiB
+    /// budget). So a memtable past its size is sealed here, and the task
+    /// waits (RocksDB's write stall) while more than two sealed ones wait
+    /// for their flush. Gives up after ten seconds, so a stuck worker
+    /// slows a job rather than stops it.
+    fn stall(&self) {
+        let (db, keyspace) = (&self.inner.db, &self.inner.state);
+        let sealed = keyspace.sealed_memtable_count() as u64;
+        if db.write_buffer_size() > (sealed + 1) * self.inner.memtable {
+            // Fails only when another writer rotated it first.
+            let _ = keyspace.rotate_memtable();
+        }
+        for _ in 0..10_000 {
+            if keyspace.sealed_memtable_count() <= 2 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Number of entries (state and timers) in fjall, by a scan: for
@@ -192,6 +226,7 @@ impl LsmStore {
             budget,
             used: 0,
             spilled: false,
+            on_disk: spilled::Spilled::default(),
             error: None,
         }
     }
@@ -319,6 +354,8 @@ pub struct LsmBackend {
     /// Whether anything was ever written to fjall: until then a miss is
     /// known to be absent.
     spilled: bool,
+    /// The keys ever written to fjall: a miss on any other is absent.
+    on_disk: spilled::Spilled,
     error: Option<StateError>,
 }
 
@@ -412,11 +449,11 @@ impl LsmBackend {
     /// The slot of `at` in `tables[state]`, read from fjall on a miss.
     fn slot<'a, V: Kind>(
         tables: &'a mut Tables<V>,
-        ctx: (&LsmStore, u32, bool, &mut usize, &mut Option<StateError>),
+        ctx: (&LsmStore, u32, &spilled::Spilled, &mut usize, &mut Option<StateError>),
         state: u32,
         at: Scope<'_>,
     ) -> &'a mut Slot<V> {
-        let (store, owner, spilled, used, error) = ctx;
+        let (store, owner, on_disk, used, error) = ctx;
         let i = state as usize;
         if tables.len() <= i {
             tables.resize_with(i + 1, FastMap::default);
@@ -428,26 +465,19 @@ impl LsmBackend {
             let c = composite(at);
             let k = db_key(owner, V::TAG, state, &c);
             // Keys too long for fjall are never spilled (see `sweep`).
-            let v = if spilled && k.len() <= MAX_DB_KEY {
-                match store.inner.state.get(&k) {
+            let v = if k.len() <= MAX_DB_KEY && on_disk.may_hold(&k) {
+                let t0 = std::time::Instant::now();
+                let got = store.inner.state.get(&k);
+                STATS[0].fetch_add(1, Ordering::Relaxed);
+                STATS[2].fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if matches!(got, Ok(Some(_))) {
+                    STATS[1].fetch_add(1, Ordering::Relaxed);
+                }
+                match got {
                     Ok(None) => None,
-                    Ok(Some(b)) => {
-                        let v = V::decode(&b);
-                        if v.is_none() && error.is_none() {
-                            *error = Some(StateError(format!(
-                                "the lsm state store holds a malformed entry ({} bytes) for a key of key group {}; the state folder was changed or damaged",
-                                b.len(),
-                                c.group()
-                            )));
-                        }
-                        v
-                    }
+                    Ok(Some(b)) => decoded(&b, c.group(), error),
                     Err(e) => {
-                        if error.is_none() {
-                            *error = Some(StateError(format!(
-                                "the lsm state store failed to read: {e}; check the disk holding the state folder"
-                            )));
-                        }
+                        read_failed(e, error);
                         None
                     }
                 }
@@ -466,11 +496,12 @@ impl LsmBackend {
     /// Writes the coldest entries to fjall and drops them until the state
     /// in memory is down to three quarters of the budget.
     fn shrink(&mut self) {
-        let budget = self.budget.saturating_sub(self.timers.bytes());
+        let budget = self.budget.saturating_sub(self.timers.bytes() + self.on_disk.bytes());
         if self.used <= budget {
             return;
         }
         let target = budget / 4 * 3;
+        let t1 = std::time::Instant::now();
         let mut batch = self.store.inner.db.batch();
         let mut writes = 0usize;
         // Two passes at most: the first spares entries used since the last
@@ -480,17 +511,26 @@ impl LsmBackend {
                 break;
             }
             let mut used = self.used;
-            let (store, owner) = (&self.store.inner, self.owner);
-            sweep(&mut self.mem.values, &mut used, target, owner, &store.state, &mut batch, &mut writes);
-            sweep(&mut self.mem.lists, &mut used, target, owner, &store.state, &mut batch, &mut writes);
-            sweep(&mut self.mem.maps, &mut used, target, owner, &store.state, &mut batch, &mut writes);
+            let mut out = Out {
+                keyspace: &self.store.inner.state,
+                batch: &mut batch,
+                writes: &mut writes,
+                on_disk: &mut self.on_disk,
+            };
+            let owner = self.owner;
+            sweep(&mut self.mem.values, &mut used, target, owner, &mut out);
+            sweep(&mut self.mem.lists, &mut used, target, owner, &mut out);
+            sweep(&mut self.mem.maps, &mut used, target, owner, &mut out);
             self.used = used;
         }
+        STATS[3].fetch_add(writes as u64, Ordering::Relaxed);
+        STATS[4].fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if writes > 0 {
             self.spilled = true;
             if let Err(e) = batch.commit() {
                 self.fail("write spilled state", e);
             }
+            self.store.stall();
         }
     }
 
@@ -504,7 +544,7 @@ impl LsmBackend {
         at: Scope<'_>,
         f: impl FnOnce(&mut Option<V>, &mut usize) -> R,
     ) -> R {
-        let ctx = (&self.store, self.owner, self.spilled, &mut self.used, &mut self.error);
+        let ctx = (&self.store, self.owner, &self.on_disk, &mut self.used, &mut self.error);
         let s = Self::slot(pick(&mut self.mem), ctx, state, at);
         let before = s.size;
         let r = f(&mut s.v, &mut s.size);
@@ -537,7 +577,7 @@ impl LsmBackend {
                 None => f(None),
             };
         }
-        let ctx = (&self.store, self.owner, self.spilled, &mut self.used, &mut self.error);
+        let ctx = (&self.store, self.owner, &self.on_disk, &mut self.used, &mut self.error);
         let s = Self::slot(pick(&mut self.mem), ctx, state, at);
         let r = f(s.v.as_ref());
         self.shrink();
@@ -545,17 +585,112 @@ impl LsmBackend {
     }
 }
 
+/// `b` decoded, or `None` with the error set when it is malformed.
+fn decoded<V: Kind>(b: &[u8], group: u16, error: &mut Option<StateError>) -> Option<V> {
+    let v = V::decode(b);
+    if v.is_none() && error.is_none() {
+        *error = Some(StateError(format!(
+            "the lsm state store holds a malformed entry ({} bytes) for a key of key group {group}; the state folder was changed or damaged",
+            b.len(),
+        )));
+    }
+    v
+}
+
+fn read_failed(e: fjall::Error, error: &mut Option<StateError>) {
+    if error.is_none() {
+        *error = Some(StateError(format!(
+            "the lsm state store failed to read: {e}; check the disk holding the state folder"
+        )));
+    }
+}
+
+/// Entries read past the last wanted one of a key group by
+/// [`LsmBackend::prefetch_values`]'s range scan: timers of one timestamp
+/// fire in key order, so the next chunk of fired timers wants them.
+const READ_AHEAD: usize = 64;
+
+/// Reads the wanted value entries of state `state` (`want`: fjall keys of
+/// one key group, sorted, none in memory, with their scopes) by one range
+/// scan into `m`, and up to [`READ_AHEAD`] entries past the last one that
+/// memory does not hold. Wanted keys the scan passes without finding are
+/// absent and cached as such. The scan gives up when it skips more
+/// unwanted entries than it wants; the keys it did not reach stay misses,
+/// read one by one when used.
+fn scan_into(
+    keyspace: &fjall::Keyspace,
+    m: &mut FastMap<Composite, Slot<Bytes>>,
+    want: &[(Vec<u8>, Scope<'_>)],
+    (used, error): (&mut usize, &mut Option<StateError>),
+) {
+    // Hot, so the sweep that follows spares them once.
+    let mut put = |m: &mut FastMap<Composite, Slot<Bytes>>, c: Composite, v: Option<Bytes>| {
+        let size = v.as_ref().map_or(0, Kind::size);
+        *used += entry_size(&c, size);
+        m.insert(c, Slot { v, size, dirty: false, hot: true });
+    };
+    let (first, last) = (&want[0].0, &want[want.len() - 1].0);
+    // Every fjall key of this (key group, owner, kind, state) starts so.
+    let prefix = &first[..11];
+    let (mut w, mut skipped, mut ahead) = (0usize, 0usize, 0usize);
+    for guard in keyspace.range(first.as_slice()..) {
+        let (k, v) = match guard.into_inner() {
+            Ok(kv) => kv,
+            Err(e) => return read_failed(e, error),
+        };
+        if !k.starts_with(prefix) {
+            break;
+        }
+        while w < want.len() && want[w].0.as_slice() < &*k {
+            put(m, composite(want[w].1), None);
+            w += 1;
+        }
+        if w < want.len() {
+            if want[w].0.as_slice() == &*k {
+                let Some(value) = decoded::<Bytes>(&v, want[w].1.group, error) else { return };
+                put(m, composite(want[w].1), Some(value));
+                w += 1;
+            } else {
+                skipped += 1;
+                if skipped > want.len() {
+                    return;
+                }
+            }
+            continue;
+        }
+        // Past the last wanted key: read ahead what memory lacks.
+        if &*k > last.as_slice() {
+            ahead += 1;
+            if ahead > READ_AHEAD {
+                break;
+            }
+            let Some((group, _, _, _, bytes)) = parse_db_key(&k) else { break };
+            let (key, namespace) = split(bytes);
+            let c = composite(Scope { group, key, namespace });
+            if m.contains_key(&c) {
+                continue;
+            }
+            let Some(value) = decoded::<Bytes>(&v, group, error) else { return };
+            put(m, c, Some(value));
+        }
+    }
+    for &(_, at) in &want[w..] {
+        put(m, composite(at), None);
+    }
+}
+
+/// Where a sweep writes: the batch for `keyspace`, counting its writes
+/// and noting the keys in the filter of what fjall holds.
+struct Out<'a> {
+    keyspace: &'a fjall::Keyspace,
+    batch: &'a mut fjall::OwnedWriteBatch,
+    writes: &'a mut usize,
+    on_disk: &'a mut spilled::Spilled,
+}
+
 /// One CLOCK pass over `tables`: hot entries turn cold, cold ones are
 /// written (when changed) and dropped, until `used` reaches `target`.
-fn sweep<V: Kind>(
-    tables: &mut Tables<V>,
-    used: &mut usize,
-    target: usize,
-    owner: u32,
-    keyspace: &fjall::Keyspace,
-    batch: &mut fjall::OwnedWriteBatch,
-    writes: &mut usize,
-) {
+fn sweep<V: Kind>(tables: &mut Tables<V>, used: &mut usize, target: usize, owner: u32, out: &mut Out<'_>) {
     for (state, m) in tables.iter_mut().enumerate() {
         m.retain(|c, s| {
             if *used <= target {
@@ -571,10 +706,13 @@ fn sweep<V: Kind>(
             }
             if s.dirty {
                 match &s.v {
-                    Some(v) => batch.insert(keyspace, k, v.encode()),
-                    None => batch.remove(keyspace, k),
+                    Some(v) => {
+                        out.on_disk.insert(&k);
+                        out.batch.insert(out.keyspace, k, v.encode());
+                    }
+                    None => out.batch.remove(out.keyspace, k),
                 }
-                *writes += 1;
+                *out.writes += 1;
             }
             *used = used.saturating_sub(entry_size(c, s.size));
             false
@@ -594,6 +732,22 @@ fn maps(m: &mut Mem) -> &mut Tables<BTreeMap<Vec<u8>, Vec<u8>>> {
     &mut m.maps
 }
 
+pub static STATS: [std::sync::atomic::AtomicU64; 7] = [const { std::sync::atomic::AtomicU64::new(0) }; 7];
+impl Drop for LsmBackend {
+    fn drop(&mut self) {
+        eprintln!(
+            "LSMSTATS gets {:?} found {:?} get_ns {:?} spilled {:?} shrink_ns {:?} filter {} scans {:?} scan_ns {:?}",
+            STATS[0],
+            STATS[1],
+            STATS[2],
+            STATS[3],
+            STATS[4],
+            self.on_disk.bytes(),
+            STATS[5],
+            STATS[6]
+        );
+    }
+}
 impl KeyedStateBackend for LsmBackend {
     fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
         self.read(values, state, at, |v| v.map(|v| out.extend_from_slice(v.as_slice())).is_some())
@@ -700,6 +854,41 @@ impl KeyedStateBackend for LsmBackend {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    fn prefetch_values(&mut self, state: u32, at: &[Scope<'_>]) {
+        if !self.spilled || at.len() < 2 {
+            return;
+        }
+        let i = state as usize;
+        let tables = &mut self.mem.values;
+        if tables.len() <= i {
+            tables.resize_with(i + 1, FastMap::default);
+        }
+        let m = &mut tables[i];
+        let mut want: Vec<(Vec<u8>, Scope<'_>)> = Vec::new();
+        for &a in at {
+            if probe!(m, get, a).is_some() {
+                continue;
+            }
+            let k = db_key(self.owner, Bytes::TAG, state, &composite(a));
+            if k.len() <= MAX_DB_KEY && self.on_disk.may_hold(&k) {
+                want.push((k, a));
+            }
+        }
+        want.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        want.dedup_by(|a, b| a.0 == b.0);
+        let keyspace = &self.store.inner.state;
+        // One scan per key group (the first two bytes of a fjall key).
+        for group in want.chunk_by(|a, b| a.0[..2] == b.0[..2]) {
+            if group.len() >= 2 {
+                let t2 = std::time::Instant::now();
+                scan_into(keyspace, m, group, (&mut self.used, &mut self.error));
+                STATS[5].fetch_add(1, Ordering::Relaxed);
+                STATS[6].fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+        }
+        self.shrink();
     }
 
     fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
@@ -923,6 +1112,8 @@ mod tests {
         TimerDelete(u8, u8, i8, bool),
         Pop(i8, u8, bool),
         Drop(u8, u8),
+        /// Value state, first key, number of keys.
+        Prefetch(u8, u8, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -938,6 +1129,7 @@ mod tests {
             1 => (0u8..60, 0u8..3, any::<i8>(), any::<bool>()).prop_map(|(k, n, t, d)| Op::TimerDelete(k, n, t, d)),
             1 => (any::<i8>(), 1u8..20, any::<bool>()).prop_map(|(t, l, d)| Op::Pop(t, l, d)),
             1 => (0u8..7, 0u8..3).prop_map(|(g, n)| Op::Drop(g, n)),
+            2 => (0u8..2, 0u8..60, 2u8..30).prop_map(|(s, k, n)| Op::Prefetch(s, k, n)),
         ]
     }
 
@@ -1006,7 +1198,7 @@ mod tests {
                 let k = match op {
                     Op::Put(_, k, _) | Op::Clear(_, k) | Op::ListAdd(k, _) | Op::ListClear(k) | Op::MapPut(k, _, _) | Op::MapRemove(k, _) => *k,
                     Op::TimerAdd(k, ..) | Op::TimerDelete(k, ..) => *k,
-                    Op::Pop(..) | Op::Drop(..) => 0,
+                    Op::Pop(..) | Op::Drop(..) | Op::Prefetch(..) => 0,
                 };
                 let (group, ns) = scope(&[k, 0], &mut key);
                 let at = Scope { group, key: &key, namespace: &b"ns"[..ns.min(2)] };
@@ -1030,6 +1222,20 @@ mod tests {
                         }
                         Op::Pop(t, l, d) => b.pop_timers(domain(*d), i64::from(*t), usize::from(*l), popped),
                         Op::Drop(g, n) => b.drop_groups(u16::from(*g)..=u16::from(*g + *n)),
+                        Op::Prefetch(s, first, n) => {
+                            let keys: Vec<(u16, usize, Vec<u8>)> = (*first..first.saturating_add(*n))
+                                .map(|k| {
+                                    let mut buf = Vec::new();
+                                    let (group, ns) = scope(&[k, 0], &mut buf);
+                                    (group, ns, buf)
+                                })
+                                .collect();
+                            let at: Vec<Scope<'_>> = keys
+                                .iter()
+                                .map(|(group, ns, key)| Scope { group: *group, key, namespace: &b"ns"[..(*ns).min(2)] })
+                                .collect();
+                            b.prefetch_values(u32::from(*s), &at);
+                        }
                     }
                 }
                 prop_assert_eq!(&popped[0], &popped[1], "timers fire in the same order");

@@ -212,6 +212,16 @@ impl ProcessOp {
             self.timers.clear();
             {
                 let backend = self.instance.backend();
+                if self.value_states > 0 && self.fired.len() > 1 {
+                    let at: Vec<Scope<'_>> = self
+                        .fired
+                        .iter()
+                        .map(|t| Scope { group: t.group, key: &t.key, namespace: &t.namespace })
+                        .collect();
+                    for s in 0..self.value_states {
+                        backend.prefetch_values(s as u32, &at);
+                    }
+                }
                 let mut index = TimerIndex::with_capacity_and_hasher(self.fired.len(), Default::default());
                 for t in &self.fired {
                     let slot = match index.get(&(t.key.as_slice(), t.namespace.as_slice())) {

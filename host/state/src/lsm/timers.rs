@@ -171,6 +171,7 @@ impl Timers {
         if let Err(e) = batch.commit() {
             self.fail("write", e);
         }
+        self.store.stall();
     }
 
     pub(super) fn delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
@@ -241,9 +242,16 @@ impl Timers {
         let mut loaded = Vec::with_capacity(chunk);
         let mut next_floor = None;
         let p = prefix(g, self.owner, domain);
+        // From the floor, not the group's first key: the timers read back
+        // before lie below it as tombstones until fjall compacts them,
+        // and a scan from the start stepped over all of them again at
+        // every refill (quadratic in a group's spilled timers).
+        let mut start = p.to_vec();
+        start.extend_from_slice(&s.floor);
         let mut scanned = Ok(());
-        for guard in self.store.inner.state.prefix(p) {
+        for guard in self.store.inner.state.range(start..) {
             match guard.key() {
+                Ok(k) if !k.starts_with(&p) => break,
                 Ok(k) if loaded.len() < chunk => loaded.push(k),
                 Ok(k) => {
                     next_floor = Some(k[7..].to_vec());
@@ -328,6 +336,7 @@ impl Timers {
         if let Err(e) = batch.commit() {
             self.fail("write spilled", e);
         }
+        self.store.stall();
     }
 
     pub(super) fn scan(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
