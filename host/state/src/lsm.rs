@@ -7,8 +7,10 @@
 //! state outgrows a byte budget. Then the coldest entries (a CLOCK sweep:
 //! an entry read or written since the last sweep is spared once) are
 //! written to fjall in one batch and dropped from memory; a later miss
-//! reads the entry back. Until an entry has been spilled, a miss costs no
-//! fjall call at all.
+//! reads the entry back. A miss on a key never written to fjall costs no
+//! fjall call at all (a Bloom filter of the keys written, [`spilled`]),
+//! and the values of a chunk of fired timers are read by one range scan
+//! per key group (`prefetch_values`).
 //!
 //! The unit of spilling is the state of one (state, key group, key,
 //! namespace): a value, a whole list or a whole map. Keys in fjall start
