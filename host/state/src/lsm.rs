@@ -468,14 +468,7 @@ impl LsmBackend {
             let k = db_key(owner, V::TAG, state, &c);
             // Keys too long for fjall are never spilled (see `sweep`).
             let v = if k.len() <= MAX_DB_KEY && on_disk.may_hold(&k) {
-                let t0 = std::time::Instant::now();
-                let got = store.inner.state.get(&k);
-                STATS[0].fetch_add(1, Ordering::Relaxed);
-                STATS[2].fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if matches!(got, Ok(Some(_))) {
-                    STATS[1].fetch_add(1, Ordering::Relaxed);
-                }
-                match got {
+                match store.inner.state.get(&k) {
                     Ok(None) => None,
                     Ok(Some(b)) => decoded(&b, c.group(), error),
                     Err(e) => {
@@ -503,7 +496,6 @@ impl LsmBackend {
             return;
         }
         let target = budget / 4 * 3;
-        let t1 = std::time::Instant::now();
         let mut batch = self.store.inner.db.batch();
         let mut writes = 0usize;
         // Two passes at most: the first spares entries used since the last
@@ -525,8 +517,6 @@ impl LsmBackend {
             sweep(&mut self.mem.maps, &mut used, target, owner, &mut out);
             self.used = used;
         }
-        STATS[3].fetch_add(writes as u64, Ordering::Relaxed);
-        STATS[4].fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if writes > 0 {
             self.spilled = true;
             if let Err(e) = batch.commit() {
@@ -734,22 +724,6 @@ fn maps(m: &mut Mem) -> &mut Tables<BTreeMap<Vec<u8>, Vec<u8>>> {
     &mut m.maps
 }
 
-pub static STATS: [std::sync::atomic::AtomicU64; 7] = [const { std::sync::atomic::AtomicU64::new(0) }; 7];
-impl Drop for LsmBackend {
-    fn drop(&mut self) {
-        eprintln!(
-            "LSMSTATS gets {:?} found {:?} get_ns {:?} spilled {:?} shrink_ns {:?} filter {} scans {:?} scan_ns {:?}",
-            STATS[0],
-            STATS[1],
-            STATS[2],
-            STATS[3],
-            STATS[4],
-            self.on_disk.bytes(),
-            STATS[5],
-            STATS[6]
-        );
-    }
-}
 impl KeyedStateBackend for LsmBackend {
     fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
         self.read(values, state, at, |v| v.map(|v| out.extend_from_slice(v.as_slice())).is_some())
@@ -884,10 +858,7 @@ impl KeyedStateBackend for LsmBackend {
         // One scan per key group (the first two bytes of a fjall key).
         for group in want.chunk_by(|a, b| a.0[..2] == b.0[..2]) {
             if group.len() >= 2 {
-                let t2 = std::time::Instant::now();
                 scan_into(keyspace, m, group, (&mut self.used, &mut self.error));
-                STATS[5].fetch_add(1, Ordering::Relaxed);
-                STATS[6].fetch_add(t2.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
         }
         self.shrink();
