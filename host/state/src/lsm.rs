@@ -176,27 +176,30 @@ impl LsmStore {
     }
 
     /// Called after each batch written: keeps fjall's memtables bounded.
-    /// fjall 3.1 never slows writers down, and its one worker (see
-    /// `open`) rotates a full memtable only once it is done with the
-    /// compaction at hand, so a task spilling during a long compaction
-    /// grew the active memtable past 150 MiB (a 436 MiB peak at a 16 MiB
-    /// budget). So a memtable past its size is sealed here, and the task
-    /// waits (RocksDB's write stall) while more than two sealed ones wait
-    /// for their flush. Gives up after ten seconds, so a stuck worker
-    /// slows a job rather than stops it.
-    fn stall(&self) {
+    /// fjall slows writers down by itself only once four memtables are
+    /// sealed, and its one worker (see `open`) rotates a full memtable
+    /// only when done with the compaction at hand, so a task spilling
+    /// during a long compaction grew the active memtable past 150 MiB (a
+    /// 436 MiB peak at a 16 MiB budget). So a memtable past its size is
+    /// sealed here while at most two are, and the task then waits
+    /// (RocksDB's write stall) while more than two wait for their flush,
+    /// for ten seconds at most: never sealing a fourth keeps fjall's own
+    /// stall, which has no time limit, out of this path, so a stuck
+    /// worker slows a job rather than stops it.
+    fn stall(&self) -> Result<(), fjall::Error> {
         let (db, keyspace) = (&self.inner.db, &self.inner.state);
-        let sealed = keyspace.sealed_memtable_count() as u64;
-        if db.write_buffer_size() > (sealed + 1) * self.inner.memtable {
-            // Fails only when another writer rotated it first.
-            let _ = keyspace.rotate_memtable();
+        let sealed = keyspace.sealed_memtable_count();
+        if sealed <= 2 && db.write_buffer_size() > (sealed as u64 + 1) * self.inner.memtable {
+            // `Ok(false)` when another writer rotated it first.
+            keyspace.rotate_memtable()?;
         }
         for _ in 0..10_000 {
             if keyspace.sealed_memtable_count() <= 2 {
-                return;
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        Ok(())
     }
 
     /// Number of entries (state and timers) in fjall, by a scan: for
@@ -228,7 +231,8 @@ impl LsmStore {
             budget,
             used: 0,
             spilled: false,
-            on_disk: spilled::Spilled::default(),
+            // A quarter of the budget at most (see `spilled`).
+            on_disk: spilled::Spilled::new(budget / 4),
             error: None,
         }
     }
@@ -522,7 +526,9 @@ impl LsmBackend {
             if let Err(e) = batch.commit() {
                 self.fail("write spilled state", e);
             }
-            self.store.stall();
+            if let Err(e) = self.store.stall() {
+                self.fail("write spilled state", e);
+            }
         }
     }
 
@@ -615,7 +621,8 @@ fn scan_into(
     want: &[(Vec<u8>, Scope<'_>)],
     (used, error): (&mut usize, &mut Option<StateError>),
 ) {
-    // Hot, so the sweep that follows spares them once.
+    // Hot, so the sweep that the next write makes spares them once (cold,
+    // the read-ahead went before the next chunk of timers came to it).
     let mut put = |m: &mut FastMap<Composite, Slot<Bytes>>, c: Composite, v: Option<Bytes>| {
         let size = v.as_ref().map_or(0, Kind::size);
         *used += entry_size(&c, size);
@@ -624,7 +631,7 @@ fn scan_into(
     let (first, last) = (&want[0].0, &want[want.len() - 1].0);
     // Every fjall key of this (key group, owner, kind, state) starts so.
     let prefix = &first[..11];
-    let (mut w, mut skipped, mut ahead) = (0usize, 0usize, 0usize);
+    let (mut w, mut skipped, mut ahead, mut passed) = (0usize, 0usize, 0usize, 0usize);
     for guard in keyspace.range(first.as_slice()..) {
         let (k, v) = match guard.into_inner() {
             Ok(kv) => kv,
@@ -650,10 +657,11 @@ fn scan_into(
             }
             continue;
         }
-        // Past the last wanted key: read ahead what memory lacks.
+        // Past the last wanted key: read ahead what memory lacks (and
+        // step over at most as many entries it holds).
         if &*k > last.as_slice() {
-            ahead += 1;
-            if ahead > READ_AHEAD {
+            passed += 1;
+            if ahead >= READ_AHEAD || passed > 2 * READ_AHEAD {
                 break;
             }
             let Some((group, _, _, _, bytes)) = parse_db_key(&k) else { break };
@@ -664,6 +672,7 @@ fn scan_into(
             }
             let Some(value) = decoded::<Bytes>(&v, group, error) else { return };
             put(m, c, Some(value));
+            ahead += 1;
         }
     }
     for &(_, at) in &want[w..] {
@@ -861,7 +870,10 @@ impl KeyedStateBackend for LsmBackend {
                 scan_into(keyspace, m, group, (&mut self.used, &mut self.error));
             }
         }
-        self.shrink();
+        // No sweep here: the entries just read are for the calls that
+        // follow, whose writes sweep (one chunk's worth over the budget
+        // until then); sweeping per state could drop one state's reads
+        // for the next one's.
     }
 
     fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {

@@ -408,12 +408,12 @@ impl KeyedStateBackend for TtlBackend {
         }
     }
 
-    /// Pieces as stored, timestamps included (a snapshot keeps them, so
-    /// state restored later expires when it would have).
     fn prefetch_values(&mut self, state: u32, at: &[Scope<'_>]) {
         self.inner.prefetch_values(state, at);
     }
 
+    /// Pieces as stored, timestamps included (a snapshot keeps them, so
+    /// state restored later expires when it would have).
     fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
         self.inner.scan_groups(groups, visit);
     }

@@ -8,10 +8,17 @@
 //! fastbloom's filters have a fixed size, so this is a scalable Bloom
 //! filter (Almeida et al.): when the newest layer holds its capacity, a
 //! layer of twice the capacity is added, and a key may be in fjall when
-//! any layer says so. Each layer is sized for a 1 % false-positive rate;
-//! with the doubling the rates sum to about 2 %. Removed keys are not
-//! taken out (a Bloom filter cannot), so they read fjall once more and
-//! find nothing: slower, never wrong.
+//! any layer says so. A key already held is not added again (an entry
+//! spilled, read back and spilled again is one key). Each layer is sized
+//! for a 1 % false-positive rate, so with `n` layers up to `n` % of the
+//! keys never spilled still read fjall (eight layers hold 16 M keys).
+//! Removed keys are not taken out (a Bloom filter cannot), so they read
+//! fjall once more and find nothing: slower, never wrong.
+//!
+//! The filter has a byte cap (a share of the state budget, which it is
+//! counted against). Past it (keys that keep coming and going, as new
+//! windows do) the filter is dropped and every miss reads fjall, as
+//! without it.
 //!
 //! **Every write of a state entry to fjall must go through
 //! [`Spilled::insert`]**, or a later miss would take the entry for absent.
@@ -34,23 +41,42 @@ struct Layer {
 }
 
 /// The keys written to fjall (see the module docs).
-#[derive(Default)]
 pub(super) struct Spilled {
     layers: Vec<Layer>,
+    /// Most bytes the layers may take.
+    cap: usize,
+    /// Past the cap: every key may be in fjall.
+    saturated: bool,
 }
 
 impl Spilled {
+    /// An empty filter of at most `cap` bytes.
+    pub(super) fn new(cap: usize) -> Self {
+        Spilled { layers: Vec::new(), cap, saturated: false }
+    }
+
     fn hash(key: &[u8]) -> u64 {
         Hasher::default().hash_one(key)
     }
 
     /// Notes that `key` was written to fjall.
     pub(super) fn insert(&mut self, key: &[u8]) {
+        if self.saturated {
+            return;
+        }
         let h = Self::hash(key);
+        if self.layers.iter().any(|l| l.filter.contains_hash(h)) {
+            return;
+        }
         if self.layers.last().is_none_or(|l| l.count >= l.capacity) {
             let capacity = self.layers.last().map_or(FIRST, |l| l.capacity * 2);
             let filter =
                 BloomFilter::with_false_pos(FALSE_POSITIVES).hasher(Hasher::default()).expected_items(capacity);
+            if self.bytes() + filter.num_bits() / 8 > self.cap {
+                self.saturated = true;
+                self.layers = Vec::new();
+                return;
+            }
             self.layers.push(Layer { filter, capacity, count: 0 });
         }
         let layer = self.layers.last_mut().expect("invariant: a layer was just ensured");
@@ -61,6 +87,9 @@ impl Spilled {
     /// Whether fjall may hold `key`: false only when it never was written
     /// there.
     pub(super) fn may_hold(&self, key: &[u8]) -> bool {
+        if self.saturated {
+            return true;
+        }
         if self.layers.is_empty() {
             return false;
         }
@@ -81,7 +110,7 @@ mod tests {
 
     #[test]
     fn every_inserted_key_may_be_held_and_most_others_are_not() {
-        let mut s = Spilled::default();
+        let mut s = Spilled::new(usize::MAX);
         assert!(!s.may_hold(b"a"), "an empty filter holds nothing");
         let n = 300_000u32;
         for i in 0..n {
@@ -92,5 +121,27 @@ mod tests {
         let false_positives = (n..2 * n).filter(|i| s.may_hold(&i.to_be_bytes())).count();
         assert!(false_positives < n as usize * 4 / 100, "{false_positives} false positives of {n}");
         assert!(s.bytes() > 0 && s.bytes() < n as usize * 4, "{} bytes", s.bytes());
+    }
+
+    #[test]
+    fn a_key_spilled_again_is_not_counted_again() {
+        let mut s = Spilled::new(usize::MAX);
+        for _ in 0..50 {
+            for i in 0..10_000u32 {
+                s.insert(&i.to_be_bytes());
+            }
+        }
+        assert_eq!(s.layers.len(), 1, "10,000 keys fit the first layer however often they spill");
+    }
+
+    #[test]
+    fn past_its_cap_the_filter_holds_every_key() {
+        let mut s = Spilled::new(200_000);
+        for i in 0..1_000_000u32 {
+            s.insert(&i.to_be_bytes());
+            assert!(s.may_hold(&i.to_be_bytes()));
+        }
+        assert!(s.saturated && s.bytes() == 0, "dropped at the cap");
+        assert!(s.may_hold(b"never inserted"), "a saturated filter answers maybe");
     }
 }

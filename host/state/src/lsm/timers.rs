@@ -171,7 +171,9 @@ impl Timers {
         if let Err(e) = batch.commit() {
             self.fail("write", e);
         }
-        self.store.stall();
+        if let Err(e) = self.store.stall() {
+            self.fail("write", e);
+        }
     }
 
     pub(super) fn delete(&mut self, domain: TimerDomain, at: Scope<'_>, timestamp: i64) {
@@ -336,7 +338,9 @@ impl Timers {
         if let Err(e) = batch.commit() {
             self.fail("write spilled", e);
         }
-        self.store.stall();
+        if let Err(e) = self.store.stall() {
+            self.fail("write spilled", e);
+        }
     }
 
     pub(super) fn scan(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
