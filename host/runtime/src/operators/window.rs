@@ -726,6 +726,17 @@ impl WindowOp {
                 return Ok(());
             }
             let fired = std::mem::take(&mut self.fired);
+            // A window's accumulator, firing count and trigger state live
+            // in the timer's own scope (its namespace is the window) when
+            // windows neither merge nor share slices: read them for the
+            // whole chunk at once (a range scan per key group on `lsm`).
+            if self.slices.is_none() && !self.assigner.is_merging() && !self.keep_elements && fired.len() > 1 {
+                let at: Vec<Scope<'_>> =
+                    fired.iter().map(|t| Scope { group: t.group, key: &t.key, namespace: &t.namespace }).collect();
+                for state in [ACC, FIRINGS, crate::window::trigger::TRIGGER_STATE] {
+                    self.backend.prefetch_values(state, &at);
+                }
+            }
             for t in &fired {
                 let at = At { group: t.group, key: &t.key };
                 self.timer(domain, at, &t.namespace, t.timestamp)
