@@ -427,6 +427,37 @@ impl KeySelector {
     }
 }
 
+impl OperatorSpec {
+    /// The components the operator names, each with the name of the WIT
+    /// world it must implement (`map`, `process`, `evictor`, `trigger`,
+    /// `session-gap`, `function`), in the order the spec reads (its own
+    /// component, then a window's evictor, trigger, session gap and
+    /// function).
+    pub fn components(&self) -> Vec<(&Path, &'static str)> {
+        let mut out: Vec<(&Path, &'static str)> = Vec::new();
+        match (self.kind, &self.component) {
+            (OperatorKind::Map, Some(path)) => out.push((path, "map")),
+            (OperatorKind::Process, Some(path)) => out.push((path, "process")),
+            (OperatorKind::Window | OperatorKind::WindowAll, _) => {
+                if let Some(EvictorSpec::Component { component, .. }) = &self.evictor {
+                    out.push((component, "evictor"));
+                }
+                if let Some((component, _)) = self.trigger.as_ref().and_then(|t| t.component()) {
+                    out.push((component, "trigger"));
+                }
+                if let Some(WindowSpec::Session { gap: Some(gap), .. }) = &self.window {
+                    out.push((&gap.component, "session-gap"));
+                }
+                if let Some(component) = self.function.as_ref().and_then(|f| f.component.as_ref()) {
+                    out.push((component, "function"));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
 /// A field name or JSON pointer as a JSON pointer.
 pub fn field_pointer(s: &str) -> String {
     if s.starts_with('/') { s.to_owned() } else { format!("/{}", s.replace('~', "~0").replace('/', "~1")) }

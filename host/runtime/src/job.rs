@@ -343,27 +343,12 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let mut loaded: HashMap<(&std::path::Path, World), Component> = HashMap::new();
     for (vi, v) in graph.vertices.iter().enumerate() {
         let VertexKind::Operator(o) = &v.kind else { continue };
-        let mut wasm: Vec<(&std::path::Path, World)> = Vec::new();
-        match (o.kind, &o.component) {
-            _ if options.native.contains_key(&o.id) => {}
-            (OperatorKind::Map, Some(path)) => wasm.push((path, World::Map)),
-            (OperatorKind::Process, Some(path)) => wasm.push((path, World::Process)),
-            (OperatorKind::Window | OperatorKind::WindowAll, _) => {
-                if let Some(EvictorSpec::Component { component, .. }) = &o.evictor {
-                    wasm.push((component, World::Evictor));
-                }
-                if let Some((component, _)) = o.trigger.as_ref().and_then(|t| t.component()) {
-                    wasm.push((component, World::Trigger));
-                }
-                if let Some(WindowSpec::Session { gap: Some(gap), .. }) = &o.window {
-                    wasm.push((&gap.component, World::SessionGap));
-                }
-                if let Some(component) = o.function.as_ref().and_then(|f| f.component.as_ref()) {
-                    wasm.push((component, World::Function));
-                }
-            }
-            _ => {}
-        }
+        let wasm: Vec<(&std::path::Path, World)> = if options.native.contains_key(&o.id) {
+            Vec::new()
+        } else {
+            let world = |name: &str| World::named(name).expect("invariant: the spec names only worlds that exist");
+            o.components().into_iter().map(|(path, name)| (path, world(name))).collect()
+        };
         for (path, world) in wasm {
             let c = match loaded.entry((path, world)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),

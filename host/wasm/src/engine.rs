@@ -38,6 +38,15 @@ pub enum World {
 }
 
 impl World {
+    /// Every world, in the WIT's order.
+    pub const ALL: [World; 6] =
+        [World::Map, World::Process, World::Evictor, World::Trigger, World::SessionGap, World::Function];
+
+    /// The world named `name` (as [`World::name`] gives it).
+    pub fn named(name: &str) -> Option<World> {
+        World::ALL.into_iter().find(|w| w.name() == name)
+    }
+
     /// The world's name in the WIT package.
     pub fn name(self) -> &'static str {
         match self {
@@ -297,10 +306,7 @@ impl WasmRuntime {
         match found {
             Some((_, e)) if matches!(e.ty, ComponentItem::ComponentInstance(_)) => Ok(()),
             _ => {
-                let other =
-                    [World::Map, World::Process, World::Evictor, World::Trigger, World::SessionGap, World::Function]
-                        .into_iter()
-                        .find(|w| exports.contains(&w.export()));
+                let other = World::ALL.into_iter().find(|w| exports.contains(&w.export()));
                 let hint = match other {
                     Some(w) => format!(
                         " It implements world `{}` instead: use it {}, or build it with `weir_sdk::{}!`.",

@@ -17,7 +17,7 @@ mod session_gap;
 mod trigger;
 mod window_function;
 
-pub use engine::{Component, LoadError, WasmRuntime, World};
+pub use engine::{Component, LoadError, PACKAGE, VERSION, WasmRuntime, World};
 pub use instance::{
     CallError, CallOutput, EvictorInstance, FiredTimer, KeyTable, MapInstance, ProcessInstance, ProcessOutput,
     SideEvent, StateNames, TimerOp,

@@ -7,6 +7,7 @@
 //! shown; the work itself is `weir-runtime`'s.
 
 mod bench;
+mod bundle;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ enum Command {
     },
     /// Measure events/s of Wasm and native operators on generated events.
     Bench(bench::BenchArgs),
+    /// Make and check operator bundles (`.weir` files).
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 /// State backends, as `--state-backend` names them.
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
             run(&spec, parallelism, state_backend, state_memory_mb)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Bundle(cmd) => bundle::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
