@@ -178,7 +178,7 @@ fn malformed_bundles_are_refused_each_with_its_own_message() {
     for name in ["../evil.txt", "/etc/evil", "files/../../evil", "a\\..\\b"] {
         let mut e = entries.clone();
         e.push((name.into(), b"x".to_vec()));
-        has(&problems(&rezip(&e), limits), name, "relative path without `..`");
+        has(&problems(&rezip(&e), limits), &name.escape_debug().to_string(), "relative path without `..`");
     }
 
     // An oversize component, and a bomb: a small archive that inflates
@@ -188,7 +188,15 @@ fn malformed_bundles_are_refused_each_with_its_own_message() {
     let bomb = vec![0u8; 64 << 20];
     let zipped = zip_of(&[("manifest.json", b"{}"), ("files/zeros", &bomb)]);
     assert!(zipped.len() < 1 << 20, "{} bytes", zipped.len());
-    has(&problems(&zipped, Limits { total_bytes: 16 << 20, ..limits }), "files/zeros", "larger than");
+    has(&problems(&zipped, Limits { total_bytes: 16 << 20, ..limits }), "the archive", "inflate to more than");
+    // A name with a drive letter or a control character, and a folder
+    // entry that climbs out.
+    for name in ["C:/evil", "files/a\nb", "../up/"] {
+        let mut e = entries.clone();
+        e.push((name.into(), Vec::new()));
+        let p = problems(&rezip(&e), limits);
+        assert!(p.iter().any(|p| p.message.contains("relative path without `..`")), "{name:?}: {p:#?}");
+    }
 
     // A bad spec: its line and column.
     let mut e = entries.clone();

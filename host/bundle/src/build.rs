@@ -52,6 +52,7 @@ fn find_spec(dir: &Path, spec: Option<&Path>) -> Result<PathBuf, Problem> {
 fn cargo_component(dir: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
+        .current_dir(dir)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
@@ -187,9 +188,12 @@ pub fn build(
         let stem = file.file_stem().map_or("component".into(), |s| s.to_string_lossy().into_owned());
         let stem: String =
             stem.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-        let n = names.entry(stem.clone()).or_insert(0);
-        *n += 1;
-        let path = if *n == 1 { format!("components/{stem}.wasm") } else { format!("components/{stem}-{n}.wasm") };
+        let n = names.entry(stem.clone()).or_insert(1);
+        let mut path = format!("components/{stem}.wasm");
+        while archive.iter().any(|(p, _)| *p == path) {
+            *n += 1;
+            path = format!("components/{stem}-{n}.wasm");
+        }
         components.push(ComponentEntry {
             path: path.clone(),
             world: world.name().into(),
@@ -205,11 +209,17 @@ pub fn build(
     for s in parsed.sources.iter().filter(|s| s.source_type == SourceType::File) {
         let Some(p) = &s.path else { continue };
         let rel = p.to_string_lossy().replace('\\', "/");
-        if p.is_absolute() || !crate::safe_name(&rel) {
+        let rel: String = rel.split('/').filter(|part| !part.is_empty() && *part != ".").collect::<Vec<_>>().join("/");
+        // Inside the folder once links are resolved, not only as written.
+        let inside = match (base.join(&rel).canonicalize(), base.canonicalize()) {
+            (Ok(file), Ok(folder)) => file.starts_with(folder),
+            _ => true, // unreadable: reported below
+        };
+        if p.is_absolute() || !crate::safe_name(&rel) || !inside {
             outside.push(rel);
             continue;
         }
-        match std::fs::read(base.join(p)) {
+        match std::fs::read(base.join(&rel)) {
             Ok(bytes) => {
                 let path = format!("files/{rel}");
                 if !data.iter().any(|d: &DataEntry| d.path == path) {
@@ -231,7 +241,11 @@ pub fn build(
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "job".into())
     });
-    let out = out.map_or_else(|| PathBuf::from(format!("{name}-{version}.weir")), Path::to_owned);
+    let file_name: String = format!("{name}-{version}")
+        .chars()
+        .map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    let out = out.map_or_else(|| PathBuf::from(format!("{file_name}.weir")), Path::to_owned);
     let manifest =
         Manifest { format: FORMAT, name, version: version.into(), spec: "spec.yaml".into(), components, data };
     write_zip(&out, &manifest, &archive)

@@ -150,7 +150,8 @@ pub fn safe_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('/')
         && !name.contains('\\')
-        && !name.contains('\0')
+        && !name.contains(':')
+        && !name.chars().any(char::is_control)
         && name.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
         && Path::new(name).components().all(|c| matches!(c, PathPart::Normal(_)))
 }
@@ -161,7 +162,12 @@ impl Bundle {
     /// column), each component's size, hash, WIT version and world
     /// (loaded by `rt`), that every component the spec names is in the
     /// manifest for the world it is used as, and the sample data's
-    /// hashes. Returns every problem found.
+    /// hashes. Returns every problem found (problems with the archive
+    /// itself or the manifest stop the checks at that point).
+    ///
+    /// Give an untrusted bundle a runtime without a compiled-code cache
+    /// (`WasmRuntime::new(None)`): `load` would store each component's
+    /// compiled code there.
     pub fn open(bytes: &[u8], limits: Limits, rt: &WasmRuntime) -> Result<Bundle, Vec<Problem>> {
         let entries = read_entries(bytes, limits)?;
         let mut problems = Vec::new();
@@ -185,6 +191,13 @@ impl Bundle {
             )]);
         }
         let spec_text = match entries.get(&manifest.spec).map(|b| String::from_utf8(b.clone())) {
+            Some(Ok(t)) if t.len() as u64 > limits.text_bytes => {
+                problems.push(problem(
+                    &manifest.spec,
+                    format!("the spec is larger than the {} bytes a spec may have", limits.text_bytes),
+                ));
+                None
+            }
             Some(Ok(t)) => Some(t),
             Some(Err(_)) => {
                 problems.push(problem(&manifest.spec, "the spec is not UTF-8 text"));
@@ -237,6 +250,20 @@ fn read_entries(bytes: &[u8], limits: Limits) -> Result<BTreeMap<String, Vec<u8>
     if zip.len() > limits.entries {
         return Err(vec![problem(here, format!("{} entries, more than the {} allowed", zip.len(), limits.entries))]);
     }
+    if zip.has_duplicate_names() {
+        return Err(vec![problem(
+            here,
+            "holds two entries of one name; build the bundle again with `weir bundle build`",
+        )]);
+    }
+    // Declared sizes first (the zip reader refuses data past an entry's
+    // declared size), so a bomb is refused before anything inflates.
+    if zip.decompressed_size().is_none_or(|n| n > u128::from(limits.total_bytes)) {
+        return Err(vec![problem(
+            here,
+            format!("its entries inflate to more than the {} bytes a bundle may hold", limits.total_bytes),
+        )]);
+    }
     let mut problems = Vec::new();
     let mut entries = BTreeMap::new();
     let mut total = 0u64;
@@ -256,11 +283,17 @@ fn read_entries(bytes: &[u8], limits: Limits) -> Result<BTreeMap<String, Vec<u8>
             }
         };
         if file.is_dir() {
+            if !safe_name(name.trim_end_matches(['/', '\\'])) || file.size() > 0 {
+                problems.push(problem(
+                    name.escape_debug().to_string(),
+                    "a folder entry must be a relative path without `..` and hold nothing; refused",
+                ));
+            }
             continue;
         }
         if !safe_name(&name) {
             problems.push(problem(
-                &name,
+                name.escape_debug().to_string(),
                 "an entry name must be a relative path without `..`, `.`, backslashes or a leading `/`; refused",
             ));
             continue;
@@ -279,16 +312,17 @@ fn read_entries(bytes: &[u8], limits: Limits) -> Result<BTreeMap<String, Vec<u8>
         let cap = cap.min(limits.total_bytes.saturating_sub(total));
         let mut data = Vec::new();
         // One byte past the cap tells a file at the cap from one over it.
-        match (&mut file).take(cap + 1).read_to_end(&mut data) {
+        match (&mut file).take(cap.saturating_add(1)).read_to_end(&mut data) {
             Ok(_) if data.len() as u64 > cap => {
+                // Stop here: the entries after it are not inflated.
                 problems.push(problem(
                     &name,
                     format!(
-                        "larger than the {cap} bytes left for it (a component may have {}, the bundle {})",
-                        limits.component_bytes, limits.total_bytes
+                        "larger than the {cap} bytes allowed for it (a component may have {}, the manifest or a spec {}, the bundle {})",
+                        limits.component_bytes, limits.text_bytes, limits.total_bytes
                     ),
                 ));
-                continue;
+                return Err(problems);
             }
             Ok(_) => {}
             Err(e) => {
@@ -318,8 +352,18 @@ fn check_components(
             return;
         }
     };
+    let mut seen: HashMap<&str, ()> = HashMap::new();
+    let mut loaded: HashMap<(String, World), ()> = HashMap::new();
     for (n, c) in manifest.components.iter().enumerate() {
         let place = &c.path;
+        if seen.insert(&c.path, ()).is_some() {
+            problems.push(problem(place, "listed twice in the manifest; build the bundle again"));
+            continue;
+        }
+        if !c.path.starts_with("components/") || !c.path.ends_with(".wasm") {
+            problems.push(problem(place, "a component must lie under `components/` and end in `.wasm`"));
+            continue;
+        }
         let Some(bytes) = entries.get(&c.path) else {
             problems.push(problem(place, "a component the manifest lists is not in the archive"));
             continue;
@@ -329,8 +373,13 @@ fn check_components(
                 .push(problem(place, format!("larger than the {} bytes a component may have", limits.component_bytes)));
             continue;
         }
-        if bytes.len() as u64 != c.size || sha256_hex(bytes) != c.sha256 {
-            problems.push(problem(place, "its size or SHA-256 does not match the manifest's: the file was changed"));
+        let sha = sha256_hex(bytes);
+        if bytes.len() as u64 != c.size || sha != c.sha256 {
+            problems.push(problem(
+                place,
+                "its size or SHA-256 does not match the manifest's: the file was changed; build the bundle again",
+            ));
+            continue;
         }
         if c.wit != wit_version() {
             problems.push(problem(
@@ -348,6 +397,9 @@ fn check_components(
             problems.push(problem(place, format!("unknown world `{}` (known: {})", c.world, known.join(", "))));
             continue;
         };
+        if loaded.insert((sha, world), ()).is_some() {
+            continue;
+        }
         let file = dir.path().join(format!("{n}.wasm"));
         if let Err(e) = std::fs::write(&file, bytes) {
             problems.push(problem(place, format!("cannot be copied out to be checked: {e}")));
@@ -357,6 +409,7 @@ fn check_components(
             let message = e.to_string().replace(&file.display().to_string(), place);
             problems.push(problem(place, message));
         }
+        let _ = std::fs::remove_file(&file);
     }
 }
 

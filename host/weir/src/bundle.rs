@@ -35,9 +35,9 @@ pub(crate) enum BundleCommand {
 }
 
 pub(crate) fn run(cmd: BundleCommand) -> Result<(), String> {
-    let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
     match cmd {
         BundleCommand::Build { dir, spec, output, version } => {
+            let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
             let (manifest, out, outside) = weir_bundle::build(&dir, spec.as_deref(), &version, output.as_deref(), &rt)
                 .map_err(|e| e.to_string())?;
             eprintln!(
@@ -54,6 +54,8 @@ pub(crate) fn run(cmd: BundleCommand) -> Result<(), String> {
             Ok(())
         }
         BundleCommand::Inspect { file, json } => {
+            // No compiled-code cache: a bundle from elsewhere leaves nothing behind.
+            let rt = WasmRuntime::new(None).map_err(|e| e.to_string())?;
             let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let bundle = Bundle::open(&bytes, Limits::default(), &rt).map_err(|problems| {
                 let mut m = format!(
@@ -82,7 +84,7 @@ pub(crate) fn run(cmd: BundleCommand) -> Result<(), String> {
             );
             println!("{:<40} {:<12} {:>10}  sha256", "component", "world", "bytes");
             for c in &m.components {
-                println!("{:<40} {:<12} {:>10}  {}", c.path, c.world, c.size, &c.sha256[..16]);
+                println!("{:<40} {:<12} {:>10}  {}", c.path, c.world, c.size, c.sha256.get(..16).unwrap_or(&c.sha256));
             }
             for d in &m.data {
                 println!("data: {} ({} bytes)", d.path, d.size);
