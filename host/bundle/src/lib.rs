@@ -22,7 +22,7 @@ mod build;
 pub use build::{BuildError, build};
 
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Component as PathPart, Path};
 use weir_core::spec::Spec;
@@ -352,11 +352,11 @@ fn check_components(
             return;
         }
     };
-    let mut seen: HashMap<&str, ()> = HashMap::new();
-    let mut loaded: HashMap<(String, World), ()> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut loaded: HashSet<(String, World)> = HashSet::new();
     for (n, c) in manifest.components.iter().enumerate() {
         let place = &c.path;
-        if seen.insert(&c.path, ()).is_some() {
+        if !seen.insert(&c.path) {
             problems.push(problem(place, "listed twice in the manifest; build the bundle again"));
             continue;
         }
@@ -397,7 +397,7 @@ fn check_components(
             problems.push(problem(place, format!("unknown world `{}` (known: {})", c.world, known.join(", "))));
             continue;
         };
-        if loaded.insert((sha, world), ()).is_some() {
+        if !loaded.insert((sha, world)) {
             continue;
         }
         let file = dir.path().join(format!("{n}.wasm"));
