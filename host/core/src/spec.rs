@@ -507,7 +507,9 @@ impl Spec {
         Ok(spec)
     }
 
-    fn resolve_paths(&mut self, dir: &Path) {
+    /// Makes every relative path of the spec (files of sources and sinks,
+    /// the state folder, components) relative to `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -517,24 +519,64 @@ impl Spec {
             s.path.as_mut().map(fix);
         }
         self.state.path.as_mut().map(fix);
-        for o in &mut self.operators {
-            o.component.as_mut().map(fix);
-            if let Some(EvictorSpec::Component { component, .. }) = &mut o.evictor {
-                fix(component);
-            }
-            if let Some(component) = o.trigger.as_mut().and_then(TriggerSpec::component_mut) {
-                fix(component);
-            }
-            if let Some(component) = o.function.as_mut().and_then(|f| f.component.as_mut()) {
-                fix(component);
-            }
-            if let Some(WindowSpec::Session { gap: Some(gap), .. }) = &mut o.window {
-                fix(&mut gap.component);
-            }
+        for c in self.component_paths_mut() {
+            fix(c);
         }
         for s in &mut self.sinks {
             s.path.as_mut().map(fix);
         }
+    }
+
+    /// Every component path the spec names, in spec order (an operator's
+    /// own, then a window's evictor, trigger, session gap and function),
+    /// to rewrite (a coordinator points them at its blob store).
+    pub fn component_paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut out = Vec::new();
+        for o in &mut self.operators {
+            if let Some(c) = o.component.as_mut() {
+                out.push(c);
+            }
+            if let Some(EvictorSpec::Component { component, .. }) = &mut o.evictor {
+                out.push(component);
+            }
+            if let Some(component) = o.trigger.as_mut().and_then(TriggerSpec::component_mut) {
+                out.push(component);
+            }
+            if let Some(WindowSpec::Session { gap: Some(gap), .. }) = &mut o.window {
+                out.push(&mut gap.component);
+            }
+            if let Some(component) = o.function.as_mut().and_then(|f| f.component.as_mut()) {
+                out.push(component);
+            }
+        }
+        out
+    }
+
+    /// The files and folders a job reads and writes, besides its
+    /// components: (what names it, the path), for sources, sinks and the
+    /// state folder. A coordinator confines them to allowed folders.
+    pub fn data_paths(&self) -> Vec<(String, &Path)> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            if let Some(p) = &s.path {
+                out.push((format!("source `{}`", s.id), p.as_path()));
+            }
+        }
+        for s in &self.sinks {
+            if let Some(p) = &s.path {
+                out.push((format!("sink `{}`", s.id), p.as_path()));
+            }
+        }
+        if let Some(p) = &self.state.path {
+            out.push(("state `path`".to_owned(), p.as_path()));
+        }
+        out
+    }
+
+    /// [`Spec::check_files`] for a spec placed in code (a coordinator's job
+    /// in its working directory): the error says which sink and why.
+    pub fn check_file_conflicts(&self) -> Result<(), String> {
+        self.check_files().map_err(|(_, m)| m)
     }
 
     /// File sinks must not write a file a source reads (it would be

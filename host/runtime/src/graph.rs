@@ -46,6 +46,36 @@ pub(crate) struct JobGraph {
     layouts: Vec<(usize, Vec<usize>)>,
 }
 
+/// A vertex of a spec's job graph, as the control plane shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanVertex {
+    /// Its id in the spec.
+    pub id: String,
+    /// `source`, `operator` or `sink`.
+    pub kind: &'static str,
+    /// Its parallelism, as the job will run it.
+    pub parallelism: u32,
+    /// What it reads, as the spec names it (`id` or `id#tag`).
+    pub inputs: Vec<String>,
+}
+
+/// The vertices of `spec`'s job graph, in the order the job runs and
+/// reports them (sources, operators, sinks, each in spec order).
+pub fn plan(spec: &Spec) -> Vec<PlanVertex> {
+    JobGraph::from_spec(spec)
+        .vertices
+        .into_iter()
+        .map(|v| {
+            let (kind, inputs) = match &v.kind {
+                VertexKind::Source(_) => ("source", Vec::new()),
+                VertexKind::Operator(o) => ("operator", o.input.0.clone()),
+                VertexKind::Sink(s) => ("sink", s.input.0.clone()),
+            };
+            PlanVertex { id: v.id, kind, parallelism: v.parallelism, inputs }
+        })
+        .collect()
+}
+
 impl JobGraph {
     pub fn from_spec(spec: &Spec) -> JobGraph {
         let mut vertices: Vec<Vertex> = Vec::new();

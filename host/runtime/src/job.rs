@@ -193,7 +193,7 @@ impl JobShared {
 /// A running job: watch it, cancel it, wait for its end.
 pub struct JobHandle {
     shared: Arc<JobShared>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     vertices: Vec<(String, u32)>,
     started: Instant,
 }
@@ -242,13 +242,20 @@ impl JobHandle {
         p.status
     }
 
-    /// Waits for the job to end: its summary, or its first error.
-    pub fn wait(mut self) -> Result<JobSummary, JobError> {
+    /// The vertices, in spec order: (id, parallelism).
+    pub fn vertices(&self) -> &[(String, u32)] {
+        &self.vertices
+    }
+
+    /// Waits for the job to end: its summary, or its first error. Can be
+    /// called again, from any thread, with the same answer.
+    pub fn wait(&self) -> Result<JobSummary, JobError> {
         {
             let p = self.shared.progress();
             let _ended = self.shared.ended.wait_while(p, |p| p.running > 0).unwrap_or_else(|e| e.into_inner());
         }
-        for t in std::mem::take(&mut self.threads) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
             // Tasks catch their own panics and report them as errors.
             let _ = t.join();
         }
@@ -279,7 +286,8 @@ impl JobHandle {
 impl Drop for JobHandle {
     /// A handle dropped while the job runs cancels it.
     fn drop(&mut self) {
-        if !self.threads.is_empty() && !self.status().is_terminal() {
+        let waited = self.threads.get_mut().map_or(true, |t| t.is_empty());
+        if !waited && !self.status().is_terminal() {
             // `wait` takes the threads, so this is a handle nobody waited on.
             self.cancel();
         }
@@ -470,9 +478,10 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     drop(inboxes);
 
     shared.progress().running = tasks.len();
+    let mut threads = Vec::with_capacity(tasks.len());
     let mut handle = JobHandle {
         shared: shared.clone(),
-        threads: Vec::with_capacity(tasks.len()),
+        threads: Mutex::new(Vec::new()),
         vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
         started,
     };
@@ -508,7 +517,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             task_shared.task_ended(r);
         });
         match spawned {
-            Ok(t) => handle.threads.push(t),
+            Ok(t) => threads.push(t),
             Err(e) => {
                 // Tasks not started count as ended; stop the ones that did.
                 let mut p = shared.progress();
@@ -536,6 +545,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             }
         }
     }
+    *handle.threads.get_mut().unwrap_or_else(|p| p.into_inner()) = threads;
     Ok(handle)
 }
 

@@ -20,6 +20,7 @@ mod task;
 mod window;
 
 pub use driver::ProcessDriver;
+pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
 pub use operators::{NativeMapFn, NativeProcessFn};
 pub use task::TaskError;

@@ -44,6 +44,19 @@ impl TaskError {
         }
     }
 
+    /// A failure of the job as a whole (`what` is "job"), not of one task:
+    /// it could not be set up or scheduled.
+    pub fn job(name: &str, message: impl Into<String>) -> TaskError {
+        TaskError {
+            what: "job",
+            vertex: name.to_owned(),
+            subtask: 0,
+            record: None,
+            message: message.into(),
+            cancelled: false,
+        }
+    }
+
     /// Whether this is the echo of a cancellation (the job was being torn
     /// down), not a failure of its own.
     pub fn is_cancellation(&self) -> bool {

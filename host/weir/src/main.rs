@@ -1,20 +1,24 @@
 //! # weir — the command line
 //!
-//! `weir run SPEC.yaml` runs a pipeline in this process (the embedded
-//! single-process cluster); `weir bench` measures throughput of Wasm and
-//! native operators side by side. This crate owns argument parsing, the
+//! `weir run SPEC.yaml` runs a pipeline in this process (local mode: a
+//! coordinator and its worker in one process, serving the REST API);
+//! `weir coordinator` runs a long-lived one and `weir submit`, `list`,
+//! `info`, `cancel`, `exceptions` are its clients; `weir bundle` makes
+//! bundles; `weir bench` measures throughput of Wasm and native
+//! operators side by side. This crate owns argument parsing, the
 //! compiled-component cache location, logging setup and how errors are
 //! shown; the work itself is `weir-runtime`'s.
 
 mod bench;
 mod bundle;
+mod client;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use weir_core::spec::Spec;
-use weir_runtime::{JobSummary, RunOptions};
-use weir_wasm::WasmRuntime;
+use weir_runtime::JobSummary;
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Stateful stream processing with WebAssembly operators")]
@@ -39,7 +43,23 @@ enum Command {
         /// the spec's `state: memory-mb`).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
         state_memory_mb: Option<u64>,
+        /// Do not serve the REST API while the job runs.
+        #[arg(long)]
+        no_server: bool,
     },
+    /// Run a coordinator: the REST API, stored bundles, jobs and an
+    /// embedded worker, until SIGINT or SIGTERM.
+    Coordinator(serve::CoordinatorArgs),
+    /// Submit a job to a coordinator: a bundle, or a spec (bundled first).
+    Submit(client::SubmitArgs),
+    /// List a coordinator's jobs.
+    List(client::Server),
+    /// Show a job: state, vertices, metrics.
+    Info(client::JobArgs),
+    /// Cancel a job.
+    Cancel(client::CancelArgs),
+    /// Show a job's exceptions, the root cause first.
+    Exceptions(client::JobArgs),
     /// Measure events/s of Wasm and native operators on generated events.
     Bench(bench::BenchArgs),
     /// Make and check operator bundles (`.weir` files).
@@ -118,6 +138,7 @@ fn run(
     parallelism: Option<u32>,
     backend: Option<Backend>,
     memory_mb: Option<u64>,
+    no_server: bool,
 ) -> Result<(), String> {
     let mut spec = Spec::load(spec_path).map_err(|e| e.to_string())?;
     match backend {
@@ -143,8 +164,7 @@ fn run(
     if let Some(p) = parallelism {
         spec.set_parallelism(p).map_err(|e| format!("--parallelism: {e}"))?;
     }
-    let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
-    let summary = weir_runtime::run(&spec, &rt, RunOptions::default()).map_err(|e| e.to_string())?;
+    let summary = serve::local(spec.clone(), no_server)?;
     print_summary(&spec, &summary);
     Ok(())
 }
@@ -160,15 +180,22 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    let done = |r: Result<(), String>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Run { spec, parallelism, state_backend, state_memory_mb } => {
-            run(&spec, parallelism, state_backend, state_memory_mb)
+        Command::Run { spec, parallelism, state_backend, state_memory_mb, no_server } => {
+            done(run(&spec, parallelism, state_backend, state_memory_mb, no_server))
         }
-        Command::Bench(args) => bench::run(args),
-        Command::Bundle(cmd) => bundle::run(cmd),
+        Command::Bench(args) => done(bench::run(args)),
+        Command::Bundle(cmd) => done(bundle::run(cmd)),
+        Command::Coordinator(args) => done(serve::coordinator(args)),
+        Command::Submit(args) => client::submit(args),
+        Command::List(args) => client::list(args),
+        Command::Info(args) => client::info(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Exceptions(args) => client::exceptions(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE

@@ -1,0 +1,363 @@
+//! The REST API's request and response bodies. Field names are
+//! kebab-case, as Flink's REST API writes them; times are milliseconds
+//! since the Unix epoch. These types are the API's contract: the OpenAPI
+//! document is generated from them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A problem with a request: where, and what is wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ErrorItem {
+    /// Where: an archive entry, `spec.yaml:LINE:COLUMN`, a field of the
+    /// request, an operator.
+    pub place: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Errors {
+    /// Every problem found, not just the first.
+    pub errors: Vec<ErrorItem>,
+}
+
+/// The cluster at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Overview {
+    /// The coordinator's version.
+    pub version: String,
+    /// The WIT package and version operators are built against.
+    pub wit: String,
+    /// Workers registered.
+    pub workers: u32,
+    /// Slots of all workers.
+    pub slots_total: u32,
+    /// Slots no job holds.
+    pub slots_available: u32,
+    /// Jobs by state (only states some job is in).
+    pub jobs: BTreeMap<String, u32>,
+    /// Bundles stored.
+    pub bundles: u32,
+}
+
+/// One component of a stored bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ComponentInfo {
+    /// Its entry in the bundle.
+    pub path: String,
+    /// The WIT world it implements.
+    pub world: String,
+    /// The WIT package and version it was built against.
+    pub wit: String,
+    /// Its SHA-256 (its name in the blob store).
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The spec's `component:` values that name it.
+    pub refs: Vec<String>,
+}
+
+/// A stored bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct BundleInfo {
+    /// Its id: the SHA-256 of the uploaded file.
+    pub id: String,
+    /// The pipeline's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Bytes of the uploaded file.
+    pub size: u64,
+    /// When it was uploaded.
+    pub uploaded_at: u64,
+    /// Its components.
+    pub components: Vec<ComponentInfo>,
+    /// Its sample data: paths relative to a job's working directory.
+    pub data: Vec<String>,
+    /// Its spec, verbatim.
+    pub spec: String,
+    /// Jobs submitted from it.
+    pub jobs: Vec<String>,
+}
+
+/// The bundles stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BundleList {
+    /// Newest first.
+    pub bundles: Vec<BundleInfo>,
+}
+
+/// A component uploaded alone, for a job submitted as a spec.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ComponentUploaded {
+    /// Its SHA-256: name it in a submission's `components`.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A job to run: from a stored bundle, or from a spec whose components
+/// were uploaded alone (`POST /v1/components`). Overrides apply to either.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The id of a stored bundle.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// A spec (YAML text), when there is no bundle.
+    #[serde(default)]
+    pub spec: Option<String>,
+    /// With `spec`: each `component:` value it names → the SHA-256 of an
+    /// uploaded component.
+    #[serde(default)]
+    pub components: BTreeMap<String, String>,
+    /// The job's name (default: the spec's).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default parallelism of operators (the spec's `parallelism`).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Operator id → its `config` (replacing the spec's).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Object>)]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// `memory` or `lsm` (the spec's `state: backend`).
+    #[serde(default)]
+    pub state_backend: Option<String>,
+    /// MiB of keyed state the lsm backend keeps in memory.
+    #[serde(default)]
+    pub state_memory_mb: Option<u64>,
+}
+
+/// A job was accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Submitted {
+    /// Its id: poll `GET /v1/jobs/{id}`.
+    pub id: String,
+}
+
+/// The states of a job, Flink's.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Accepted; waiting for slots or being deployed.
+    Created,
+    /// Its tasks run.
+    Running,
+    /// A task failed; the others are being stopped.
+    Failing,
+    /// It failed (see its exceptions).
+    Failed,
+    /// Cancellation was asked for; its tasks are stopping.
+    Cancelling,
+    /// It was cancelled.
+    Canceled,
+    /// Every task reached the end of its input.
+    Finished,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Failed | JobState::Canceled | JobState::Finished)
+    }
+
+    /// The name the API uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Created => "CREATED",
+            JobState::Running => "RUNNING",
+            JobState::Failing => "FAILING",
+            JobState::Failed => "FAILED",
+            JobState::Cancelling => "CANCELLING",
+            JobState::Canceled => "CANCELED",
+            JobState::Finished => "FINISHED",
+        }
+    }
+}
+
+/// A job in a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobInfo {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: JobState,
+    /// When it was submitted.
+    pub start_time: u64,
+    /// When it ended, if it has.
+    pub end_time: Option<u64>,
+    /// Milliseconds from submission to its end (or to now).
+    pub duration: u64,
+    /// The bundle it was submitted from.
+    pub bundle: Option<String>,
+}
+
+/// The jobs the coordinator knows.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobInfo>,
+}
+
+/// Metrics of a vertex (or of one of its subtasks), Flink's names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Metrics {
+    /// Records received.
+    #[serde(rename = "numRecordsIn")]
+    pub num_records_in: u64,
+    /// Records sent.
+    #[serde(rename = "numRecordsOut")]
+    pub num_records_out: u64,
+    /// Records received per second, over the last second.
+    #[serde(rename = "numRecordsInPerSecond")]
+    pub num_records_in_per_second: f64,
+    /// Records sent per second, over the last second.
+    #[serde(rename = "numRecordsOutPerSecond")]
+    pub num_records_out_per_second: f64,
+}
+
+/// A vertex of the job graph: a source, operator or sink.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct VertexInfo {
+    /// Its id in the spec.
+    pub id: String,
+    /// `source`, `operator` or `sink`.
+    pub kind: String,
+    /// Its parallelism.
+    pub parallelism: u32,
+    /// The vertices it reads (ids, with `#tag` for side outputs).
+    pub inputs: Vec<String>,
+    /// Over all its subtasks.
+    pub metrics: Metrics,
+}
+
+/// A job in full.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobDetail {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: JobState,
+    /// Why it is in that state, when that needs saying (waiting for
+    /// slots, the root cause of a failure).
+    pub status_message: Option<String>,
+    /// When it entered each state it has been in.
+    pub timestamps: BTreeMap<String, u64>,
+    /// When it was submitted.
+    pub start_time: u64,
+    /// When it ended, if it has.
+    pub end_time: Option<u64>,
+    /// Milliseconds from submission to its end (or to now).
+    pub duration: u64,
+    /// The bundle it was submitted from.
+    pub bundle: Option<String>,
+    /// Default parallelism.
+    pub parallelism: u32,
+    /// Key groups (the upper bound of any parallelism).
+    pub max_parallelism: u32,
+    /// Slots it holds (or waits for).
+    pub slots: u32,
+    /// Its working directory on the worker.
+    pub working_dir: String,
+    /// Its vertices, in spec order.
+    pub vertices: Vec<VertexInfo>,
+}
+
+/// One failure of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ExceptionInfo {
+    /// What failed and why, with the guest's own message.
+    pub exception: String,
+    /// `operator`, `source`, `sink` or `job`.
+    pub kind: String,
+    /// The failing vertex (or the job's name).
+    pub operator: String,
+    /// The failing subtask.
+    pub subtask: u32,
+    /// The record being processed, when known (its origin and offset).
+    pub record: Option<String>,
+    /// When it was seen.
+    pub timestamp: u64,
+}
+
+/// A job's failures.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Exceptions {
+    /// The first failure: the root cause.
+    pub root_exception: Option<ExceptionInfo>,
+    /// Every failure, oldest first.
+    pub exception_history: Vec<ExceptionInfo>,
+}
+
+/// A worker and its slots.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct WorkerInfo {
+    /// Its id.
+    pub id: String,
+    /// Where it runs.
+    pub address: String,
+    /// Its slots.
+    pub slots_total: u32,
+    /// Slots no job holds.
+    pub slots_free: u32,
+    /// Jobs holding its slots.
+    pub jobs: Vec<String>,
+}
+
+/// The workers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// Every registered worker.
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// A long operation was started: poll it by its trigger id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Triggered {
+    /// Poll `GET …/{trigger-id}` with it.
+    pub request_id: String,
+}
+
+/// Where a long operation is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationStatus {
+    /// Still going.
+    InProgress,
+    /// Done (see `failure-cause` for whether it worked).
+    Completed,
+}
+
+/// A long operation's progress.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Operation {
+    /// In progress or completed.
+    pub status: OperationStatus,
+    /// The job's state now.
+    pub job_state: JobState,
+    /// Why it did not work, once completed, if it did not.
+    pub failure_cause: Option<String>,
+}

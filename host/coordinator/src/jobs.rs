@@ -1,0 +1,793 @@
+//! The dispatcher and its job masters. A submission is checked and placed
+//! (components pointed at the blob store, files in the job's working
+//! directory and confined) before a job exists; then a job master (one
+//! thread per job) waits for slots, deploys the job on a worker, watches
+//! it — state, metrics sampled each second, exceptions — and, once it
+//! ends, frees its slots and writes `jobs/<id>/job.json`, so ended jobs
+//! outlive the coordinator.
+
+use crate::api::{
+    ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation, OperationStatus,
+    SubmitRequest, Submitted, Triggered, VertexInfo,
+};
+use crate::blobs::{is_sha256, write_atomic};
+use crate::worker::{Deployment, Execution};
+use crate::{ApiError, Coordinator, lock, now_ms, paths, random_id};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use weir_core::spec::{Spec, StateBackendKind};
+use weir_runtime::{JobStatus, JobSummary, TaskError};
+use weir_wasm::World;
+
+/// Every job the coordinator knows, by id.
+#[derive(Default)]
+pub(crate) struct Jobs {
+    map: BTreeMap<String, Arc<JobMaster>>,
+}
+
+/// What is persisted of an ended job.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JobRecord {
+    detail: JobDetail,
+    exceptions: Vec<ExceptionInfo>,
+}
+
+impl Jobs {
+    /// The ended jobs recorded under `dir`; a job that had not ended when
+    /// the coordinator stopped is shown FAILED, saying so.
+    pub fn load(dir: &Path) -> Jobs {
+        let mut jobs = Jobs::default();
+        let Ok(entries) = std::fs::read_dir(dir) else { return jobs };
+        for e in entries.flatten() {
+            let record = e.path().join("job.json");
+            let Ok(bytes) = std::fs::read(&record) else { continue };
+            match serde_json::from_slice::<JobRecord>(&bytes) {
+                Ok(r) => {
+                    let job = JobMaster::ended(r);
+                    jobs.map.insert(job.id.clone(), Arc::new(job));
+                }
+                Err(e) => tracing::warn!("skipping job record {}: {e}", record.display()),
+            }
+        }
+        jobs
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<JobMaster>> {
+        self.map.values()
+    }
+
+    pub fn of_bundle(&self, bundle: &str) -> Vec<String> {
+        self.map.values().filter(|j| j.bundle.as_deref() == Some(bundle)).map(|j| j.id.clone()).collect()
+    }
+
+    pub fn active_from_bundle(&self, bundle: &str) -> Vec<String> {
+        let active = self.map.values().filter(|j| j.bundle.as_deref() == Some(bundle) && !j.state().is_terminal());
+        active.map(|j| j.id.clone()).collect()
+    }
+
+    /// Blobs jobs that have not ended may still load.
+    pub fn active_blobs(&self) -> Vec<String> {
+        self.map.values().filter(|j| !j.state().is_terminal()).flat_map(|j| j.blobs.clone()).collect()
+    }
+}
+
+/// One job: what it is, and how it is going.
+pub(crate) struct JobMaster {
+    id: String,
+    bundle: Option<String>,
+    /// Blobs it runs (components).
+    blobs: Vec<String>,
+    run: Mutex<Run>,
+    changed: Condvar,
+}
+
+struct Run {
+    detail: JobDetail,
+    exceptions: Vec<ExceptionInfo>,
+    errors: Vec<TaskError>,
+    execution: Option<Arc<dyn Execution>>,
+    cancel_requested: bool,
+    /// The last sample of records in and out per vertex, for rates.
+    sample: Option<(Instant, Vec<(u64, u64)>)>,
+    summary: Option<JobSummary>,
+    /// Cancellations asked for: trigger id → when.
+    cancellations: HashMap<String, u64>,
+    /// The job master is done: slots freed, record written.
+    ended: bool,
+}
+
+impl Run {
+    fn set_state(&mut self, state: JobState) {
+        if self.detail.state != state {
+            self.detail.state = state;
+            self.detail.timestamps.insert(state.name().to_owned(), now_ms());
+            if state.is_terminal() {
+                self.detail.end_time = Some(now_ms());
+            }
+        }
+    }
+
+    fn add_errors(&mut self, errors: Vec<TaskError>) {
+        let ts = now_ms();
+        for e in errors.into_iter().skip(self.errors.len()) {
+            self.exceptions.push(ExceptionInfo {
+                // A job's own failure is its message; a task's names it.
+                exception: if e.what == "job" { e.message.clone() } else { e.to_string() },
+                kind: e.what.to_owned(),
+                operator: e.vertex.clone(),
+                subtask: e.subtask,
+                record: e.record.clone(),
+                timestamp: ts,
+            });
+            self.errors.push(e);
+        }
+    }
+
+    /// Reads the execution's counters into the vertices (and the rates,
+    /// when `sample` and a second has passed since the last sample).
+    fn refresh(&mut self, sample: bool) {
+        let Some(exec) = &self.execution else { return };
+        let metrics = exec.metrics();
+        let now = Instant::now();
+        let rates: Option<Vec<(f64, f64)>> = match &self.sample {
+            Some((at, last)) if sample && now - *at >= Duration::from_millis(500) => {
+                let secs = (now - *at).as_secs_f64();
+                Some(
+                    metrics
+                        .iter()
+                        .zip(last)
+                        .map(|(m, (i, o))| {
+                            (
+                                (m.records_in.saturating_sub(*i)) as f64 / secs,
+                                (m.records_out.saturating_sub(*o)) as f64 / secs,
+                            )
+                        })
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        for (v, m) in self.detail.vertices.iter_mut().zip(&metrics) {
+            v.metrics.num_records_in = m.records_in;
+            v.metrics.num_records_out = m.records_out;
+        }
+        if let Some(rates) = rates {
+            for (v, (i, o)) in self.detail.vertices.iter_mut().zip(rates) {
+                v.metrics.num_records_in_per_second = i;
+                v.metrics.num_records_out_per_second = o;
+            }
+        }
+        if sample || self.sample.is_none() {
+            self.sample = Some((now, metrics.iter().map(|m| (m.records_in, m.records_out)).collect()));
+        }
+    }
+}
+
+fn to_state(s: JobStatus) -> JobState {
+    match s {
+        JobStatus::Running => JobState::Running,
+        JobStatus::Failing => JobState::Failing,
+        JobStatus::Failed => JobState::Failed,
+        JobStatus::Cancelling => JobState::Cancelling,
+        JobStatus::Canceled => JobState::Canceled,
+        JobStatus::Finished => JobState::Finished,
+    }
+}
+
+impl JobMaster {
+    fn ended(r: JobRecord) -> JobMaster {
+        let mut detail = r.detail;
+        let mut exceptions = r.exceptions;
+        if !detail.state.is_terminal() {
+            let message = "the coordinator stopped while the job ran; submit it again".to_owned();
+            exceptions.push(ExceptionInfo {
+                exception: message.clone(),
+                kind: "job".into(),
+                operator: detail.name.clone(),
+                subtask: 0,
+                record: None,
+                timestamp: now_ms(),
+            });
+            detail.status_message = Some(message);
+            detail.state = JobState::Failed;
+        }
+        JobMaster {
+            id: detail.id.clone(),
+            bundle: detail.bundle.clone(),
+            blobs: Vec::new(),
+            run: Mutex::new(Run {
+                detail,
+                exceptions,
+                errors: Vec::new(),
+                execution: None,
+                cancel_requested: false,
+                sample: None,
+                summary: None,
+                cancellations: HashMap::new(),
+                ended: true,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn state(&self) -> JobState {
+        lock(&self.run).detail.state
+    }
+
+    fn detail(&self) -> JobDetail {
+        let mut run = lock(&self.run);
+        run.refresh(false);
+        let mut d = run.detail.clone();
+        d.duration = d.end_time.unwrap_or_else(now_ms).saturating_sub(d.start_time);
+        d
+    }
+
+    fn info(&self) -> JobInfo {
+        let d = lock(&self.run).detail.clone();
+        JobInfo {
+            id: d.id,
+            name: d.name,
+            state: d.state,
+            start_time: d.start_time,
+            end_time: d.end_time,
+            duration: d.end_time.unwrap_or_else(now_ms).saturating_sub(d.start_time),
+            bundle: d.bundle,
+        }
+    }
+
+    fn persist(&self, dir: &Path) {
+        let run = lock(&self.run);
+        let record = JobRecord { detail: run.detail.clone(), exceptions: run.exceptions.clone() };
+        drop(run);
+        let json = serde_json::to_vec_pretty(&record).expect("invariant: job records serialize");
+        if let Err(e) = write_atomic(&dir.join("job.json"), &json) {
+            tracing::warn!("cannot record job {}: {e}", self.id);
+        }
+    }
+}
+
+/// A job submitted in this process (local mode): wait for its end.
+pub struct JobWatch {
+    job: Arc<JobMaster>,
+}
+
+impl JobWatch {
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        &self.job.id
+    }
+
+    /// Waits for the job to end: what it did, or its first error
+    /// (`None`: it was cancelled).
+    pub fn wait(&self) -> Result<JobSummary, Option<TaskError>> {
+        let run = lock(&self.job.run);
+        let run = self.job.changed.wait_while(run, |r| !r.ended).unwrap_or_else(|p| p.into_inner());
+        match (&run.summary, run.errors.first()) {
+            (_, Some(e)) => Err(Some(e.clone())),
+            (Some(s), None) => Ok(s.clone()),
+            (None, None) => Err(None),
+        }
+    }
+}
+
+/// A submission checked and placed, ready to become a job.
+struct Placed {
+    spec: Spec,
+    name: String,
+    bundle: Option<String>,
+    blobs: Vec<String>,
+    /// Sample data to copy into the working directory: (blob, relative path).
+    data: Vec<(String, String)>,
+}
+
+fn problem(place: impl Into<String>, message: impl Into<String>) -> ErrorItem {
+    ErrorItem { place: place.into(), message: message.into() }
+}
+
+impl Coordinator {
+    /// Checks a submission and starts a job for it.
+    pub fn submit(self: &Arc<Self>, req: SubmitRequest) -> Result<Submitted, ApiError> {
+        let placed = self.place(req)?;
+        let id = random_id();
+        let job = self.start_job(&id, placed, true)?;
+        Ok(Submitted { id: job.id.clone() })
+    }
+
+    /// Runs a spec already read and resolved (local mode: `weir run`),
+    /// unconfined.
+    pub fn run_spec(self: &Arc<Self>, spec: Spec) -> Result<JobWatch, ApiError> {
+        let name = spec.name.clone().unwrap_or_else(|| "job".to_owned());
+        let placed = Placed { spec, name, bundle: None, blobs: Vec::new(), data: Vec::new() };
+        let id = random_id();
+        Ok(JobWatch { job: self.start_job(&id, placed, false)? })
+    }
+
+    fn place(&self, req: SubmitRequest) -> Result<Placed, ApiError> {
+        let mut problems = Vec::new();
+        let (text, components, data, bundle) = match (&req.bundle, &req.spec) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("request", "give `bundle` or `spec`, not both"));
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "request",
+                    "give `bundle` (a stored bundle's id) or `spec` (YAML text, with `components`)",
+                ));
+            }
+            (Some(id), None) => {
+                if !req.components.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "components",
+                        "a bundle brings its components; `components` goes with `spec`",
+                    ));
+                }
+                let r = self.bundle_record(id)?;
+                let mut components: HashMap<String, (String, String)> = HashMap::new();
+                for c in &r.manifest.components {
+                    for name in &c.refs {
+                        components.insert(name.clone(), (c.sha256.clone(), c.world.clone()));
+                    }
+                }
+                let data = r
+                    .manifest
+                    .data
+                    .iter()
+                    .map(|d| (d.sha256.clone(), d.path.trim_start_matches("files/").to_owned()))
+                    .collect();
+                (r.spec_text.clone(), components, data, Some(id.clone()))
+            }
+            (None, Some(text)) => {
+                let mut components = HashMap::new();
+                for (name, sha) in &req.components {
+                    if !is_sha256(sha) || self.blob_path(sha).is_none() {
+                        problems.push(problem(
+                            format!("components/{name}"),
+                            format!("`{sha}` is not a stored component (upload it with POST /v1/components)"),
+                        ));
+                    } else {
+                        components.insert(name.clone(), (sha.clone(), String::new()));
+                    }
+                }
+                (text.clone(), components, Vec::new(), None)
+            }
+        };
+        let mut spec = match Spec::parse(Path::new("spec.yaml"), &text) {
+            Ok(s) => s,
+            Err(e) => {
+                let place = match e.location {
+                    Some((line, column)) => format!("spec.yaml:{line}:{column}"),
+                    None => "spec.yaml".to_owned(),
+                };
+                problems.push(problem(place, e.message));
+                return Err(ApiError::problems(problems));
+            }
+        };
+        if let Some(p) = req.parallelism
+            && let Err(e) = spec.set_parallelism(p)
+        {
+            problems.push(problem("parallelism", e));
+        }
+        for (op, config) in &req.config {
+            match spec.operators.iter_mut().find(|o| &o.id == op) {
+                Some(o) => o.config = Some(config.clone()),
+                None => problems.push(problem(format!("config/{op}"), format!("the spec has no operator `{op}`"))),
+            }
+        }
+        match req.state_backend.as_deref() {
+            None => {}
+            Some("memory") => spec.state.backend = StateBackendKind::Memory,
+            Some("lsm") => spec.state.backend = StateBackendKind::Lsm,
+            Some(other) => problems.push(problem("state-backend", format!("`{other}` is not `memory` or `lsm`"))),
+        }
+        if let Some(mb) = req.state_memory_mb {
+            if mb == 0 || mb > 1 << 30 {
+                problems.push(problem("state-memory-mb", "must be between 1 and 1073741824"));
+            }
+            spec.state.memory_mb = mb;
+        }
+        if let Err(e) = spec.check() {
+            problems.push(problem("spec.yaml", e));
+        }
+        // Components: every one the spec names, from the blob store, of
+        // the world the spec uses it as.
+        let mut blobs = Vec::new();
+        let uses: Vec<(String, &'static str)> = spec
+            .operators
+            .iter()
+            .flat_map(|o| o.components().into_iter().map(|(p, w)| (p.to_string_lossy().into_owned(), w)))
+            .collect();
+        for (name, world) in &uses {
+            match components.get(name) {
+                None => problems.push(problem(
+                    format!("component {name}"),
+                    if bundle.is_some() {
+                        "the bundle's manifest does not hold it".to_owned()
+                    } else {
+                        format!("give its uploaded SHA-256 in `components` under `{name}`")
+                    },
+                )),
+                Some((sha, declared)) if declared.is_empty() => {
+                    let path = self.blobs.path(sha);
+                    let w = World::named(world).expect("invariant: the spec names only worlds that exist");
+                    if let Err(e) = self.check_rt.load(&path, w) {
+                        problems.push(problem(format!("component {name}"), e.to_string()));
+                    }
+                    blobs.push(sha.clone());
+                }
+                Some((sha, declared)) => {
+                    if declared != world {
+                        problems.push(problem(
+                            format!("component {name}"),
+                            format!(
+                                "the bundle holds it as a `{declared}` component, and the spec uses it as `{world}`"
+                            ),
+                        ));
+                    }
+                    blobs.push(sha.clone());
+                }
+            }
+        }
+        for p in spec.component_paths_mut() {
+            if let Some((sha, _)) = components.get(&*p.to_string_lossy()) {
+                *p = self.blobs.path(sha);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::problems(problems));
+        }
+        let name = req.name.clone().or_else(|| spec.name.clone()).unwrap_or_else(|| "job".to_owned());
+        spec.name = Some(name.clone());
+        blobs.sort();
+        blobs.dedup();
+        Ok(Placed { spec, name, bundle, blobs, data })
+    }
+
+    /// Makes the job's working directory, places the spec's relative
+    /// paths and sample data in it (when `place`; confined when the
+    /// coordinator confines jobs), and starts its job master.
+    fn start_job(self: &Arc<Self>, id: &str, mut placed: Placed, place: bool) -> Result<Arc<JobMaster>, ApiError> {
+        let wd = self.config.data_dir.join("jobs").join(id);
+        std::fs::create_dir_all(&wd)
+            .map_err(|e| ApiError::internal("job", format!("cannot make its working directory: {e}")))?;
+        let cleanup = |e: ApiError| {
+            let _ = std::fs::remove_dir_all(&wd);
+            e
+        };
+        if place {
+            let spec = &mut placed.spec;
+            if spec.state.path.is_none() {
+                spec.state.path = Some(PathBuf::from("."));
+            }
+            spec.resolve_paths(&wd);
+            let mut roots = vec![paths::real(&wd)];
+            roots.extend(self.config.allow_paths.iter().map(|p| paths::real(p)));
+            let outside: Vec<ErrorItem> = spec
+                .data_paths()
+                .into_iter()
+                .filter(|(_, p)| self.config.confine && !paths::inside(p, &roots))
+                .map(|(what, p)| {
+                    problem(
+                        what,
+                        format!(
+                            "{} is outside the job's working directory and the folders the coordinator allows; use \
+                             a path relative to the working directory, or start the coordinator with \
+                             `--allow-path` for its folder",
+                            p.display()
+                        ),
+                    )
+                })
+                .collect();
+            if !outside.is_empty() {
+                return Err(cleanup(ApiError::problems(outside)));
+            }
+            for (sha, rel) in &placed.data {
+                self.copy_blob(sha, &wd.join(rel))
+                    .map_err(|e| cleanup(ApiError::internal(rel.clone(), format!("cannot place sample data: {e}"))))?;
+            }
+            spec.check_file_conflicts().map_err(|e| cleanup(ApiError::bad_request("spec.yaml", e)))?;
+        }
+        let plan = weir_runtime::plan(&placed.spec);
+        let slots = plan.iter().map(|v| v.parallelism).max().unwrap_or(1);
+        let now = now_ms();
+        let detail = JobDetail {
+            id: id.to_owned(),
+            name: placed.name.clone(),
+            state: JobState::Created,
+            status_message: None,
+            timestamps: BTreeMap::from([(JobState::Created.name().to_owned(), now)]),
+            start_time: now,
+            end_time: None,
+            duration: 0,
+            bundle: placed.bundle.clone(),
+            parallelism: placed.spec.parallelism,
+            max_parallelism: placed.spec.max_parallelism,
+            slots,
+            working_dir: wd.display().to_string(),
+            vertices: plan
+                .into_iter()
+                .map(|v| VertexInfo {
+                    id: v.id,
+                    kind: v.kind.to_owned(),
+                    parallelism: v.parallelism,
+                    inputs: v.inputs,
+                    metrics: Metrics::default(),
+                })
+                .collect(),
+        };
+        let job = Arc::new(JobMaster {
+            id: id.to_owned(),
+            bundle: placed.bundle.clone(),
+            blobs: placed.blobs.clone(),
+            run: Mutex::new(Run {
+                detail,
+                exceptions: Vec::new(),
+                errors: Vec::new(),
+                execution: None,
+                cancel_requested: false,
+                sample: None,
+                summary: None,
+                cancellations: HashMap::new(),
+                ended: false,
+            }),
+            changed: Condvar::new(),
+        });
+        lock(&self.jobs).map.insert(id.to_owned(), job.clone());
+        let coordinator = self.clone();
+        let master = job.clone();
+        let spec = placed.spec;
+        std::thread::Builder::new()
+            .name(format!("weir-job-{}", &id[..8]))
+            .spawn(move || coordinator.run_job(&master, spec, wd))
+            .map_err(|e| ApiError::internal("job", format!("cannot start its job master: {e}")))?;
+        tracing::info!("job {id} ({}) submitted", placed.name);
+        Ok(job)
+    }
+
+    /// The job master: slots, deployment, watching, the end.
+    fn run_job(&self, job: &JobMaster, spec: Spec, wd: PathBuf) {
+        let need = lock(&job.run).detail.slots;
+        let Some(worker) = self.acquire_slots(job, need) else {
+            self.end_job(job, &wd, None);
+            return;
+        };
+        let deployed = self.workers[worker].deploy(Deployment { job: job.id.clone(), spec, working_dir: wd.clone() });
+        let exec = match deployed {
+            Ok(exec) => exec,
+            Err(errors) => {
+                let mut run = lock(&job.run);
+                run.add_errors(errors);
+                run.detail.status_message = run.exceptions.first().map(|e| e.exception.clone());
+                run.set_state(JobState::Failed);
+                drop(run);
+                self.end_job(job, &wd, Some(worker));
+                return;
+            }
+        };
+        {
+            let mut run = lock(&job.run);
+            run.execution = Some(exec.clone());
+            run.set_state(JobState::Running);
+            run.detail.status_message = None;
+            if run.cancel_requested {
+                exec.cancel();
+            }
+            job.changed.notify_all();
+        }
+        loop {
+            let status = exec.wait_timeout(Duration::from_secs(1));
+            let mut run = lock(&job.run);
+            run.refresh(true);
+            run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
+            if status.is_terminal() {
+                break;
+            }
+            run.set_state(to_state(status));
+            job.changed.notify_all();
+        }
+        let summary = exec.summary();
+        let status = exec.status();
+        let mut run = lock(&job.run);
+        run.refresh(true);
+        run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
+        run.summary = summary;
+        run.detail.status_message = run.exceptions.first().map(|e| e.exception.clone());
+        run.set_state(to_state(status));
+        run.execution = None;
+        drop(run);
+        self.end_job(job, &wd, Some(worker));
+    }
+
+    /// Waits for `need` slots on one worker; `None` if the job was
+    /// cancelled while it waited (it is then CANCELED) or no worker has
+    /// that many slots (it is then FAILED).
+    fn acquire_slots(&self, job: &JobMaster, need: u32) -> Option<usize> {
+        if !self.workers.iter().any(|w| w.slots() >= need) {
+            let most = self.workers.iter().map(|w| w.slots()).max().unwrap_or(0);
+            let mut run = lock(&job.run);
+            let name = run.detail.name.clone();
+            let message = format!(
+                "the job needs {need} slots (its largest parallelism) on one worker, and the largest worker has \
+                 {most}; lower its parallelism or start the coordinator with more `--slots`"
+            );
+            run.add_errors(vec![TaskError::job(&name, message.clone())]);
+            run.detail.status_message = Some(message);
+            run.set_state(JobState::Failed);
+            return None;
+        }
+        let mut slots = lock(&self.slots);
+        loop {
+            if lock(&job.run).cancel_requested {
+                lock(&job.run).set_state(JobState::Canceled);
+                return None;
+            }
+            let free =
+                |w: usize, held: &BTreeMap<String, u32>| self.workers[w].slots().saturating_sub(held.values().sum());
+            if let Some(w) = (0..self.workers.len()).find(|&w| free(w, &slots.held[w]) >= need) {
+                slots.held[w].insert(job.id.clone(), need);
+                return Some(w);
+            }
+            let free_now: u32 = (0..self.workers.len()).map(|w| free(w, &slots.held[w])).sum();
+            lock(&job.run).detail.status_message =
+                Some(format!("waiting for {need} free slots on one worker ({free_now} free now)"));
+            slots = self.slots_freed.wait_timeout(slots, Duration::from_secs(1)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn end_job(&self, job: &JobMaster, wd: &Path, worker: Option<usize>) {
+        if let Some(w) = worker {
+            lock(&self.slots).held[w].remove(&job.id);
+            self.slots_freed.notify_all();
+        }
+        job.persist(wd);
+        lock(&job.run).ended = true;
+        job.changed.notify_all();
+        tracing::info!("job {} ended {}", job.id, job.state().name());
+    }
+
+    fn job(&self, id: &str) -> Result<Arc<JobMaster>, ApiError> {
+        lock(&self.jobs)
+            .map
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("job", format!("no job `{id}` (GET /v1/jobs lists them)")))
+    }
+
+    /// Cancels every job that has not ended and waits up to `timeout`
+    /// for them to stop (the coordinator is shutting down).
+    pub fn shutdown(&self, timeout: Duration) {
+        let all: Vec<Arc<JobMaster>> = lock(&self.jobs).all().cloned().collect();
+        let active: Vec<&Arc<JobMaster>> = all.iter().filter(|j| !j.state().is_terminal()).collect();
+        for j in &active {
+            let _ = self.cancel(&j.id);
+        }
+        let deadline = Instant::now() + timeout;
+        for j in active {
+            let run = lock(&j.run);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = j.changed.wait_timeout_while(run, left, |r| !r.ended);
+        }
+    }
+
+    /// Every job, newest first.
+    pub fn jobs(&self) -> JobList {
+        let all: Vec<Arc<JobMaster>> = lock(&self.jobs).all().cloned().collect();
+        let mut jobs: Vec<JobInfo> = all.iter().map(|j| j.info()).collect();
+        jobs.sort_by(|a, b| b.start_time.cmp(&a.start_time).then_with(|| a.id.cmp(&b.id)));
+        JobList { jobs }
+    }
+
+    /// A job in full, its metrics as of now.
+    pub fn job_detail(&self, id: &str) -> Result<JobDetail, ApiError> {
+        Ok(self.job(id)?.detail())
+    }
+
+    /// One vertex of a job.
+    pub fn vertex(&self, id: &str, vertex: &str) -> Result<VertexInfo, ApiError> {
+        let d = self.job_detail(id)?;
+        d.vertices.into_iter().find(|v| v.id == vertex).ok_or_else(|| {
+            ApiError::not_found("vertex", format!("job `{id}` has no vertex `{vertex}` (GET /v1/jobs/{id} lists them)"))
+        })
+    }
+
+    /// A job's failures.
+    pub fn exceptions(&self, id: &str) -> Result<Exceptions, ApiError> {
+        let job = self.job(id)?;
+        let run = lock(&job.run);
+        Ok(Exceptions { root_exception: run.exceptions.first().cloned(), exception_history: run.exceptions.clone() })
+    }
+
+    /// Asks a job to stop; poll the trigger id for when it has.
+    pub fn cancel(&self, id: &str) -> Result<Triggered, ApiError> {
+        let job = self.job(id)?;
+        let mut run = lock(&job.run);
+        if run.detail.state.is_terminal() {
+            return Err(ApiError::conflict(
+                "job",
+                format!("job `{id}` has ended ({}): there is nothing to cancel", run.detail.state.name()),
+            ));
+        }
+        run.cancel_requested = true;
+        if let Some(exec) = &run.execution {
+            exec.cancel();
+            run.set_state(JobState::Cancelling);
+        }
+        drop(run);
+        self.slots_freed.notify_all();
+        let trigger = random_id();
+        lock(&job.run).cancellations.insert(trigger.clone(), now_ms());
+        Ok(Triggered { request_id: trigger })
+    }
+
+    /// Where a cancellation is.
+    pub fn cancellation(&self, id: &str, trigger: &str) -> Result<Operation, ApiError> {
+        let job = self.job(id)?;
+        let run = lock(&job.run);
+        if !run.cancellations.contains_key(trigger) {
+            return Err(ApiError::not_found("trigger", format!("job `{id}` has no cancellation `{trigger}`")));
+        }
+        let state = run.detail.state;
+        Ok(Operation {
+            status: if state.is_terminal() { OperationStatus::Completed } else { OperationStatus::InProgress },
+            job_state: state,
+            failure_cause: match state {
+                JobState::Failed => Some(format!(
+                    "the job failed before it could be cancelled: {}",
+                    run.detail.status_message.as_deref().unwrap_or("see its exceptions")
+                )),
+                JobState::Finished => Some("the job finished before it could be cancelled".to_owned()),
+                _ => None,
+            },
+        })
+    }
+
+    /// Records in and out per job and vertex, in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let all: Vec<Arc<JobMaster>> = lock(&self.jobs).all().cloned().collect();
+        let mut out = String::new();
+        let (total, free) = self.slot_counts();
+        let _ = writeln!(out, "# TYPE weir_coordinator_slots_total gauge\nweir_coordinator_slots_total {total}");
+        let _ = writeln!(out, "# TYPE weir_coordinator_slots_available gauge\nweir_coordinator_slots_available {free}");
+        let details: Vec<JobDetail> = all.iter().map(|j| j.detail()).collect();
+        type Family = (&'static str, &'static str, fn(&Metrics) -> f64);
+        let families: [Family; 4] = [
+            ("numRecordsIn", "counter", |m| m.num_records_in as f64),
+            ("numRecordsOut", "counter", |m| m.num_records_out as f64),
+            ("numRecordsInPerSecond", "gauge", |m| m.num_records_in_per_second),
+            ("numRecordsOutPerSecond", "gauge", |m| m.num_records_out_per_second),
+        ];
+        for (name, kind, get) in families {
+            let _ = writeln!(out, "# TYPE weir_vertex_{name} {kind}");
+            for d in details.iter().filter(|d| !d.state.is_terminal()) {
+                for v in &d.vertices {
+                    let _ = writeln!(
+                        out,
+                        "weir_vertex_{name}{{job_id=\"{}\",job_name=\"{}\",vertex=\"{}\"}} {}",
+                        d.id,
+                        escape(&d.name),
+                        escape(&v.id),
+                        get(&v.metrics)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "# TYPE weir_job_state gauge");
+        for d in &details {
+            let _ = writeln!(
+                out,
+                "weir_job_state{{job_id=\"{}\",job_name=\"{}\",state=\"{}\"}} 1",
+                d.id,
+                escape(&d.name),
+                d.state.name()
+            );
+        }
+        out
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

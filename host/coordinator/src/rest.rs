@@ -1,0 +1,353 @@
+//! The REST API (axum): JSON under `/v1`, shaped after Flink's, described
+//! by an OpenAPI document generated from the handlers and the types of
+//! [`crate::api`] (utoipa) and served at `/v1/openapi.json`; and `/metrics`
+//! in Prometheus text format.
+//!
+//! Every error answer is JSON (`{"errors": [{"place", "message"}]}`),
+//! including bodies too large and malformed requests. Calls that change
+//! something need the coordinator's token when it has one.
+
+use crate::api::{
+    BundleInfo, BundleList, ComponentUploaded, Errors, Exceptions, JobDetail, JobList, Operation, Overview,
+    SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
+};
+use crate::{ApiError, Coordinator};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Most bytes of a JSON request body (a spec is at most 1 MiB).
+const JSON_BYTES: usize = 4 << 20;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Weir REST API",
+        description = "Manage a Weir coordinator: bundles, jobs, workers. See docs/rest-api.md."
+    ),
+    tags(
+        (name = "cluster", description = "The coordinator and its workers"),
+        (name = "bundles", description = "Operator bundles and components"),
+        (name = "jobs", description = "Jobs: submit, watch, cancel")
+    ),
+    components(schemas(Errors))
+)]
+struct ApiDoc;
+
+/// A bundle (`.weir` file) or component (`.wasm`) as the request body.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct Binary(Vec<u8>);
+
+type Shared = State<Arc<Coordinator>>;
+type Answer<T> = Result<T, ApiError>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(Errors { errors: self.errors })).into_response()
+    }
+}
+
+/// Runs `f` off the async threads (it reads and writes files, compiles
+/// components, waits on locks).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Answer<T> + Send + 'static) -> Answer<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal("request", format!("the request's work failed: {e}"))))
+}
+
+fn body(b: Result<Bytes, BytesRejection>, what: &str) -> Answer<Bytes> {
+    b.map_err(|e| {
+        let status = e.status().as_u16();
+        ApiError { status, ..ApiError::bad_request(what, format!("cannot read the body: {}", e.body_text())) }
+    })
+}
+
+/// The cluster at a glance: version, workers, slots, jobs by state.
+#[utoipa::path(get, path = "/v1/overview", tag = "cluster", responses((status = 200, body = Overview)))]
+async fn overview(State(c): Shared) -> Answer<Json<Overview>> {
+    blocking(move || Ok(Json(c.overview()))).await
+}
+
+/// Workers and their slots (Flink's task managers).
+#[utoipa::path(get, path = "/v1/workers", tag = "cluster", responses((status = 200, body = WorkerList)))]
+async fn workers(State(c): Shared) -> Answer<Json<WorkerList>> {
+    blocking(move || Ok(Json(c.workers()))).await
+}
+
+/// Every stored bundle, newest first.
+#[utoipa::path(get, path = "/v1/bundles", tag = "bundles", responses((status = 200, body = BundleList)))]
+async fn list_bundles(State(c): Shared) -> Answer<Json<BundleList>> {
+    blocking(move || Ok(Json(c.bundles()))).await
+}
+
+/// Uploads a bundle (the `.weir` file as the body). It is checked whole
+/// before anything is stored; a refused one lists every problem.
+#[utoipa::path(post, path = "/v1/bundles", tag = "bundles",
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Stored", body = BundleInfo),
+        (status = 200, description = "The same file was stored before", body = BundleInfo),
+        (status = 400, description = "Refused: every problem", body = Errors),
+        (status = 413, description = "Too large", body = Errors)
+    ))]
+async fn upload_bundle(State(c): Shared, b: Result<Bytes, BytesRejection>) -> Answer<(StatusCode, Json<BundleInfo>)> {
+    let b = body(b, "bundle")?;
+    blocking(move || {
+        let (created, info) = c.upload_bundle(&b)?;
+        Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(info)))
+    })
+    .await
+}
+
+/// A stored bundle: its manifest, spec and the jobs run from it.
+#[utoipa::path(get, path = "/v1/bundles/{id}", tag = "bundles",
+    params(("id" = String, Path, description = "The bundle's id (its SHA-256)")),
+    responses((status = 200, body = BundleInfo), (status = 404, body = Errors)))]
+async fn get_bundle(State(c): Shared, Path(id): Path<String>) -> Answer<Json<BundleInfo>> {
+    blocking(move || c.bundle(&id).map(Json)).await
+}
+
+/// Removes a bundle no running job uses.
+#[utoipa::path(delete, path = "/v1/bundles/{id}", tag = "bundles",
+    params(("id" = String, Path, description = "The bundle's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, body = Errors),
+        (status = 409, description = "Jobs that have not ended use it", body = Errors)
+    ))]
+async fn delete_bundle(State(c): Shared, Path(id): Path<String>) -> Answer<StatusCode> {
+    blocking(move || c.delete_bundle(&id).map(|()| StatusCode::NO_CONTENT)).await
+}
+
+/// Uploads one component (a `.wasm` file as the body), for a job
+/// submitted as a spec.
+#[utoipa::path(post, path = "/v1/components", tag = "bundles",
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses((status = 201, body = ComponentUploaded), (status = 400, body = Errors), (status = 413, body = Errors)))]
+async fn upload_component(
+    State(c): Shared,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer<(StatusCode, Json<ComponentUploaded>)> {
+    let b = body(b, "component")?;
+    blocking(move || c.upload_component(&b).map(|u| (StatusCode::CREATED, Json(u)))).await
+}
+
+/// Every job, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = JobList)))]
+async fn list_jobs(State(c): Shared) -> Answer<Json<JobList>> {
+    blocking(move || Ok(Json(c.jobs()))).await
+}
+
+/// Submits a job from a stored bundle, or from a spec with uploaded
+/// components; the answer's id is polled with `GET /v1/jobs/{id}`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = SubmitRequest,
+    responses(
+        (status = 202, description = "Accepted", body = Submitted),
+        (status = 400, description = "Refused: every problem", body = Errors),
+        (status = 404, description = "No such bundle", body = Errors)
+    ))]
+async fn submit_job(State(c): Shared, b: Result<Bytes, BytesRejection>) -> Answer<(StatusCode, Json<Submitted>)> {
+    let b = body(b, "request")?;
+    if b.len() > JSON_BYTES {
+        return Err(ApiError {
+            status: 413,
+            ..ApiError::bad_request("request", format!("a submission has at most {JSON_BYTES} bytes"))
+        });
+    }
+    let req: SubmitRequest =
+        serde_json::from_slice(&b).map_err(|e| ApiError::bad_request("request", format!("not a submission: {e}")))?;
+    blocking(move || c.submit(req).map(|s| (StatusCode::ACCEPTED, Json(s)))).await
+}
+
+/// A job: state, timestamps, vertices with their metrics.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, body = JobDetail), (status = 404, body = Errors)))]
+async fn get_job(State(c): Shared, Path(id): Path<String>) -> Answer<Json<JobDetail>> {
+    blocking(move || c.job_detail(&id).map(Json)).await
+}
+
+/// One vertex of a job.
+#[utoipa::path(get, path = "/v1/jobs/{id}/vertices/{vertex}", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), ("vertex" = String, Path, description = "The vertex id")),
+    responses((status = 200, body = VertexInfo), (status = 404, body = Errors)))]
+async fn get_vertex(State(c): Shared, Path((id, vertex)): Path<(String, String)>) -> Answer<Json<VertexInfo>> {
+    blocking(move || c.vertex(&id, &vertex).map(Json)).await
+}
+
+/// A job's failures: the root cause and the history, each with the
+/// failing operator, subtask, record and the guest's message.
+#[utoipa::path(get, path = "/v1/jobs/{id}/exceptions", tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, body = Exceptions), (status = 404, body = Errors)))]
+async fn get_exceptions(State(c): Shared, Path(id): Path<String>) -> Answer<Json<Exceptions>> {
+    blocking(move || c.exceptions(&id).map(Json)).await
+}
+
+/// Cancels a job; poll the request id for when it has stopped.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 202, body = Triggered),
+        (status = 404, body = Errors),
+        (status = 409, description = "The job has ended", body = Errors)
+    ))]
+async fn cancel_job(State(c): Shared, Path(id): Path<String>) -> Answer<(StatusCode, Json<Triggered>)> {
+    blocking(move || c.cancel(&id).map(|t| (StatusCode::ACCEPTED, Json(t)))).await
+}
+
+/// Where a cancellation is.
+#[utoipa::path(get, path = "/v1/jobs/{id}/cancel/{trigger}", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), ("trigger" = String, Path, description = "The request id")),
+    responses((status = 200, body = Operation), (status = 404, body = Errors)))]
+async fn get_cancellation(State(c): Shared, Path((id, trigger)): Path<(String, String)>) -> Answer<Json<Operation>> {
+    blocking(move || c.cancellation(&id, &trigger).map(Json)).await
+}
+
+/// Refuses calls that change something without the token, when the
+/// coordinator has one.
+async fn authorize(State(c): Shared, req: Request, next: Next) -> Response {
+    if let Some(token) = &c.config().token
+        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+    {
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let given = given.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        // Compared in time independent of where they differ.
+        let same = given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0;
+        if !same {
+            return ApiError {
+                status: 401,
+                ..ApiError::bad_request(
+                    "authorization",
+                    "this call needs the coordinator's token: send `Authorization: Bearer TOKEN` (the CLI: \
+                     --token or WEIR_TOKEN; the token is in the coordinator's data dir, file `token`)",
+                )
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The API's router and its OpenAPI document.
+pub fn router(c: Arc<Coordinator>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(overview))
+        .routes(routes!(workers))
+        .routes(routes!(list_bundles, upload_bundle))
+        .routes(routes!(get_bundle, delete_bundle))
+        .routes(routes!(upload_component))
+        .routes(routes!(list_jobs, submit_job))
+        .routes(routes!(get_job))
+        .routes(routes!(get_vertex))
+        .routes(routes!(get_exceptions))
+        .routes(routes!(cancel_job))
+        .routes(routes!(get_cancellation))
+        .with_state(c.clone())
+        .split_for_parts();
+    let document = api.clone();
+    let metrics_state = c.clone();
+    let router = router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document) }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move {
+                let c = metrics_state.clone();
+                let text = tokio::task::spawn_blocking(move || c.prometheus()).await.unwrap_or_default();
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+            }),
+        )
+        .fallback(|method: Method, uri: axum::http::Uri| async move {
+            ApiError::not_found("path", format!("no such resource: {method} {uri} (GET /v1/openapi.json lists them)"))
+        })
+        .layer(axum::middleware::from_fn_with_state(c.clone(), authorize))
+        .layer(DefaultBodyLimit::max(c.config().max_upload_bytes));
+    (router, api)
+}
+
+/// Blocks until the process is asked to stop (SIGINT or SIGTERM).
+pub fn wait_for_signal() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })
+}
+
+/// The REST API served on a thread of its own.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `addr` (or, with `any_port`, a free port on the same address
+    /// if it is taken) and serves `c`'s API until [`Server::stop`] or drop.
+    pub fn start(c: Arc<Coordinator>, addr: SocketAddr, any_port: bool) -> std::io::Result<Server> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let listener = rt.block_on(async {
+            match tokio::net::TcpListener::bind(addr).await {
+                Err(e) if any_port && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await
+                }
+                r => r,
+            }
+        })?;
+        let bound = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (router, _) = router(c);
+        let thread = std::thread::Builder::new().name("weir-rest".into()).spawn(move || {
+            rt.block_on(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("the REST API stopped: {e}");
+                }
+            });
+        })?;
+        Ok(Server { addr: bound, stop: Some(tx), thread: Some(thread) })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and waits for open requests to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,149 @@
+//! `weir coordinator` (a long-running coordinator with an embedded
+//! worker, serving the REST API) and `weir run`'s local mode (the same
+//! coordinator and worker in this process, for one job).
+
+use crate::cache_dir;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_coordinator::rest::Server;
+use weir_coordinator::{Config, Coordinator};
+use weir_core::spec::Spec;
+use weir_runtime::JobSummary;
+use weir_wasm::WasmRuntime;
+
+/// `weir coordinator`'s arguments.
+#[derive(clap::Args)]
+pub(crate) struct CoordinatorArgs {
+    /// Address of the REST API. Beyond localhost, calls that change
+    /// something need the token.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Where bundles, job working directories and records are kept
+    /// (default: `$XDG_DATA_HOME/weir`, else `~/.local/share/weir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Slots of the embedded worker: one holds one parallel slice of a
+    /// job (default: the number of CPUs).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// A folder jobs may read and write besides their working directory
+    /// (repeatable).
+    #[arg(long = "allow-path")]
+    allow_paths: Vec<PathBuf>,
+    /// The API token (default: generated at first start into
+    /// `<data-dir>/token`, needed only when listening beyond localhost).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
+        .map(|d| d.join("weir"))
+}
+
+/// The token in `<data-dir>/token`, made (owner-only) if missing.
+fn stored_token(dir: &std::path::Path) -> Result<String, String> {
+    let path = dir.join("token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("cannot make a token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(token.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(token)
+}
+
+pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
+    let data_dir = a
+        .data_dir
+        .or_else(default_data_dir)
+        .ok_or("no data directory: give --data-dir (neither XDG_DATA_HOME nor HOME is set)")?;
+    let slots = a.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let mut allow_paths = Vec::new();
+    for p in &a.allow_paths {
+        let real = std::fs::canonicalize(p)
+            .map_err(|e| format!("--allow-path {}: {e} (give an existing folder)", p.display()))?;
+        allow_paths.push(real);
+    }
+    let token = match a.token {
+        Some(t) if t.trim().is_empty() => return Err("--token is empty".into()),
+        Some(t) => Some(t),
+        None if a.listen.ip().is_loopback() => None,
+        None => Some(stored_token(&data_dir)?),
+    };
+    let mut config = Config::new(data_dir.clone(), slots);
+    config.allow_paths = allow_paths;
+    config.token = token.clone();
+    let rt = WasmRuntime::new(Some(data_dir.join("cache"))).map_err(|e| e.to_string())?;
+    let c = Coordinator::open(config, Arc::new(rt)).map_err(|e| e.to_string())?;
+    let server =
+        Server::start(c.clone(), a.listen, false).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
+    eprintln!("weir coordinator {} listening on http://{}", env!("CARGO_PKG_VERSION"), server.addr());
+    eprintln!("  data directory: {}", data_dir.display());
+    eprintln!("  embedded worker: {slots} slot{}", if slots == 1 { "" } else { "s" });
+    if token.is_some() {
+        eprintln!("  calls that change something need the token in {}", data_dir.join("token").display());
+    }
+    weir_coordinator::rest::wait_for_signal().map_err(|e| format!("cannot wait for signals: {e}"))?;
+    eprintln!("stopping: cancelling running jobs");
+    c.shutdown(Duration::from_secs(10));
+    server.stop();
+    Ok(())
+}
+
+/// Runs `spec` as the one job of a coordinator in this process, serving
+/// its REST API on localhost (8081, else a free port) unless `no_server`.
+pub(crate) fn local(spec: Spec, no_server: bool) -> Result<JobSummary, String> {
+    let data = tempfile::Builder::new()
+        .prefix("weir-run-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let slots = weir_runtime::plan(&spec).iter().map(|v| v.parallelism).max().unwrap_or(1);
+    let mut config = Config::new(data.path().to_owned(), slots);
+    config.confine = false;
+    let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
+    let c = Coordinator::open(config, Arc::new(rt)).map_err(|e| e.to_string())?;
+    let server = if no_server {
+        None
+    } else {
+        match Server::start(c.clone(), SocketAddr::from(([127, 0, 0, 1], 8081)), true) {
+            Ok(s) => {
+                eprintln!("REST API of this run: http://{}/v1/overview", s.addr());
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("warning: cannot serve the REST API ({e}); running without it");
+                None
+            }
+        }
+    };
+    let watch = c.run_spec(spec).map_err(|e| e.to_string())?;
+    let result = watch.wait();
+    if let Some(s) = server {
+        s.stop();
+    }
+    match result {
+        Ok(summary) => Ok(summary),
+        Err(Some(e)) if e.what == "job" => Err(e.message),
+        Err(Some(e)) => Err(e.to_string()),
+        Err(None) => Err("the job was cancelled".to_owned()),
+    }
+}
