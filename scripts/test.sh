@@ -2,10 +2,12 @@
 # Quick start 2: check formatting, build everything, lint (clippy, warnings
 # are errors) and run the whole test suite (unit tests,
 # guest operators' native tests, doctests, and the integration tests with
-# real components, files and the real `weir` binary).
+# real components, files, the real `weir` binary and a real coordinator,
+# fuzzed by schemathesis from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check
 bash scripts/build.sh
+bash scripts/py-tools.sh
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace

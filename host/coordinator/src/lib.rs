@@ -24,6 +24,7 @@ mod blobs;
 mod bundles;
 mod jobs;
 mod paths;
+mod reference;
 pub mod rest;
 pub mod worker;
 

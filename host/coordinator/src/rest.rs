@@ -242,9 +242,8 @@ async fn authorize(State(c): Shared, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The API's router and its OpenAPI document.
-pub fn router(c: Arc<Coordinator>) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn api_routes() -> OpenApiRouter<Arc<Coordinator>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(overview))
         .routes(routes!(workers))
         .routes(routes!(list_bundles, upload_bundle))
@@ -256,8 +255,24 @@ pub fn router(c: Arc<Coordinator>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(get_exceptions))
         .routes(routes!(cancel_job))
         .routes(routes!(get_cancellation))
-        .with_state(c.clone())
-        .split_for_parts();
+}
+
+/// The API's OpenAPI document (what `/v1/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The API reference in Markdown, from the OpenAPI document (the
+/// reference section of `docs/rest-api.md`).
+pub fn reference_markdown() -> String {
+    let doc = serde_json::to_value(openapi()).expect("invariant: the OpenAPI document serializes");
+    crate::reference::markdown(&doc)
+}
+
+/// The API's router and its OpenAPI document.
+pub fn router(c: Arc<Coordinator>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, api) = api_routes().split_for_parts();
+    let router = router.with_state(c.clone());
     let document = api.clone();
     let metrics_state = c.clone();
     let router = router

@@ -60,6 +60,14 @@ enum Command {
     Cancel(client::CancelArgs),
     /// Show a job's exceptions, the root cause first.
     Exceptions(client::JobArgs),
+    /// Print the REST API's OpenAPI document (or, with --markdown, the
+    /// reference of docs/rest-api.md written from it).
+    #[command(hide = true)]
+    Openapi {
+        /// The Markdown reference instead of the JSON document.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Measure events/s of Wasm and native operators on generated events.
     Bench(bench::BenchArgs),
     /// Make and check operator bundles (`.weir` files).
@@ -193,6 +201,15 @@ fn main() -> ExitCode {
         Command::Info(args) => client::info(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Exceptions(args) => client::exceptions(args),
+        Command::Openapi { markdown } => {
+            if markdown {
+                print!("{}", weir_coordinator::rest::reference_markdown());
+            } else {
+                let doc = weir_coordinator::rest::openapi();
+                println!("{}", serde_json::to_string_pretty(&doc).expect("invariant: the document serializes"));
+            }
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

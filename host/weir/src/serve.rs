@@ -37,6 +37,9 @@ pub(crate) struct CoordinatorArgs {
     /// `<data-dir>/token`, needed only when listening beyond localhost).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Most MiB of one upload (a bundle or component).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_upload_mb: u64,
 }
 
 fn default_data_dir() -> Option<PathBuf> {
@@ -92,6 +95,7 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     let mut config = Config::new(data_dir.clone(), slots);
     config.allow_paths = allow_paths;
     config.token = token.clone();
+    config.max_upload_bytes = (a.max_upload_mb << 20) as usize;
     let rt = WasmRuntime::new(Some(data_dir.join("cache"))).map_err(|e| e.to_string())?;
     let c = Coordinator::open(config, Arc::new(rt)).map_err(|e| e.to_string())?;
     let server =
