@@ -503,6 +503,7 @@ fn the_openapi_document_is_valid_and_a_schema_driven_fuzz_finds_no_server_error(
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
         .args(["--max-examples", &examples, "--workers", "1", "--seed", "1"])
+        .current_dir(c.data.path())
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()
