@@ -207,10 +207,22 @@ fn a_long_running_job_shows_rates_and_is_cancelled_through_its_trigger_id() {
     });
     assert!(vertex(&job, "events")["metrics"]["numRecordsOut"].as_u64().unwrap() > 0, "{job:#}");
     let metrics = c.text("/metrics");
-    assert!(
-        metrics.contains(&format!("weir_vertex_numRecordsIn{{job_id=\"{id}\",job_name=\"endless\",vertex=\"pass\"}}")),
-        "{metrics}"
-    );
+    let series =
+        format!("weir_task_numRecordsIn{{job_id=\"{id}\",job_name=\"endless\",vertex=\"pass\",subtask=\"0\"}}");
+    assert!(metrics.contains(&series), "{metrics}");
+    assert!(metrics.contains("weir_task_backPressuredTimeMsPerSecond{"), "{metrics}");
+    // Per subtask: where its time goes (the three add up to a second), its
+    // bytes and its watermark.
+    let pass = vertex(&job, "pass");
+    assert_eq!(pass["backpressure"], "OK", "{pass:#}");
+    let m = &pass["subtasks"][0]["metrics"];
+    let total: f64 = ["busyTimeMsPerSecond", "idleTimeMsPerSecond", "backPressuredTimeMsPerSecond"]
+        .iter()
+        .map(|k| m[*k].as_f64().unwrap())
+        .sum();
+    assert!((total - 1000.0).abs() < 1.0, "{m:#}");
+    assert!(m["idleTimeMsPerSecond"].as_f64().unwrap() > 100.0, "a job at 20 k events/s mostly waits: {m:#}");
+    assert!(m["numBytesIn"].as_u64().unwrap() > 0 && m["currentInputWatermark"].as_i64().unwrap() > i64::MIN, "{m:#}");
     let (_, workers) = c.get("/v1/workers");
     assert_eq!(workers["workers"][0]["jobs"][0], id.as_str(), "{workers}");
 

@@ -213,7 +213,8 @@ pub struct JobList {
     pub jobs: Vec<JobInfo>,
 }
 
-/// Metrics of a vertex (or of one of its subtasks), Flink's names.
+/// Metrics of a vertex (or of one of its subtasks), Flink's names. Rates
+/// and times per second are over the last sample (each second).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Metrics {
     /// Records received.
@@ -222,12 +223,81 @@ pub struct Metrics {
     /// Records sent.
     #[serde(rename = "numRecordsOut")]
     pub num_records_out: u64,
-    /// Records received per second, over the last second.
+    /// Records received per second.
     #[serde(rename = "numRecordsInPerSecond")]
     pub num_records_in_per_second: f64,
-    /// Records sent per second, over the last second.
+    /// Records sent per second.
     #[serde(rename = "numRecordsOutPerSecond")]
     pub num_records_out_per_second: f64,
+    /// Bytes of keys and values received.
+    #[serde(rename = "numBytesIn")]
+    pub num_bytes_in: u64,
+    /// Bytes of keys and values sent.
+    #[serde(rename = "numBytesOut")]
+    pub num_bytes_out: u64,
+    /// Bytes received per second.
+    #[serde(rename = "numBytesInPerSecond")]
+    pub num_bytes_in_per_second: f64,
+    /// Bytes sent per second.
+    #[serde(rename = "numBytesOutPerSecond")]
+    pub num_bytes_out_per_second: f64,
+    /// The watermark of the input (a vertex: its subtasks' lowest);
+    /// -9223372036854775808 (i64's least) when there is none yet, as Flink.
+    #[serde(rename = "currentInputWatermark")]
+    pub current_input_watermark: i64,
+    /// The watermark sent on (a vertex: its subtasks' lowest).
+    #[serde(rename = "currentOutputWatermark")]
+    pub current_output_watermark: i64,
+    /// Milliseconds per second the task worked (a vertex: its busiest subtask).
+    #[serde(rename = "busyTimeMsPerSecond")]
+    pub busy_time_ms_per_second: f64,
+    /// Milliseconds per second the task waited for input (a vertex: its
+    /// least idle subtask).
+    #[serde(rename = "idleTimeMsPerSecond")]
+    pub idle_time_ms_per_second: f64,
+    /// Milliseconds per second the task waited for room downstream (a
+    /// vertex: its most back-pressured subtask).
+    #[serde(rename = "backPressuredTimeMsPerSecond")]
+    pub back_pressured_time_ms_per_second: f64,
+}
+
+/// Backpressure by Flink's thresholds on the back-pressured time: OK up
+/// to 10 %, LOW up to 50 %, HIGH above.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Backpressure {
+    /// At most 100 ms per second back-pressured.
+    #[default]
+    Ok,
+    /// At most 500 ms per second.
+    Low,
+    /// More.
+    High,
+}
+
+impl Backpressure {
+    /// The level of `ms` back-pressured milliseconds per second.
+    pub fn of(ms: f64) -> Backpressure {
+        if ms > 500.0 {
+            Backpressure::High
+        } else if ms > 100.0 {
+            Backpressure::Low
+        } else {
+            Backpressure::Ok
+        }
+    }
+}
+
+/// One subtask of a vertex.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SubtaskInfo {
+    /// Its index.
+    pub subtask: u32,
+    /// Its backpressure level.
+    pub backpressure: Backpressure,
+    /// Its metrics.
+    pub metrics: Metrics,
 }
 
 /// A vertex of the job graph: a source, operator or sink.
@@ -242,8 +312,13 @@ pub struct VertexInfo {
     pub parallelism: u32,
     /// The vertices it reads (ids, with `#tag` for side outputs).
     pub inputs: Vec<String>,
-    /// Over all its subtasks.
+    /// Its most back-pressured subtask's level.
+    pub backpressure: Backpressure,
+    /// Over all its subtasks: counts and rates summed, watermarks the
+    /// lowest, times the busiest subtask's.
     pub metrics: Metrics,
+    /// Each subtask (empty until the job runs).
+    pub subtasks: Vec<SubtaskInfo>,
 }
 
 /// A job in full.

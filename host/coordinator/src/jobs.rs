@@ -7,8 +7,8 @@
 //! outlive the coordinator.
 
 use crate::api::{
-    ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation, OperationStatus,
-    SubmitRequest, Submitted, Triggered, VertexInfo,
+    Backpressure, ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation,
+    OperationStatus, SubmitRequest, Submitted, SubtaskInfo, Triggered, VertexInfo,
 };
 use crate::blobs::{is_sha256, write_atomic};
 use crate::worker::{Deployment, Execution};
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use weir_core::spec::{Spec, StateBackendKind};
-use weir_runtime::{JobStatus, JobSummary, TaskError};
+use weir_runtime::{JobStatus, JobSummary, SubtaskMetrics, TaskError, VertexMetrics};
 use weir_wasm::World;
 
 /// Every job the coordinator knows, by id.
@@ -89,8 +89,8 @@ struct Run {
     errors: Vec<TaskError>,
     execution: Option<Arc<dyn Execution>>,
     cancel_requested: bool,
-    /// The last sample of records in and out per vertex, for rates.
-    sample: Option<(Instant, Vec<(u64, u64)>)>,
+    /// The last sample of the metrics, for rates.
+    sample: Option<(Instant, Vec<VertexMetrics>)>,
     summary: Option<JobSummary>,
     /// Cancellations asked for: trigger id → when.
     cancellations: HashMap<String, u64>,
@@ -125,44 +125,90 @@ impl Run {
         }
     }
 
-    /// Reads the execution's counters into the vertices (and the rates,
-    /// when `sample` and a second has passed since the last sample).
+    /// Reads the execution's metrics into the vertices; with `sample`, and
+    /// half a second or more since the last sample, the rates too.
     fn refresh(&mut self, sample: bool) {
         let Some(exec) = &self.execution else { return };
-        let metrics = exec.metrics();
+        let now_metrics = exec.metrics();
         let now = Instant::now();
-        let rates: Option<Vec<(f64, f64)>> = match &self.sample {
+        let last = match &self.sample {
             Some((at, last)) if sample && now - *at >= Duration::from_millis(500) => {
-                let secs = (now - *at).as_secs_f64();
-                Some(
-                    metrics
-                        .iter()
-                        .zip(last)
-                        .map(|(m, (i, o))| {
-                            (
-                                (m.records_in.saturating_sub(*i)) as f64 / secs,
-                                (m.records_out.saturating_sub(*o)) as f64 / secs,
-                            )
-                        })
-                        .collect(),
-                )
+                Some(((now - *at).as_secs_f64(), last))
             }
             _ => None,
         };
-        for (v, m) in self.detail.vertices.iter_mut().zip(&metrics) {
-            v.metrics.num_records_in = m.records_in;
-            v.metrics.num_records_out = m.records_out;
-        }
-        if let Some(rates) = rates {
-            for (v, (i, o)) in self.detail.vertices.iter_mut().zip(rates) {
-                v.metrics.num_records_in_per_second = i;
-                v.metrics.num_records_out_per_second = o;
+        for (vi, (v, m)) in self.detail.vertices.iter_mut().zip(&now_metrics).enumerate() {
+            let mut subtasks = Vec::with_capacity(m.subtasks.len());
+            for (si, s) in m.subtasks.iter().enumerate() {
+                let mut x = v.subtasks.get(si).map(|x| x.metrics.clone()).unwrap_or_default();
+                totals(&mut x, s);
+                if let Some((secs, p)) = last.and_then(|(secs, l)| Some((secs, l.get(vi)?.subtasks.get(si)?))) {
+                    rates(&mut x, s, p, secs);
+                }
+                let backpressure = Backpressure::of(x.back_pressured_time_ms_per_second);
+                subtasks.push(SubtaskInfo { subtask: s.subtask, backpressure, metrics: x });
             }
+            v.metrics = aggregate(&subtasks);
+            v.backpressure = Backpressure::of(v.metrics.back_pressured_time_ms_per_second);
+            v.subtasks = subtasks;
         }
         if sample || self.sample.is_none() {
-            self.sample = Some((now, metrics.iter().map(|m| (m.records_in, m.records_out)).collect()));
+            self.sample = Some((now, now_metrics));
         }
     }
+}
+
+/// Copies a subtask's totals.
+fn totals(x: &mut Metrics, s: &SubtaskMetrics) {
+    x.num_records_in = s.records_in;
+    x.num_records_out = s.records_out;
+    x.num_bytes_in = s.bytes_in;
+    x.num_bytes_out = s.bytes_out;
+    x.current_input_watermark = s.input_watermark;
+    x.current_output_watermark = s.output_watermark;
+}
+
+/// Rates from two samples of a subtask `secs` seconds apart.
+fn rates(x: &mut Metrics, now: &SubtaskMetrics, then: &SubtaskMetrics, secs: f64) {
+    let per_second = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+    x.num_records_in_per_second = per_second(now.records_in, then.records_in);
+    x.num_records_out_per_second = per_second(now.records_out, then.records_out);
+    x.num_bytes_in_per_second = per_second(now.bytes_in, then.bytes_in);
+    x.num_bytes_out_per_second = per_second(now.bytes_out, then.bytes_out);
+    let ms = |a: u64, b: u64| (per_second(a, b) / 1e6).min(1000.0);
+    x.idle_time_ms_per_second = ms(now.idle_ns, then.idle_ns);
+    x.back_pressured_time_ms_per_second = ms(now.backpressured_ns, then.backpressured_ns);
+    x.busy_time_ms_per_second = (1000.0 - x.idle_time_ms_per_second - x.back_pressured_time_ms_per_second).max(0.0);
+}
+
+/// A vertex's metrics from its subtasks'.
+fn aggregate(subtasks: &[SubtaskInfo]) -> Metrics {
+    let mut m = Metrics {
+        current_input_watermark: i64::MAX,
+        current_output_watermark: i64::MAX,
+        idle_time_ms_per_second: f64::MAX,
+        ..Metrics::default()
+    };
+    for s in subtasks.iter().map(|s| &s.metrics) {
+        m.num_records_in += s.num_records_in;
+        m.num_records_out += s.num_records_out;
+        m.num_bytes_in += s.num_bytes_in;
+        m.num_bytes_out += s.num_bytes_out;
+        m.num_records_in_per_second += s.num_records_in_per_second;
+        m.num_records_out_per_second += s.num_records_out_per_second;
+        m.num_bytes_in_per_second += s.num_bytes_in_per_second;
+        m.num_bytes_out_per_second += s.num_bytes_out_per_second;
+        m.current_input_watermark = m.current_input_watermark.min(s.current_input_watermark);
+        m.current_output_watermark = m.current_output_watermark.min(s.current_output_watermark);
+        m.busy_time_ms_per_second = m.busy_time_ms_per_second.max(s.busy_time_ms_per_second);
+        m.idle_time_ms_per_second = m.idle_time_ms_per_second.min(s.idle_time_ms_per_second);
+        m.back_pressured_time_ms_per_second =
+            m.back_pressured_time_ms_per_second.max(s.back_pressured_time_ms_per_second);
+    }
+    if subtasks.is_empty() {
+        return Metrics::default();
+    }
+    m
 }
 
 fn to_state(s: JobStatus) -> JobState {
@@ -512,7 +558,9 @@ impl Coordinator {
                     kind: v.kind.to_owned(),
                     parallelism: v.parallelism,
                     inputs: v.inputs,
+                    backpressure: Backpressure::Ok,
                     metrics: Metrics::default(),
+                    subtasks: Vec::new(),
                 })
                 .collect(),
         };
@@ -752,24 +800,36 @@ impl Coordinator {
         let _ = writeln!(out, "# TYPE weir_coordinator_slots_available gauge\nweir_coordinator_slots_available {free}");
         let details: Vec<JobDetail> = all.iter().map(|j| j.detail()).collect();
         type Family = (&'static str, &'static str, fn(&Metrics) -> f64);
-        let families: [Family; 4] = [
+        let families: [Family; 13] = [
             ("numRecordsIn", "counter", |m| m.num_records_in as f64),
             ("numRecordsOut", "counter", |m| m.num_records_out as f64),
             ("numRecordsInPerSecond", "gauge", |m| m.num_records_in_per_second),
             ("numRecordsOutPerSecond", "gauge", |m| m.num_records_out_per_second),
+            ("numBytesIn", "counter", |m| m.num_bytes_in as f64),
+            ("numBytesOut", "counter", |m| m.num_bytes_out as f64),
+            ("numBytesInPerSecond", "gauge", |m| m.num_bytes_in_per_second),
+            ("numBytesOutPerSecond", "gauge", |m| m.num_bytes_out_per_second),
+            ("currentInputWatermark", "gauge", |m| m.current_input_watermark as f64),
+            ("currentOutputWatermark", "gauge", |m| m.current_output_watermark as f64),
+            ("busyTimeMsPerSecond", "gauge", |m| m.busy_time_ms_per_second),
+            ("idleTimeMsPerSecond", "gauge", |m| m.idle_time_ms_per_second),
+            ("backPressuredTimeMsPerSecond", "gauge", |m| m.back_pressured_time_ms_per_second),
         ];
         for (name, kind, get) in families {
-            let _ = writeln!(out, "# TYPE weir_vertex_{name} {kind}");
+            let _ = writeln!(out, "# TYPE weir_task_{name} {kind}");
             for d in details.iter().filter(|d| !d.state.is_terminal()) {
                 for v in &d.vertices {
-                    let _ = writeln!(
-                        out,
-                        "weir_vertex_{name}{{job_id=\"{}\",job_name=\"{}\",vertex=\"{}\"}} {}",
-                        d.id,
-                        escape(&d.name),
-                        escape(&v.id),
-                        get(&v.metrics)
-                    );
+                    for s in &v.subtasks {
+                        let _ = writeln!(
+                            out,
+                            "weir_task_{name}{{job_id=\"{}\",job_name=\"{}\",vertex=\"{}\",subtask=\"{}\"}} {}",
+                            d.id,
+                            escape(&d.name),
+                            escape(&v.id),
+                            s.subtask,
+                            get(&s.metrics)
+                        );
+                    }
                 }
             }
         }

@@ -102,10 +102,15 @@ impl Inbox {
     pub fn send(&self, input: usize, message: MessageKind) -> Result<(), Closed> {
         let size = message.footprint();
         let mut q = self.lock();
-        while !q.closed && q.bytes[input] >= self.budget && !q.queues[input].is_empty() {
-            q.writers_waiting[input] += 1;
-            q = self.writable.wait(q).unwrap_or_else(|p| p.into_inner());
-            q.writers_waiting[input] -= 1;
+        let full = |q: &Queues| !q.closed && q.bytes[input] >= self.budget && !q.queues[input].is_empty();
+        if full(&q) {
+            let since = std::time::Instant::now();
+            while full(&q) {
+                q.writers_waiting[input] += 1;
+                q = self.writable.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.writers_waiting[input] -= 1;
+            }
+            crate::metrics::add_backpressured(since.elapsed());
         }
         if q.closed {
             return Err(Closed);
@@ -147,7 +152,9 @@ impl Inbox {
                 return Ok(Recv::Timeout);
             }
             q.reader_waiting = true;
+            let since = std::time::Instant::now();
             q = self.readable.wait_timeout(q, timeout).unwrap_or_else(|p| p.into_inner()).0;
+            crate::metrics::add_idle(since.elapsed());
             q.reader_waiting = false;
             waited = true;
         }

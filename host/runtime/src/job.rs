@@ -8,6 +8,7 @@
 use crate::exchange::{Inbox, InputSender, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
+use crate::metrics::{SubtaskCounters, SubtaskMetrics, TaskTimes};
 use crate::operators::{
     MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp, WindowOp, WindowWasm,
 };
@@ -15,7 +16,7 @@ use crate::state::Backends;
 use crate::task::{Chain, Head, Stage, Tail, TaskError, VertexInfo, run_task};
 use crate::{Native, RunOptions};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_connectors::{FileSink, Sink, open_source};
@@ -74,7 +75,8 @@ impl JobStatus {
     }
 }
 
-/// Records in and out of one vertex, over all its subtasks.
+/// Records in and out of one vertex, over all its subtasks, and each
+/// subtask's metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VertexMetrics {
     /// The vertex id.
@@ -85,6 +87,21 @@ pub struct VertexMetrics {
     pub records_in: u64,
     /// `numRecordsOut`.
     pub records_out: u64,
+    /// Per subtask, in order.
+    pub subtasks: Vec<SubtaskMetrics>,
+}
+
+impl VertexMetrics {
+    fn of(id: &str, parallelism: u32, counters: &[SubtaskCounters]) -> VertexMetrics {
+        let subtasks: Vec<SubtaskMetrics> = counters.iter().enumerate().map(|(s, c)| c.snapshot(s as u32)).collect();
+        VertexMetrics {
+            id: id.to_owned(),
+            parallelism,
+            records_in: subtasks.iter().map(|s| s.records_in).sum(),
+            records_out: subtasks.iter().map(|s| s.records_out).sum(),
+            subtasks,
+        }
+    }
 }
 
 /// What a finished job did.
@@ -96,12 +113,6 @@ pub struct JobSummary {
     pub unread_side_outputs: Vec<(String, String, u64)>,
     /// Wall time from start to the last task's end.
     pub elapsed: Duration,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub records_in: AtomicU64,
-    pub records_out: AtomicU64,
 }
 
 struct Progress {
@@ -116,18 +127,30 @@ struct Progress {
 pub(crate) struct JobShared {
     cancel: AtomicBool,
     inboxes: Mutex<Vec<Arc<Inbox>>>,
-    pub counters: Vec<Counters>,
+    /// Per vertex, per subtask.
+    pub counters: Vec<Vec<SubtaskCounters>>,
     progress: Mutex<Progress>,
     ended: Condvar,
 }
 
 impl JobShared {
-    /// A running job of `vertices` vertices, with no inbox yet.
-    pub fn new(vertices: usize) -> JobShared {
+    #[cfg(test)]
+    /// A running job whose vertices have `parallelism` subtasks each, every
+    /// subtask its own task, with no inbox yet.
+    pub fn new(parallelism: Vec<u32>) -> JobShared {
+        let counters = parallelism
+            .iter()
+            .map(|&p| (0..p).map(|_| SubtaskCounters::new(Arc::new(TaskTimes::default()))).collect())
+            .collect();
+        JobShared::with_counters(counters)
+    }
+
+    /// A running job with these counters, with no inbox yet.
+    fn with_counters(counters: Vec<Vec<SubtaskCounters>>) -> JobShared {
         JobShared {
             cancel: AtomicBool::new(false),
             inboxes: Mutex::new(Vec::new()),
-            counters: (0..vertices).map(|_| Counters::default()).collect(),
+            counters,
             progress: Mutex::new(Progress {
                 running: 0,
                 status: JobStatus::Running,
@@ -206,16 +229,8 @@ impl JobHandle {
 
     /// Records in and out per vertex, now.
     pub fn metrics(&self) -> Vec<VertexMetrics> {
-        self.vertices
-            .iter()
-            .zip(&self.shared.counters)
-            .map(|((id, parallelism), c)| VertexMetrics {
-                id: id.clone(),
-                parallelism: *parallelism,
-                records_in: c.records_in.load(Ordering::Relaxed),
-                records_out: c.records_out.load(Ordering::Relaxed),
-            })
-            .collect()
+        let vertices = self.vertices.iter().zip(&self.shared.counters);
+        vertices.map(|((id, parallelism), c)| VertexMetrics::of(id, *parallelism, c)).collect()
     }
 
     /// Every task failure so far, first (the root cause) first.
@@ -266,15 +281,7 @@ impl JobHandle {
         if p.status == JobStatus::Canceled {
             return Err(JobError::Cancelled);
         }
-        let vertices = self.vertices.iter().zip(&self.shared.counters);
-        let vertices = vertices
-            .map(|((id, parallelism), c)| VertexMetrics {
-                id: id.clone(),
-                parallelism: *parallelism,
-                records_in: c.records_in.load(Ordering::Relaxed),
-                records_out: c.records_out.load(Ordering::Relaxed),
-            })
-            .collect();
+        let vertices = self.metrics();
         let mut unread_side_outputs: Vec<(String, String, u64)> =
             p.unread.iter().map(|((v, tag), n)| (self.vertices[*v].0.clone(), tag.clone(), *n)).collect();
         unread_side_outputs.sort();
@@ -378,10 +385,27 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         .sum();
     let backends = Backends::new(&spec.state, keyed).map_err(JobError::State)?;
 
-    let shared = Arc::new(JobShared::new(graph.vertices.len()));
+    // Counters: per vertex and subtask; the vertices of one chain subtask
+    // (one task, one thread) share its times.
+    let chains = graph.chains();
+    let mut counters: Vec<Vec<Option<SubtaskCounters>>> =
+        graph.vertices.iter().map(|v| (0..v.parallelism).map(|_| None).collect()).collect();
+    for chain in &chains {
+        let times: Vec<Arc<TaskTimes>> =
+            (0..graph.vertices[chain[0]].parallelism).map(|_| Arc::new(TaskTimes::default())).collect();
+        for &v in chain {
+            for (slot, t) in counters[v].iter_mut().zip(&times) {
+                *slot = Some(SubtaskCounters::new(t.clone()));
+            }
+        }
+    }
+    let counters = counters
+        .into_iter()
+        .map(|v| v.into_iter().map(|c| c.expect("invariant: every vertex is in a chain")).collect())
+        .collect();
+    let shared = Arc::new(JobShared::with_counters(counters));
 
     // Inboxes: one per (chain head with inputs, subtask), a queue per input.
-    let chains = graph.chains();
     let mut inboxes: HashMap<(usize, u32), Arc<Inbox>> = HashMap::new();
     for chain in &chains {
         let head = chain[0];
@@ -491,6 +515,8 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         // A chain runs its stages by recursion: give long chains the stack.
         let stack = (2 << 20) + chain.stages.len() * (4 << 10);
         let spawned = std::thread::Builder::new().name(format!("weir-task-{i}")).stack_size(stack).spawn(move || {
+            let first = &task_shared.counters[chain.head()][chain.tail.subtask as usize];
+            crate::metrics::enter(first.times.clone());
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(head, &mut chain)));
             let r = match r {
                 Ok(Ok(())) => Ok(chain.unread_side_outputs()),

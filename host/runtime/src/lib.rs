@@ -14,6 +14,7 @@ mod exchange;
 mod gate;
 mod graph;
 mod job;
+mod metrics;
 mod operators;
 mod state;
 mod task;
@@ -22,6 +23,7 @@ mod window;
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
+pub use metrics::SubtaskMetrics;
 pub use operators::{NativeMapFn, NativeProcessFn};
 pub use task::TaskError;
 

@@ -8,7 +8,6 @@ use crate::job::JobShared;
 use crate::operators::{Emit, Fail, OpError, Operator, TIMER_ORIGIN};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weir_connectors::{Poll, Source};
 use weir_core::Batch;
@@ -152,7 +151,8 @@ fn push(stages: &mut [Stage], tail: &mut Tail, batch: Batch) -> Result<(), TaskE
     if stages.is_empty() {
         return tail.route(batch);
     }
-    tail.shared.counters[stages[0].vertex].records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let counters = &tail.shared.counters[stages[0].vertex][tail.subtask as usize];
+    counters.received(batch.len(), batch.bytes(), batch.last_watermark());
     call_stage(stages, 0, tail, |op, next| op.process(batch, next))
 }
 
@@ -185,8 +185,9 @@ impl Emit for Next<'_> {
         if batch.is_void() {
             return Ok(());
         }
-        self.tail.shared.counters[self.vertex].records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let watermark = batch.last_watermark();
+        let counters = &self.tail.shared.counters[self.vertex][self.tail.subtask as usize];
+        counters.sent(batch.len(), batch.bytes(), watermark);
         if batch.fits(self.tail.batch_events, self.tail.batch_bytes) {
             push(self.rest, self.tail, batch)?;
         } else {
@@ -335,7 +336,9 @@ fn run_source(
                     chain.set_idle(true)?;
                 }
                 chain.tick(chain.tail.clock.now())?;
+                let since = Instant::now();
                 std::thread::sleep(d);
+                crate::metrics::add_idle(since.elapsed());
             }
             Poll::End => {
                 if !batch.is_void() {
@@ -378,6 +381,7 @@ mod tests {
     use super::*;
     use crate::exchange::{InputSender, MessageKind, Route};
     use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
     /// Emits every input event `times` times in one batch, then the
     /// input's marks at the end.
@@ -463,7 +467,7 @@ mod tests {
                 last_vertex: n - 1,
                 subtask: 0,
                 names: Arc::new(names),
-                shared: Arc::new(JobShared::new(n)),
+                shared: Arc::new(JobShared::new(vec![1; n])),
                 batch_events,
                 batch_bytes: 1 << 20,
                 clock: weir_state::Clock::System,
@@ -507,9 +511,9 @@ mod tests {
         assert_eq!(batches[2].last_watermark(), Some(5), "the watermark ends the last piece");
         assert!(batches[..2].iter().all(|b| b.marks().is_empty()), "no watermark overtakes events");
         let counters = &c.tail.shared.counters;
-        assert_eq!(counters[0].records_in.load(Ordering::Relaxed), 1);
-        assert_eq!(counters[0].records_out.load(Ordering::Relaxed), 10);
-        assert_eq!(counters[1].records_in.load(Ordering::Relaxed), 10);
+        assert_eq!(counters[0][0].records_in.load(Ordering::Relaxed), 1);
+        assert_eq!(counters[0][0].records_out.load(Ordering::Relaxed), 10);
+        assert_eq!(counters[1][0].records_in.load(Ordering::Relaxed), 10);
     }
 
     #[test]
