@@ -204,6 +204,16 @@ fn malformed_bundles_are_refused_each_with_its_own_message() {
     let p = problems(&rezip(&e), limits);
     assert!(p.iter().any(|p| p.place.starts_with("spec.yaml:2:")), "{p:#?}");
 
+    // Sample data that is a file and a folder at once.
+    let mut m = manifest.clone();
+    let mut e = entries.clone();
+    for path in ["files/a", "files/a/b"] {
+        m.data.push(weir_bundle::DataEntry { path: path.into(), sha256: weir_bundle::sha256_hex(b"x"), size: 1 });
+        e.push((path.into(), b"x".to_vec()));
+    }
+    e.iter_mut().find(|(n, _)| n == "manifest.json").unwrap().1 = serde_json::to_vec(&m).unwrap();
+    has(&problems(&rezip(&e), limits), "files/a", "a file here and a folder of `files/a/b`");
+
     // No manifest, or another format.
     has(&problems(&zip_of(&[("spec.yaml", b"x")]), limits), "manifest.json", "not a Weir bundle");
     let mut m = manifest.clone();

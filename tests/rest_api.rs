@@ -159,6 +159,9 @@ fn a_bundle_uploaded_and_submitted_runs_to_finished_with_its_metrics_and_output(
     assert_eq!(vertex(&job, "split")["metrics"]["numRecordsOut"], 59);
     assert_eq!(vertex(&job, "count")["metrics"]["numRecordsIn"], 59);
     assert_eq!(vertex(&job, "counts")["metrics"]["numRecordsIn"], 40);
+    // The split operator's own counter, as it reported it.
+    let words = &vertex(&job, "split")["subtasks"][0]["user-metrics"][0];
+    assert_eq!((&words["name"], &words["kind"], &words["value"]), (&json!("words"), &json!("counter"), &json!(59.0)));
     let (status, v) = c.get(&format!("/v1/jobs/{job_id}/vertices/count"));
     assert_eq!((status, &v["metrics"]["numRecordsOut"]), (200, &json!(40)));
 
@@ -367,7 +370,6 @@ fn each_malformed_bundle_is_refused_with_its_own_message_and_nothing_is_stored()
             "does not implement world `process`",
         ),
         ("path traversal", with(&|e| e.push(("../escape.txt".into(), b"x".to_vec()))), "../escape.txt"),
-        ("oversize", vec![0u8; 9 << 20], "length limit exceeded"),
         (
             "bad spec",
             with(&|e| {
@@ -383,6 +385,19 @@ fn each_malformed_bundle_is_refused_with_its_own_message_and_nothing_is_stored()
         assert!(status == 400 || status == 413, "{what}: status {status}: {text}");
         assert!(text.contains(expect), "{what}: expected `{expect}` in:\n{text}");
     }
+    // Oversize: refused from its declared length, before it is read.
+    let addr = c.url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "POST /v1/bundles HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        9 << 20
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut tcp, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("length limit exceeded"), "{answer}");
     assert_eq!(c.get("/v1/bundles").1["bundles"], json!([]));
     let stored = std::fs::read_dir(c.data.path().join("blobs")).unwrap().count();
     assert_eq!(stored, 0, "nothing of a refused bundle is stored");
@@ -412,6 +427,37 @@ fn changes_need_the_token_when_the_coordinator_has_one() {
 }
 
 #[test]
+fn other_sites_other_host_names_and_other_content_types_are_refused() {
+    let c = Coordinator::start(&[]);
+    let agent = Coordinator::agent();
+    // A page of another site posting to the API (a browser adds Origin).
+    let r = agent
+        .post(format!("{}/v1/jobs", c.url))
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/json")
+        .send("{}");
+    let (status, answer) = Coordinator::answer(r);
+    assert_eq!(status, 403, "{answer}");
+    assert!(messages(&answer).contains("another site"), "{answer}");
+    // DNS rebinding: the loopback API under another name.
+    let r = agent.get(format!("{}/v1/jobs", c.url)).header("host", "evil.example").call();
+    let (status, answer) = Coordinator::answer(r);
+    assert_eq!(status, 403, "{answer}");
+    // A form post: not JSON, so refused before anything is read.
+    let r = agent.post(format!("{}/v1/jobs", c.url)).header("content-type", "text/plain").send("{}");
+    let (status, answer) = Coordinator::answer(r);
+    assert_eq!(status, 415, "{answer}");
+    assert!(messages(&answer).contains("application/json"), "{answer}");
+    // A submission past the JSON bound stops being read at it.
+    let big = format!("{{\"spec\": \"{}\"}}", "x".repeat(5 << 20));
+    let (status, answer) = c.post_json("/v1/jobs", &serde_json::from_str(&big).unwrap());
+    assert_eq!(status, 413, "{answer}");
+    // The same origin is fine.
+    let r = agent.get(format!("{}/v1/jobs", c.url)).header("origin", c.url.as_str()).call();
+    assert_eq!(Coordinator::answer(r).0, 200);
+}
+
+#[test]
 fn a_spec_naming_a_file_outside_the_working_directory_is_refused_with_that_path() {
     let allowed = tempfile::tempdir().unwrap();
     let allowed_path = allowed.path().to_str().unwrap();
@@ -424,11 +470,17 @@ fn a_spec_naming_a_file_outside_the_working_directory_is_refused_with_that_path(
              component: p.wasm\n    input: events\nsinks:\n  - id: out\n    type: file\n    path: {sink}\n    input: pass\n"
         )
     };
-    for outside in ["/etc/weir-test-out.jsonl", "../../escape.jsonl"] {
+    let data_dir = c.data.path().join("token").display().to_string();
+    for (outside, why) in [
+        ("/etc/weir-test-out.jsonl", "outside the job's working directory"),
+        ("../../escape.jsonl", "has a `..` part"),
+        (&format!("{allowed_path}/sub/../out.jsonl"), "has a `..` part"),
+        (&data_dir, "outside the job's working directory"),
+    ] {
         let (status, answer) = c.post_json("/v1/jobs", &json!({"spec": spec(outside), "components": {"p.wasm": sha}}));
         let text = messages(&answer);
         assert_eq!(status, 400, "{text}");
-        assert!(text.contains("sink `out`") && text.contains("outside the job's working directory"), "{text}");
+        assert!(text.contains("sink `out`") && text.contains(why) && text.contains(outside), "{outside}: {text}");
     }
     let inside = format!("{allowed_path}/out.jsonl");
     let (status, answer) = c.post_json("/v1/jobs", &json!({"spec": spec(&inside), "components": {"p.wasm": sha}}));
@@ -470,6 +522,11 @@ fn weir_run_serves_the_api_while_its_job_runs_and_finishes_as_before() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(seen_running, "the job was seen RUNNING through the API");
+    // It only reads: managing jobs is a coordinator's.
+    let r = agent.post(format!("{base}/v1/jobs")).header("content-type", "application/json").send("{}");
+    let (status, answer) = Coordinator::answer(r);
+    assert_eq!(status, 403, "{answer}");
+    assert!(messages(&answer).contains("only reads"), "{answer}");
     let rest: Vec<String> = lines.collect();
     let status = child.wait().unwrap();
     let rest = rest.join("\n");

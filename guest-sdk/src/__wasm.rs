@@ -207,6 +207,16 @@ pub fn function_run(
     table: wf::FunctionTable,
     elements: function_bindings::weir::operator::types::Batch,
 ) -> Result<wf::FunctionResult, String> {
+    let r = function_run_call(actions, table, elements);
+    crate::metrics::flush();
+    r
+}
+
+fn function_run_call(
+    actions: Vec<wf::Action>,
+    table: wf::FunctionTable,
+    elements: function_bindings::weir::operator::types::Batch,
+) -> Result<wf::FunctionResult, String> {
     use crate::window_function::{Action, run};
     validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
     let events: Vec<crate::Event<'_>> = (0..elements.timestamps.len())
@@ -297,6 +307,14 @@ pub fn session_gap_init<T: SessionGap + Default>(config: String) -> Result<(), S
 pub fn session_gap_gaps(
     elements: session_gap_bindings::weir::operator::types::Batch,
 ) -> Result<Vec<Result<i64, String>>, String> {
+    let r = session_gap_gaps_call(elements);
+    crate::metrics::flush();
+    r
+}
+
+fn session_gap_gaps_call(
+    elements: session_gap_bindings::weir::operator::types::Batch,
+) -> Result<Vec<Result<i64, String>>, String> {
     validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
     SESSION_GAP.with(|m| {
         let mut m = m.borrow_mut();
@@ -323,6 +341,17 @@ pub fn trigger_init<T: Trigger + Default>(config: String) -> Result<(), String> 
 use trigger_bindings::exports::weir::operator::window_trigger as wt;
 
 pub fn trigger_run(
+    actions: Vec<wt::Action>,
+    table: wt::TriggerTable,
+    watermark: i64,
+    processing_time: i64,
+) -> Result<wt::TriggerResult, String> {
+    let r = trigger_run_call(actions, table, watermark, processing_time);
+    crate::metrics::flush();
+    r
+}
+
+fn trigger_run_call(
     actions: Vec<wt::Action>,
     table: wt::TriggerTable,
     watermark: i64,
@@ -397,6 +426,18 @@ pub fn evictor_evict(
     watermark: i64,
     processing_time: i64,
 ) -> Result<Vec<bool>, String> {
+    let r = evictor_evict_call(window, elements, before, watermark, processing_time);
+    crate::metrics::flush();
+    r
+}
+
+fn evictor_evict_call(
+    window: evictor_bindings::exports::weir::operator::window_evictor::Window,
+    elements: evictor_bindings::weir::operator::types::Batch,
+    before: bool,
+    watermark: i64,
+    processing_time: i64,
+) -> Result<Vec<bool>, String> {
     validate_batch(&elements.data, &elements.offsets, &elements.timestamps).map_err(|e| e.to_string())?;
     let n = elements.timestamps.len();
     let events: Vec<crate::Event<'_>> =
@@ -422,6 +463,12 @@ fn not_initialized() -> Error {
 }
 
 pub fn map_batch(input: mt::Batch) -> Result<mt::Output, mt::OperatorError> {
+    let r = map_batch_call(input);
+    crate::metrics::flush();
+    r
+}
+
+fn map_batch_call(input: mt::Batch) -> Result<mt::Output, mt::OperatorError> {
     let err = |index: usize, e: Error| mt::OperatorError { index: index as u32, message: e.to_string() };
     // Errors about no one record name none (an index past the batch), so
     // the host fails the job instead of rejecting a record for them.
@@ -704,6 +751,18 @@ pub fn process_batch(
     table: kp::KeyTable,
     ctx: kp::CallContext,
 ) -> Result<kp::ProcessResult, pt::OperatorError> {
+    let r = process_batch_call(input, key_slots, marks, table, ctx);
+    crate::metrics::flush();
+    r
+}
+
+fn process_batch_call(
+    input: pt::Batch,
+    key_slots: Vec<u32>,
+    marks: Vec<pt::Mark>,
+    table: kp::KeyTable,
+    ctx: kp::CallContext,
+) -> Result<kp::ProcessResult, pt::OperatorError> {
     validate_batch(&input.data, &input.offsets, &input.timestamps).map_err(|e| perr(0, e))?;
     PROCESS_OP.with(|m| {
         let mut guard = m.borrow_mut();
@@ -785,6 +844,16 @@ fn fire_local(
 }
 
 pub fn on_timers(
+    timers: Vec<kp::FiredTimer>,
+    table: kp::KeyTable,
+    ctx: kp::CallContext,
+) -> Result<kp::ProcessResult, pt::OperatorError> {
+    let r = on_timers_call(timers, table, ctx);
+    crate::metrics::flush();
+    r
+}
+
+fn on_timers_call(
     timers: Vec<kp::FiredTimer>,
     table: kp::KeyTable,
     ctx: kp::CallContext,

@@ -40,6 +40,7 @@ extern crate self as weir_sdk;
 
 mod event;
 mod evictor;
+pub mod metrics;
 mod session_gap;
 mod state;
 pub mod testing;

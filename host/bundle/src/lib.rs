@@ -235,6 +235,18 @@ impl Bundle {
                 problems.push(problem(&d.path, "sample data must lie under `files/`"));
             }
         }
+        // A path that is another's folder cannot be unpacked as both.
+        let data_paths: HashSet<&str> = manifest.data.iter().map(|d| d.path.as_str()).collect();
+        for d in &manifest.data {
+            for (i, _) in d.path.match_indices('/') {
+                if data_paths.contains(&d.path[..i]) {
+                    problems.push(problem(
+                        &d.path[..i],
+                        format!("sample data is a file here and a folder of `{}`: rename one", d.path),
+                    ));
+                }
+            }
+        }
         match (problems.is_empty(), spec, spec_text) {
             (true, Some(spec), Some(spec_text)) => Ok(Bundle { manifest, spec_text, spec, entries }),
             _ => Err(problems),

@@ -288,6 +288,19 @@ impl Backpressure {
     }
 }
 
+/// A metric the operator defines itself (a counter or gauge of the SDK's
+/// `metrics`, Flink's `getMetricGroup()`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct UserMetricInfo {
+    /// Its name.
+    pub name: String,
+    /// `counter` or `gauge`.
+    pub kind: String,
+    /// A counter's total, or a gauge's last value.
+    pub value: f64,
+}
+
 /// One subtask of a vertex.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -298,6 +311,8 @@ pub struct SubtaskInfo {
     pub backpressure: Backpressure,
     /// Its metrics.
     pub metrics: Metrics,
+    /// The operator's own metrics, by name.
+    pub user_metrics: Vec<UserMetricInfo>,
 }
 
 /// A vertex of the job graph: a source, operator or sink.
@@ -317,6 +332,9 @@ pub struct VertexInfo {
     /// Over all its subtasks: counts and rates summed, watermarks the
     /// lowest, times the busiest subtask's.
     pub metrics: Metrics,
+    /// The operator's own metrics over its subtasks: counters summed,
+    /// gauges the highest.
+    pub user_metrics: Vec<UserMetricInfo>,
     /// Each subtask (empty until the job runs).
     pub subtasks: Vec<SubtaskInfo>,
 }

@@ -75,7 +75,7 @@ impl Coordinator {
                     refs: c.refs.clone(),
                 })
                 .collect(),
-            data: r.manifest.data.iter().map(|d| d.path.trim_start_matches("files/").to_owned()).collect(),
+            data: r.manifest.data.iter().map(|d| d.path.strip_prefix("files/").unwrap_or(&d.path).to_owned()).collect(),
             spec: r.spec_text.clone(),
             jobs,
         }
@@ -85,12 +85,16 @@ impl Coordinator {
     /// `Ok((false, _))`: the same file was stored before.
     pub fn upload_bundle(&self, bytes: &[u8]) -> Result<(bool, BundleInfo), ApiError> {
         let id = sha256_hex(bytes);
-        if let Some(r) = lock(&self.bundles).get(&id).cloned() {
+        let existing = lock(&self.bundles).get(&id).cloned();
+        if let Some(r) = existing {
             return Ok((false, self.bundle_info(&r)));
         }
         let bundle = Bundle::open(bytes, self.config.limits, &self.check_rt).map_err(|problems| {
             ApiError::problems(problems.into_iter().map(|p| ErrorItem { place: p.place, message: p.message }).collect())
         })?;
+        // Stored under the bundles lock: a deletion running meanwhile
+        // cannot remove a blob this bundle shares with the one it deletes.
+        let mut bundles = lock(&self.bundles);
         let store = |sha: &str, path: &str| {
             let b = bundle.entries.get(path).expect("invariant: Bundle::open checked every listed entry is there");
             self.blobs.put(sha, b).map_err(|e| ApiError::internal(path, format!("cannot store it: {e}")))
@@ -111,7 +115,8 @@ impl Coordinator {
         let json = serde_json::to_vec_pretty(&record).expect("invariant: records serialize");
         write_atomic(&self.config.data_dir.join("bundles").join(format!("{id}.json")), &json)
             .map_err(|e| ApiError::internal("bundle", format!("cannot store its record: {e}")))?;
-        lock(&self.bundles).insert(id, record.clone());
+        bundles.insert(id, record.clone());
+        drop(bundles);
         tracing::info!("stored bundle {} ({} {})", record.id, record.manifest.name, record.manifest.version);
         Ok((true, self.bundle_info(&record)))
     }
@@ -153,6 +158,8 @@ impl Coordinator {
         let mut held: HashSet<&str> = bundles.values().flat_map(|r| r.blobs()).collect();
         let job_blobs = jobs.active_blobs();
         held.extend(job_blobs.iter().map(String::as_str));
+        let standalone = lock(&self.standalone);
+        held.extend(standalone.iter().map(String::as_str));
         for sha in record.blobs().filter(|s| !held.contains(s)) {
             self.blobs.remove(sha);
         }
@@ -184,7 +191,14 @@ impl Coordinator {
             ));
         }
         let sha = sha256_hex(bytes);
+        let mut standalone = lock(&self.standalone);
         self.blobs.put(&sha, bytes).map_err(|e| ApiError::internal("component", format!("cannot store it: {e}")))?;
+        if standalone.insert(sha.clone()) {
+            // A component uploaded alone stays, whatever bundles come and go.
+            let marker = self.config.data_dir.join("components").join(&sha);
+            write_atomic(&marker, b"")
+                .map_err(|e| ApiError::internal("component", format!("cannot record it: {e}")))?;
+        }
         Ok(ComponentUploaded { sha256: sha, size: bytes.len() as u64 })
     }
 

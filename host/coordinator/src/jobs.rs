@@ -3,12 +3,13 @@
 //! directory and confined) before a job exists; then a job master (one
 //! thread per job) waits for slots, deploys the job on a worker, watches
 //! it — state, metrics sampled each second, exceptions — and, once it
-//! ends, frees its slots and writes `jobs/<id>/job.json`, so ended jobs
+//! ends, frees its slots; its record `jobs/<id>.json` is written at each
+//! step (beside its working directory, not in it), so jobs
 //! outlive the coordinator.
 
 use crate::api::{
     Backpressure, ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation,
-    OperationStatus, SubmitRequest, Submitted, SubtaskInfo, Triggered, VertexInfo,
+    OperationStatus, SubmitRequest, Submitted, SubtaskInfo, Triggered, UserMetricInfo, VertexInfo,
 };
 use crate::blobs::{is_sha256, write_atomic};
 use crate::worker::{Deployment, Execution};
@@ -19,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use weir_core::spec::{Spec, StateBackendKind};
 use weir_runtime::{JobStatus, JobSummary, SubtaskMetrics, TaskError, VertexMetrics};
-use weir_wasm::World;
+use weir_wasm::{UserMetric, World};
 
 /// Every job the coordinator knows, by id.
 #[derive(Default)]
@@ -41,14 +42,21 @@ impl Jobs {
         let mut jobs = Jobs::default();
         let Ok(entries) = std::fs::read_dir(dir) else { return jobs };
         for e in entries.flatten() {
-            let record = e.path().join("job.json");
-            let Ok(bytes) = std::fs::read(&record) else { continue };
+            let path = e.path();
+            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else { continue };
             match serde_json::from_slice::<JobRecord>(&bytes) {
-                Ok(r) => {
+                Ok(r) if r.detail.id == id => {
                     let job = JobMaster::ended(r);
                     jobs.map.insert(job.id.clone(), Arc::new(job));
                 }
-                Err(e) => tracing::warn!("skipping job record {}: {e}", record.display()),
+                Ok(_) => tracing::warn!("skipping job record {}: its id is not its file's name", path.display()),
+                Err(e) => tracing::warn!("skipping job record {}: {e}", path.display()),
             }
         }
         jobs
@@ -99,6 +107,20 @@ struct Run {
 }
 
 impl Run {
+    fn new(detail: JobDetail, exceptions: Vec<ExceptionInfo>, ended: bool) -> Run {
+        Run {
+            detail,
+            exceptions,
+            errors: Vec::new(),
+            execution: None,
+            cancel_requested: false,
+            sample: None,
+            summary: None,
+            cancellations: HashMap::new(),
+            ended,
+        }
+    }
+
     fn set_state(&mut self, state: JobState) {
         if self.detail.state != state {
             self.detail.state = state;
@@ -146,9 +168,11 @@ impl Run {
                     rates(&mut x, s, p, secs);
                 }
                 let backpressure = Backpressure::of(x.back_pressured_time_ms_per_second);
-                subtasks.push(SubtaskInfo { subtask: s.subtask, backpressure, metrics: x });
+                let user_metrics = s.user.iter().map(|(name, m)| user_metric(name, m)).collect();
+                subtasks.push(SubtaskInfo { subtask: s.subtask, backpressure, metrics: x, user_metrics });
             }
             v.metrics = aggregate(&subtasks);
+            v.user_metrics = aggregate_user(&subtasks);
             v.backpressure = Backpressure::of(v.metrics.back_pressured_time_ms_per_second);
             v.subtasks = subtasks;
         }
@@ -175,10 +199,38 @@ fn rates(x: &mut Metrics, now: &SubtaskMetrics, then: &SubtaskMetrics, secs: f64
     x.num_records_out_per_second = per_second(now.records_out, then.records_out);
     x.num_bytes_in_per_second = per_second(now.bytes_in, then.bytes_in);
     x.num_bytes_out_per_second = per_second(now.bytes_out, then.bytes_out);
-    let ms = |a: u64, b: u64| (per_second(a, b) / 1e6).min(1000.0);
-    x.idle_time_ms_per_second = ms(now.idle_ns, then.idle_ns);
-    x.back_pressured_time_ms_per_second = ms(now.backpressured_ns, then.backpressured_ns);
-    x.busy_time_ms_per_second = (1000.0 - x.idle_time_ms_per_second - x.back_pressured_time_ms_per_second).max(0.0);
+    let ms = |a: u64, b: u64| per_second(a, b) / 1e6;
+    let (idle, bp) = (ms(now.idle_ns, then.idle_ns), ms(now.backpressured_ns, then.backpressured_ns));
+    // Samples are not taken at the instants the clocks read: keep the
+    // three within one second, in proportion.
+    let scale = if idle + bp > 1000.0 { 1000.0 / (idle + bp) } else { 1.0 };
+    x.idle_time_ms_per_second = idle * scale;
+    x.back_pressured_time_ms_per_second = bp * scale;
+    x.busy_time_ms_per_second = 1000.0 - x.idle_time_ms_per_second - x.back_pressured_time_ms_per_second;
+}
+
+fn user_metric(name: &str, m: &UserMetric) -> UserMetricInfo {
+    let (kind, value) = match *m {
+        UserMetric::Counter(c) => ("counter", c as f64),
+        UserMetric::Gauge(g) => ("gauge", g),
+    };
+    UserMetricInfo { name: name.to_owned(), kind: kind.to_owned(), value }
+}
+
+/// A vertex's own metrics from its subtasks': counters summed, gauges the
+/// highest.
+fn aggregate_user(subtasks: &[SubtaskInfo]) -> Vec<UserMetricInfo> {
+    let mut by_name: BTreeMap<&str, UserMetricInfo> = BTreeMap::new();
+    for m in subtasks.iter().flat_map(|s| &s.user_metrics) {
+        match by_name.get_mut(m.name.as_str()) {
+            Some(a) if a.kind == "counter" => a.value += m.value,
+            Some(a) => a.value = a.value.max(m.value),
+            None => {
+                by_name.insert(&m.name, m.clone());
+            }
+        }
+    }
+    by_name.into_values().collect()
 }
 
 /// A vertex's metrics from its subtasks'.
@@ -228,32 +280,67 @@ impl JobMaster {
         let mut exceptions = r.exceptions;
         if !detail.state.is_terminal() {
             let message = "the coordinator stopped while the job ran; submit it again".to_owned();
+            let now = now_ms();
             exceptions.push(ExceptionInfo {
                 exception: message.clone(),
                 kind: "job".into(),
                 operator: detail.name.clone(),
                 subtask: 0,
                 record: None,
-                timestamp: now_ms(),
+                timestamp: now,
             });
             detail.status_message = Some(message);
             detail.state = JobState::Failed;
+            detail.end_time = Some(now);
+            detail.timestamps.insert(JobState::Failed.name().to_owned(), now);
         }
         JobMaster {
             id: detail.id.clone(),
             bundle: detail.bundle.clone(),
             blobs: Vec::new(),
-            run: Mutex::new(Run {
-                detail,
-                exceptions,
-                errors: Vec::new(),
-                execution: None,
-                cancel_requested: false,
-                sample: None,
-                summary: None,
-                cancellations: HashMap::new(),
-                ended: true,
-            }),
+            run: Mutex::new(Run::new(detail, exceptions, true)),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// A job CREATED now for `placed`, in `wd`.
+    fn new(id: &str, placed: &Placed, wd: &Path) -> JobMaster {
+        let plan = weir_runtime::plan(&placed.spec);
+        let slots = plan.iter().map(|v| v.parallelism).max().unwrap_or(1);
+        let now = now_ms();
+        let detail = JobDetail {
+            id: id.to_owned(),
+            name: placed.name.clone(),
+            state: JobState::Created,
+            status_message: None,
+            timestamps: BTreeMap::from([(JobState::Created.name().to_owned(), now)]),
+            start_time: now,
+            end_time: None,
+            duration: 0,
+            bundle: placed.bundle.clone(),
+            parallelism: placed.spec.parallelism,
+            max_parallelism: placed.spec.max_parallelism,
+            slots,
+            working_dir: wd.display().to_string(),
+            vertices: plan
+                .into_iter()
+                .map(|v| VertexInfo {
+                    id: v.id,
+                    kind: v.kind.to_owned(),
+                    parallelism: v.parallelism,
+                    inputs: v.inputs,
+                    backpressure: Backpressure::Ok,
+                    metrics: Metrics::default(),
+                    user_metrics: Vec::new(),
+                    subtasks: Vec::new(),
+                })
+                .collect(),
+        };
+        JobMaster {
+            id: id.to_owned(),
+            bundle: placed.bundle.clone(),
+            blobs: placed.blobs.clone(),
+            run: Mutex::new(Run::new(detail, Vec::new(), false)),
             changed: Condvar::new(),
         }
     }
@@ -283,12 +370,13 @@ impl JobMaster {
         }
     }
 
-    fn persist(&self, dir: &Path) {
+    /// Writes its record, `<data-dir>/jobs/<id>.json`.
+    fn persist(&self, data_dir: &Path) {
         let run = lock(&self.run);
         let record = JobRecord { detail: run.detail.clone(), exceptions: run.exceptions.clone() };
         drop(run);
         let json = serde_json::to_vec_pretty(&record).expect("invariant: job records serialize");
-        if let Err(e) = write_atomic(&dir.join("job.json"), &json) {
+        if let Err(e) = write_atomic(&data_dir.join("jobs").join(format!("{}.json", self.id)), &json) {
             tracing::warn!("cannot record job {}: {e}", self.id);
         }
     }
@@ -380,7 +468,7 @@ impl Coordinator {
                     .manifest
                     .data
                     .iter()
-                    .map(|d| (d.sha256.clone(), d.path.trim_start_matches("files/").to_owned()))
+                    .map(|d| (d.sha256.clone(), d.path.strip_prefix("files/").unwrap_or(&d.path).to_owned()))
                     .collect();
                 (r.spec_text.clone(), components, data, Some(id.clone()))
             }
@@ -495,102 +583,116 @@ impl Coordinator {
     /// coordinator confines jobs), and starts its job master.
     fn start_job(self: &Arc<Self>, id: &str, mut placed: Placed, place: bool) -> Result<Arc<JobMaster>, ApiError> {
         let wd = self.config.data_dir.join("jobs").join(id);
-        std::fs::create_dir_all(&wd)
-            .map_err(|e| ApiError::internal("job", format!("cannot make its working directory: {e}")))?;
-        let cleanup = |e: ApiError| {
-            let _ = std::fs::remove_dir_all(&wd);
-            e
-        };
         if place {
             let spec = &mut placed.spec;
             if spec.state.path.is_none() {
                 spec.state.path = Some(PathBuf::from("."));
             }
             spec.resolve_paths(&wd);
-            let mut roots = vec![paths::real(&wd)];
-            roots.extend(self.config.allow_paths.iter().map(|p| paths::real(p)));
-            let outside: Vec<ErrorItem> = spec
-                .data_paths()
-                .into_iter()
-                .filter(|(_, p)| self.config.confine && !paths::inside(p, &roots))
-                .map(|(what, p)| {
-                    problem(
-                        what,
-                        format!(
-                            "{} is outside the job's working directory and the folders the coordinator allows; use \
-                             a path relative to the working directory, or start the coordinator with \
-                             `--allow-path` for its folder",
-                            p.display()
-                        ),
-                    )
-                })
-                .collect();
-            if !outside.is_empty() {
-                return Err(cleanup(ApiError::problems(outside)));
+            if self.config.confine {
+                self.confine(spec, &wd)?;
             }
-            for (sha, rel) in &placed.data {
-                self.copy_blob(sha, &wd.join(rel))
-                    .map_err(|e| cleanup(ApiError::internal(rel.clone(), format!("cannot place sample data: {e}"))))?;
-            }
-            spec.check_file_conflicts().map_err(|e| cleanup(ApiError::bad_request("spec.yaml", e)))?;
         }
-        let plan = weir_runtime::plan(&placed.spec);
-        let slots = plan.iter().map(|v| v.parallelism).max().unwrap_or(1);
-        let now = now_ms();
-        let detail = JobDetail {
-            id: id.to_owned(),
-            name: placed.name.clone(),
-            state: JobState::Created,
-            status_message: None,
-            timestamps: BTreeMap::from([(JobState::Created.name().to_owned(), now)]),
-            start_time: now,
-            end_time: None,
-            duration: 0,
-            bundle: placed.bundle.clone(),
-            parallelism: placed.spec.parallelism,
-            max_parallelism: placed.spec.max_parallelism,
-            slots,
-            working_dir: wd.display().to_string(),
-            vertices: plan
-                .into_iter()
-                .map(|v| VertexInfo {
-                    id: v.id,
-                    kind: v.kind.to_owned(),
-                    parallelism: v.parallelism,
-                    inputs: v.inputs,
-                    backpressure: Backpressure::Ok,
-                    metrics: Metrics::default(),
-                    subtasks: Vec::new(),
-                })
-                .collect(),
+        let job = Arc::new(JobMaster::new(id, &placed, &wd));
+        // Registered before anything is placed, so a bundle it runs from
+        // cannot be deleted under it (deletion takes the same locks).
+        {
+            let mut jobs = lock(&self.jobs);
+            if let Some(b) = &placed.bundle
+                && !lock(&self.bundles).contains_key(b)
+            {
+                return Err(ApiError::not_found("bundle", format!("bundle `{b}` was deleted meanwhile")));
+            }
+            jobs.map.insert(id.to_owned(), job.clone());
+        }
+        let unregister = |e: ApiError| {
+            lock(&self.jobs).map.remove(id);
+            let _ = std::fs::remove_dir_all(&wd);
+            e
         };
-        let job = Arc::new(JobMaster {
-            id: id.to_owned(),
-            bundle: placed.bundle.clone(),
-            blobs: placed.blobs.clone(),
-            run: Mutex::new(Run {
-                detail,
-                exceptions: Vec::new(),
-                errors: Vec::new(),
-                execution: None,
-                cancel_requested: false,
-                sample: None,
-                summary: None,
-                cancellations: HashMap::new(),
-                ended: false,
-            }),
-            changed: Condvar::new(),
-        });
-        lock(&self.jobs).map.insert(id.to_owned(), job.clone());
+        std::fs::create_dir_all(&wd)
+            .map_err(|e| unregister(ApiError::internal("job", format!("cannot make its working directory: {e}"))))?;
+        if place {
+            for (sha, rel) in &placed.data {
+                self.copy_blob(sha, &wd.join(rel)).map_err(|e| {
+                    unregister(ApiError::internal(rel.clone(), format!("cannot place sample data: {e}")))
+                })?;
+            }
+            placed.spec.check_file_conflicts().map_err(|e| unregister(ApiError::bad_request("spec.yaml", e)))?;
+        }
+        job.persist(&self.config.data_dir);
         let coordinator = self.clone();
         let master = job.clone();
         let spec = placed.spec;
+        let name = placed.name;
+        let job_wd = wd.clone();
         std::thread::Builder::new()
-            .name(format!("weir-job-{}", &id[..8]))
-            .spawn(move || coordinator.run_job(&master, spec, wd))
-            .map_err(|e| ApiError::internal("job", format!("cannot start its job master: {e}")))?;
-        tracing::info!("job {id} ({}) submitted", placed.name);
+            .name(format!("weir-job-{}", id.get(..8).unwrap_or(id)))
+            .spawn(move || {
+                let wd2 = job_wd.clone();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    coordinator.run_job(&master, spec, job_wd)
+                }));
+                if let Err(panic) = r {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    let mut run = lock(&master.run);
+                    let name = run.detail.name.clone();
+                    let message = format!("internal error (a bug in Weir, please report it): {message}");
+                    run.add_errors(vec![TaskError::job(&name, message.clone())]);
+                    run.detail.status_message = Some(message);
+                    run.execution = None;
+                    run.set_state(JobState::Failed);
+                    drop(run);
+                    let worker = lock(&coordinator.slots).held.iter().position(|h| h.contains_key(&master.id));
+                    coordinator.end_job(&master, &wd2, worker);
+                }
+            })
+            .map_err(|e| {
+                let _ = std::fs::remove_file(self.record_path(id));
+                unregister(ApiError::internal("job", format!("cannot start its job master: {e}")))
+            })?;
+        tracing::info!("job {id} ({name}) submitted");
         Ok(job)
+    }
+
+    /// Refuses a spec whose files lie outside the job's working directory
+    /// and the allowed folders, or inside the coordinator's data directory
+    /// (but for the job's own folder), or that name `..`.
+    fn confine(&self, spec: &Spec, wd: &Path) -> Result<(), ApiError> {
+        let own = paths::real(wd);
+        let data = paths::real(&self.config.data_dir);
+        let mut roots = vec![own.clone()];
+        roots.extend(self.config.allow_paths.iter().map(|p| paths::real(p)));
+        let mut problems = Vec::new();
+        for (what, p) in spec.data_paths() {
+            let dots = p.components().any(|c| c == std::path::Component::ParentDir);
+            let real = paths::real(p);
+            let message = if dots {
+                format!("{} has a `..` part: name the file without one", p.display())
+            } else if !roots.iter().any(|r| real.starts_with(r)) {
+                format!(
+                    "{} is outside the job's working directory and the folders the coordinator allows; use a path \
+                     relative to the working directory, or start the coordinator with `--allow-path` for its folder",
+                    p.display()
+                )
+            } else if real.starts_with(&data) && !real.starts_with(&own) {
+                format!("{} is inside the coordinator's data directory, which jobs may not touch", p.display())
+            } else {
+                continue;
+            };
+            problems.push(problem(what, message));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ApiError::problems(problems)) }
+    }
+
+    /// Where the record of job `id` is kept (beside its working directory,
+    /// not in it: the job cannot write it).
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.config.data_dir.join("jobs").join(format!("{id}.json"))
     }
 
     /// The job master: slots, deployment, watching, the end.
@@ -600,6 +702,11 @@ impl Coordinator {
             self.end_job(job, &wd, None);
             return;
         };
+        if lock(&job.run).cancel_requested {
+            lock(&job.run).set_state(JobState::Canceled);
+            self.end_job(job, &wd, Some(worker));
+            return;
+        }
         let deployed = self.workers[worker].deploy(Deployment { job: job.id.clone(), spec, working_dir: wd.clone() });
         let exec = match deployed {
             Ok(exec) => exec,
@@ -616,13 +723,16 @@ impl Coordinator {
         {
             let mut run = lock(&job.run);
             run.execution = Some(exec.clone());
-            run.set_state(JobState::Running);
             run.detail.status_message = None;
             if run.cancel_requested {
                 exec.cancel();
+                run.set_state(JobState::Cancelling);
+            } else {
+                run.set_state(JobState::Running);
             }
             job.changed.notify_all();
         }
+        job.persist(&self.config.data_dir);
         loop {
             let status = exec.wait_timeout(Duration::from_secs(1));
             let mut run = lock(&job.run);
@@ -683,12 +793,13 @@ impl Coordinator {
         }
     }
 
-    fn end_job(&self, job: &JobMaster, wd: &Path, worker: Option<usize>) {
+    fn end_job(&self, job: &JobMaster, _wd: &Path, worker: Option<usize>) {
         if let Some(w) = worker {
-            lock(&self.slots).held[w].remove(&job.id);
+            let mut slots = lock(&self.slots);
+            slots.held[w].remove(&job.id);
             self.slots_freed.notify_all();
         }
-        job.persist(wd);
+        job.persist(&self.config.data_dir);
         lock(&job.run).ended = true;
         job.changed.notify_all();
         tracing::info!("job {} ended {}", job.id, job.state().name());
@@ -759,10 +870,15 @@ impl Coordinator {
         run.cancel_requested = true;
         if let Some(exec) = &run.execution {
             exec.cancel();
-            run.set_state(JobState::Cancelling);
         }
+        run.set_state(JobState::Cancelling);
         drop(run);
-        self.slots_freed.notify_all();
+        {
+            // Under the slots lock: a job master waiting for slots
+            // either sees the request or is already waiting to be woken.
+            let _slots = lock(&self.slots);
+            self.slots_freed.notify_all();
+        }
         let trigger = random_id();
         lock(&job.run).cancellations.insert(trigger.clone(), now_ms());
         Ok(Triggered { request_id: trigger })
@@ -829,6 +945,27 @@ impl Coordinator {
                             s.subtask,
                             get(&s.metrics)
                         );
+                    }
+                }
+            }
+        }
+        for kind in ["counter", "gauge"] {
+            let _ = writeln!(out, "# TYPE weir_task_user_{kind} {kind}");
+            for d in details.iter().filter(|d| !d.state.is_terminal()) {
+                for v in &d.vertices {
+                    for s in &v.subtasks {
+                        for m in s.user_metrics.iter().filter(|m| m.kind == kind) {
+                            let _ = writeln!(
+                                out,
+                                "weir_task_user_{kind}{{job_id=\"{}\",job_name=\"{}\",vertex=\"{}\",subtask=\"{}\",metric=\"{}\"}} {}",
+                                d.id,
+                                escape(&d.name),
+                                escape(&v.id),
+                                s.subtask,
+                                m.name,
+                                m.value
+                            );
+                        }
                     }
                 }
             }

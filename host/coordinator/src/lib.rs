@@ -14,9 +14,10 @@
 //! workers implement the same interface.
 //!
 //! `<data-dir>` holds `blobs/` (files by SHA-256), `bundles/` (one JSON
-//! record per stored bundle), `jobs/<job-id>/` (working directories and
-//! `job.json` records of ended jobs), `cache/` (compiled components) and
-//! `token` (the API token, when one is needed).
+//! record per stored bundle), `jobs/<job-id>/` (working directories),
+//! `jobs/<job-id>.json` (job records), `components/` (marks of components
+//! uploaded alone), `cache/` (compiled components) and `token` (the API
+//! token, when one is needed).
 #![warn(missing_docs)]
 
 pub mod api;
@@ -58,6 +59,9 @@ pub struct Config {
     /// The token calls that change something must carry (`Authorization:
     /// Bearer TOKEN`); `None`: no token needed.
     pub token: Option<String>,
+    /// Refuse every call that changes something (`weir run`'s local API:
+    /// it watches its one job; managing jobs is a coordinator's).
+    pub read_only: bool,
 }
 
 impl Config {
@@ -72,6 +76,7 @@ impl Config {
             limits: weir_bundle::Limits::default(),
             max_upload_bytes: 256 << 20,
             token: None,
+            read_only: false,
         }
     }
 }
@@ -143,9 +148,14 @@ pub struct Coordinator {
     workers: Vec<Arc<dyn Worker>>,
     bundles: Mutex<BTreeMap<String, bundles::BundleRecord>>,
     jobs: Mutex<jobs::Jobs>,
+    /// Components uploaded alone (`POST /v1/components`), kept whatever
+    /// bundles are deleted.
+    standalone: Mutex<std::collections::HashSet<String>>,
     slots: Mutex<Slots>,
     slots_freed: Condvar,
 }
+// Lock order, where several are held: `jobs` → `bundles` → `standalone`;
+// `slots` → a job's `run`. No lock is held across a call into a worker.
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -171,10 +181,21 @@ pub struct OpenError(String);
 impl Coordinator {
     /// Opens (or makes) the coordinator's data directory and starts its
     /// embedded worker; `rt` loads and caches the components jobs run.
-    pub fn open(config: Config, rt: Arc<WasmRuntime>) -> Result<Arc<Coordinator>, OpenError> {
+    pub fn open(mut config: Config, rt: Arc<WasmRuntime>) -> Result<Arc<Coordinator>, OpenError> {
+        let given = config.data_dir.clone();
+        let fail = |what: &str, e: &dyn std::fmt::Display| OpenError(format!("{}: {what}: {e}", given.display()));
+        std::fs::create_dir_all(config.data_dir.join("jobs"))
+            .map_err(|e| fail("cannot make the data directory", &e))?;
+        std::fs::create_dir_all(config.data_dir.join("components"))
+            .map_err(|e| fail("cannot make the data directory", &e))?;
+        // Absolute and without links: job paths are compared with it.
+        config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| fail("cannot resolve it", &e))?;
         let dir = &config.data_dir;
-        let fail = |what: &str, e: &dyn std::fmt::Display| OpenError(format!("{}: {what}: {e}", dir.display()));
-        std::fs::create_dir_all(dir.join("jobs")).map_err(|e| fail("cannot make the data directory", &e))?;
+        let standalone = std::fs::read_dir(dir.join("components"))
+            .map_err(|e| fail("cannot read components", &e))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| blobs::is_sha256(n))
+            .collect();
         let blobs = BlobStore::open(dir.join("blobs")).map_err(|e| fail("cannot open the blob store", &e))?;
         let check_rt = WasmRuntime::new(None).map_err(|e| fail("cannot start wasmtime", &e))?;
         let workers: Vec<Arc<dyn Worker>> =
@@ -189,6 +210,7 @@ impl Coordinator {
             workers,
             bundles: Mutex::new(bundles),
             jobs: Mutex::new(jobs),
+            standalone: Mutex::new(standalone),
             slots: Mutex::new(slots),
             slots_freed: Condvar::new(),
         }))

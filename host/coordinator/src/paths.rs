@@ -1,6 +1,7 @@
-//! Confining a job's files: every path a spec reads or writes must lie
-//! under the job's working directory or a folder the coordinator was
-//! started with (`--allow-path`), after `..` and links are resolved.
+//! Resolving the paths a job would touch, to confine them: every path a
+//! spec reads or writes must lie under the job's working directory or a
+//! folder the coordinator was started with (`--allow-path`), once links
+//! are resolved (the coordinator refuses `..` parts outright).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -38,15 +39,14 @@ pub(crate) fn real(p: &Path) -> PathBuf {
     }
 }
 
-/// Whether `p` lies under one of `roots` (each already [`real`]).
-pub(crate) fn inside(p: &Path, roots: &[PathBuf]) -> bool {
-    let p = real(p);
-    roots.iter().any(|r| p.starts_with(r))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inside(p: &Path, roots: &[PathBuf]) -> bool {
+        let p = real(p);
+        roots.iter().any(|r| p.starts_with(r))
+    }
 
     #[test]
     fn paths_leaving_the_root_by_dots_or_links_are_outside() {

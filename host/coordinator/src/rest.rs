@@ -67,6 +67,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Answer<T> + Send + 'sta
         .unwrap_or_else(|e| Err(ApiError::internal("request", format!("the request's work failed: {e}"))))
 }
 
+/// Content types a file upload may have.
+const BINARY: &[&str] = &["application/octet-stream", "application/zip", "application/wasm"];
+
+/// Refuses a body of another content type than `allowed` (415). Browsers
+/// send other sites' forms as text or form data only: a cross-site page
+/// cannot post these without a preflight, which this API never grants.
+fn content_type(headers: &axum::http::HeaderMap, allowed: &[&str]) -> Answer<()> {
+    let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if allowed.contains(&essence.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: 415,
+        ..ApiError::bad_request(
+            "content-type",
+            format!("`{given}` is not {}: send `Content-Type: {}`", allowed.join(" or "), allowed[0]),
+        )
+    })
+}
+
 fn body(b: Result<Bytes, BytesRejection>, what: &str) -> Answer<Bytes> {
     b.map_err(|e| {
         let status = e.status().as_u16();
@@ -100,9 +121,17 @@ async fn list_bundles(State(c): Shared) -> Answer<Json<BundleList>> {
         (status = 201, description = "Stored", body = BundleInfo),
         (status = 200, description = "The same file was stored before", body = BundleInfo),
         (status = 400, description = "Refused: every problem", body = Errors),
-        (status = 413, description = "Too large", body = Errors)
+        (status = 401, description = "The token is missing or wrong", body = Errors),
+        (status = 403, description = "Refused: another site, another host name, or a read-only API", body = Errors),
+        (status = 413, description = "Too large", body = Errors),
+        (status = 415, description = "Not a file upload's content type", body = Errors)
     ))]
-async fn upload_bundle(State(c): Shared, b: Result<Bytes, BytesRejection>) -> Answer<(StatusCode, Json<BundleInfo>)> {
+async fn upload_bundle(
+    State(c): Shared,
+    headers: axum::http::HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer<(StatusCode, Json<BundleInfo>)> {
+    content_type(&headers, BINARY)?;
     let b = body(b, "bundle")?;
     blocking(move || {
         let (created, info) = c.upload_bundle(&b)?;
@@ -124,6 +153,8 @@ async fn get_bundle(State(c): Shared, Path(id): Path<String>) -> Answer<Json<Bun
     params(("id" = String, Path, description = "The bundle's id")),
     responses(
         (status = 204, description = "Removed"),
+        (status = 401, description = "The token is missing or wrong", body = Errors),
+        (status = 403, description = "Refused: another site, another host name, or a read-only API", body = Errors),
         (status = 404, body = Errors),
         (status = 409, description = "Jobs that have not ended use it", body = Errors)
     ))]
@@ -135,11 +166,20 @@ async fn delete_bundle(State(c): Shared, Path(id): Path<String>) -> Answer<Statu
 /// submitted as a spec.
 #[utoipa::path(post, path = "/v1/components", tag = "bundles",
     request_body(content = Binary, content_type = "application/octet-stream"),
-    responses((status = 201, body = ComponentUploaded), (status = 400, body = Errors), (status = 413, body = Errors)))]
+    responses(
+        (status = 201, body = ComponentUploaded),
+        (status = 400, body = Errors),
+        (status = 401, description = "The token is missing or wrong", body = Errors),
+        (status = 403, description = "Refused: another site, another host name, or a read-only API", body = Errors),
+        (status = 413, body = Errors),
+        (status = 415, description = "Not a file upload's content type", body = Errors)
+    ))]
 async fn upload_component(
     State(c): Shared,
+    headers: axum::http::HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Answer<(StatusCode, Json<ComponentUploaded>)> {
+    content_type(&headers, BINARY)?;
     let b = body(b, "component")?;
     blocking(move || c.upload_component(&b).map(|u| (StatusCode::CREATED, Json(u)))).await
 }
@@ -157,16 +197,23 @@ async fn list_jobs(State(c): Shared) -> Answer<Json<JobList>> {
     responses(
         (status = 202, description = "Accepted", body = Submitted),
         (status = 400, description = "Refused: every problem", body = Errors),
-        (status = 404, description = "No such bundle", body = Errors)
+        (status = 401, description = "The token is missing or wrong", body = Errors),
+        (status = 403, description = "Refused: another site, another host name, or a read-only API", body = Errors),
+        (status = 404, description = "No such bundle", body = Errors),
+        (status = 413, description = "Larger than 4 MiB", body = Errors),
+        (status = 415, description = "Not JSON", body = Errors)
     ))]
-async fn submit_job(State(c): Shared, b: Result<Bytes, BytesRejection>) -> Answer<(StatusCode, Json<Submitted>)> {
-    let b = body(b, "request")?;
-    if b.len() > JSON_BYTES {
-        return Err(ApiError {
-            status: 413,
-            ..ApiError::bad_request("request", format!("a submission has at most {JSON_BYTES} bytes"))
-        });
-    }
+async fn submit_job(
+    State(c): Shared,
+    headers: axum::http::HeaderMap,
+    b: axum::body::Body,
+) -> Answer<(StatusCode, Json<Submitted>)> {
+    content_type(&headers, &["application/json"])?;
+    // Read to the JSON bound only, whatever the upload bound.
+    let b = axum::body::to_bytes(b, JSON_BYTES).await.map_err(|_| ApiError {
+        status: 413,
+        ..ApiError::bad_request("request", format!("a submission has at most {JSON_BYTES} bytes"))
+    })?;
     let req: SubmitRequest =
         serde_json::from_slice(&b).map_err(|e| ApiError::bad_request("request", format!("not a submission: {e}")))?;
     blocking(move || c.submit(req).map(|s| (StatusCode::ACCEPTED, Json(s)))).await
@@ -202,6 +249,8 @@ async fn get_exceptions(State(c): Shared, Path(id): Path<String>) -> Answer<Json
     params(("id" = String, Path, description = "The job id")),
     responses(
         (status = 202, body = Triggered),
+        (status = 401, description = "The token is missing or wrong", body = Errors),
+        (status = 403, description = "Refused: another site, another host name, or a read-only API", body = Errors),
         (status = 404, body = Errors),
         (status = 409, description = "The job has ended", body = Errors)
     ))]
@@ -217,11 +266,64 @@ async fn get_cancellation(State(c): Shared, Path((id, trigger)): Path<(String, S
     blocking(move || c.cancellation(&id, &trigger).map(Json)).await
 }
 
-/// Refuses calls that change something without the token, when the
-/// coordinator has one.
-async fn authorize(State(c): Shared, req: Request, next: Next) -> Response {
+/// Whether `host` (a Host header or an Origin's authority) names this
+/// machine's loopback interface.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    matches!(name.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "::1")
+}
+
+/// Refuses requests of other sites (an `Origin` that is not this host's),
+/// requests to a loopback API under another name (DNS rebinding), calls
+/// that change something of a read-only API, and without the token when
+/// the coordinator has one.
+async fn authorize(State((c, loopback)): State<(Arc<Coordinator>, bool)>, req: Request, next: Next) -> Response {
+    let refuse = |status: u16, place: &str, message: String| {
+        ApiError { status, ..ApiError::bad_request(place, message) }.into_response()
+    };
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if loopback && !host.is_empty() && !loopback_host(&host) {
+        return refuse(
+            403,
+            "host",
+            format!(
+                "`{host}` is not this machine's loopback address; this API answers only to 127.0.0.1, localhost and [::1]"
+            ),
+        );
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+        if origin != "null" && !authority.eq_ignore_ascii_case(&host) {
+            return refuse(403, "origin", format!("requests from `{origin}` (another site) are refused"));
+        }
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > c.config().max_upload_bytes as u64
+    {
+        // Refused from its declared length, before a byte is read.
+        return refuse(
+            413,
+            "request",
+            format!(
+                "the body's {n} bytes are more than the {} this coordinator takes (length limit exceeded; see --max-upload-mb)",
+                c.config().max_upload_bytes
+            ),
+        );
+    }
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes && c.config().read_only {
+        return refuse(
+            403,
+            "request",
+            "this is `weir run`'s API for its one job, and it only reads; run `weir coordinator` to manage jobs".into(),
+        );
+    }
     if let Some(token) = &c.config().token
-        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && changes
     {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let given = given.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
@@ -269,8 +371,9 @@ pub fn reference_markdown() -> String {
     crate::reference::markdown(&doc)
 }
 
-/// The API's router and its OpenAPI document.
-pub fn router(c: Arc<Coordinator>) -> (Router, utoipa::openapi::OpenApi) {
+/// The API's router and its OpenAPI document; `loopback`: it is served
+/// on a loopback address (and answers only to loopback host names).
+pub fn router(c: Arc<Coordinator>, loopback: bool) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = api_routes().split_for_parts();
     let router = router.with_state(c.clone());
     let document = api.clone();
@@ -288,7 +391,7 @@ pub fn router(c: Arc<Coordinator>) -> (Router, utoipa::openapi::OpenApi) {
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             ApiError::not_found("path", format!("no such resource: {method} {uri} (GET /v1/openapi.json lists them)"))
         })
-        .layer(axum::middleware::from_fn_with_state(c.clone(), authorize))
+        .layer(axum::middleware::from_fn_with_state((c.clone(), loopback), authorize))
         .layer(DefaultBodyLimit::max(c.config().max_upload_bytes));
     (router, api)
 }
@@ -327,7 +430,7 @@ impl Server {
         })?;
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (router, _) = router(c);
+        let (router, _) = router(c, bound.ip().is_loopback());
         let thread = std::thread::Builder::new().name("weir-rest".into()).spawn(move || {
             rt.block_on(async move {
                 let serve = axum::serve(listener, router).with_graceful_shutdown(async move {

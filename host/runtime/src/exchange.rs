@@ -104,13 +104,13 @@ impl Inbox {
         let mut q = self.lock();
         let full = |q: &Queues| !q.closed && q.bytes[input] >= self.budget && !q.queues[input].is_empty();
         if full(&q) {
-            let since = std::time::Instant::now();
+            let waiting = crate::metrics::begin(crate::metrics::Wait::Backpressured);
             while full(&q) {
                 q.writers_waiting[input] += 1;
                 q = self.writable.wait(q).unwrap_or_else(|p| p.into_inner());
                 q.writers_waiting[input] -= 1;
             }
-            crate::metrics::add_backpressured(since.elapsed());
+            waiting.end();
         }
         if q.closed {
             return Err(Closed);
@@ -152,9 +152,9 @@ impl Inbox {
                 return Ok(Recv::Timeout);
             }
             q.reader_waiting = true;
-            let since = std::time::Instant::now();
+            let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
             q = self.readable.wait_timeout(q, timeout).unwrap_or_else(|p| p.into_inner()).0;
-            crate::metrics::add_idle(since.elapsed());
+            waiting.end();
             q.reader_waiting = false;
             waited = true;
         }

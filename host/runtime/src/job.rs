@@ -77,7 +77,7 @@ impl JobStatus {
 
 /// Records in and out of one vertex, over all its subtasks, and each
 /// subtask's metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VertexMetrics {
     /// The vertex id.
     pub id: String,
@@ -461,8 +461,9 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         for s in 0..graph.vertices[head].parallelism {
             let mut stages = Vec::new();
             for &v in chain {
-                let op = build_operator(&graph, v, s, &components, rt, &options, &backends)
+                let (op, user) = build_operator(&graph, v, s, &components, rt, &options, &backends)
                     .map_err(|m| start_err(v, s, m))?;
+                let _ = shared.counters[v][s as usize].user.set(user);
                 let side_routers = side_tags(v).into_iter().flat_map(|t| {
                     let rs = routers_for(v, Some(&t), s);
                     rs.into_iter().map(move |r| (t.clone(), r))
@@ -575,6 +576,9 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     Ok(handle)
 }
 
+/// The metrics of an operator subtask's Wasm instances.
+type InstanceMetrics = Vec<Arc<weir_wasm::UserMetrics>>;
+
 fn build_operator(
     graph: &JobGraph,
     v: usize,
@@ -583,10 +587,12 @@ fn build_operator(
     rt: &WasmRuntime,
     options: &RunOptions,
     backends: &Backends,
-) -> Result<Box<dyn Operator>, String> {
+) -> Result<(Box<dyn Operator>, InstanceMetrics), String> {
     let vertex = &graph.vertices[v];
     let name = format!("{}[{subtask}]", vertex.id);
-    Ok(match &vertex.kind {
+    // The metrics of the Wasm instances it makes.
+    let mut user = Vec::new();
+    let op: Box<dyn Operator> = match &vertex.kind {
         VertexKind::Source(_) => Box::new(PassThrough),
         VertexKind::Sink(s) => {
             let text = |f: FileSink| if s.format == SinkFormat::Text { f.plain_text() } else { f };
@@ -660,15 +666,20 @@ fn build_operator(
                             }
                             _ => None,
                         };
+                        user.extend(evictor.as_ref().map(EvictorInstance::user_metrics));
+                        user.extend(trigger.as_ref().map(TriggerInstance::user_metrics));
+                        user.extend(gap.as_ref().map(SessionGapInstance::user_metrics));
+                        user.extend(function.as_ref().map(FunctionInstance::user_metrics));
                         let wasm = WindowWasm { evictor, trigger, gap, function };
                         Box::new(WindowOp::new(o, backends.make(), options.clock.clone(), wasm))
                     }
-                    OperatorKind::Map => Box::new(MapOp {
-                        instance: MapInstance::new(rt, &components[&(v, World::Map)], &name, &config, options.limits)
-                            .map_err(|e| e.to_string())?,
-                        id: o.id.clone(),
-                        dead_letter: o.dead_letter.clone(),
-                    }),
+                    OperatorKind::Map => {
+                        let instance =
+                            MapInstance::new(rt, &components[&(v, World::Map)], &name, &config, options.limits)
+                                .map_err(|e| e.to_string())?;
+                        user.push(instance.user_metrics());
+                        Box::new(MapOp { instance, id: o.id.clone(), dead_letter: o.dead_letter.clone() })
+                    }
                     OperatorKind::Process => {
                         let backend = backends.make();
                         let instance = ProcessInstance::new(
@@ -681,12 +692,14 @@ fn build_operator(
                             options.clock.clone(),
                         )
                         .map_err(|e| e.to_string())?;
+                        user.push(instance.user_metrics());
                         Box::new(ProcessOp::new(instance, options.limits, options.clock.clone()))
                     }
                 }
             }
         },
-    })
+    };
+    Ok((op, user))
 }
 
 /// How each vertex is named in errors; a record's origin is named by the

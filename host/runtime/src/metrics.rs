@@ -6,9 +6,10 @@
 //! times are measured only around the waits themselves.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use weir_wasm::{UserMetric, UserMetrics};
 
 /// The counters of one vertex's subtask.
 #[repr(align(128))]
@@ -21,6 +22,8 @@ pub(crate) struct SubtaskCounters {
     pub output_watermark: AtomicI64,
     /// The task (chain subtask) this subtask runs in.
     pub times: Arc<TaskTimes>,
+    /// The metrics its Wasm instances report (set once they exist).
+    pub user: OnceLock<Vec<Arc<UserMetrics>>>,
 }
 
 impl SubtaskCounters {
@@ -33,6 +36,7 @@ impl SubtaskCounters {
             input_watermark: AtomicI64::new(i64::MIN),
             output_watermark: AtomicI64::new(i64::MIN),
             times,
+            user: OnceLock::new(),
         }
     }
 
@@ -65,24 +69,66 @@ impl SubtaskCounters {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             input_watermark: self.input_watermark.load(Ordering::Relaxed),
             output_watermark: self.output_watermark.load(Ordering::Relaxed),
-            idle_ns: self.times.idle_ns.load(Ordering::Relaxed),
-            backpressured_ns: self.times.backpressured_ns.load(Ordering::Relaxed),
+            idle_ns: self.times.totals().0,
+            backpressured_ns: self.times.totals().1,
+            user: self.user_metrics(),
         }
+    }
+
+    /// Its instances' metrics, merged by name (a window's trigger and
+    /// function may both report).
+    fn user_metrics(&self) -> Vec<(String, UserMetric)> {
+        let Some(all) = self.user.get() else { return Vec::new() };
+        let mut out: std::collections::BTreeMap<String, UserMetric> = std::collections::BTreeMap::new();
+        for (name, m) in all.iter().flat_map(|u| u.snapshot()) {
+            match (out.get_mut(&name), m) {
+                (Some(UserMetric::Counter(a)), UserMetric::Counter(b)) => *a = a.saturating_add(b),
+                (Some(slot), m) => *slot = m,
+                (None, m) => {
+                    out.insert(name, m);
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 }
 
 /// Where a task's time goes, in nanoseconds since it started (busy is the
-/// rest).
+/// rest), and the wait it is in now, if any (so a wait that has not ended
+/// counts too).
 #[derive(Default)]
 #[repr(align(128))]
 pub(crate) struct TaskTimes {
     pub idle_ns: AtomicU64,
     pub backpressured_ns: AtomicU64,
+    /// When the current wait for input began ([`clock_ns`] + 1; 0: none).
+    idle_since: AtomicU64,
+    /// When the current wait for room began.
+    backpressured_since: AtomicU64,
+}
+
+impl TaskTimes {
+    /// Idle and back-pressured nanoseconds so far, waits in progress
+    /// included.
+    fn totals(&self) -> (u64, u64) {
+        let now = clock_ns() + 1;
+        let with = |total: &AtomicU64, since: &AtomicU64| {
+            let s = since.load(Ordering::Relaxed);
+            total.load(Ordering::Relaxed) + if s == 0 { 0 } else { now.saturating_sub(s) }
+        };
+        (with(&self.idle_ns, &self.idle_since), with(&self.backpressured_ns, &self.backpressured_since))
+    }
+}
+
+/// Nanoseconds since the first call in this process: the clock of waits.
+fn clock_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// One subtask's metrics at one moment. Counters are totals since the
 /// job started; rates are the control plane's to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SubtaskMetrics {
     /// The subtask index.
     pub subtask: u32,
@@ -104,6 +150,8 @@ pub struct SubtaskMetrics {
     /// Nanoseconds its task spent waiting for room in a full downstream
     /// queue.
     pub backpressured_ns: u64,
+    /// The operator's own metrics, by name.
+    pub user: Vec<(String, UserMetric)>,
 }
 
 thread_local! {
@@ -117,20 +165,49 @@ pub(crate) fn enter(times: Arc<TaskTimes>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(times));
 }
 
-fn add(d: Duration, f: fn(&TaskTimes) -> &AtomicU64) {
+/// What a task waits for.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Input.
+    Idle,
+    /// Room in a full downstream queue.
+    Backpressured,
+}
+
+/// A wait begun: end it with [`Waiting::end`].
+pub(crate) struct Waiting {
+    kind: Wait,
+    since: u64,
+}
+
+fn fields(t: &TaskTimes, kind: Wait) -> (&AtomicU64, &AtomicU64) {
+    match kind {
+        Wait::Idle => (&t.idle_ns, &t.idle_since),
+        Wait::Backpressured => (&t.backpressured_ns, &t.backpressured_since),
+    }
+}
+
+/// This thread's task begins to wait.
+pub(crate) fn begin(kind: Wait) -> Waiting {
+    let since = clock_ns() + 1;
     CURRENT.with(|c| {
         if let Some(t) = c.borrow().as_ref() {
-            f(t).fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+            fields(t, kind).1.store(since, Ordering::Relaxed);
         }
     });
+    Waiting { kind, since }
 }
 
-/// This thread's task waited `d` for input.
-pub(crate) fn add_idle(d: Duration) {
-    add(d, |t| &t.idle_ns);
-}
-
-/// This thread's task waited `d` for room downstream.
-pub(crate) fn add_backpressured(d: Duration) {
-    add(d, |t| &t.backpressured_ns);
+impl Waiting {
+    /// The wait is over: its time is counted.
+    pub(crate) fn end(self) {
+        let waited = (clock_ns() + 1).saturating_sub(self.since);
+        CURRENT.with(|c| {
+            if let Some(t) = c.borrow().as_ref() {
+                let (total, since) = fields(t, self.kind);
+                total.fetch_add(waited, Ordering::Relaxed);
+                since.store(0, Ordering::Relaxed);
+            }
+        });
+    }
 }

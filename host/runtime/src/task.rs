@@ -336,9 +336,9 @@ fn run_source(
                     chain.set_idle(true)?;
                 }
                 chain.tick(chain.tail.clock.now())?;
-                let since = Instant::now();
+                let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
                 std::thread::sleep(d);
-                crate::metrics::add_idle(since.elapsed());
+                waiting.end();
             }
             Poll::End => {
                 if !batch.is_void() {

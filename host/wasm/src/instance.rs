@@ -415,6 +415,11 @@ pub struct EvictorInstance {
 }
 
 impl EvictorInstance {
+    /// The operator's own metrics, as it reports them.
+    pub fn user_metrics(&self) -> std::sync::Arc<crate::UserMetrics> {
+        self.store.data().user_metrics.clone()
+    }
+
     /// Instantiates `component` for `operator` and calls `init` with
     /// `config` (JSON).
     pub fn new(
@@ -482,6 +487,11 @@ pub struct MapInstance {
 }
 
 impl MapInstance {
+    /// The operator's own metrics, as it reports them.
+    pub fn user_metrics(&self) -> std::sync::Arc<crate::UserMetrics> {
+        self.store.data().user_metrics.clone()
+    }
+
     /// Instantiates `component` for `operator` (e.g. `split[0]`) and calls
     /// `init` with `config` (JSON).
     pub fn new(
@@ -527,6 +537,11 @@ pub struct ProcessInstance {
 }
 
 impl ProcessInstance {
+    /// The operator's own metrics, as it reports them.
+    pub fn user_metrics(&self) -> std::sync::Arc<crate::UserMetrics> {
+        self.store.data().user_metrics.clone()
+    }
+
     /// Instantiates `component` for `operator`, calls `init` with `config`,
     /// and keeps `backend` as the subtask's keyed state.
     pub fn new(

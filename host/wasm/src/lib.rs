@@ -15,6 +15,7 @@ mod instance;
 mod sandbox;
 mod session_gap;
 mod trigger;
+mod user_metrics;
 mod window_function;
 
 pub use engine::{Component, LoadError, PACKAGE, VERSION, WasmRuntime, World};
@@ -25,4 +26,5 @@ pub use instance::{
 pub use sandbox::Limits;
 pub use session_gap::SessionGapInstance;
 pub use trigger::{TriggerCall, TriggerInstance, TriggerOutput, TriggerTimer};
+pub use user_metrics::{MAX_METRICS, UserMetric, UserMetrics};
 pub use window_function::{FunctionCall, FunctionInstance, FunctionOutput};

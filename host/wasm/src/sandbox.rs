@@ -77,6 +77,8 @@ pub(crate) struct HostState {
     /// the quota.
     pub(crate) call_state_bytes: usize,
     pub(crate) state_bytes_per_call: usize,
+    /// The operator's own metrics.
+    pub(crate) user_metrics: Arc<crate::UserMetrics>,
 }
 
 impl HostState {
@@ -119,6 +121,7 @@ impl HostState {
             declared_maps: 0,
             call_state_bytes: 0,
             state_bytes_per_call: limits.state_bytes_per_call,
+            user_metrics: Arc::new(crate::UserMetrics::default()),
         }
     }
 
@@ -226,40 +229,53 @@ impl_log!(session_gap);
 impl_log!(function);
 impl_log!(process);
 
-impl map::weir::operator::host::Host for HostState {
-    fn log(&mut self, level: map::weir::operator::types::Level, message: String) {
-        log_line(&self.operator, level as u8, &message);
-    }
+/// `host.log` and `host.report-metrics` of a world whose host calls
+/// cannot trap.
+macro_rules! impl_host {
+    ($m:ident) => {
+        impl $m::weir::operator::host::Host for HostState {
+            fn log(&mut self, level: $m::weir::operator::types::Level, message: String) {
+                log_line(&self.operator, level as u8, &message);
+            }
+
+            fn report_metrics(&mut self, updates: Vec<$m::weir::operator::types::MetricUpdate>) -> Result<(), String> {
+                use $m::weir::operator::types::MetricValue as V;
+                self.user_metrics.apply(updates.into_iter().map(|u| {
+                    let v = match u.value {
+                        V::Counter(c) => crate::UserMetric::Counter(c),
+                        V::Gauge(g) => crate::UserMetric::Gauge(g),
+                    };
+                    (u.name, v)
+                }))
+            }
+        }
+    };
 }
 
-impl evictor::weir::operator::host::Host for HostState {
-    fn log(&mut self, level: evictor::weir::operator::types::Level, message: String) {
-        log_line(&self.operator, level as u8, &message);
-    }
-}
-
-impl function::weir::operator::host::Host for HostState {
-    fn log(&mut self, level: function::weir::operator::types::Level, message: String) {
-        log_line(&self.operator, level as u8, &message);
-    }
-}
-
-impl session_gap::weir::operator::host::Host for HostState {
-    fn log(&mut self, level: session_gap::weir::operator::types::Level, message: String) {
-        log_line(&self.operator, level as u8, &message);
-    }
-}
-
-impl trigger::weir::operator::host::Host for HostState {
-    fn log(&mut self, level: trigger::weir::operator::types::Level, message: String) {
-        log_line(&self.operator, level as u8, &message);
-    }
-}
+impl_host!(map);
+impl_host!(evictor);
+impl_host!(function);
+impl_host!(session_gap);
+impl_host!(trigger);
 
 impl process::weir::operator::host::Host for HostState {
     fn log(&mut self, level: process::weir::operator::types::Level, message: String) -> wasmtime::Result<()> {
         log_line(&self.operator, level as u8, &message);
         Ok(())
+    }
+
+    fn report_metrics(
+        &mut self,
+        updates: Vec<process::weir::operator::types::MetricUpdate>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        use process::weir::operator::types::MetricValue as V;
+        Ok(self.user_metrics.apply(updates.into_iter().map(|u| {
+            let v = match u.value {
+                V::Counter(c) => crate::UserMetric::Counter(c),
+                V::Gauge(g) => crate::UserMetric::Gauge(g),
+            };
+            (u.name, v)
+        })))
     }
 }
 

@@ -17,6 +17,11 @@ pub struct SessionGapInstance {
 }
 
 impl SessionGapInstance {
+    /// The operator's own metrics, as it reports them.
+    pub fn user_metrics(&self) -> std::sync::Arc<crate::UserMetrics> {
+        self.store.data().user_metrics.clone()
+    }
+
     /// Instantiates `component` for `operator` and calls `init` with
     /// `config` (JSON).
     pub fn new(

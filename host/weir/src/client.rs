@@ -139,8 +139,11 @@ impl Client {
 
     /// The full id of the job `prefix` names.
     fn job_id(&self, prefix: &str) -> Result<String, String> {
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{prefix}` is not a job id (32 hex digits, or a unique prefix of one)"));
+        }
         if prefix.len() == 32 {
-            return Ok(prefix.to_owned());
+            return Ok(prefix.to_ascii_lowercase());
         }
         let list: JobList = self.get("/v1/jobs")?;
         let found: Vec<&str> = list.jobs.iter().map(|j| j.id.as_str()).filter(|id| id.starts_with(prefix)).collect();
@@ -224,7 +227,7 @@ pub(crate) fn submit(a: SubmitArgs) -> Result<u8, String> {
                 submitted.id,
                 bundle.name,
                 bundle.version,
-                &bundle.id[..12]
+                bundle.id.get(..12).unwrap_or(&bundle.id)
             );
         }
         return Ok(0);

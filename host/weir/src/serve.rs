@@ -108,8 +108,9 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     }
     weir_coordinator::rest::wait_for_signal().map_err(|e| format!("cannot wait for signals: {e}"))?;
     eprintln!("stopping: cancelling running jobs");
-    c.shutdown(Duration::from_secs(10));
+    // No new submissions while the running jobs stop.
     server.stop();
+    c.shutdown(Duration::from_secs(10));
     Ok(())
 }
 
@@ -123,6 +124,7 @@ pub(crate) fn local(spec: Spec, no_server: bool) -> Result<JobSummary, String> {
     let slots = weir_runtime::plan(&spec).iter().map(|v| v.parallelism).max().unwrap_or(1);
     let mut config = Config::new(data.path().to_owned(), slots);
     config.confine = false;
+    config.read_only = true;
     let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
     let c = Coordinator::open(config, Arc::new(rt)).map_err(|e| e.to_string())?;
     let server = if no_server {
