@@ -602,3 +602,44 @@ fn the_reference_in_docs_rest_api_md_is_the_one_written_from_the_openapi_documen
         "docs/rest-api.md's reference is stale: run `WEIR_UPDATE_DOCS=1 cargo test --release --test rest_api the_reference`"
     );
 }
+
+#[test]
+fn from_operator_crates_to_a_finished_job_with_bundle_build_submit_and_info() {
+    let c = Coordinator::start(&[]);
+    // The word count, its components named by their Cargo package folders.
+    let dir = example_copy("wordcount");
+    let spec = std::fs::read_to_string(dir.path().join("pipeline.yaml")).unwrap();
+    let ops = weir_tests::root().join("examples/wordcount/operators");
+    let spec = spec
+        .replace(&component("wordcount-split").display().to_string(), &ops.join("split").display().to_string())
+        .replace(&component("wordcount-count").display().to_string(), &ops.join("count").display().to_string());
+    std::fs::write(dir.path().join("pipeline.yaml"), spec).unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(weir_bin()).args(args).env("WEIR_CACHE_DIR", dir.path().join("cache")).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let bundle = dir.path().join("wc.weir");
+    let (code, _, err) = cli(&["bundle", "build", dir.path().to_str().unwrap(), "-o", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, id, err) = cli(&["bundle", "upload", bundle.to_str().unwrap(), "--server", &c.url]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(&["bundle", "list", "--server", &c.url]);
+    assert!(code == Some(0) && out.contains(id.trim()) && out.contains("wordcount"), "{out}{err}");
+    let (code, _, err) = cli(&["submit", bundle.to_str().unwrap(), "--wait", "--server", &c.url]);
+    assert_eq!(code, Some(0), "a FINISHED job exits 0: {err}");
+    let (code, out, _) = cli(&["list", "--json", "--server", &c.url]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let job = list["jobs"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!((code, &list["jobs"][0]["state"]), (Some(0), &json!("FINISHED")));
+    let (code, out, _) = cli(&["info", &job[..6], "--server", &c.url]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("FINISHED") && out.contains("split") && out.contains("59"), "{out}");
+    let (code, _, err) = cli(&["bundle", "delete", id.trim(), "--server", &c.url]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&["info", "nothex", "--server", &c.url]);
+    assert!(code == Some(1) && err.contains("not a job id"), "{err}");
+}

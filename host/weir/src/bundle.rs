@@ -32,10 +32,33 @@ pub(crate) enum BundleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Store a bundle on a coordinator (it checks it first).
+    Upload {
+        /// The `.weir` file.
+        file: PathBuf,
+        #[command(flatten)]
+        server: crate::client::Server,
+    },
+    /// List a coordinator's bundles.
+    List {
+        #[command(flatten)]
+        server: crate::client::Server,
+    },
+    /// Remove a bundle from a coordinator (refused while a job that has
+    /// not ended uses it).
+    Delete {
+        /// The bundle's id.
+        id: String,
+        #[command(flatten)]
+        server: crate::client::Server,
+    },
 }
 
 pub(crate) fn run(cmd: BundleCommand) -> Result<(), String> {
     match cmd {
+        BundleCommand::Upload { file, server } => crate::client::bundle_upload(&file, &server),
+        BundleCommand::List { server } => crate::client::bundle_list(&server),
+        BundleCommand::Delete { id, server } => crate::client::bundle_delete(&id, &server),
         BundleCommand::Build { dir, spec, output, version } => {
             let rt = WasmRuntime::new(cache_dir()).map_err(|e| e.to_string())?;
             let (manifest, out, outside) = weir_bundle::build(&dir, spec.as_deref(), &version, output.as_deref(), &rt)

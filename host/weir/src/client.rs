@@ -166,6 +166,72 @@ fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Uploads bundle `file` (shown as `what`), with a progress bar unless `quiet`.
+fn upload(c: &Client, file: &Path, what: &str, quiet: bool) -> Result<BundleInfo, String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = upload_bar(len, what);
+    if quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut reader = bar.wrap_read(f);
+    let bundle = c.post("/v1/bundles", ureq::SendBody::from_reader(&mut reader), "application/octet-stream");
+    bar.finish_and_clear();
+    bundle
+}
+
+/// `weir bundle upload FILE`: stores a bundle on the coordinator.
+pub(crate) fn bundle_upload(file: &Path, s: &Server) -> Result<(), String> {
+    let c = Client::new(s);
+    let b = upload(&c, file, &file.display().to_string(), s.json)?;
+    if s.json {
+        return print_json(&b);
+    }
+    println!("{}", b.id);
+    eprintln!(
+        "stored bundle {} {} ({} components, {} data files)",
+        b.name,
+        b.version,
+        b.components.len(),
+        b.data.len()
+    );
+    Ok(())
+}
+
+/// `weir bundle list`: the coordinator's bundles.
+pub(crate) fn bundle_list(s: &Server) -> Result<(), String> {
+    let c = Client::new(s);
+    let list: weir_coordinator::api::BundleList = c.get("/v1/bundles")?;
+    if s.json {
+        return print_json(&list);
+    }
+    if list.bundles.is_empty() {
+        println!("no bundles");
+        return Ok(());
+    }
+    println!("{:<64}  {:<20} {:<10} {:<20} {:>5}", "bundle", "name", "version", "uploaded", "jobs");
+    for b in &list.bundles {
+        println!("{:<64}  {:<20} {:<10} {:<20} {:>5}", b.id, b.name, b.version, time(b.uploaded_at), b.jobs.len());
+    }
+    Ok(())
+}
+
+/// `weir bundle delete ID`: removes a bundle no running job uses.
+pub(crate) fn bundle_delete(id: &str, s: &Server) -> Result<(), String> {
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.len() != 64 {
+        return Err(format!("`{id}` is not a bundle id (64 hex digits; `weir bundle list` shows them)"));
+    }
+    let c = Client::new(s);
+    let path = format!("/v1/bundles/{id}");
+    let mut req = c.agent.delete(c.url(&path));
+    if let Some(t) = &c.token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let () = c.answer(&format!("DELETE {path}"), req.call())?;
+    eprintln!("deleted bundle {id}");
+    Ok(())
+}
+
 fn upload_bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
@@ -198,16 +264,7 @@ pub(crate) fn submit(a: SubmitArgs) -> Result<u8, String> {
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
     let is_bundle = a.what.extension().is_some_and(|x| x == "weir");
     let file = if is_bundle { a.what.clone() } else { bundle_spec(&a.what, &tmp)? };
-    let f = std::fs::File::open(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = upload_bar(len, &a.what.display().to_string());
-    if a.server.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut reader = bar.wrap_read(f);
-    let bundle: BundleInfo =
-        c.post("/v1/bundles", ureq::SendBody::from_reader(&mut reader), "application/octet-stream")?;
-    bar.finish_and_clear();
+    let bundle = upload(&c, &file, &a.what.display().to_string(), a.server.json)?;
     let req = SubmitRequest {
         bundle: Some(bundle.id.clone()),
         name: a.name,
