@@ -4,10 +4,9 @@
 //! traversal, a link, an oversize entry, a decompression bomb, a bad
 //! spec), all problems listed at once.
 
-use std::io::Write;
 use std::path::Path;
 use weir_bundle::{Bundle, Limits, Manifest, Problem};
-use weir_tests::{assert_clean_failure, component, example_copy, root, weir};
+use weir_tests::{assert_clean_failure, component, entries_of, example_copy, rezip, root, weir, zip_of};
 use weir_wasm::WasmRuntime;
 
 fn runtime() -> WasmRuntime {
@@ -21,39 +20,6 @@ fn wordcount_bundle(dir: &Path) -> (Manifest, Vec<u8>) {
     let (manifest, path, _) = weir_bundle::build(example.path(), None, "1.0.0", Some(&out), &runtime()).unwrap();
     assert_eq!(path, out);
     (manifest, std::fs::read(out).unwrap())
-}
-
-/// A zip of `entries`, in order.
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in entries {
-            z.start_file(*name, o).unwrap();
-            z.write_all(bytes).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
-}
-
-/// The entries of a bundle, to be changed and zipped again.
-fn entries_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    (0..z.len())
-        .map(|i| {
-            let mut f = z.by_index(i).unwrap();
-            let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut b).unwrap();
-            (f.name().unwrap().into_owned(), b)
-        })
-        .collect()
-}
-
-fn rezip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    zip_of(&refs)
 }
 
 fn problems(bytes: &[u8], limits: Limits) -> Vec<Problem> {

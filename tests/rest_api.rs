@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use weir_tests::{component, components, example_copy, sorted_json_lines, weir_bin};
+use weir_tests::{Entries, component, components, entries_of, example_copy, rezip, sorted_json_lines, weir_bin};
 
 /// A `weir coordinator` process, killed when dropped.
 struct Coordinator {
@@ -298,36 +298,6 @@ fn a_trapping_operators_exception_names_operator_subtask_record_and_the_guests_m
     assert_eq!(info["state"], "FAILED");
 }
 
-/// A bundle's entries: (name, bytes).
-type Entries = Vec<(String, Vec<u8>)>;
-
-/// The entries of a bundle, to be changed and zipped again.
-fn entries_of(bytes: &[u8]) -> Entries {
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    (0..z.len())
-        .map(|i| {
-            let mut f = z.by_index(i).unwrap();
-            let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut b).unwrap();
-            (f.name().unwrap().into_owned(), b)
-        })
-        .collect()
-}
-
-fn rezip(entries: &Entries) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in entries {
-            z.start_file(name.as_str(), o).unwrap();
-            z.write_all(bytes).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
-}
-
 #[test]
 fn each_malformed_bundle_is_refused_with_its_own_message_and_nothing_is_stored() {
     let c = Coordinator::start(&["--max-upload-mb", "8"]);
@@ -579,6 +549,9 @@ fn the_openapi_document_is_valid_and_a_schema_driven_fuzz_finds_no_server_error(
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    // Its summary, for the record (`--nocapture` shows it).
+    let summary: Vec<&str> = report.lines().skip_while(|l| !l.contains("SUMMARY")).collect();
+    eprintln!("{}", summary.join("\n"));
     let mut child = c;
     assert!(child.child.try_wait().unwrap().is_none(), "the coordinator is still running");
     assert_eq!(child.get("/v1/overview").0, 200);

@@ -111,3 +111,41 @@ pub fn assert_clean_failure(out: &Output) -> String {
     );
     stderr
 }
+
+/// A bundle's entries: (name, bytes).
+pub type Entries = Vec<(String, Vec<u8>)>;
+
+/// A zip of `entries`, in order.
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in entries {
+            z.start_file(*name, o).expect("zip entry");
+            z.write_all(bytes).expect("zip write");
+        }
+        z.finish().expect("zip finish");
+    }
+    buf.into_inner()
+}
+
+/// The entries of a bundle, to be changed and zipped again.
+pub fn entries_of(bytes: &[u8]) -> Entries {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).expect("zip entry");
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).expect("zip read");
+            (f.name().expect("entry name").into_owned(), b)
+        })
+        .collect()
+}
+
+/// `entries` zipped again.
+pub fn rezip(entries: &Entries) -> Vec<u8> {
+    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    zip_of(&refs)
+}

@@ -132,6 +132,12 @@ fn install_panic_hook() {
 }
 
 pub fn map_init<T: Map + Default>(config: String) -> Result<(), String> {
+    let r = map_init_call::<T>(config);
+    crate::metrics::flush();
+    r
+}
+
+fn map_init_call<T: Map + Default>(config: String) -> Result<(), String> {
     install_panic_hook();
     let config = parse_config(&config)?;
     let mut op = T::default();
@@ -141,6 +147,12 @@ pub fn map_init<T: Map + Default>(config: String) -> Result<(), String> {
 }
 
 pub fn evictor_init<T: Evictor + Default>(config: String) -> Result<(), String> {
+    let r = evictor_init_call::<T>(config);
+    crate::metrics::flush();
+    r
+}
+
+fn evictor_init_call<T: Evictor + Default>(config: String) -> Result<(), String> {
     install_panic_hook();
     let config = parse_config(&config)?;
     let mut op = T::default();
@@ -151,7 +163,13 @@ pub fn evictor_init<T: Evictor + Default>(config: String) -> Result<(), String> 
 
 use function_bindings::exports::weir::operator::window_function as wf;
 
-pub fn function_init(
+pub fn function_init(f: Box<dyn crate::window_function::Erased>, config: String) -> Result<wf::FunctionInfo, String> {
+    let r = function_init_call(f, config);
+    crate::metrics::flush();
+    r
+}
+
+fn function_init_call(
     mut f: Box<dyn crate::window_function::Erased>,
     config: String,
 ) -> Result<wf::FunctionInfo, String> {
@@ -296,6 +314,12 @@ fn function_run_call(
 }
 
 pub fn session_gap_init<T: SessionGap + Default>(config: String) -> Result<(), String> {
+    let r = session_gap_init_call::<T>(config);
+    crate::metrics::flush();
+    r
+}
+
+fn session_gap_init_call<T: SessionGap + Default>(config: String) -> Result<(), String> {
     install_panic_hook();
     let config = parse_config(&config)?;
     let mut op = T::default();
@@ -330,6 +354,12 @@ fn session_gap_gaps_call(
 }
 
 pub fn trigger_init<T: Trigger + Default>(config: String) -> Result<(), String> {
+    let r = trigger_init_call::<T>(config);
+    crate::metrics::flush();
+    r
+}
+
+fn trigger_init_call<T: Trigger + Default>(config: String) -> Result<(), String> {
     install_panic_hook();
     let config = parse_config(&config)?;
     let mut op = T::default();
@@ -498,6 +528,12 @@ fn map_batch_call(input: mt::Batch) -> Result<mt::Output, mt::OperatorError> {
 }
 
 pub fn process_init<T: KeyedProcessFunction + Default>(config: String) -> Result<kp::StateDeclaration, String> {
+    let r = process_init_call::<T>(config);
+    crate::metrics::flush();
+    r
+}
+
+fn process_init_call<T: KeyedProcessFunction + Default>(config: String) -> Result<kp::StateDeclaration, String> {
     install_panic_hook();
     let mut open = OpenContext::new(parse_config(&config)?);
     let mut op = T::default();

@@ -49,13 +49,14 @@ fn register(name: &str, kind: Kind) -> usize {
             return i;
         }
         assert!(m.len() < MAX_METRICS, "metric `{name}` is one too many: an operator has at most {MAX_METRICS}");
-        m.push(Metric { name: name.to_owned(), kind, pending: 0.0, delta: 0, dirty: false });
+        // Dirty from the start: a counter that stays at zero is shown too.
+        m.push(Metric { name: name.to_owned(), kind, pending: 0.0, delta: 0, dirty: true });
         m.len() - 1
     })
 }
 
-/// A counter: a total that only its increments change. Two `Counter`s of
-/// one name are one counter.
+/// A counter: a total that its increments change (a negative one counts
+/// down). Two `Counter`s of one name are one counter.
 #[derive(Debug, Clone, Copy)]
 pub struct Counter(usize);
 
@@ -92,7 +93,8 @@ impl Gauge {
         Gauge(register(name, Kind::Gauge))
     }
 
-    /// Sets its value.
+    /// Sets its value. It must be a finite number: the host refuses a NaN
+    /// or infinite gauge, failing the job with its name.
     pub fn set(&self, value: f64) {
         METRICS.with(|m| {
             let mut m = m.borrow_mut();
@@ -139,17 +141,18 @@ pub(crate) fn flush() {
     if changes.is_empty() {
         return;
     }
-    let updates: Vec<types::MetricUpdate> = changes
-        .into_iter()
-        .map(|(name, c)| types::MetricUpdate {
-            name,
-            value: match c {
-                Change::Counter(d) => types::MetricValue::Counter(d),
-                Change::Gauge(v) => types::MetricValue::Gauge(v),
-            },
-        })
-        .collect();
-    if let Err(e) = host::report_metrics(&updates) {
+    let mut names = Vec::new();
+    let mut ends = Vec::with_capacity(changes.len());
+    let mut values = Vec::with_capacity(changes.len());
+    for (name, c) in changes {
+        names.extend_from_slice(name.as_bytes());
+        ends.push(names.len() as u32);
+        values.push(match c {
+            Change::Counter(d) => types::MetricValue::Counter(d),
+            Change::Gauge(v) => types::MetricValue::Gauge(v),
+        });
+    }
+    if let Err(e) = host::report_metrics(&names, &ends, &values) {
         panic!("the host refused the operator's metrics: {e}");
     }
 }

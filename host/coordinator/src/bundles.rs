@@ -92,18 +92,22 @@ impl Coordinator {
         let bundle = Bundle::open(bytes, self.config.limits, &self.check_rt).map_err(|problems| {
             ApiError::problems(problems.into_iter().map(|p| ErrorItem { place: p.place, message: p.message }).collect())
         })?;
-        // Stored under the bundles lock: a deletion running meanwhile
-        // cannot remove a blob this bundle shares with the one it deletes.
-        let mut bundles = lock(&self.bundles);
         let store = |sha: &str, path: &str| {
             let b = bundle.entries.get(path).expect("invariant: Bundle::open checked every listed entry is there");
             self.blobs.put(sha, b).map_err(|e| ApiError::internal(path, format!("cannot store it: {e}")))
         };
-        for c in &bundle.manifest.components {
-            store(&c.sha256, &c.path)?;
+        let entries = || {
+            let c = bundle.manifest.components.iter().map(|c| (c.sha256.as_str(), c.path.as_str()));
+            c.chain(bundle.manifest.data.iter().map(|d| (d.sha256.as_str(), d.path.as_str())))
+        };
+        // Written before the lock (they may be large), then made sure of
+        // under it: a deletion meanwhile may have removed a shared one.
+        for (sha, path) in entries() {
+            store(sha, path)?;
         }
-        for d in &bundle.manifest.data {
-            store(&d.sha256, &d.path)?;
+        let mut bundles = lock(&self.bundles);
+        for (sha, path) in entries() {
+            store(sha, path)?;
         }
         let record = BundleRecord {
             id: id.clone(),
@@ -142,8 +146,8 @@ impl Coordinator {
     /// Removes a bundle no job that has not ended uses, and the blobs
     /// nothing else holds.
     pub fn delete_bundle(&self, id: &str) -> Result<(), ApiError> {
-        let record = self.bundle_record(id)?;
         let jobs = lock(&self.jobs);
+        let record = self.bundle_record(id)?;
         let active = jobs.active_from_bundle(id);
         if !active.is_empty() {
             return Err(ApiError::conflict(
@@ -152,8 +156,12 @@ impl Coordinator {
             ));
         }
         let mut bundles = lock(&self.bundles);
-        std::fs::remove_file(self.config.data_dir.join("bundles").join(format!("{id}.json")))
-            .map_err(|e| ApiError::internal("bundle", format!("cannot remove its record: {e}")))?;
+        match std::fs::remove_file(self.config.data_dir.join("bundles").join(format!("{id}.json"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ApiError::internal("bundle", format!("cannot remove its record: {e}")));
+            }
+            _ => {}
+        }
         bundles.remove(id);
         let mut held: HashSet<&str> = bundles.values().flat_map(|r| r.blobs()).collect();
         let job_blobs = jobs.active_blobs();

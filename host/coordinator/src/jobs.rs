@@ -199,6 +199,13 @@ fn rates(x: &mut Metrics, now: &SubtaskMetrics, then: &SubtaskMetrics, secs: f64
     x.num_records_out_per_second = per_second(now.records_out, then.records_out);
     x.num_bytes_in_per_second = per_second(now.bytes_in, then.bytes_in);
     x.num_bytes_out_per_second = per_second(now.bytes_out, then.bytes_out);
+    if now.finished {
+        // An ended task neither works nor waits.
+        x.idle_time_ms_per_second = 0.0;
+        x.back_pressured_time_ms_per_second = 0.0;
+        x.busy_time_ms_per_second = 0.0;
+        return;
+    }
     let ms = |a: u64, b: u64| per_second(a, b) / 1e6;
     let (idle, bp) = (ms(now.idle_ns, then.idle_ns), ms(now.backpressured_ns, then.backpressured_ns));
     // Samples are not taken at the instants the clocks read: keep the
@@ -598,11 +605,16 @@ impl Coordinator {
         // cannot be deleted under it (deletion takes the same locks).
         {
             let mut jobs = lock(&self.jobs);
+            let bundles = lock(&self.bundles);
             if let Some(b) = &placed.bundle
-                && !lock(&self.bundles).contains_key(b)
+                && !bundles.contains_key(b)
             {
                 return Err(ApiError::not_found("bundle", format!("bundle `{b}` was deleted meanwhile")));
             }
+            if let Some(sha) = placed.blobs.iter().find(|sha| !self.blobs.contains(sha)) {
+                return Err(ApiError::conflict("components", format!("component `{sha}` was deleted meanwhile")));
+            }
+            drop(bundles);
             jobs.map.insert(id.to_owned(), job.clone());
         }
         let unregister = |e: ApiError| {
@@ -640,13 +652,25 @@ impl Coordinator {
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                         .unwrap_or_default();
                     let mut run = lock(&master.run);
-                    let name = run.detail.name.clone();
                     let message = format!("internal error (a bug in Weir, please report it): {message}");
-                    run.add_errors(vec![TaskError::job(&name, message.clone())]);
+                    let operator = run.detail.name.clone();
+                    run.exceptions.push(ExceptionInfo {
+                        exception: message.clone(),
+                        kind: "job".into(),
+                        operator,
+                        subtask: 0,
+                        record: None,
+                        timestamp: now_ms(),
+                    });
                     run.detail.status_message = Some(message);
-                    run.execution = None;
-                    run.set_state(JobState::Failed);
+                    let exec = run.execution.take();
                     drop(run);
+                    // Its tasks stop before its slots go to another job.
+                    if let Some(exec) = exec {
+                        exec.cancel();
+                        let _ = exec.summary();
+                    }
+                    lock(&master.run).set_state(JobState::Failed);
                     let worker = lock(&coordinator.slots).held.iter().position(|h| h.contains_key(&master.id));
                     coordinator.end_job(&master, &wd2, worker);
                 }
@@ -734,14 +758,18 @@ impl Coordinator {
         }
         job.persist(&self.config.data_dir);
         loop {
-            let status = exec.wait_timeout(Duration::from_secs(1));
+            exec.wait_timeout(Duration::from_secs(1));
             let mut run = lock(&job.run);
+            // Read under the lock: a cancel taken meanwhile is seen.
+            let status = exec.status();
             run.refresh(true);
             run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
             if status.is_terminal() {
                 break;
             }
-            run.set_state(to_state(status));
+            if run.detail.state != JobState::Cancelling {
+                run.set_state(to_state(status));
+            }
             job.changed.notify_all();
         }
         let summary = exec.summary();
@@ -931,42 +959,34 @@ impl Coordinator {
             ("idleTimeMsPerSecond", "gauge", |m| m.idle_time_ms_per_second),
             ("backPressuredTimeMsPerSecond", "gauge", |m| m.back_pressured_time_ms_per_second),
         ];
+        // Every running subtask: (its labels, the subtask).
+        let mut subtasks = Vec::new();
+        for d in details.iter().filter(|d| !d.state.is_terminal()) {
+            for v in &d.vertices {
+                for s in &v.subtasks {
+                    let labels = format!(
+                        "job_id=\"{}\",job_name=\"{}\",vertex=\"{}\",subtask=\"{}\"",
+                        d.id,
+                        escape(&d.name),
+                        escape(&v.id),
+                        s.subtask
+                    );
+                    subtasks.push((labels, s));
+                }
+            }
+        }
         for (name, kind, get) in families {
             let _ = writeln!(out, "# TYPE weir_task_{name} {kind}");
-            for d in details.iter().filter(|d| !d.state.is_terminal()) {
-                for v in &d.vertices {
-                    for s in &v.subtasks {
-                        let _ = writeln!(
-                            out,
-                            "weir_task_{name}{{job_id=\"{}\",job_name=\"{}\",vertex=\"{}\",subtask=\"{}\"}} {}",
-                            d.id,
-                            escape(&d.name),
-                            escape(&v.id),
-                            s.subtask,
-                            get(&s.metrics)
-                        );
-                    }
-                }
+            for (labels, s) in &subtasks {
+                let _ = writeln!(out, "weir_task_{name}{{{labels}}} {}", get(&s.metrics));
             }
         }
         for kind in ["counter", "gauge"] {
             let _ = writeln!(out, "# TYPE weir_task_user_{kind} {kind}");
-            for d in details.iter().filter(|d| !d.state.is_terminal()) {
-                for v in &d.vertices {
-                    for s in &v.subtasks {
-                        for m in s.user_metrics.iter().filter(|m| m.kind == kind) {
-                            let _ = writeln!(
-                                out,
-                                "weir_task_user_{kind}{{job_id=\"{}\",job_name=\"{}\",vertex=\"{}\",subtask=\"{}\",metric=\"{}\"}} {}",
-                                d.id,
-                                escape(&d.name),
-                                escape(&v.id),
-                                s.subtask,
-                                m.name,
-                                m.value
-                            );
-                        }
-                    }
+            for (labels, s) in &subtasks {
+                for m in s.user_metrics.iter().filter(|m| m.kind == kind) {
+                    let _ =
+                        writeln!(out, "weir_task_user_{kind}{{{labels},metric=\"{}\"}} {}", escape(&m.name), m.value);
                 }
             }
         }

@@ -294,9 +294,11 @@ async fn authorize(State((c, loopback)): State<(Arc<Coordinator>, bool)>, req: R
             ),
         );
     }
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
-        if origin != "null" && !authority.eq_ignore_ascii_case(&host) {
+        // `null`: a sandboxed or data: page, which may not change anything.
+        if (origin == "null" && changes) || (origin != "null" && !authority.eq_ignore_ascii_case(&host)) {
             return refuse(403, "origin", format!("requests from `{origin}` (another site) are refused"));
         }
     }
@@ -314,7 +316,6 @@ async fn authorize(State((c, loopback)): State<(Arc<Coordinator>, bool)>, req: R
             ),
         );
     }
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if changes && c.config().read_only {
         return refuse(
             403,

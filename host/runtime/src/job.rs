@@ -516,8 +516,8 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         // A chain runs its stages by recursion: give long chains the stack.
         let stack = (2 << 20) + chain.stages.len() * (4 << 10);
         let spawned = std::thread::Builder::new().name(format!("weir-task-{i}")).stack_size(stack).spawn(move || {
-            let first = &task_shared.counters[chain.head()][chain.tail.subtask as usize];
-            crate::metrics::enter(first.times.clone());
+            let first_times = task_shared.counters[chain.head()][chain.tail.subtask as usize].times.clone();
+            crate::metrics::enter(first_times.clone());
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(head, &mut chain)));
             let r = match r {
                 Ok(Ok(())) => Ok(chain.unread_side_outputs()),
@@ -541,6 +541,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             };
             // Drop the chain (its routers, instances, files) before reporting.
             drop(chain);
+            first_times.finished.store(true, Ordering::Relaxed);
             task_shared.task_ended(r);
         });
         match spawned {

@@ -61,6 +61,7 @@ impl SubtaskCounters {
     }
 
     pub fn snapshot(&self, subtask: u32) -> SubtaskMetrics {
+        let (idle_ns, backpressured_ns) = self.times.totals();
         SubtaskMetrics {
             subtask,
             records_in: self.records_in.load(Ordering::Relaxed),
@@ -69,8 +70,9 @@ impl SubtaskCounters {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             input_watermark: self.input_watermark.load(Ordering::Relaxed),
             output_watermark: self.output_watermark.load(Ordering::Relaxed),
-            idle_ns: self.times.totals().0,
-            backpressured_ns: self.times.totals().1,
+            idle_ns,
+            backpressured_ns,
+            finished: self.times.finished.load(Ordering::Relaxed),
             user: self.user_metrics(),
         }
     }
@@ -105,6 +107,8 @@ pub(crate) struct TaskTimes {
     idle_since: AtomicU64,
     /// When the current wait for room began.
     backpressured_since: AtomicU64,
+    /// The task has ended (its times no longer move).
+    pub finished: std::sync::atomic::AtomicBool,
 }
 
 impl TaskTimes {
@@ -152,6 +156,8 @@ pub struct SubtaskMetrics {
     pub backpressured_ns: u64,
     /// The operator's own metrics, by name.
     pub user: Vec<(String, UserMetric)>,
+    /// Its task has ended.
+    pub finished: bool,
 }
 
 thread_local! {
@@ -205,8 +211,10 @@ impl Waiting {
         CURRENT.with(|c| {
             if let Some(t) = c.borrow().as_ref() {
                 let (total, since) = fields(t, self.kind);
-                total.fetch_add(waited, Ordering::Relaxed);
+                // Cleared first: a reader in between misses this wait for
+                // one sample (and sees it in the next), never counts it twice.
                 since.store(0, Ordering::Relaxed);
+                total.fetch_add(waited, Ordering::Relaxed);
             }
         });
     }

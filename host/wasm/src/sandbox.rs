@@ -238,15 +238,18 @@ macro_rules! impl_host {
                 log_line(&self.operator, level as u8, &message);
             }
 
-            fn report_metrics(&mut self, updates: Vec<$m::weir::operator::types::MetricUpdate>) -> Result<(), String> {
+            fn report_metrics(
+                &mut self,
+                names: Vec<u8>,
+                ends: Vec<u32>,
+                values: Vec<$m::weir::operator::types::MetricValue>,
+            ) -> Result<(), String> {
                 use $m::weir::operator::types::MetricValue as V;
-                self.user_metrics.apply(updates.into_iter().map(|u| {
-                    let v = match u.value {
-                        V::Counter(c) => crate::UserMetric::Counter(c),
-                        V::Gauge(g) => crate::UserMetric::Gauge(g),
-                    };
-                    (u.name, v)
-                }))
+                let values = values.into_iter().map(|v| match v {
+                    V::Counter(c) => crate::UserMetric::Counter(c),
+                    V::Gauge(g) => crate::UserMetric::Gauge(g),
+                });
+                self.user_metrics.report(&names, &ends, values)
             }
         }
     };
@@ -266,16 +269,16 @@ impl process::weir::operator::host::Host for HostState {
 
     fn report_metrics(
         &mut self,
-        updates: Vec<process::weir::operator::types::MetricUpdate>,
+        names: Vec<u8>,
+        ends: Vec<u32>,
+        values: Vec<process::weir::operator::types::MetricValue>,
     ) -> wasmtime::Result<Result<(), String>> {
         use process::weir::operator::types::MetricValue as V;
-        Ok(self.user_metrics.apply(updates.into_iter().map(|u| {
-            let v = match u.value {
-                V::Counter(c) => crate::UserMetric::Counter(c),
-                V::Gauge(g) => crate::UserMetric::Gauge(g),
-            };
-            (u.name, v)
-        })))
+        let values = values.into_iter().map(|v| match v {
+            V::Counter(c) => crate::UserMetric::Counter(c),
+            V::Gauge(g) => crate::UserMetric::Gauge(g),
+        });
+        Ok(self.user_metrics.report(&names, &ends, values))
     }
 }
 

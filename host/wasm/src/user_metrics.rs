@@ -36,12 +36,46 @@ impl UserMetrics {
         m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
-    /// Applies a guest's report: all of it, or (on the first bad update)
-    /// none of it, with the reason.
+    /// Applies a guest's flat report (`report-metrics`): metric `i` named
+    /// by `names[ends[i-1]..ends[i]]`, changed by value `i`.
+    pub(crate) fn report(
+        &self,
+        names: &[u8],
+        ends: &[u32],
+        values: impl ExactSizeIterator<Item = UserMetric>,
+    ) -> Result<(), String> {
+        if ends.len() != values.len() || ends.len() > MAX_METRICS {
+            return Err(format!(
+                "a report names {} metrics and gives {} values; it must give one value per name, at most {MAX_METRICS}",
+                ends.len(),
+                values.len()
+            ));
+        }
+        let mut updates = Vec::with_capacity(ends.len());
+        let mut start = 0usize;
+        for (&end, value) in ends.iter().zip(values) {
+            let end = end as usize;
+            let name = names
+                .get(start..end)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .ok_or_else(|| format!("metric names: bytes {start}..{end} of {} are not a UTF-8 name", names.len()))?;
+            updates.push((name.to_owned(), value));
+            start = end;
+        }
+        self.apply(updates)
+    }
+
+    /// Applies a report: all of it, or (on the first bad update) none of
+    /// it, with the reason.
     pub(crate) fn apply(&self, updates: impl IntoIterator<Item = (String, UserMetric)>) -> Result<(), String> {
         let mut m = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = m.clone();
         for (name, value) in updates {
+            if let UserMetric::Gauge(g) = value
+                && !g.is_finite()
+            {
+                return Err(format!("gauge `{name}` is {g}: a gauge must be a finite number"));
+            }
             if !valid_name(&name) {
                 let shown: String = name.chars().take(40).collect();
                 return Err(format!(
@@ -87,5 +121,20 @@ mod tests {
         assert_eq!(m.snapshot()[1], ("words".into(), UserMetric::Counter(7)), "nothing of a refused report");
         let many = (0..MAX_METRICS).map(|i| (format!("m{i}"), UserMetric::Counter(1)));
         assert!(m.apply(many).unwrap_err().contains("one too many"));
+        assert!(m.apply([("nan".into(), UserMetric::Gauge(f64::NAN))]).unwrap_err().contains("finite"));
+    }
+
+    #[test]
+    fn a_flat_report_is_split_by_its_ends_and_checked() {
+        let m = UserMetrics::default();
+        let values = [UserMetric::Counter(2), UserMetric::Gauge(0.5)];
+        m.report(b"wordslag", &[5, 8], values.into_iter()).unwrap();
+        assert_eq!(
+            m.snapshot(),
+            vec![("lag".into(), UserMetric::Gauge(0.5)), ("words".into(), UserMetric::Counter(2))]
+        );
+        assert!(m.report(b"words", &[5, 9], values.into_iter()).is_err(), "an end past the names");
+        assert!(m.report(b"words", &[5], values.into_iter()).is_err(), "two values for one name");
+        assert!(m.report(b"\xff\xfe", &[2], [UserMetric::Counter(1)].into_iter()).is_err(), "not UTF-8");
     }
 }
