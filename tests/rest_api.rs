@@ -611,6 +611,7 @@ fn from_operator_crates_to_a_finished_job_with_bundle_build_submit_and_info() {
     let (code, out, _) = cli(&["info", &job[..6], "--server", &c.url]);
     assert_eq!(code, Some(0));
     assert!(out.contains("FINISHED") && out.contains("split") && out.contains("59"), "{out}");
+    assert!(out.contains("split metrics: counter words = 59"), "the operator's own metrics: {out}");
     let (code, _, err) = cli(&["bundle", "delete", id.trim(), "--server", &c.url]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = cli(&["info", "nothex", "--server", &c.url]);

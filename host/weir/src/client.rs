@@ -368,6 +368,11 @@ fn print_detail(d: &JobDetail) {
             m.num_records_out_per_second
         );
     }
+    for v in d.vertices.iter().filter(|v| !v.user_metrics.is_empty()) {
+        let shown: Vec<String> =
+            v.user_metrics.iter().map(|m| format!("{} {} = {}", m.kind, m.name, m.value)).collect();
+        println!("  {} metrics: {}", v.id, shown.join(", "));
+    }
 }
 
 pub(crate) fn list(s: Server) -> Result<u8, String> {
