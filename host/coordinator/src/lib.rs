@@ -166,9 +166,18 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// 16 random bytes in hex: job ids, trigger ids, tokens.
+/// 16 random bytes in hex: job ids, trigger ids.
 pub(crate) fn random_id() -> String {
-    let mut b = [0u8; 16];
+    random_hex::<16>()
+}
+
+/// 32 random bytes in hex: an API token.
+pub fn random_token() -> String {
+    random_hex::<32>()
+}
+
+fn random_hex<const N: usize>() -> String {
+    let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("invariant: the operating system provides random bytes");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
