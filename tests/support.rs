@@ -21,6 +21,7 @@ pub const GUESTS: &[&str] = &[
     "csv-line",
     "evictors",
     "window-semantics-timers",
+    "flaky-count",
 ];
 
 /// The workspace root.

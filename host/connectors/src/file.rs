@@ -221,7 +221,69 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// The byte offset of the next record.
+    fn next_offset(&self) -> u64 {
+        match &self.reader {
+            Reader::Lines(_) => self.offset,
+            Reader::Csv { reader, .. } => {
+                BlankLinesAsRows::<File>::original_offset(reader.get_ref().inserted(), reader.position().byte())
+            }
+        }
+    }
+}
+
 impl Source for FileSource {
+    fn position(&self) -> Vec<u8> {
+        crate::encode_position(self.next_offset(), self.watermarks.max_seen())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let (offset, max_seen) = crate::decode_position(position)
+            .ok_or_else(|| self.err(0, "the checkpointed position of this source is damaged".into()))?;
+        self.watermarks.resume(max_seen);
+        match &mut self.reader {
+            Reader::Lines(reader) => {
+                use std::io::Seek;
+                let len = reader.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+                if offset > len {
+                    return Err(self.err(
+                        offset,
+                        format!(
+                            "the checkpoint goes on from this offset, but the file has only {len} bytes: it changed                              since; restore it, or start the job over"
+                        ),
+                    ));
+                }
+                reader
+                    .seek(std::io::SeekFrom::Start(offset))
+                    .map_err(|e| self.err(offset, format!("cannot seek: {e}")))?;
+                self.offset = offset;
+            }
+            Reader::Csv { .. } => {
+                // CSV rows are read from the header on, up to the offset
+                // (the csv reader keeps its own buffer and line count).
+                let mut record = csv::StringRecord::new();
+                let mut scratch = Batch::new();
+                while self.next_offset() < offset {
+                    scratch.clear();
+                    if !self.next_csv(&mut scratch, &mut record)? {
+                        let at = self.next_offset();
+                        return Err(self.err(
+                            at,
+                            format!(
+                                "the checkpoint goes on from offset {offset}, but the file ends here: it changed \
+                                 since; restore it, or start the job over"
+                            ),
+                        ));
+                    }
+                }
+                // Replaying the rows before moved the watermark generator.
+                self.watermarks.resume(max_seen);
+            }
+        }
+        Ok(())
+    }
+
     fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<Poll, SourceError> {
         let mut record = csv::StringRecord::new();
         // Cut by bytes too, far below the 4 GiB the flat offsets allow.

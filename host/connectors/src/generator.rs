@@ -93,6 +93,28 @@ pub fn key_number(spec: &SourceSpec, subtask: u32, i: u64) -> u64 {
 }
 
 impl Source for Generator {
+    fn position(&self) -> Vec<u8> {
+        crate::encode_position(self.next, None)
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let decoded = crate::decode_position(position).filter(|(n, _)| self.end.is_none_or(|e| *n <= e));
+        let Some((next, _)) = decoded else {
+            return Err(SourceError {
+                source_id: String::new(),
+                place: "its checkpointed position".into(),
+                message: "the checkpointed position of this generator is damaged".into(),
+            });
+        };
+        self.next = next;
+        if let Some(rate) = self.rate {
+            // Go on at the same rate from here.
+            let ahead = Duration::from_secs_f64(next as f64 / rate);
+            self.started = Instant::now().checked_sub(ahead).unwrap_or_else(Instant::now);
+        }
+        Ok(())
+    }
+
     fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<Poll, SourceError> {
         let mut n = max as u64;
         if let Some(end) = self.end {

@@ -7,6 +7,7 @@
 //! about tasks, channels, Wasm or state.
 #![warn(missing_docs)]
 
+mod committed;
 mod csv_rows;
 mod file;
 mod generator;
@@ -44,10 +45,37 @@ pub enum Poll {
     End,
 }
 
-/// A source subtask.
+/// A source subtask. Sources are replayable: a checkpoint keeps their
+/// [`Source::position`], and recovery [`Source::seek`]s back to it.
 pub trait Source: Send {
     /// Appends up to `max` events, with watermark marks, to `batch`.
     fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<Poll, SourceError>;
+    /// Where the next batch starts (with the watermark generator's state),
+    /// for a checkpoint taken between batches.
+    fn position(&self) -> Vec<u8>;
+    /// Goes to a position [`Source::position`] gave, before the first
+    /// batch.
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError>;
+}
+
+/// Encodes an offset and a watermark generator's highest timestamp.
+fn encode_position(offset: u64, max_seen: Option<i64>) -> Vec<u8> {
+    let mut out = offset.to_le_bytes().to_vec();
+    if let Some(m) = max_seen {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes what [`encode_position`] wrote.
+fn decode_position(position: &[u8]) -> Option<(u64, Option<i64>)> {
+    let word = |i: usize| position.get(i..i + 8).map(|b| b.try_into().expect("invariant: took 8 bytes"));
+    let offset = u64::from_le_bytes(word(0)?);
+    match position.len() {
+        8 => Some((offset, None)),
+        16 => Some((offset, Some(i64::from_le_bytes(word(8)?)))),
+        _ => None,
+    }
 }
 
 /// Opens subtask `subtask` of `parallelism` of the source `spec`.

@@ -1,5 +1,6 @@
 //! Sinks: JSON lines to a file or stdout, or nowhere (benchmarks).
 
+use crate::committed::Committed;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,12 +16,37 @@ pub struct SinkError {
     pub message: String,
 }
 
-/// Where events end.
+/// Where events end. Under checkpoints a sink takes part in them by two
+/// phases, as Flink's two-phase-commit sinks do: [`Sink::snapshot`] at a
+/// checkpoint's barrier makes what was written durable but not yet
+/// visible (pre-commit) and returns what the checkpoint keeps;
+/// [`Sink::commit`] once the checkpoint completed makes it visible; and
+/// [`Sink::start`] after a failure re-commits what the restored checkpoint
+/// pre-committed and discards the rest. A database or Kafka transaction
+/// fits the same three calls.
 pub trait Sink: Send {
+    /// Starts the sink: fresh (`None`), or from the state a checkpoint
+    /// kept. Called once, before anything is written.
+    fn start(&mut self, state: Option<&[u8]>) -> Result<(), SinkError> {
+        let _ = state;
+        Ok(())
+    }
     /// Writes a batch's events (marks are ignored).
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError>;
     /// Flushes everything; called once at the end of input.
     fn finish(&mut self) -> Result<(), SinkError>;
+    /// Checkpoint `checkpoint`'s barrier: pre-commit what was written
+    /// since the last one; the state the checkpoint keeps.
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
+        let _ = checkpoint;
+        Ok(Vec::new())
+    }
+    /// Checkpoint `checkpoint` completed: commit what it (and every
+    /// checkpoint before it) pre-committed.
+    fn commit(&mut self, checkpoint: u64) -> Result<(), SinkError> {
+        let _ = checkpoint;
+        Ok(())
+    }
 }
 
 /// Writes each event's value as one line (values are JSON, so the output is
@@ -38,6 +64,8 @@ pub struct FileSink {
     place: Option<PathBuf>,
     in_progress: Option<PathBuf>,
     out: BufWriter<Box<dyn Write + Send>>,
+    /// Under checkpoints: the file grows by commits instead.
+    committed: Option<Committed>,
 }
 
 impl FileSink {
@@ -61,7 +89,24 @@ impl FileSink {
             place: Some(path.to_owned()),
             in_progress: Some(tmp),
             out: BufWriter::with_capacity(1 << 16, Box::new(file)),
+            committed: None,
         })
+    }
+
+    /// Writes `path` under checkpoints: by two-phase commit
+    /// (`exactly_once`: lines become visible when their checkpoint
+    /// completes) or straight through (at-least-once). See
+    /// [`Sink::start`]; nothing is touched before it.
+    pub fn checkpointed(id: &str, path: &Path, exactly_once: bool) -> FileSink {
+        FileSink {
+            id: id.to_owned(),
+            text: false,
+            scratch: Vec::new(),
+            place: Some(path.to_owned()),
+            in_progress: None,
+            out: BufWriter::new(Box::new(std::io::sink())),
+            committed: Some(Committed::new(path, exactly_once)),
+        }
     }
 
     /// Writes to standard output. Fails when stdout is closed (`>&-`),
@@ -79,6 +124,7 @@ impl FileSink {
             place: None,
             in_progress: None,
             out: BufWriter::new(Box::new(File::from(fd))),
+            committed: None,
         })
     }
 
@@ -97,6 +143,9 @@ impl FileSink {
 
 impl Drop for FileSink {
     fn drop(&mut self) {
+        if let Some(c) = self.committed.as_mut() {
+            c.abandon();
+        }
         if let Some(tmp) = self.in_progress.take() {
             // Not finished: the output is not whole, so it is not kept.
             let _ = std::fs::remove_file(tmp);
@@ -129,12 +178,40 @@ impl Sink for FileSink {
                     ),
                 });
             }
-            self.out.write_all(value).and_then(|()| self.out.write_all(b"\n")).map_err(|e| self.io(e))?;
+            let written = match self.committed.as_mut() {
+                Some(c) => c.write_line(value),
+                None => self.out.write_all(value).and_then(|()| self.out.write_all(b"\n")),
+            };
+            written.map_err(|e| self.io(e))?;
         }
         Ok(())
     }
 
+    fn start(&mut self, state: Option<&[u8]>) -> Result<(), SinkError> {
+        let r = self.committed.as_mut().map_or(Ok(()), |c| c.start(state));
+        r.map_err(|e| self.io(e))
+    }
+
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
+        // stdout (or a whole-file sink): nothing to commit, but written
+        // lines are out of the buffer at each checkpoint.
+        let r = match self.committed.as_mut() {
+            Some(c) => c.snapshot(checkpoint),
+            None => self.out.flush().map(|()| Vec::new()),
+        };
+        r.map_err(|e| self.io(e))
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<(), SinkError> {
+        let r = self.committed.as_mut().map_or(Ok(()), |c| c.commit(checkpoint));
+        r.map_err(|e| self.io(e))
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
+        if let Some(c) = self.committed.as_mut() {
+            let r = c.finish();
+            return r.map_err(|e| self.io(e));
+        }
         self.out.flush().map_err(|e| self.io(e))?;
         if let (Some(tmp), Some(path)) = (&self.in_progress, &self.place) {
             // Durable before it is visible: sync the data, rename, then

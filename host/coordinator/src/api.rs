@@ -164,6 +164,9 @@ pub enum JobState {
     Canceled,
     /// Every task reached the end of its input.
     Finished,
+    /// A task failed and the restart strategy restarts it from its latest
+    /// checkpoint (after the strategy's delay).
+    Restarting,
 }
 
 impl JobState {
@@ -182,6 +185,7 @@ impl JobState {
             JobState::Cancelling => "CANCELLING",
             JobState::Canceled => "CANCELED",
             JobState::Finished => "FINISHED",
+            JobState::Restarting => "RESTARTING",
         }
     }
 }
@@ -370,6 +374,10 @@ pub struct JobDetail {
     pub slots: u32,
     /// Its working directory on the worker.
     pub working_dir: String,
+    /// Times it was restarted after a failure (Flink's
+    /// `numRestarts`).
+    #[serde(default)]
+    pub restarts: u32,
     /// Its vertices, in spec order.
     pub vertices: Vec<VertexInfo>,
 }

@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use weir_core::restart::{RestartDecision, RestartTracker};
 use weir_core::spec::{Spec, StateBackendKind};
-use weir_runtime::{JobStatus, JobSummary, SubtaskMetrics, TaskError, VertexMetrics};
+use weir_runtime::{CheckpointStore, JobStatus, JobSummary, SubtaskMetrics, TaskError, VertexMetrics};
 use weir_wasm::{UserMetric, World};
 
 /// Every job the coordinator knows, by id.
@@ -104,6 +105,8 @@ struct Run {
     cancellations: HashMap<String, u64>,
     /// The job master is done: slots freed, record written.
     ended: bool,
+    /// Errors taken from the current execution so far.
+    exec_errors: usize,
 }
 
 impl Run {
@@ -118,6 +121,7 @@ impl Run {
             summary: None,
             cancellations: HashMap::new(),
             ended,
+            exec_errors: 0,
         }
     }
 
@@ -131,9 +135,13 @@ impl Run {
         }
     }
 
+    /// Takes the errors of the current execution not taken yet (an
+    /// execution's list only grows; a restart starts a new one).
     fn add_errors(&mut self, errors: Vec<TaskError>) {
         let ts = now_ms();
-        for e in errors.into_iter().skip(self.errors.len()) {
+        let new = errors.len().saturating_sub(self.exec_errors);
+        self.exec_errors = errors.len().max(self.exec_errors);
+        for e in errors.into_iter().rev().take(new).rev() {
             self.exceptions.push(ExceptionInfo {
                 // A job's own failure is its message; a task's names it.
                 exception: if e.what == "job" { e.message.clone() } else { e.to_string() },
@@ -329,6 +337,7 @@ impl JobMaster {
             max_parallelism: placed.spec.max_parallelism,
             slots,
             working_dir: wd.display().to_string(),
+            restarts: 0,
             vertices: plan
                 .into_iter()
                 .map(|v| VertexInfo {
@@ -406,6 +415,8 @@ impl JobWatch {
         let run = lock(&self.job.run);
         let run = self.job.changed.wait_while(run, |r| !r.ended).unwrap_or_else(|p| p.into_inner());
         match (&run.summary, run.errors.first()) {
+            // A job that recovered from failures and finished succeeded.
+            (Some(s), _) if run.detail.state == JobState::Finished => Ok(s.clone()),
             (_, Some(e)) => Err(Some(e.clone())),
             (Some(s), None) => Ok(s.clone()),
             (None, None) => Err(None),
@@ -413,10 +424,27 @@ impl JobWatch {
     }
 }
 
+/// Where a job's checkpoints go, and whether it resumes from them.
+#[derive(Clone)]
+struct CheckpointPlan {
+    /// The folder under the spec's `checkpoints: dir`.
+    name: String,
+    /// Start from the latest completed checkpoint there, if any.
+    resume: bool,
+}
+
+/// A number in `[0, 1)` (the restart delay's jitter).
+fn random_fraction() -> f64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("invariant: the operating system provides random bytes");
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A submission checked and placed, ready to become a job.
 struct Placed {
     spec: Spec,
     name: String,
+    checkpoints: CheckpointPlan,
     bundle: Option<String>,
     blobs: Vec<String>,
     /// Sample data to copy into the working directory: (blob, relative path).
@@ -430,17 +458,22 @@ fn problem(place: impl Into<String>, message: impl Into<String>) -> ErrorItem {
 impl Coordinator {
     /// Checks a submission and starts a job for it.
     pub fn submit(self: &Arc<Self>, req: SubmitRequest) -> Result<Submitted, ApiError> {
-        let placed = self.place(req)?;
+        let mut placed = self.place(req)?;
         let id = random_id();
+        // Each submission's checkpoints are its own.
+        placed.checkpoints.name = id.clone();
         let job = self.start_job(&id, placed, true)?;
         Ok(Submitted { id: job.id.clone() })
     }
 
     /// Runs a spec already read and resolved (local mode: `weir run`),
     /// unconfined.
-    pub fn run_spec(self: &Arc<Self>, spec: Spec) -> Result<JobWatch, ApiError> {
+    /// Its checkpoints go under the spec's name, so `resume` finds those
+    /// of an earlier run of the same spec.
+    pub fn run_spec(self: &Arc<Self>, spec: Spec, resume: bool) -> Result<JobWatch, ApiError> {
         let name = spec.name.clone().unwrap_or_else(|| "job".to_owned());
-        let placed = Placed { spec, name, bundle: None, blobs: Vec::new(), data: Vec::new() };
+        let checkpoints = CheckpointPlan { name: name.clone(), resume };
+        let placed = Placed { spec, name, checkpoints, bundle: None, blobs: Vec::new(), data: Vec::new() };
         let id = random_id();
         Ok(JobWatch { job: self.start_job(&id, placed, false)? })
     }
@@ -582,7 +615,8 @@ impl Coordinator {
         spec.name = Some(name.clone());
         blobs.sort();
         blobs.dedup();
-        Ok(Placed { spec, name, bundle, blobs, data })
+        let checkpoints = CheckpointPlan { name: String::new(), resume: false };
+        Ok(Placed { spec, name, checkpoints, bundle, blobs, data })
     }
 
     /// Makes the job's working directory, places the spec's relative
@@ -637,13 +671,14 @@ impl Coordinator {
         let master = job.clone();
         let spec = placed.spec;
         let name = placed.name;
+        let checkpoints = placed.checkpoints;
         let job_wd = wd.clone();
         std::thread::Builder::new()
             .name(format!("weir-job-{}", id.get(..8).unwrap_or(id)))
             .spawn(move || {
                 let wd2 = job_wd.clone();
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    coordinator.run_job(&master, spec, job_wd)
+                    coordinator.run_job(&master, spec, job_wd, checkpoints)
                 }));
                 if let Err(panic) = r {
                     let message = panic
@@ -719,8 +754,9 @@ impl Coordinator {
         self.config.data_dir.join("jobs").join(format!("{id}.json"))
     }
 
-    /// The job master: slots, deployment, watching, the end.
-    fn run_job(&self, job: &JobMaster, spec: Spec, wd: PathBuf) {
+    /// The job master: slots, deployment, watching, restarts from the
+    /// latest checkpoint under the restart strategy, the end.
+    fn run_job(&self, job: &JobMaster, spec: Spec, wd: PathBuf, checkpoints: CheckpointPlan) {
         let need = lock(&job.run).detail.slots;
         let Some(worker) = self.acquire_slots(job, need) else {
             self.end_job(job, &wd, None);
@@ -731,58 +767,156 @@ impl Coordinator {
             self.end_job(job, &wd, Some(worker));
             return;
         }
-        let deployed = self.workers[worker].deploy(Deployment { job: job.id.clone(), spec, working_dir: wd.clone() });
-        let exec = match deployed {
-            Ok(exec) => exec,
-            Err(errors) => {
-                let mut run = lock(&job.run);
-                run.add_errors(errors);
-                run.detail.status_message = run.exceptions.first().map(|e| e.exception.clone());
-                run.set_state(JobState::Failed);
-                drop(run);
-                self.end_job(job, &wd, Some(worker));
-                return;
-            }
+        let store = spec.checkpoints.as_ref().map(|c| CheckpointStore::new(c.dir.join(&checkpoints.name)));
+        let fail = |message: String| {
+            let mut run = lock(&job.run);
+            let name = run.detail.name.clone();
+            run.add_errors(vec![TaskError::job(&name, message.clone())]);
+            run.detail.status_message = Some(message);
+            run.set_state(JobState::Failed);
         };
-        {
-            let mut run = lock(&job.run);
-            run.execution = Some(exec.clone());
-            run.detail.status_message = None;
-            if run.cancel_requested {
-                exec.cancel();
-                run.set_state(JobState::Cancelling);
-            } else {
-                run.set_state(JobState::Running);
+        let mut restore = None;
+        if checkpoints.resume {
+            match store.as_ref().map(CheckpointStore::latest) {
+                None | Some(Ok(None)) => {}
+                Some(Ok(Some(r))) => {
+                    tracing::info!("job {} resumes from checkpoint {}", job.id, r.path.display());
+                    restore = Some(Arc::new(r));
+                }
+                Some(Err(e)) => {
+                    fail(e);
+                    self.end_job(job, &wd, Some(worker));
+                    return;
+                }
             }
-            job.changed.notify_all();
         }
-        job.persist(&self.config.data_dir);
+        let mut restarts = RestartTracker::new(spec.restart_strategy());
+        let started = Instant::now();
         loop {
-            exec.wait_timeout(Duration::from_secs(1));
-            let mut run = lock(&job.run);
-            // Read under the lock: a cancel taken meanwhile is seen.
+            let deployment = Deployment {
+                job: job.id.clone(),
+                spec: spec.clone(),
+                working_dir: wd.clone(),
+                checkpoint_name: checkpoints.name.clone(),
+                restore: restore.take(),
+            };
+            let exec = match self.workers[worker].deploy(deployment) {
+                Ok(exec) => exec,
+                Err(errors) => {
+                    let mut run = lock(&job.run);
+                    run.add_errors(errors);
+                    run.detail.status_message = run.exceptions.last().map(|e| e.exception.clone());
+                    run.set_state(JobState::Failed);
+                    drop(run);
+                    self.end_job(job, &wd, Some(worker));
+                    return;
+                }
+            };
+            {
+                let mut run = lock(&job.run);
+                run.execution = Some(exec.clone());
+                run.detail.status_message = None;
+                if run.cancel_requested {
+                    exec.cancel();
+                    run.set_state(JobState::Cancelling);
+                } else {
+                    run.set_state(JobState::Running);
+                }
+                job.changed.notify_all();
+            }
+            job.persist(&self.config.data_dir);
+            loop {
+                exec.wait_timeout(Duration::from_secs(1));
+                let mut run = lock(&job.run);
+                // Read under the lock: a cancel taken meanwhile is seen.
+                let status = exec.status();
+                run.refresh(true);
+                run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
+                if status.is_terminal() {
+                    break;
+                }
+                if run.detail.state != JobState::Cancelling {
+                    run.set_state(to_state(status));
+                }
+                job.changed.notify_all();
+            }
+            let summary = exec.summary();
             let status = exec.status();
+            let mut run = lock(&job.run);
             run.refresh(true);
             run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
-            if status.is_terminal() {
-                break;
+            run.execution = None;
+            run.exec_errors = 0;
+            if status == JobStatus::Failed && !run.cancel_requested {
+                let cause = run.exceptions.last().map(|e| e.exception.clone()).unwrap_or_default();
+                match restarts.on_failure(started.elapsed().as_millis() as u64, random_fraction()) {
+                    RestartDecision::RestartAfter(delay) => {
+                        run.set_state(JobState::Restarting);
+                        run.detail.restarts = restarts.restarts();
+                        run.detail.status_message = Some(format!(
+                            "restart {} in {} ms, from the latest checkpoint, after: {cause}",
+                            restarts.restarts(),
+                            delay.as_millis()
+                        ));
+                        job.changed.notify_all();
+                        drop(run);
+                        tracing::warn!("job {} restarts in {} ms after: {cause}", job.id, delay.as_millis());
+                        if !self.wait_unless_cancelled(job, delay) {
+                            lock(&job.run).set_state(JobState::Canceled);
+                            self.end_job(job, &wd, Some(worker));
+                            return;
+                        }
+                        match store.as_ref().map(CheckpointStore::latest) {
+                            None | Some(Ok(None)) => {}
+                            Some(Ok(Some(r))) => restore = Some(Arc::new(r)),
+                            Some(Err(e)) => {
+                                fail(e);
+                                self.end_job(job, &wd, Some(worker));
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    RestartDecision::Fail(why) => {
+                        run.detail.status_message = Some(format!("{cause} (not restarted: {why})"));
+                        run.summary = summary;
+                        run.set_state(JobState::Failed);
+                        drop(run);
+                        self.end_job(job, &wd, Some(worker));
+                        return;
+                    }
+                }
             }
-            if run.detail.state != JobState::Cancelling {
-                run.set_state(to_state(status));
-            }
-            job.changed.notify_all();
+            run.summary = summary;
+            run.detail.status_message = match status {
+                JobStatus::Finished => None,
+                _ => run.exceptions.last().map(|e| e.exception.clone()),
+            };
+            run.set_state(to_state(status));
+            drop(run);
+            self.end_job(job, &wd, Some(worker));
+            return;
         }
-        let summary = exec.summary();
-        let status = exec.status();
+    }
+
+    /// Waits `delay` unless the job is cancelled meanwhile (`false`).
+    fn wait_unless_cancelled(&self, job: &JobMaster, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
         let mut run = lock(&job.run);
-        run.refresh(true);
-        run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
-        run.summary = summary;
-        run.detail.status_message = run.exceptions.first().map(|e| e.exception.clone());
-        run.set_state(to_state(status));
-        run.execution = None;
-        drop(run);
-        self.end_job(job, &wd, Some(worker));
+        loop {
+            if run.cancel_requested {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            run = job
+                .changed
+                .wait_timeout(run, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     /// Waits for `need` slots on one worker; `None` if the job was

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_core::spec::Spec;
-use weir_runtime::{JobHandle, JobStatus, JobSummary, RunOptions, TaskError, VertexMetrics};
+use weir_runtime::{CheckpointStats, JobHandle, JobStatus, JobSummary, Restored, RunOptions, TaskError, VertexMetrics};
 use weir_wasm::WasmRuntime;
 
 /// What a worker needs to run one job: the spec with every path resolved
@@ -21,6 +21,11 @@ pub struct Deployment {
     pub spec: Spec,
     /// The job's working directory.
     pub working_dir: PathBuf,
+    /// The folder its checkpoints go in, under the spec's
+    /// `checkpoints: dir`.
+    pub checkpoint_name: String,
+    /// The checkpoint to restore it from.
+    pub restore: Option<Arc<Restored>>,
 }
 
 /// A worker: slots to run jobs in.
@@ -52,6 +57,8 @@ pub trait Execution: Send + Sync {
     /// Once it has ended: what it did (`None` if it failed or was
     /// cancelled). Waits for its tasks' threads.
     fn summary(&self) -> Option<JobSummary>;
+    /// Its checkpoints so far, oldest first.
+    fn checkpoints(&self) -> Vec<CheckpointStats>;
 }
 
 /// The worker inside the coordinator's process: jobs run on its threads,
@@ -82,7 +89,9 @@ impl Worker for EmbeddedWorker {
     }
 
     fn deploy(&self, d: Deployment) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
-        match weir_runtime::start(&d.spec, &self.rt, RunOptions::default()) {
+        let options =
+            RunOptions { checkpoint_name: Some(d.checkpoint_name), restore: d.restore, ..RunOptions::default() };
+        match weir_runtime::start(&d.spec, &self.rt, options) {
             Ok(handle) => Ok(Arc::new(Local(handle))),
             Err(weir_runtime::JobError::Task(e)) => Err(vec![e]),
             Err(e) => Err(vec![TaskError::job(d.spec.name.as_deref().unwrap_or(&d.job), e.to_string())]),
@@ -115,5 +124,9 @@ impl Execution for Local {
 
     fn summary(&self) -> Option<JobSummary> {
         self.0.wait().ok()
+    }
+
+    fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.0.checkpoints()
     }
 }

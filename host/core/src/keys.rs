@@ -31,6 +31,17 @@ pub fn subtask_of_group(group: u32, max_parallelism: u32, parallelism: u32) -> u
     (u64::from(group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
 }
 
+/// The key groups subtask `subtask` (of `parallelism`) owns: a contiguous
+/// range, empty (`None`) when there are more subtasks than groups.
+pub fn key_group_range(subtask: u32, max_parallelism: u32, parallelism: u32) -> Option<std::ops::RangeInclusive<u16>> {
+    let (s, m, p) = (u64::from(subtask), u64::from(max_parallelism), u64::from(parallelism.max(1)));
+    // The first group g with g * p / m >= s, and the one before the next
+    // subtask's first.
+    let first = (s * m).div_ceil(p);
+    let end = ((s + 1) * m).div_ceil(p).min(m);
+    (first < end).then(|| first as u16..=(end - 1) as u16)
+}
+
 /// The subtask that owns `key`.
 pub fn subtask_of_key(key: &[u8], max_parallelism: u32, parallelism: u32) -> u32 {
     subtask_of_group(key_group(key, max_parallelism), max_parallelism, parallelism)
@@ -57,5 +68,16 @@ mod tests {
         assert_eq!(owners[0], 0);
         assert_eq!(owners[127], 2);
         assert!((0..128).all(|g| subtask_of_group(g, 128, 1) == 0));
+    }
+
+    #[test]
+    fn a_subtasks_key_group_range_holds_exactly_the_groups_it_owns() {
+        for (m, p) in [(128, 1), (128, 3), (128, 128), (7, 3), (5, 9), (32768, 7)] {
+            for s in 0..p {
+                let owned: Vec<u32> = (0..m).filter(|&g| subtask_of_group(g, m, p) == s).collect();
+                let range: Vec<u32> = key_group_range(s, m, p).map_or(vec![], |r| r.map(u32::from).collect());
+                assert_eq!(owned, range, "subtask {s} of {p}, {m} groups");
+            }
+        }
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! Owns the pipeline spec (parsing and validation, with file:line:column
 //! errors), the host-side flat [`Batch`] of events, key groups, the pure
-//! time state machines (watermark generation and combination) and restart
-//! strategies. It does no
+//! time state machines (watermark generation and combination), restart
+//! strategies and the checkpoint coordinator's bookkeeping. It does no
 //! I/O besides reading a spec file and knows nothing about Wasm, state
 //! backends, threads or the network.
 #![warn(missing_docs)]
 
 mod batch;
+pub mod checkpoint;
 pub mod keys;
 pub mod restart;
 pub mod spec;

@@ -11,7 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod checkpoints;
 mod window;
+pub use checkpoints::{CheckpointMode, CheckpointSpec, RestartSpec};
 pub use window::{AggregateKind, ComponentSpec, EvictorSpec, TimeKind, TriggerSpec, WindowFunctionSpec, WindowSpec};
 
 /// Default number of events a source puts in one batch.
@@ -56,6 +58,12 @@ pub struct Spec {
     /// Where keyed state lives.
     #[serde(default)]
     pub state: StateSpec,
+    /// Periodic checkpoints (none without this section).
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointSpec>,
+    /// What a task failure does (see [`Spec::restart_strategy`]).
+    #[serde(default)]
+    pub restart: Option<RestartSpec>,
 }
 
 /// The `state:` section: which backend keeps keyed state, and its budget.
@@ -519,6 +527,9 @@ impl Spec {
             s.path.as_mut().map(fix);
         }
         self.state.path.as_mut().map(fix);
+        if let Some(c) = self.checkpoints.as_mut() {
+            fix(&mut c.dir);
+        }
         for c in self.component_paths_mut() {
             fix(c);
         }
@@ -569,6 +580,9 @@ impl Spec {
         }
         if let Some(p) = &self.state.path {
             out.push(("state `path`".to_owned(), p.as_path()));
+        }
+        if let Some(c) = &self.checkpoints {
+            out.push(("checkpoints `dir`".to_owned(), c.dir.as_path()));
         }
         out
     }
@@ -649,6 +663,18 @@ impl Spec {
         }
     }
 
+    /// The restart strategy: the `restart:` section's, else Flink's
+    /// default — exponential delay when the job takes checkpoints (it
+    /// restarts from the latest one), none when it does not (a restart
+    /// would start over and repeat output).
+    pub fn restart_strategy(&self) -> crate::restart::RestartStrategy {
+        match (&self.restart, &self.checkpoints) {
+            (Some(r), _) => r.strategy(),
+            (None, Some(_)) => crate::restart::RestartStrategy::default(),
+            (None, None) => crate::restart::RestartStrategy::None,
+        }
+    }
+
     /// Overrides the default parallelism (the CLI's `--parallelism`).
     pub fn set_parallelism(&mut self, parallelism: u32) -> Result<(), String> {
         if parallelism == 0 || parallelism > self.max_parallelism {
@@ -690,6 +716,12 @@ impl Spec {
         }
         if self.state.keep && self.state.path.is_none() {
             return Err(top("state: `keep` needs a `path` to keep the lsm files in".into()));
+        }
+        if let Some(c) = &self.checkpoints {
+            c.validate().map_err(top)?;
+        }
+        if let Some(r) = &self.restart {
+            r.validate().map_err(top)?;
         }
         if self.sources.is_empty() || self.sinks.is_empty() {
             return Err(top("a pipeline needs at least one source and one sink".into()));

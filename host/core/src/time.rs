@@ -22,6 +22,16 @@ impl BoundedOutOfOrderness {
         BoundedOutOfOrderness { delay: delay_ms.max(0), max_seen: None }
     }
 
+    /// The highest timestamp seen (what a checkpoint keeps).
+    pub fn max_seen(&self) -> Option<i64> {
+        self.max_seen
+    }
+
+    /// Goes on from a checkpoint: `max_seen` as [`Self::max_seen`] gave it.
+    pub fn resume(&mut self, max_seen: Option<i64>) {
+        self.max_seen = max_seen;
+    }
+
     /// Feeds one timestamp; returns the new watermark when it advanced.
     pub fn on_event(&mut self, timestamp: i64) -> Option<i64> {
         if self.max_seen.is_some_and(|m| m >= timestamp) {
@@ -79,6 +89,12 @@ impl WatermarkValve {
     pub fn new(inputs: usize) -> Self {
         let input = Input { watermark: MIN_WATERMARK, idle: false, aligned: true, ended: false };
         WatermarkValve { inputs: vec![input; inputs], current: MIN_WATERMARK, idle: false }
+    }
+
+    /// A valve over `inputs` inputs going on from a checkpoint whose
+    /// combined watermark was `current`: it emits nothing at or below it.
+    pub fn resume(inputs: usize, current: i64) -> Self {
+        WatermarkValve { current, ..WatermarkValve::new(inputs) }
     }
 
     /// The combined watermark.

@@ -22,6 +22,9 @@ pub(crate) enum MessageKind {
     Data(Batch),
     /// The upstream subtask went idle (`true`) or active again.
     Idle(bool),
+    /// The barrier of a checkpoint: everything before it is in the
+    /// checkpoint, nothing after it.
+    Barrier(u64),
     /// The upstream subtask ended; nothing follows.
     End,
 }
@@ -162,7 +165,6 @@ impl Inbox {
 
     /// Holds input `input` back (its messages stay queued, and its sender
     /// blocks once the budget is used), or releases it.
-    #[allow(dead_code)] // barrier alignment (the checkpoint issue) is its user
     pub fn hold(&self, input: usize, held: bool) {
         self.lock().held[input] = held;
         self.readable.notify_one();
@@ -324,6 +326,11 @@ impl Router {
     /// Tells every target this subtask is idle (or active again).
     pub fn idle(&self, idle: bool) -> Result<(), Closed> {
         self.broadcast(|| MessageKind::Idle(idle))
+    }
+
+    /// Sends checkpoint `id`'s barrier to every target.
+    pub fn barrier(&self, id: u64) -> Result<(), Closed> {
+        self.broadcast(|| MessageKind::Barrier(id))
     }
 
     /// Tells every target this subtask has ended.

@@ -1,8 +1,17 @@
 //! The input gate of a task with inputs, as a pure state machine: messages
 //! from the inputs come in, the steps the task must take come out. It
 //! combines watermarks (the [`WatermarkValve`]), tracks idleness and end of
-//! input, and says when processing time is due to be checked. No queues,
-//! threads or clocks: time comes in as an argument.
+//! input, aligns checkpoint barriers, and says when processing time is due
+//! to be checked. No queues, threads or clocks: time comes in as an
+//! argument.
+//!
+//! Barrier alignment, after Flink's: for exactly-once, an input whose
+//! barrier has come is held back (its data stays queued) until the
+//! barrier has come on every input that has not ended; then the task
+//! snapshots and every input is released. For at-least-once nothing is
+//! held: the snapshot waits for the last barrier, and data of inputs that
+//! were faster is in it (and replayed after a failure: at least once).
+//! A barrier of a newer checkpoint abandons an older one still aligning.
 
 use crate::exchange::MessageKind;
 use std::time::{Duration, Instant};
@@ -18,19 +27,104 @@ pub(crate) enum Step {
     Idle(bool),
     /// Every input ended: finish the chain and end the outputs.
     Finish,
+    /// Hold this input back (its barrier came; exactly-once).
+    Hold(usize),
+    /// Every input delivered the barrier of this checkpoint: snapshot,
+    /// pass the barrier on, release every input.
+    Checkpoint(u64),
+    /// The checkpoint being aligned was abandoned: release every input.
+    Release,
 }
 
 pub(crate) struct InputGate {
     valve: WatermarkValve,
     tick_every: Duration,
     last_tick: Instant,
+    exactly_once: bool,
+    /// The checkpoint being aligned, and which inputs delivered its barrier.
+    aligning: Option<u64>,
+    seen: Vec<bool>,
+    ended: Vec<bool>,
+    /// The last checkpoint this gate completed or abandoned.
+    last: u64,
 }
 
 impl InputGate {
     /// A gate over `inputs` inputs that asks for a processing-time check
     /// every `tick_every`, starting at `now`.
     pub fn new(inputs: usize, tick_every: Duration, now: Instant) -> Self {
-        InputGate { valve: WatermarkValve::new(inputs), tick_every, last_tick: now }
+        InputGate {
+            valve: WatermarkValve::new(inputs),
+            tick_every,
+            last_tick: now,
+            exactly_once: true,
+            aligning: None,
+            seen: vec![false; inputs],
+            ended: vec![false; inputs],
+            last: 0,
+        }
+    }
+
+    /// Aligns barriers (exactly-once) or not (at-least-once).
+    pub fn aligned(mut self, exactly_once: bool) -> Self {
+        self.exactly_once = exactly_once;
+        self
+    }
+
+    /// Goes on from a checkpoint: `last` was restored, whose combined
+    /// watermark was `watermark`.
+    pub fn resume(mut self, last: u64, watermark: i64) -> Self {
+        self.valve = WatermarkValve::resume(self.seen.len(), watermark);
+        self.last = last;
+        self
+    }
+
+    /// The combined watermark.
+    pub fn watermark(&self) -> i64 {
+        self.valve.current()
+    }
+
+    /// How many inputs the gate has.
+    pub fn inputs(&self) -> usize {
+        self.seen.len()
+    }
+
+    fn check_aligned(&mut self, steps: &mut Vec<Step>) {
+        if let Some(id) = self.aligning
+            && self.seen.iter().zip(&self.ended).all(|(s, e)| *s || *e)
+        {
+            self.aligning = None;
+            self.last = id;
+            steps.push(Step::Checkpoint(id));
+        }
+    }
+
+    fn barrier(&mut self, input: usize, id: u64, steps: &mut Vec<Step>) {
+        if id <= self.last {
+            return;
+        }
+        match self.aligning {
+            Some(a) if id < a => return,
+            Some(a) if id > a => {
+                // A newer checkpoint: the older one cannot complete here.
+                self.last = a;
+                steps.push(Step::Release);
+                self.aligning = None;
+            }
+            _ => {}
+        }
+        if self.aligning.is_none() {
+            self.aligning = Some(id);
+            self.seen.iter_mut().for_each(|s| *s = false);
+        }
+        if self.seen[input] {
+            return;
+        }
+        self.seen[input] = true;
+        if self.exactly_once {
+            steps.push(Step::Hold(input));
+        }
+        self.check_aligned(steps);
     }
 
     fn status(change: ValveChange, steps: &mut Vec<Step>) {
@@ -67,7 +161,10 @@ impl InputGate {
                     Self::status(change, steps);
                 }
             }
+            MessageKind::Barrier(id) => self.barrier(input, id, steps),
             MessageKind::End => {
+                self.ended[input] = true;
+                self.check_aligned(steps);
                 let change = self.valve.end(input);
                 Self::status(change, steps);
                 if let Some(w) = change.watermark {
@@ -143,6 +240,40 @@ mod tests {
         assert_eq!(steps(&mut g, 0, MessageKind::Idle(false)), vec![Step::Idle(false)]);
         assert_eq!(steps(&mut g, 0, MessageKind::End), vec![Step::Run(Batch::watermark(MAX_WATERMARK))]);
         assert_eq!(steps(&mut g, 1, MessageKind::End), vec![Step::Finish]);
+    }
+
+    #[test]
+    fn exactly_once_holds_each_input_at_its_barrier_until_all_have_come() {
+        let mut g = InputGate::new(3, Duration::from_secs(1), Instant::now());
+        assert_eq!(steps(&mut g, 1, MessageKind::Barrier(1)), vec![Step::Hold(1)]);
+        assert_eq!(steps(&mut g, 0, MessageKind::Data(batch(&[], 1))), vec![Step::Run(batch(&[], 1))]);
+        assert_eq!(steps(&mut g, 0, MessageKind::Barrier(1)), vec![Step::Hold(0)]);
+        assert_eq!(steps(&mut g, 2, MessageKind::End), vec![Step::Checkpoint(1)], "an ended input counts as aligned");
+        assert_eq!(steps(&mut g, 0, MessageKind::Barrier(1)), vec![], "a checkpoint completes once");
+    }
+
+    #[test]
+    fn at_least_once_holds_nothing_and_snapshots_at_the_last_barrier() {
+        let mut g = InputGate::new(2, Duration::from_secs(1), Instant::now()).aligned(false);
+        assert_eq!(steps(&mut g, 0, MessageKind::Barrier(4)), vec![]);
+        assert_eq!(steps(&mut g, 1, MessageKind::Barrier(4)), vec![Step::Checkpoint(4)]);
+    }
+
+    #[test]
+    fn a_newer_barrier_abandons_the_checkpoint_being_aligned() {
+        let mut g = InputGate::new(2, Duration::from_secs(1), Instant::now());
+        assert_eq!(steps(&mut g, 0, MessageKind::Barrier(1)), vec![Step::Hold(0)]);
+        assert_eq!(steps(&mut g, 1, MessageKind::Barrier(2)), vec![Step::Release, Step::Hold(1)]);
+        assert_eq!(steps(&mut g, 1, MessageKind::Barrier(1)), vec![], "the abandoned checkpoint's barrier is stale");
+        assert_eq!(steps(&mut g, 0, MessageKind::Barrier(2)), vec![Step::Hold(0), Step::Checkpoint(2)]);
+    }
+
+    #[test]
+    fn a_resumed_gate_emits_no_watermark_at_or_below_the_restored_one() {
+        let mut g = InputGate::new(1, Duration::from_secs(1), Instant::now()).resume(3, 100);
+        assert_eq!(steps(&mut g, 0, MessageKind::Data(batch(&[(0, 90)], 0))), vec![]);
+        assert_eq!(steps(&mut g, 0, MessageKind::Data(batch(&[(0, 120)], 0))), vec![Step::Run(batch(&[(0, 120)], 0))]);
+        assert_eq!(steps(&mut g, 0, MessageKind::Barrier(3)), vec![], "the restored checkpoint is done");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub(crate) struct Vertex {
 pub(crate) struct JobGraph {
     pub vertices: Vec<Vertex>,
     pub max_parallelism: u32,
+    /// The guarantee of its checkpoints, if it takes any (file sinks
+    /// commit by it).
+    pub checkpoints: Option<weir_core::spec::CheckpointMode>,
     /// Per vertex: its consumers as (consumer, input edge index).
     consumers: Vec<Vec<(usize, usize)>>,
     /// Per vertex: number of logical inputs and the first index of each
@@ -153,7 +156,8 @@ impl JobGraph {
                 (n, bases)
             })
             .collect();
-        JobGraph { vertices, max_parallelism: spec.max_parallelism, consumers, layouts }
+        let checkpoints = spec.checkpoints.as_ref().map(|c| c.mode);
+        JobGraph { vertices, max_parallelism: spec.max_parallelism, checkpoints, consumers, layouts }
     }
 
     /// Consumers of `v`: (consumer, input edge index).

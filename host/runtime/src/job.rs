@@ -5,10 +5,12 @@
 //! cancels every source and closes every inbox, which wakes every task,
 //! whatever the graph's shape and order.
 
+use crate::checkpoint::{CheckpointShared, CheckpointStats, CheckpointStore, Restored};
 use crate::exchange::{Inbox, InputSender, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
 use crate::metrics::{SubtaskCounters, SubtaskMetrics, TaskTimes};
+use crate::operators::Groups;
 use crate::operators::{
     MapOp, NativeMapOp, NativeProcessOp, Operator, PassThrough, ProcessOp, SinkOp, WindowOp, WindowWasm,
 };
@@ -125,6 +127,8 @@ struct Progress {
 
 /// What the job's tasks and its handle share.
 pub(crate) struct JobShared {
+    /// Checkpoints, when the spec asks for them.
+    pub checkpoints: Option<Arc<CheckpointShared>>,
     cancel: AtomicBool,
     inboxes: Mutex<Vec<Arc<Inbox>>>,
     /// Per vertex, per subtask.
@@ -142,12 +146,13 @@ impl JobShared {
             .iter()
             .map(|&p| (0..p).map(|_| SubtaskCounters::new(Arc::new(TaskTimes::default()))).collect())
             .collect();
-        JobShared::with_counters(counters)
+        JobShared::with_counters(counters, None)
     }
 
     /// A running job with these counters, with no inbox yet.
-    fn with_counters(counters: Vec<Vec<SubtaskCounters>>) -> JobShared {
+    fn with_counters(counters: Vec<Vec<SubtaskCounters>>, checkpoints: Option<Arc<CheckpointShared>>) -> JobShared {
         JobShared {
+            checkpoints,
             cancel: AtomicBool::new(false),
             inboxes: Mutex::new(Vec::new()),
             counters,
@@ -169,6 +174,13 @@ impl JobShared {
 
     fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tasks still running, and whether the job still runs (not failing,
+    /// cancelling or ended).
+    pub fn task_counts(&self) -> (usize, bool) {
+        let p = self.progress();
+        (p.running, p.running == 0 || p.status != JobStatus::Running)
     }
 
     /// Stops sources and closes every inbox: every task wakes and ends.
@@ -255,6 +267,19 @@ impl JobHandle {
         let (p, _) =
             self.shared.ended.wait_timeout_while(p, timeout, |p| p.running > 0).unwrap_or_else(|e| e.into_inner());
         p.status
+    }
+
+    /// The job's checkpoints so far, oldest first (empty without a
+    /// `checkpoints:` section).
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.shared.checkpoints.as_ref().map_or_else(Vec::new, |c| c.history())
+    }
+
+    /// The latest completed checkpoint of this execution, or the one it
+    /// was restored from.
+    pub fn latest_checkpoint(&self) -> Option<u64> {
+        let c = self.shared.checkpoints.as_ref()?.completed.load(Ordering::Acquire);
+        (c > 0).then_some(c)
     }
 
     /// The vertices, in spec order: (id, parallelism).
@@ -403,7 +428,31 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         .into_iter()
         .map(|v| v.into_iter().map(|c| c.expect("invariant: every vertex is in a chain")).collect())
         .collect();
-    let shared = Arc::new(JobShared::with_counters(counters));
+    // Checkpoints: where, how often; the checkpointer starts with the tasks.
+    let restore = options.restore.as_deref();
+    let mut checkpointer = None;
+    let checkpoints = match &spec.checkpoints {
+        None => None,
+        Some(c) => {
+            let name = options.checkpoint_name.clone().or_else(|| spec.name.clone()).unwrap_or_else(|| "job".into());
+            let plan = crate::checkpoint::Plan {
+                timing: weir_core::checkpoint::CheckpointTiming::of(c),
+                store: CheckpointStore::new(c.dir.join(&name)),
+                job: name,
+                retain: c.retain as usize,
+                exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
+                restored: restore.map(|r| r.checkpoint),
+                vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
+            };
+            let tasks: usize = chains.iter().map(|c| graph.vertices[c[0]].parallelism as usize).sum();
+            let (cp, run) = crate::checkpoint::start(plan, tasks);
+            checkpointer = Some(run);
+            Some(cp)
+        }
+    };
+    let exactly_once = checkpoints.as_ref().is_none_or(|c| c.exactly_once);
+    let restored_id = restore.map_or(0, |r| r.checkpoint);
+    let shared = Arc::new(JobShared::with_counters(counters, checkpoints));
 
     // Inboxes: one per (chain head with inputs, subtask), a queue per input.
     let mut inboxes: HashMap<(usize, u32), Arc<Inbox>> = HashMap::new();
@@ -454,26 +503,47 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     };
 
     // Tasks: build every chain subtask (instances, sources, sinks), then start.
-    let mut tasks: Vec<(Head, Chain)> = Vec::new();
+    let mut tasks: Vec<(Head, Chain, Option<i64>)> = Vec::new();
     for chain in &chains {
         let head = chain[0];
         let last = *chain.last().expect("invariant: chains are not empty");
         for s in 0..graph.vertices[head].parallelism {
             let mut stages = Vec::new();
+            let task = tasks.len();
             for &v in chain {
-                let (op, user) = build_operator(&graph, v, s, &components, rt, &options, &backends)
+                let (mut op, user) = build_operator(&graph, v, s, &components, rt, &options, &backends)
                     .map_err(|m| start_err(v, s, m))?;
+                let vertex = &graph.vertices[v];
+                let groups: Groups = weir_core::keys::key_group_range(s, graph.max_parallelism, vertex.parallelism);
+                let parts = restore.map_or_else(Vec::new, |r| restored_parts(r, &vertex.id, s, vertex.parallelism));
+                if !parts.is_empty() && matches!(vertex.kind, VertexKind::Source(_)) {
+                    // A source's part is its position, taken up below.
+                } else {
+                    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.state.as_slice()).collect();
+                    op.open(&groups, &bytes).map_err(|m| start_err(v, s, m))?;
+                }
                 let _ = shared.counters[v][s as usize].user.set(user);
                 let side_routers = side_tags(v).into_iter().flat_map(|t| {
                     let rs = routers_for(v, Some(&t), s);
                     rs.into_iter().map(move |r| (t.clone(), r))
                 });
-                stages.push(Stage { vertex: v, op, side_routers: side_routers.collect(), unread_side: HashMap::new() });
+                stages.push(Stage {
+                    vertex: v,
+                    op,
+                    groups,
+                    side_routers: side_routers.collect(),
+                    unread_side: HashMap::new(),
+                });
             }
+            let head_vertex = &graph.vertices[head];
+            let head_parts =
+                restore.map_or_else(Vec::new, |r| restored_parts(r, &head_vertex.id, s, head_vertex.parallelism));
+            let resume = head_parts.iter().map(|p| p.watermark).min();
             let tail = Tail {
                 routers: routers_for(last, None, s),
                 last_vertex: last,
                 subtask: s,
+                task,
                 names: names.clone(),
                 shared: shared.clone(),
                 batch_events: spec.batch_size,
@@ -484,20 +554,39 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             let h = match &graph.vertices[head].kind {
                 VertexKind::Source(src) => {
                     let p = graph.vertices[head].parallelism;
-                    let source = open_source(src, s, p)
+                    let mut source = open_source(src, s, p)
                         .map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?;
+                    match head_parts.as_slice() {
+                        [] => {}
+                        [one] if restore.and_then(|r| r.parallelism(&src.id)) == Some(p) => source
+                            .seek(&one.state)
+                            .map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?,
+                        _ => {
+                            return Err(start_err(
+                                head,
+                                s,
+                                "a source's parallelism cannot change when it is restored from a checkpoint".into(),
+                            ));
+                        }
+                    }
                     Head::Source {
                         source,
                         idle_timeout: src.watermark.idle_timeout_ms.map(Duration::from_millis),
                         batch_size: spec.batch_size,
                     }
                 }
-                _ => Head::Input {
-                    inbox: inboxes[&(head, s)].clone(),
-                    gate: InputGate::new(graph.input_layout(head).0, options.tick_interval, Instant::now()),
-                },
+                _ => {
+                    let gate = InputGate::new(graph.input_layout(head).0, options.tick_interval, Instant::now())
+                        .aligned(exactly_once);
+                    let gate = match resume {
+                        Some(w) => gate.resume(restored_id, w),
+                        None if restore.is_some() => gate.resume(restored_id, i64::MIN),
+                        None => gate,
+                    };
+                    Head::Input { inbox: inboxes[&(head, s)].clone(), gate }
+                }
             };
-            tasks.push((h, Chain { stages, tail }));
+            tasks.push((h, Chain { stages, tail, notified: restored_id }, resume));
         }
     }
     drop(inboxes);
@@ -511,14 +600,14 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         started,
     };
     let total = tasks.len();
-    for (i, (head, mut chain)) in tasks.into_iter().enumerate() {
+    for (i, (head, mut chain, resume)) in tasks.into_iter().enumerate() {
         let task_shared = shared.clone();
         // A chain runs its stages by recursion: give long chains the stack.
         let stack = (2 << 20) + chain.stages.len() * (4 << 10);
         let spawned = std::thread::Builder::new().name(format!("weir-task-{i}")).stack_size(stack).spawn(move || {
             let first_times = task_shared.counters[chain.head()][chain.tail.subtask as usize].times.clone();
             crate::metrics::enter(first_times.clone());
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(head, &mut chain)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(head, &mut chain, resume)));
             let r = match r {
                 Ok(Ok(())) => Ok(chain.unread_side_outputs()),
                 Ok(Err(e)) => Err(e),
@@ -573,8 +662,30 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             }
         }
     }
+    if let Some(run) = checkpointer
+        && threads.len() == total
+    {
+        let job = shared.clone();
+        match std::thread::Builder::new().name("weir-checkpointer".into()).spawn(move || run(job)) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                tracing::warn!("cannot start the checkpointer ({e}); the job runs without checkpoints");
+            }
+        }
+    }
     *handle.threads.get_mut().unwrap_or_else(|p| p.into_inner()) = threads;
     Ok(handle)
+}
+
+/// What checkpoint `r` holds for subtask `s` of vertex `id`, now of
+/// `parallelism`: its own part when the parallelism is the same, every
+/// old subtask's when it changed (keyed operators keep their key groups).
+fn restored_parts<'a>(r: &'a Restored, id: &str, s: u32, parallelism: u32) -> Vec<&'a crate::checkpoint::StageState> {
+    match r.parallelism(id) {
+        None => Vec::new(),
+        Some(p) if p == parallelism => r.stages.get(&(id.to_owned(), s)).into_iter().collect(),
+        Some(p) => (0..p).filter_map(|old| r.stages.get(&(id.to_owned(), old))).collect(),
+    }
 }
 
 /// The metrics of an operator subtask's Wasm instances.
@@ -598,10 +709,16 @@ fn build_operator(
         VertexKind::Sink(s) => {
             let text = |f: FileSink| if s.format == SinkFormat::Text { f.plain_text() } else { f };
             let sink: Option<Box<dyn Sink>> = match s.sink_type {
-                SinkType::File => Some(Box::new(text(
-                    FileSink::create(&s.id, s.path.as_ref().expect("invariant: validated file sinks have a path"))
-                        .map_err(|e| e.message)?,
-                ))),
+                SinkType::File => {
+                    let path = s.path.as_ref().expect("invariant: validated file sinks have a path");
+                    let sink = match graph.checkpoints {
+                        Some(mode) => {
+                            FileSink::checkpointed(&s.id, path, mode == weir_core::spec::CheckpointMode::ExactlyOnce)
+                        }
+                        None => FileSink::create(&s.id, path).map_err(|e| e.message)?,
+                    };
+                    Some(Box::new(text(sink)))
+                }
                 SinkType::Stdout => Some(Box::new(text(FileSink::stdout(&s.id).map_err(|e| e.message)?))),
                 SinkType::Discard => None,
             };

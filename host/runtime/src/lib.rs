@@ -8,6 +8,7 @@
 //! It does not parse YAML, speak to the network or know of a coordinator.
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod cutter;
 mod driver;
 mod exchange;
@@ -20,6 +21,7 @@ mod state;
 mod task;
 mod window;
 
+pub use checkpoint::{CheckpointStats, CheckpointStatus, CheckpointStore, Restored};
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
@@ -67,6 +69,12 @@ pub struct RunOptions {
     /// The processing-time clock of timers and state TTL (the system's;
     /// tests set a manual one).
     pub clock: weir_state::Clock,
+    /// The folder, under the spec's `checkpoints: dir`, the job's
+    /// checkpoints go in (`<dir>/<name>/chk-N`). Default: the spec's name.
+    pub checkpoint_name: Option<String>,
+    /// The checkpoint to restore every task from (see
+    /// [`CheckpointStore::latest`]).
+    pub restore: Option<std::sync::Arc<Restored>>,
 }
 
 impl Default for RunOptions {
@@ -79,6 +87,8 @@ impl Default for RunOptions {
             max_instances: 10_000,
             native: HashMap::new(),
             clock: weir_state::Clock::System,
+            checkpoint_name: None,
+            restore: None,
         }
     }
 }

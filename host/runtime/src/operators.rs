@@ -4,6 +4,8 @@
 //! watermark's timers), so it flows in bounded batches with backpressure.
 
 use crate::TaskError;
+use crate::checkpoint::{Reader, Writer, read_keyed, write_keyed};
+use std::ops::RangeInclusive;
 use weir_connectors::Sink;
 use weir_core::{Batch, EventRef, Mark};
 use weir_state::KeyedStateBackend;
@@ -79,6 +81,47 @@ pub(crate) trait Operator: Send {
     fn finish(&mut self, _out: &mut dyn Emit) -> Result<(), Fail> {
         Ok(())
     }
+
+    /// Called once before anything else: `restored` holds what this
+    /// operator's subtask (or, after a change of parallelism, every old
+    /// subtask) wrote into the checkpoint restored from; empty for a fresh
+    /// start. Keyed operators keep the pieces of their key groups.
+    fn open(&mut self, _groups: &Groups, _restored: &[&[u8]]) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint`'s barrier reached the operator: write its
+    /// state (a point-in-time copy; the task goes on once it returns).
+    fn snapshot(&mut self, _checkpoint: u64, _groups: &Groups, _out: &mut Writer) -> Result<(), OpError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` completed (two-phase-commit sinks commit).
+    fn notify_complete(&mut self, _checkpoint: u64) -> Result<(), OpError> {
+        Ok(())
+    }
+}
+
+/// The key groups an operator subtask owns (`None`: it owns none).
+pub(crate) type Groups = Option<RangeInclusive<u16>>;
+
+/// Writes the keyed state and timers of `groups` for a checkpoint.
+pub(crate) fn snapshot_keyed(backend: &mut dyn KeyedStateBackend, groups: &Groups, out: &mut Writer) {
+    write_keyed(backend, groups.clone(), out);
+}
+
+/// Puts back the keyed state and timers of `groups` from every part.
+pub(crate) fn restore_keyed(
+    backend: &mut dyn KeyedStateBackend,
+    groups: &Groups,
+    restored: &[&[u8]],
+) -> Result<(), String> {
+    for part in restored {
+        let keep = |g: u16| groups.as_ref().is_some_and(|r| r.contains(&g));
+        read_keyed(&mut Reader::new(part), &keep, &mut |piece| backend.restore(piece))
+            .map_err(|e| format!("its checkpointed state is damaged: {e}"))?;
+    }
+    backend.check().map_err(|e| e.to_string())
 }
 
 /// Puts `marks` into `out` at the positions the operator's `input_ends`
@@ -223,6 +266,15 @@ impl Operator for NativeProcessOp {
         carry_marks(input.marks(), &self.ends, 0, &mut events);
         Ok(out.emit(events)?)
     }
+
+    fn open(&mut self, groups: &Groups, restored: &[&[u8]]) -> Result<(), String> {
+        restore_keyed(self.backend.as_mut(), groups, restored)
+    }
+
+    fn snapshot(&mut self, _checkpoint: u64, groups: &Groups, out: &mut Writer) -> Result<(), OpError> {
+        snapshot_keyed(self.backend.as_mut(), groups, out);
+        Ok(())
+    }
 }
 
 /// A sink at the end of a chain.
@@ -242,6 +294,30 @@ impl Operator for SinkOp {
     fn finish(&mut self, _out: &mut dyn Emit) -> Result<(), Fail> {
         if let Some(s) = &mut self.sink {
             s.finish().map_err(|e| OpError { origin: None, message: e.message })?;
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, _groups: &Groups, restored: &[&[u8]]) -> Result<(), String> {
+        let Some(s) = &mut self.sink else { return Ok(()) };
+        match restored {
+            [] => s.start(None),
+            [one] => s.start(Some(one)),
+            _ => return Err("a sink's parallelism cannot change when it is restored from a checkpoint".into()),
+        }
+        .map_err(|e| e.message)
+    }
+
+    fn snapshot(&mut self, checkpoint: u64, _groups: &Groups, out: &mut Writer) -> Result<(), OpError> {
+        if let Some(s) = &mut self.sink {
+            out.buf = s.snapshot(checkpoint).map_err(|e| OpError { origin: None, message: e.message })?;
+        }
+        Ok(())
+    }
+
+    fn notify_complete(&mut self, checkpoint: u64) -> Result<(), OpError> {
+        if let Some(s) = &mut self.sink {
+            s.commit(checkpoint).map_err(|e| OpError { origin: None, message: e.message })?;
         }
         Ok(())
     }

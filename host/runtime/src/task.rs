@@ -2,12 +2,14 @@
 //! fed by a source or by its inbox through the input gate, writing to
 //! routers. Output flows stage to stage as each stage emits it.
 
+use crate::checkpoint::{TaskAck, Writer};
 use crate::exchange::{Closed, Inbox, Recv, RouteError, Router};
 use crate::gate::{InputGate, Step};
 use crate::job::JobShared;
-use crate::operators::{Emit, Fail, OpError, Operator, TIMER_ORIGIN};
+use crate::operators::{Emit, Fail, Groups, OpError, Operator, TIMER_ORIGIN};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weir_connectors::{Poll, Source};
 use weir_core::Batch;
@@ -81,6 +83,8 @@ pub(crate) struct VertexInfo {
 pub(crate) struct Stage {
     pub vertex: usize,
     pub op: Box<dyn Operator>,
+    /// The key groups of this subtask (what its checkpoint holds).
+    pub groups: Groups,
     pub side_routers: Vec<(String, Router)>,
     pub unread_side: HashMap<String, u64>,
 }
@@ -91,6 +95,8 @@ pub(crate) struct Tail {
     pub routers: Vec<Router>,
     pub last_vertex: usize,
     pub subtask: u32,
+    /// The task's number in the job (its checkpoint acknowledgements').
+    pub task: usize,
     pub names: Arc<Vec<VertexInfo>>,
     pub shared: Arc<JobShared>,
     pub batch_events: usize,
@@ -164,7 +170,7 @@ fn call_stage(
     f: impl FnOnce(&mut dyn Operator, &mut dyn Emit) -> Result<(), Fail>,
 ) -> Result<(), TaskError> {
     let (head, rest) = stages.split_at_mut(si + 1);
-    let Stage { vertex, op, side_routers, unread_side } = &mut head[si];
+    let Stage { vertex, op, side_routers, unread_side, .. } = &mut head[si];
     let mut next = Next { vertex: *vertex, side_routers, unread_side, rest, tail };
     let r = f(op.as_mut(), &mut next);
     r.map_err(|f| next.tail.fail(*vertex, f))
@@ -232,6 +238,8 @@ impl Emit for Next<'_> {
 pub(crate) struct Chain {
     pub stages: Vec<Stage>,
     pub tail: Tail,
+    /// The last checkpoint the stages were told completed.
+    pub notified: u64,
 }
 
 impl Chain {
@@ -272,6 +280,46 @@ impl Chain {
         Ok(())
     }
 
+    /// Checkpoint `id`'s barrier passed the chain's input at `watermark`:
+    /// snapshot every stage (the source's position standing in for its
+    /// own stage), hand the parts to the checkpointer, pass the barrier on.
+    fn checkpoint(&mut self, id: u64, watermark: i64, mut source: Option<Vec<u8>>) -> Result<(), TaskError> {
+        let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
+        let mut stages = Vec::with_capacity(self.stages.len());
+        for stage in &mut self.stages {
+            let state = match source.take() {
+                Some(position) => position,
+                None => {
+                    let mut w = Writer::default();
+                    let r = stage.op.snapshot(id, &stage.groups, &mut w);
+                    r.map_err(|e| self.tail.error(stage.vertex, e))?;
+                    w.buf
+                }
+            };
+            stages.push((self.tail.names[stage.vertex].id.clone(), self.tail.subtask, watermark, state));
+        }
+        cp.ack(TaskAck { checkpoint: id, task: self.tail.task, stages });
+        for r in self.all_routers() {
+            r.barrier(id)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the stages of checkpoints completed since the last call.
+    fn notify(&mut self) -> Result<(), TaskError> {
+        let Some(cp) = &self.tail.shared.checkpoints else { return Ok(()) };
+        let completed = cp.completed.load(Ordering::Acquire);
+        if completed <= self.notified {
+            return Ok(());
+        }
+        self.notified = completed;
+        for stage in &mut self.stages {
+            let r = stage.op.notify_complete(completed);
+            r.map_err(|e| self.tail.error(stage.vertex, e))?;
+        }
+        Ok(())
+    }
+
     /// Side-output events nobody reads: (vertex, tag, count).
     pub fn unread_side_outputs(&self) -> Vec<(usize, String, u64)> {
         let per_stage = self.stages.iter().map(|s| (s.vertex, &s.unread_side));
@@ -285,10 +333,18 @@ pub(crate) enum Head {
     Input { inbox: Arc<Inbox>, gate: InputGate },
 }
 
-/// Runs a task to its end; returns its chain for the summary.
-pub(crate) fn run_task(head: Head, chain: &mut Chain) -> Result<(), TaskError> {
+/// Runs a task to its end; returns its chain for the summary. A task
+/// restored from a checkpoint first runs the watermark it had then
+/// through its chain (timers at or before it fired before the checkpoint,
+/// so none fires again; operators know their watermark again).
+pub(crate) fn run_task(head: Head, chain: &mut Chain, resume: Option<i64>) -> Result<(), TaskError> {
+    if let Some(w) = resume.filter(|&w| w > i64::MIN) {
+        chain.run(Batch::watermark(w))?;
+    }
     match head {
-        Head::Source { source, idle_timeout, batch_size } => run_source(source, chain, batch_size, idle_timeout),
+        Head::Source { source, idle_timeout, batch_size } => {
+            run_source(source, chain, batch_size, idle_timeout, resume.unwrap_or(i64::MIN))
+        }
         Head::Input { inbox, gate } => run_input(&inbox, gate, chain),
     }
 }
@@ -298,6 +354,7 @@ fn run_source(
     chain: &mut Chain,
     batch_size: usize,
     idle_timeout: Option<Duration>,
+    mut watermark: i64,
 ) -> Result<(), TaskError> {
     let head = chain.head();
     let mut last_data = Instant::now();
@@ -306,9 +363,19 @@ fn run_source(
     // plus an eighth, as batches of the same source differ by a few bytes
     // and one byte too few would copy the whole buffer to grow it.
     let mut last_bytes = batch_size * 64;
+    let checkpoints = chain.tail.shared.checkpoints.clone();
+    let mut injected = chain.notified;
     loop {
         if chain.tail.shared.cancelled() {
             return Err(TaskError::cancelled());
+        }
+        if let Some(cp) = &checkpoints {
+            let due = cp.trigger.load(Ordering::Acquire);
+            if due > injected {
+                injected = due;
+                chain.checkpoint(due, watermark, Some(source.position()))?;
+            }
+            chain.notify()?;
         }
         let mut batch = Batch::with_capacity(batch_size, last_bytes + last_bytes / 8);
         let poll = source.next_batch(&mut batch, batch_size).map_err(|e| {
@@ -317,6 +384,7 @@ fn run_source(
         match poll {
             Poll::Ready => {
                 last_bytes = batch.bytes();
+                watermark = batch.last_watermark().unwrap_or(watermark);
                 if idle {
                     idle = false;
                     chain.set_idle(false)?;
@@ -326,6 +394,7 @@ fn run_source(
             }
             Poll::Wait(d) => {
                 if !batch.is_void() {
+                    watermark = batch.last_watermark().unwrap_or(watermark);
                     chain.run(batch)?;
                 }
                 if let Some(t) = idle_timeout
@@ -355,7 +424,9 @@ fn run_source(
 
 fn run_input(inbox: &Inbox, mut gate: InputGate, chain: &mut Chain) -> Result<(), TaskError> {
     let mut steps = Vec::new();
+    let release = |gate: &InputGate| (0..gate.inputs()).for_each(|i| inbox.hold(i, false));
     loop {
+        chain.notify()?;
         let now = Instant::now();
         if gate.tick_due(now) {
             // Under steady input recv never times out: check the clock here.
@@ -371,6 +442,12 @@ fn run_input(inbox: &Inbox, mut gate: InputGate, chain: &mut Chain) -> Result<()
                 Step::Run(batch) => chain.run(batch)?,
                 Step::Idle(idle) => chain.set_idle(idle)?,
                 Step::Finish => return chain.finish(),
+                Step::Hold(input) => inbox.hold(input, true),
+                Step::Checkpoint(id) => {
+                    chain.checkpoint(id, gate.watermark(), None)?;
+                    release(&gate);
+                }
+                Step::Release => release(&gate),
             }
         }
     }
@@ -450,7 +527,7 @@ mod tests {
     }
 
     fn stage(vertex: usize, op: impl Operator + 'static) -> Stage {
-        Stage { vertex, op: Box::new(op), side_routers: Vec::new(), unread_side: HashMap::new() }
+        Stage { vertex, op: Box::new(op), groups: None, side_routers: Vec::new(), unread_side: HashMap::new() }
     }
 
     /// A chain of `stages` whose main output goes to `inbox`, batches cut
@@ -466,6 +543,7 @@ mod tests {
                 routers: vec![to(inbox)],
                 last_vertex: n - 1,
                 subtask: 0,
+                task: 0,
                 names: Arc::new(names),
                 shared: Arc::new(JobShared::new(vec![1; n])),
                 batch_events,
@@ -473,6 +551,7 @@ mod tests {
                 clock: weir_state::Clock::System,
                 key_buf: Vec::new(),
             },
+            notified: 0,
         }
     }
 

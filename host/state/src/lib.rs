@@ -220,6 +220,19 @@ pub trait KeyedStateBackend: Send {
     /// rescale moves them.
     fn scan_groups(&mut self, groups: std::ops::RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>));
 
+    /// Puts back one piece [`KeyedStateBackend::scan_groups`] handed out
+    /// (restoring a checkpoint): the stored bytes as they were, list
+    /// elements appended in the order they come. Wrapping backends (TTL)
+    /// pass it to the backend they wrap, untouched.
+    fn restore(&mut self, piece: Piece<'_>) {
+        match piece {
+            Piece::Value { state, at, value } => self.value_put(state, at, value),
+            Piece::List { state, at, element } => self.list_add(state, at, element),
+            Piece::Map { state, at, map_key, value } => self.map_put(state, at, map_key, value),
+            Piece::Timer { domain, at, timestamp } => self.timer_register(domain, at, timestamp),
+        }
+    }
+
     /// Removes every piece of state and every timer of the key groups in
     /// `groups` (after they moved to another subtask).
     fn drop_groups(&mut self, groups: std::ops::RangeInclusive<u16>);

@@ -422,6 +422,10 @@ impl KeyedStateBackend for TtlBackend {
         self.inner.drop_groups(groups);
     }
 
+    fn restore(&mut self, piece: Piece<'_>) {
+        self.inner.restore(piece);
+    }
+
     fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool) {
         self.inner.retain(kind, state, keep);
     }

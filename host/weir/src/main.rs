@@ -46,6 +46,11 @@ enum Command {
         /// Do not serve the REST API while the job runs.
         #[arg(long)]
         no_server: bool,
+        /// Go on from the latest completed checkpoint of this job in its
+        /// checkpoint folder (a fresh start when there is none): what a
+        /// supervisor restarting the same command wants.
+        #[arg(long)]
+        resume: bool,
     },
     /// Run a coordinator: the REST API, stored bundles, jobs and an
     /// embedded worker, until SIGINT or SIGTERM.
@@ -147,6 +152,7 @@ fn run(
     backend: Option<Backend>,
     memory_mb: Option<u64>,
     no_server: bool,
+    resume: bool,
 ) -> Result<(), String> {
     let mut spec = Spec::load(spec_path).map_err(|e| e.to_string())?;
     match backend {
@@ -172,7 +178,13 @@ fn run(
     if let Some(p) = parallelism {
         spec.set_parallelism(p).map_err(|e| format!("--parallelism: {e}"))?;
     }
-    let summary = serve::local(spec.clone(), no_server)?;
+    if resume && spec.checkpoints.is_none() {
+        return Err(format!(
+            "{}: --resume goes on from the job's latest checkpoint, but the spec has no `checkpoints:` section",
+            spec_path.display()
+        ));
+    }
+    let summary = serve::local(spec.clone(), no_server, resume)?;
     print_summary(&spec, &summary);
     Ok(())
 }
@@ -190,8 +202,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = |r: Result<(), String>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Run { spec, parallelism, state_backend, state_memory_mb, no_server } => {
-            done(run(&spec, parallelism, state_backend, state_memory_mb, no_server))
+        Command::Run { spec, parallelism, state_backend, state_memory_mb, no_server, resume } => {
+            done(run(&spec, parallelism, state_backend, state_memory_mb, no_server, resume))
         }
         Command::Bench(args) => done(bench::run(args)),
         Command::Bundle(cmd) => done(bundle::run(cmd)),

@@ -114,7 +114,7 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
 
 /// Runs `spec` as the one job of a coordinator in this process, serving
 /// its REST API on localhost (8081, else a free port) unless `no_server`.
-pub(crate) fn local(spec: Spec, no_server: bool) -> Result<JobSummary, String> {
+pub(crate) fn local(spec: Spec, no_server: bool, resume: bool) -> Result<JobSummary, String> {
     let data = tempfile::Builder::new()
         .prefix("weir-run-")
         .tempdir()
@@ -139,7 +139,7 @@ pub(crate) fn local(spec: Spec, no_server: bool) -> Result<JobSummary, String> {
             }
         }
     };
-    let watch = c.run_spec(spec).map_err(|e| e.to_string())?;
+    let watch = c.run_spec(spec, resume).map_err(|e| e.to_string())?;
     let result = watch.wait();
     if let Some(s) = server {
         s.stop();

@@ -137,3 +137,34 @@ fn key_by_event_key_right_after_a_keyless_file_source_is_refused() {
         .unwrap_err();
     assert!(e.message.contains("file source `lines` sets none; key by a field instead"), "{e}");
 }
+
+#[test]
+fn checkpoints_and_restart_sections_parse_with_flinks_defaults() {
+    let s = parse(GOOD).unwrap();
+    assert!(s.checkpoints.is_none());
+    assert_eq!(s.restart_strategy(), crate::restart::RestartStrategy::None, "no checkpoints: no restarts");
+    let text = format!("{GOOD}checkpoints:\n  interval-ms: 200\n  mode: at-least-once\n");
+    let s = parse(&text).unwrap();
+    let c = s.checkpoints.as_ref().unwrap();
+    assert_eq!((c.interval_ms, c.mode, c.retain, c.timeout_ms), (200, CheckpointMode::AtLeastOnce, 1, 600_000));
+    assert_eq!(c.dir, PathBuf::from("checkpoints"));
+    assert_eq!(s.restart_strategy(), crate::restart::RestartStrategy::default(), "exponential delay");
+    let text = format!("{GOOD}restart: {{type: fixed-delay, attempts: 3, delay-ms: 10}}\n");
+    let s = parse(&text).unwrap();
+    let want = crate::restart::RestartStrategy::FixedDelay { attempts: 3, delay: std::time::Duration::from_millis(10) };
+    assert_eq!(s.restart_strategy(), want);
+}
+
+#[test]
+fn bad_checkpoint_and_restart_settings_are_refused_with_what_to_do() {
+    let e = parse(&format!("{GOOD}checkpoints: {{interval-ms: 0}}\n")).unwrap_err();
+    assert!(e.message.contains("interval-ms must be at least 10"), "{e}");
+    let e = parse(&format!("{GOOD}checkpoints: {{interval-ms: 100, retain: 0}}\n")).unwrap_err();
+    assert!(e.message.contains("retain must be at least 1"), "{e}");
+    let e = parse(&format!("{GOOD}checkpoints: {{interval-ms: 100, mode: twice}}\n")).unwrap_err();
+    assert!(e.message.contains("unknown variant `twice`"), "{e}");
+    let e = parse(&format!("{GOOD}restart: {{type: sometimes}}\n")).unwrap_err();
+    assert!(e.message.contains("unknown variant `sometimes`"), "{e}");
+    let e = parse(&format!("{GOOD}restart: {{type: exponential-delay, multiplier-percent: 50}}\n")).unwrap_err();
+    assert!(e.message.contains("multiplier-percent must be at least 100"), "{e}");
+}

@@ -270,6 +270,20 @@ impl ProcessOp {
 }
 
 impl Operator for ProcessOp {
+    fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
+        super::restore_keyed(self.instance.backend(), groups, restored)
+    }
+
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        groups: &super::Groups,
+        out: &mut crate::checkpoint::Writer,
+    ) -> Result<(), OpError> {
+        super::snapshot_keyed(self.instance.backend(), groups, out);
+        Ok(())
+    }
+
     /// Runs the batch in the calls the [`Cutter`] plans: they end where a
     /// held timer is due at a watermark (the host fires those between
     /// calls) or where the key table is full.

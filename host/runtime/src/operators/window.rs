@@ -874,6 +874,20 @@ impl WindowOp {
 }
 
 impl Operator for WindowOp {
+    fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
+        super::restore_keyed(self.backend.as_mut(), groups, restored)
+    }
+
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        groups: &super::Groups,
+        out: &mut crate::checkpoint::Writer,
+    ) -> Result<(), OpError> {
+        super::snapshot_keyed(self.backend.as_mut(), groups, out);
+        Ok(())
+    }
+
     fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
         self.compute_gaps(&input)?;
         if self.wasm_trigger.is_some() {

@@ -1,0 +1,254 @@
+//! The bytes of a checkpoint's task files: a magic, a body of
+//! length-prefixed fields and a CRC-32 of the body, so a truncated or
+//! damaged file is refused when it is read, never half-restored. Keyed
+//! state is written piece by piece (value, list element, map entry,
+//! timer) with its key group, so a restore at another parallelism picks
+//! the groups it owns.
+
+use std::ops::RangeInclusive;
+use weir_state::{KeyedStateBackend, Piece, Scope, TimerDomain};
+
+/// The first bytes of every task file (the last digit is the format's
+/// version).
+pub(crate) const MAGIC: &[u8; 8] = b"WEIRCHK1";
+
+/// Appends fields to a buffer.
+#[derive(Default)]
+pub(crate) struct Writer {
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u32(u32::try_from(v.len()).expect("invariant: state pieces are far below 4 GiB"));
+        self.buf.extend_from_slice(v);
+    }
+
+    pub fn str(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+}
+
+/// Reads fields back, refusing to read past the end.
+pub(crate) struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+/// A field could not be read: the data ends early or is damaged.
+pub(crate) type ReadError = String;
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Reader { data, at: 0 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at >= self.data.len()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
+        let end =
+            self.at.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
+                format!("the data ends at byte {} where {n} more bytes were expected", self.data.len())
+            })?;
+        let out = &self.data[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, ReadError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub fn u32(&mut self) -> Result<u32, ReadError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("invariant: took 4 bytes")))
+    }
+
+    pub fn u64(&mut self) -> Result<u64, ReadError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("invariant: took 8 bytes")))
+    }
+
+    pub fn i64(&mut self) -> Result<i64, ReadError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("invariant: took 8 bytes")))
+    }
+
+    pub fn bytes(&mut self) -> Result<&'a [u8], ReadError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str, ReadError> {
+        std::str::from_utf8(self.bytes()?).map_err(|e| format!("a name is not UTF-8: {e}"))
+    }
+}
+
+/// A task file's whole content: magic, body, CRC-32 of the body.
+pub(crate) fn seal(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out
+}
+
+/// The body of a sealed file, after checking its magic and checksum.
+pub(crate) fn unseal(file: &[u8]) -> Result<&[u8], String> {
+    if file.len() < MAGIC.len() + 4 || &file[..MAGIC.len()] != MAGIC {
+        return Err(format!("not a Weir checkpoint file ({} bytes, no `WEIRCHK1` header)", file.len()));
+    }
+    let (body, crc) = file[MAGIC.len()..].split_at(file.len() - MAGIC.len() - 4);
+    let crc = u32::from_le_bytes(crc.try_into().expect("invariant: split 4 bytes"));
+    if crc32fast::hash(body) != crc {
+        return Err("its checksum does not match: the file is damaged or truncated".into());
+    }
+    Ok(body)
+}
+
+const VALUE: u8 = 0;
+const LIST: u8 = 1;
+const MAP: u8 = 2;
+const TIMER: u8 = 3;
+
+fn scope(w: &mut Writer, at: Scope<'_>) {
+    w.u32(u32::from(at.group));
+    w.bytes(at.key);
+    w.bytes(at.namespace);
+}
+
+/// Writes every piece of keyed state and every timer of `groups` held by
+/// `backend`, then the count of pieces.
+pub(crate) fn write_keyed(backend: &mut dyn KeyedStateBackend, groups: Option<RangeInclusive<u16>>, w: &mut Writer) {
+    let mut count: u64 = 0;
+    let mut body = Writer::default();
+    if let Some(groups) = groups {
+        backend.scan_groups(groups, &mut |piece| {
+            count += 1;
+            match piece {
+                Piece::Value { state, at, value } => {
+                    body.u8(VALUE);
+                    body.u32(state);
+                    scope(&mut body, at);
+                    body.bytes(value);
+                }
+                Piece::List { state, at, element } => {
+                    body.u8(LIST);
+                    body.u32(state);
+                    scope(&mut body, at);
+                    body.bytes(element);
+                }
+                Piece::Map { state, at, map_key, value } => {
+                    body.u8(MAP);
+                    body.u32(state);
+                    scope(&mut body, at);
+                    body.bytes(map_key);
+                    body.bytes(value);
+                }
+                Piece::Timer { domain, at, timestamp } => {
+                    body.u8(TIMER);
+                    body.u32(u32::from(domain == TimerDomain::ProcessingTime));
+                    scope(&mut body, at);
+                    body.i64(timestamp);
+                }
+            }
+        });
+    }
+    w.u64(count);
+    w.buf.extend_from_slice(&body.buf);
+}
+
+/// Reads what [`write_keyed`] wrote, handing each piece whose key group
+/// `keep` accepts to `visit`.
+pub(crate) fn read_keyed(
+    r: &mut Reader<'_>,
+    keep: &dyn Fn(u16) -> bool,
+    visit: &mut dyn FnMut(Piece<'_>),
+) -> Result<(), ReadError> {
+    let count = r.u64()?;
+    for _ in 0..count {
+        let tag = r.u8()?;
+        let state = r.u32()?;
+        let group = u16::try_from(r.u32()?).map_err(|_| "a key group is out of range".to_owned())?;
+        let at = Scope { group, key: r.bytes()?, namespace: r.bytes()? };
+        let piece = match tag {
+            VALUE => Piece::Value { state, at, value: r.bytes()? },
+            LIST => Piece::List { state, at, element: r.bytes()? },
+            MAP => Piece::Map { state, at, map_key: r.bytes()?, value: r.bytes()? },
+            TIMER => {
+                let domain = if state == 1 { TimerDomain::ProcessingTime } else { TimerDomain::EventTime };
+                Piece::Timer { domain, at, timestamp: r.i64()? }
+            }
+            other => return Err(format!("unknown piece of state (tag {other})")),
+        };
+        if keep(group) {
+            visit(piece);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_state::MemoryBackend;
+
+    #[test]
+    fn keyed_state_and_timers_round_trip_and_only_kept_groups_come_back() {
+        let mut b = MemoryBackend::new();
+        b.value_put(0, Scope::key(3, b"k"), b"v");
+        b.list_add(1, Scope { group: 3, key: b"k", namespace: b"w" }, b"e1");
+        b.list_add(1, Scope { group: 3, key: b"k", namespace: b"w" }, b"e2");
+        b.map_put(2, Scope::key(9, b"j"), b"mk", b"mv");
+        b.timer_register(TimerDomain::EventTime, Scope::key(9, b"j"), 42);
+        b.timer_register(TimerDomain::ProcessingTime, Scope::key(3, b"k"), 7);
+        let mut w = Writer::default();
+        write_keyed(&mut b, Some(0..=127), &mut w);
+        let file = seal(&w.buf);
+
+        let body = unseal(&file).unwrap();
+        let mut restored = MemoryBackend::new();
+        read_keyed(&mut Reader::new(body), &|_| true, &mut |p| restored.restore(p)).unwrap();
+        let mut out = Vec::new();
+        assert!(restored.value_get(0, Scope::key(3, b"k"), &mut out));
+        assert_eq!(out, b"v");
+        let (mut data, mut ends) = (Vec::new(), Vec::new());
+        restored.list_get(1, Scope { group: 3, key: b"k", namespace: b"w" }, &mut data, &mut ends);
+        assert_eq!((data.as_slice(), ends.as_slice()), (&b"e1e2"[..], &[2u32, 4][..]), "list order is kept");
+        assert_eq!(restored.next_timer(TimerDomain::EventTime), Some(42));
+        assert_eq!(restored.next_timer(TimerDomain::ProcessingTime), Some(7));
+
+        let mut only_9 = MemoryBackend::new();
+        read_keyed(&mut Reader::new(body), &|g| g == 9, &mut |p| only_9.restore(p)).unwrap();
+        assert!(!only_9.value_get(0, Scope::key(3, b"k"), &mut out));
+        assert!(only_9.map_contains(2, Scope::key(9, b"j"), b"mk"));
+        assert_eq!(only_9.timers_pending(), 1);
+    }
+
+    #[test]
+    fn a_truncated_or_damaged_file_is_refused() {
+        let file = seal(b"some state");
+        assert!(unseal(&file[..file.len() - 1]).unwrap_err().contains("checksum"));
+        let mut damaged = file.clone();
+        damaged[9] ^= 1;
+        assert!(unseal(&damaged).unwrap_err().contains("checksum"));
+        assert!(unseal(b"WEIR").unwrap_err().contains("not a Weir checkpoint file"));
+        let mut r = Reader::new(&[5, 0, 0, 0, b'a']);
+        assert!(r.bytes().unwrap_err().contains("ends at byte 5"));
+    }
+}

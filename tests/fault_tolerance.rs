@@ -1,0 +1,311 @@
+//! Fault injection with real processes: `weir run --resume` killed with
+//! SIGKILL at random moments and started again until it exits 0, an
+//! operator that traps inside a running job, a damaged latest checkpoint.
+//! Each run's output is compared with a run that was never disturbed.
+//!
+//! The short form runs in the suite (5 kills); the long form is
+//! `WEIR_KILLS=100 cargo test --release -p weir-tests --test fault_tolerance
+//! -- --nocapture` (see docs/fault-tolerance.md). `WEIR_KILL_SEED` repeats a
+//! run's random moments.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use weir_tests::{component, example_copy, weir, weir_bin};
+
+/// Writes `events` rows of `key,timestamp_ms,value` (deterministic for
+/// `seed`), the crash example's input format; row `sentinel` (if any) gets
+/// the value 1000, which no other row has.
+fn write_events(path: &Path, events: usize, keys: u64, seed: u64, sentinel: Option<usize>) {
+    let mut rng = Rng(seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "key,timestamp_ms,value").unwrap();
+    for i in 0..events {
+        let ts = 1_700_000_000_000 + i as u64 - rng.below(1500);
+        let value = if Some(i) == sentinel { 1000 } else { 1 + rng.below(100) };
+        writeln!(f, "k{},{ts},{value}", rng.below(keys)).unwrap();
+    }
+}
+
+/// xorshift64*: enough randomness for moments and data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("WEIR_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    })
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// The crash example copied into a temp dir with `events` events of its
+/// own, and the output of an uninterrupted run of it (sorted lines).
+fn crash_example(events: usize, seed: u64, spec_edit: impl Fn(String) -> String) -> (tempfile::TempDir, Vec<String>) {
+    let dir = example_copy("exactly-once");
+    let spec_path = dir.path().join("pipeline.yaml");
+    let spec = spec_edit(std::fs::read_to_string(&spec_path).unwrap());
+    std::fs::write(&spec_path, spec).unwrap();
+    write_events(&dir.path().join("data/events.csv"), events, 500, seed, None);
+    let cache = tempfile::tempdir().unwrap();
+    let out = weir(&["run", spec_path.to_str().unwrap(), "--no-server"], cache.path());
+    assert!(out.status.success(), "the uninterrupted run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let expected = sorted_lines(&dir.path().join("out/sums.csv"));
+    assert!(expected.len() > 1000, "the example should write many windows, wrote {}", expected.len());
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    // (A short run may finish before its first checkpoint.)
+    let _ = std::fs::remove_dir_all(dir.path().join("checkpoints"));
+    (dir, expected)
+}
+
+/// Starts `weir run SPEC --resume` and kills it with SIGKILL after a
+/// random moment, `kills` times (a run that ends first is started again
+/// without counting), then runs it to its end. Returns how many runs ended
+/// by themselves before their kill.
+fn kill_and_resume(spec: &Path, kills: usize, rng: &mut Rng, extra: &[&str]) -> usize {
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = vec!["run", spec.to_str().unwrap(), "--resume", "--no-server"];
+    args.extend_from_slice(extra);
+    let mut killed = 0;
+    let mut early = 0;
+    while killed < kills {
+        let mut child = Command::new(weir_bin())
+            .args(&args)
+            .env("WEIR_CACHE_DIR", cache.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start weir");
+        let moment = Duration::from_millis(150 + rng.below(750));
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "a run ended by itself, and failed: {status}");
+                early += 1;
+                assert!(early < 3, "the job keeps finishing before it is killed: give it more input");
+                // It finished: start over from nothing to go on killing.
+                let dir = spec.parent().unwrap();
+                std::fs::remove_dir_all(dir.join("out")).unwrap();
+                let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+                break;
+            }
+            if started.elapsed() >= moment {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                killed += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let out = weir(&args, cache.path());
+    assert!(out.status.success(), "the last run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    early
+}
+
+/// Files the sink left beside its output (in-progress or pending parts).
+fn leftovers(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+fn kills() -> usize {
+    std::env::var("WEIR_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+}
+
+#[test]
+fn the_crash_example_killed_at_random_moments_writes_exactly_what_an_undisturbed_run_writes() {
+    let seed = seed();
+    println!("seed {seed} (WEIR_KILL_SEED repeats it)");
+    let mut rng = Rng(seed);
+    let (dir, expected) = crash_example(1_500_000, seed, |s| s);
+    let early = kill_and_resume(&dir.path().join("pipeline.yaml"), kills(), &mut rng, &[]);
+    let got = sorted_lines(&dir.path().join("out/sums.csv"));
+    assert_eq!(got.len(), expected.len(), "lines: no loss and no duplicate (seed {seed}, {early} early ends)");
+    assert!(got == expected, "the lines differ from the undisturbed run's (seed {seed})");
+    assert_eq!(leftovers(&dir.path().join("out")), Vec::<String>::new(), "no pending or in-progress file is left");
+}
+
+#[test]
+fn at_parallelism_two_the_sink_aligns_its_two_inputs_and_kills_change_nothing() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let (dir, expected) =
+        crash_example(1_500_000, seed, |s| s.replace("name: exactly-once", "name: eo-p2\nparallelism: 2"));
+    kill_and_resume(&dir.path().join("pipeline.yaml"), kills(), &mut rng, &[]);
+    let got = sorted_lines(&dir.path().join("out/sums.csv"));
+    assert!(
+        got == expected,
+        "lines differ from the undisturbed run's (seed {seed}): {} vs {}",
+        got.len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn at_least_once_killed_at_random_moments_loses_nothing() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let edit =
+        |s: String| s.replace("dir: checkpoints", "dir: checkpoints\n  mode: at-least-once") + "parallelism: 2\n";
+    let (dir, expected) = crash_example(1_500_000, seed, edit);
+    kill_and_resume(&dir.path().join("pipeline.yaml"), kills(), &mut rng, &[]);
+    let got = sorted_lines(&dir.path().join("out/sums.csv"));
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert!(distinct == expected, "every line is there, and no other (seed {seed})");
+    assert!(got.len() >= expected.len());
+}
+
+#[test]
+fn a_trapping_operator_restarts_from_the_latest_checkpoint_and_the_output_is_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(&dir.path().join("events.csv"), 400_000, 300, 11, Some(250_000));
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 4000;
+    let spec = |trap: &str| {
+        format!(
+            "name: flaky\nsources:\n  - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms}}\n\
+             operators:\n  - id: count\n    kind: process\n    input: events\n    key-by: key\n    component: {}\n    config: {trap}\n\
+             sinks:\n  - {{id: out, type: file, path: out/counts.csv, format: text, input: count}}\n\
+             checkpoints: {{interval-ms: 50, dir: checkpoints}}\n\
+             restart: {{type: fixed-delay, attempts: 2, delay-ms: 4500}}\n",
+            component("flaky-count").display()
+        )
+    };
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("calm.yaml"), spec("{}").replace("out/counts.csv", "out/calm.csv")).unwrap();
+    let calm = weir(&["run", dir.path().join("calm.yaml").to_str().unwrap(), "--no-server"], cache.path());
+    assert!(calm.status.success(), "{}", String::from_utf8_lossy(&calm.stderr));
+
+    let flaky = format!("{{trap-on: 1000, until-ms: {until}}}");
+    std::fs::write(dir.path().join("flaky.yaml"), spec(&flaky)).unwrap();
+    let out = weir(&["run", dir.path().join("flaky.yaml").to_str().unwrap(), "--no-server"], cache.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the job recovers and finishes:\n{stderr}");
+    assert!(stderr.contains("restarts in") && stderr.contains("flaky-count traps on value 1000"), "{stderr}");
+    let (got, want) =
+        (sorted_lines(&dir.path().join("out/counts.csv")), sorted_lines(&dir.path().join("out/calm.csv")));
+    assert_eq!(got.len(), 400_000, "one line per event, none twice");
+    assert!(got == want, "every key's counts are those of the run without a failure");
+}
+
+#[test]
+fn a_trap_that_exhausts_the_restart_strategy_fails_the_job_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(&dir.path().join("events.csv"), 1000, 10, 3, Some(500));
+    let spec = format!(
+        "name: doomed\nsources:\n  - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms}}\n\
+         operators:\n  - id: count\n    kind: process\n    input: events\n    key-by: key\n    component: {}\n    config: {{trap-on: 1000, until-ms: 9000000000000}}\n\
+         sinks:\n  - {{id: out, type: file, path: out/counts.csv, format: text, input: count}}\n\
+         checkpoints: {{interval-ms: 50, dir: checkpoints}}\n\
+         restart: {{type: fixed-delay, attempts: 2, delay-ms: 10}}\n",
+        component("flaky-count").display()
+    );
+    std::fs::write(dir.path().join("doomed.yaml"), spec).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = weir(&["run", dir.path().join("doomed.yaml").to_str().unwrap(), "--no-server"], cache.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("flaky-count traps on value 1000"), "the cause is named:\n{stderr}");
+    assert_eq!(stderr.matches("restarts in").count(), 2, "two restarts, then it fails:\n{stderr}");
+}
+
+#[test]
+fn a_damaged_latest_checkpoint_falls_back_to_the_one_before() {
+    let seed = seed();
+    let (dir, expected) =
+        crash_example(1_500_000, seed, |s| s.replace("dir: checkpoints", "dir: checkpoints\n  retain: 3"));
+    let spec = dir.path().join("pipeline.yaml");
+    let store = dir.path().join("checkpoints/exactly-once");
+    let cache = tempfile::tempdir().unwrap();
+    let mut child = Command::new(weir_bin())
+        .args(["run", spec.to_str().unwrap(), "--resume", "--no-server"])
+        .env("WEIR_CACHE_DIR", cache.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let complete = || -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(&store)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("_metadata").exists())
+                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while complete().len() < 2 {
+        assert!(Instant::now() < deadline, "two checkpoints should complete within a minute");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before two checkpoints: give it more input");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ids = complete();
+    let latest = store.join(format!("chk-{}", ids.last().unwrap()));
+    let task = latest.join("task-0");
+    let len = std::fs::metadata(&task).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&task).unwrap().set_len(len / 2).unwrap();
+
+    let out = weir(&["run", spec.to_str().unwrap(), "--resume", "--no-server"], cache.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped a damaged checkpoint") && stderr.contains(&task.display().to_string()),
+        "the damaged file is named:\n{stderr}"
+    );
+    let got = sorted_lines(&dir.path().join("out/sums.csv"));
+    assert!(got == expected, "the output is that of an undisturbed run");
+}
+
+#[test]
+fn resume_refuses_when_every_checkpoint_is_damaged_and_names_them() {
+    let (dir, _) = crash_example(20_000, 5, |s| s);
+    let store = dir.path().join("checkpoints/exactly-once/chk-1");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("_metadata"), b"{\"format\": 1").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pipeline.yaml");
+    let out = weir(&["run", spec.to_str().unwrap(), "--resume", "--no-server"], cache.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("chk-1/_metadata") && stderr.contains("no completed checkpoint"), "{stderr}");
+    assert!(!dir.path().join("out/sums.csv").exists(), "nothing was written");
+}
+
+#[test]
+fn resume_without_a_checkpoints_section_is_refused() {
+    let dir = example_copy("wordcount");
+    let cache = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pipeline.yaml");
+    let out = weir(&["run", spec.to_str().unwrap(), "--resume", "--no-server"], cache.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no `checkpoints:` section"), "{stderr}");
+}
