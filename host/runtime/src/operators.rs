@@ -8,8 +8,8 @@ use crate::checkpoint::{Reader, Writer, read_keyed, write_keyed};
 use std::ops::RangeInclusive;
 use weir_connectors::Sink;
 use weir_core::{Batch, EventRef, Mark};
-use weir_state::KeyedStateBackend;
-use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent};
+use weir_state::{KeyedStateBackend, Piece};
+use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent, StateNames};
 
 mod process;
 mod window;
@@ -105,21 +105,91 @@ pub(crate) trait Operator: Send {
 /// The key groups an operator subtask owns (`None`: it owns none).
 pub(crate) type Groups = Option<RangeInclusive<u16>>;
 
-/// Writes the keyed state and timers of `groups` for a checkpoint.
-pub(crate) fn snapshot_keyed(backend: &mut dyn KeyedStateBackend, groups: &Groups, out: &mut Writer) {
+/// Writes the keyed state and timers of `groups` for a checkpoint: the
+/// names of the declared states first (value, list, map; empty for the
+/// built-in operators, whose state ids are fixed), so a restore into an
+/// upgraded component matches state by name, then every piece.
+pub(crate) fn snapshot_keyed(
+    backend: &mut dyn KeyedStateBackend,
+    groups: &Groups,
+    names: Option<&StateNames>,
+    out: &mut Writer,
+) {
+    for list in names.map_or([&[][..]; 3], |n| [&n.value[..], &n.list[..], &n.map[..]]) {
+        out.u32(list.len() as u32);
+        for name in list {
+            out.str(name);
+        }
+    }
     write_keyed(backend, groups.clone(), out);
 }
 
-/// Puts back the keyed state and timers of `groups` from every part.
+/// Puts back the keyed state and timers of `groups` from every part,
+/// matching each state by name to `names` (the component's declared
+/// states; `None` for built-in operators). A state the component no longer
+/// declares, or declares as another kind, is refused by name.
 pub(crate) fn restore_keyed(
     backend: &mut dyn KeyedStateBackend,
     groups: &Groups,
     restored: &[&[u8]],
+    names: Option<&StateNames>,
 ) -> Result<(), String> {
+    const KINDS: [&str; 3] = ["value", "list", "map"];
+    let damaged = |e: String| format!("its checkpointed state is damaged: {e}");
     for part in restored {
+        let mut r = Reader::new(part);
+        // Per kind: old state id → new state id.
+        let mut remap: [Vec<u32>; 3] = Default::default();
+        let mut named = false;
+        for (kind, map) in remap.iter_mut().enumerate() {
+            let n = r.u32().map_err(damaged)?;
+            for id in 0..n {
+                let name = r.str().map_err(damaged)?;
+                named = true;
+                let Some(names) = names else {
+                    map.push(id);
+                    continue;
+                };
+                let declared = [&names.value, &names.list, &names.map];
+                match declared[kind].iter().position(|d| d == name) {
+                    Some(new) => map.push(new as u32),
+                    None => {
+                        let other = (0..3).find(|&k| declared[k].iter().any(|d| d == name));
+                        return Err(match other {
+                            Some(k) => format!(
+                                "the checkpoint holds {} state `{name}`, which the component now declares as {}                                  state; keep its kind, or give the new state another name",
+                                KINDS[kind], KINDS[k]
+                            ),
+                            None => format!(
+                                "the checkpoint holds {} state `{name}`, which the component no longer declares                                  (renamed or removed?); declare it again, or start the job without this state",
+                                KINDS[kind]
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         let keep = |g: u16| groups.as_ref().is_some_and(|r| r.contains(&g));
-        read_keyed(&mut Reader::new(part), &keep, &mut |piece| backend.restore(piece))
-            .map_err(|e| format!("its checkpointed state is damaged: {e}"))?;
+        let id = |kind: usize, state: u32| if named { remap[kind].get(state as usize).copied() } else { Some(state) };
+        let mut bad = None;
+        read_keyed(&mut r, &keep, &mut |piece| {
+            let piece = match piece {
+                Piece::Value { state, at, value } => id(0, state).map(|state| Piece::Value { state, at, value }),
+                Piece::List { state, at, element } => id(1, state).map(|state| Piece::List { state, at, element }),
+                Piece::Map { state, at, map_key, value } => {
+                    id(2, state).map(|state| Piece::Map { state, at, map_key, value })
+                }
+                timer @ Piece::Timer { .. } => Some(timer),
+            };
+            match piece {
+                Some(p) => backend.restore(p),
+                None => bad = Some("a piece of state names a state its table does not list".to_owned()),
+            }
+        })
+        .map_err(damaged)?;
+        if let Some(e) = bad {
+            return Err(damaged(e));
+        }
     }
     backend.check().map_err(|e| e.to_string())
 }
@@ -268,11 +338,11 @@ impl Operator for NativeProcessOp {
     }
 
     fn open(&mut self, groups: &Groups, restored: &[&[u8]]) -> Result<(), String> {
-        restore_keyed(self.backend.as_mut(), groups, restored)
+        restore_keyed(self.backend.as_mut(), groups, restored, None)
     }
 
     fn snapshot(&mut self, _checkpoint: u64, groups: &Groups, out: &mut Writer) -> Result<(), OpError> {
-        snapshot_keyed(self.backend.as_mut(), groups, out);
+        snapshot_keyed(self.backend.as_mut(), groups, None, out);
         Ok(())
     }
 }

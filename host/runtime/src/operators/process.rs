@@ -271,7 +271,8 @@ impl ProcessOp {
 
 impl Operator for ProcessOp {
     fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
-        super::restore_keyed(self.instance.backend(), groups, restored)
+        let names = self.instance.states().clone();
+        super::restore_keyed(self.instance.backend(), groups, restored, Some(&names))
     }
 
     fn snapshot(
@@ -280,7 +281,8 @@ impl Operator for ProcessOp {
         groups: &super::Groups,
         out: &mut crate::checkpoint::Writer,
     ) -> Result<(), OpError> {
-        super::snapshot_keyed(self.instance.backend(), groups, out);
+        let names = self.instance.states().clone();
+        super::snapshot_keyed(self.instance.backend(), groups, Some(&names), out);
         Ok(())
     }
 

@@ -875,7 +875,7 @@ impl WindowOp {
 
 impl Operator for WindowOp {
     fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
-        super::restore_keyed(self.backend.as_mut(), groups, restored)
+        super::restore_keyed(self.backend.as_mut(), groups, restored, None)
     }
 
     fn snapshot(
@@ -884,7 +884,7 @@ impl Operator for WindowOp {
         groups: &super::Groups,
         out: &mut crate::checkpoint::Writer,
     ) -> Result<(), OpError> {
-        super::snapshot_keyed(self.backend.as_mut(), groups, out);
+        super::snapshot_keyed(self.backend.as_mut(), groups, None, out);
         Ok(())
     }
 
