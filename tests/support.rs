@@ -22,6 +22,7 @@ pub const GUESTS: &[&str] = &[
     "evictors",
     "window-semantics-timers",
     "flaky-count",
+    "count-v2",
 ];
 
 /// The workspace root.

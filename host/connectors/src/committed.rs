@@ -91,33 +91,18 @@ impl Committed {
         let path = self.path.clone();
         match (&mut self.delivery, state) {
             (Delivery::ExactlyOnce { committed, pending, .. }, Some(state)) => {
-                let (base, parts) = decode(state)?;
-                let mut at = base;
-                for p in &parts {
-                    let part = hidden(&path, &format!("pending-{}", p.checkpoint));
-                    if part.exists() {
-                        append_part(&path, at, &part, p.bytes)?;
-                    }
-                    at += p.bytes;
-                }
-                let file = OpenOptions::new().write(true).create(true).truncate(false).open(&path)?;
-                let len = file.metadata()?.len();
-                if len < at {
-                    return Err(std::io::Error::other(format!(
-                        "{} holds {len} bytes, fewer than the {at} its checkpoint committed: it was changed outside \
-                         the job; restore it, or remove the checkpoints to start over",
-                        path.display()
-                    )));
-                }
-                file.set_len(at)?;
-                file.sync_all()?;
-                *committed = at;
+                *committed = recover(&path, state)?;
                 pending.clear();
             }
             (Delivery::ExactlyOnce { committed, pending, .. }, None) => {
                 File::create(&path)?.sync_all()?;
                 *committed = 0;
                 pending.clear();
+            }
+            (Delivery::AtLeastOnce, Some(state)) if state.len() != 8 => {
+                // The checkpoint was taken exactly-once: commit what it
+                // pre-committed, then go on straight through.
+                recover(&path, state)?;
             }
             (Delivery::AtLeastOnce, Some(_)) => {
                 // Keep everything but a torn last line.
@@ -232,6 +217,34 @@ impl Committed {
             let _ = std::fs::remove_file(in_progress);
         }
     }
+}
+
+/// Recovery from an exactly-once checkpoint's `state`: re-commits its
+/// pending parts (a part still present is appended again; one gone was
+/// appended) and cuts `path` back to what the checkpoint committed; that
+/// length.
+fn recover(path: &Path, state: &[u8]) -> std::io::Result<u64> {
+    let (base, parts) = decode(state)?;
+    let mut at = base;
+    for p in &parts {
+        let part = hidden(path, &format!("pending-{}", p.checkpoint));
+        if part.exists() {
+            append_part(path, at, &part, p.bytes)?;
+        }
+        at += p.bytes;
+    }
+    let file = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    let len = file.metadata()?.len();
+    if len < at {
+        return Err(std::io::Error::other(format!(
+            "{} holds {len} bytes, fewer than the {at} its checkpoint committed: it was changed outside the job; \
+             restore it, or remove the checkpoints to start over",
+            path.display()
+        )));
+    }
+    file.set_len(at)?;
+    file.sync_all()?;
+    Ok(at)
 }
 
 /// Appends `part` (of `bytes` bytes) to `path` at offset `at` (cutting

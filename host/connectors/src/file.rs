@@ -250,7 +250,7 @@ impl Source for FileSource {
                     return Err(self.err(
                         offset,
                         format!(
-                            "the checkpoint goes on from this offset, but the file has only {len} bytes: it changed                              since; restore it, or start the job over"
+                            "the checkpoint goes on from this offset, but the file has only {len} bytes: it changed since; restore it, or start the job over"
                         ),
                     ));
                 }

@@ -31,6 +31,8 @@ pub struct Generator {
     delay: i64,
     rate: Option<f64>,
     started: Instant,
+    /// Events made before `started` (a restored position).
+    base: u64,
     key_buf: itoa::Buffer,
     /// `pattern: sequence`: (subtask, parallelism).
     sequence: Option<(u64, u64)>,
@@ -72,6 +74,7 @@ impl Generator {
             delay: spec.watermark.out_of_orderness_ms,
             rate: spec.rate,
             started: Instant::now(),
+            base: 0,
             key_buf: itoa::Buffer::default(),
             sequence: (spec.pattern == GeneratorPattern::Sequence)
                 .then_some((u64::from(subtask), u64::from(parallelism.max(1)))),
@@ -107,11 +110,9 @@ impl Source for Generator {
             });
         };
         self.next = next;
-        if let Some(rate) = self.rate {
-            // Go on at the same rate from here.
-            let ahead = Duration::from_secs_f64(next as f64 / rate);
-            self.started = Instant::now().checked_sub(ahead).unwrap_or_else(Instant::now);
-        }
+        // Go on at the same rate from here.
+        self.base = next;
+        self.started = Instant::now();
         Ok(())
     }
 
@@ -124,9 +125,9 @@ impl Source for Generator {
             }
         }
         if let Some(rate) = self.rate {
-            let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
+            let due = self.base + (self.started.elapsed().as_secs_f64() * rate) as u64;
             if due <= self.next {
-                let wait = (self.next + 1) as f64 / rate - self.started.elapsed().as_secs_f64();
+                let wait = (self.next + 1 - self.base) as f64 / rate - self.started.elapsed().as_secs_f64();
                 // Clamp before converting: a tiny rate would overflow a Duration.
                 return Ok(Poll::Wait(Duration::from_secs_f64(wait.clamp(0.0, 0.1))));
             }

@@ -123,6 +123,13 @@ pub struct SubmitRequest {
     /// The job's name (default: the spec's).
     #[serde(default)]
     pub name: Option<String>,
+    /// A savepoint (or retained checkpoint) folder to start from.
+    #[serde(default)]
+    pub from_savepoint: Option<String>,
+    /// With `from-savepoint`: drop state of operators the job no longer
+    /// has, instead of refusing.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
     /// Default parallelism of operators (the spec's `parallelism`).
     #[serde(default)]
     pub parallelism: Option<u32>,
@@ -439,6 +446,37 @@ pub struct WorkerList {
 pub struct Triggered {
     /// Poll `GET …/{trigger-id}` with it.
     pub request_id: String,
+}
+
+/// A savepoint to take (Flink's `POST /jobs/{id}/savepoints`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SavepointBody {
+    /// The folder it goes in (as `savepoint-N-<time>/`); default the
+    /// coordinator's `<data-dir>/savepoints` (under `weir run`: the
+    /// spec's checkpoint folder's `savepoints/`). Must be inside a folder
+    /// the coordinator allows.
+    #[serde(default)]
+    pub target_directory: Option<String>,
+    /// Stop the job once the savepoint is taken and committed (`weir stop
+    /// --savepoint`): it ends FINISHED, and a job started from the
+    /// savepoint goes on exactly where it stopped.
+    #[serde(default)]
+    pub stop: bool,
+}
+
+/// Where a savepoint is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SavepointOperation {
+    /// In progress or completed.
+    pub status: OperationStatus,
+    /// Its folder, once completed.
+    pub location: Option<String>,
+    /// Why it failed, once completed, if it did.
+    pub failure_cause: Option<String>,
+    /// The job's state now.
+    pub job_state: JobState,
 }
 
 /// Where a long operation is.

@@ -9,7 +9,8 @@
 
 use crate::api::{
     Backpressure, ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation,
-    OperationStatus, SubmitRequest, Submitted, SubtaskInfo, Triggered, UserMetricInfo, VertexInfo,
+    OperationStatus, SavepointBody, SavepointOperation, SubmitRequest, Submitted, SubtaskInfo, Triggered,
+    UserMetricInfo, VertexInfo,
 };
 use crate::blobs::{is_sha256, write_atomic};
 use crate::worker::{Deployment, Execution};
@@ -20,7 +21,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use weir_core::restart::{RestartDecision, RestartTracker};
 use weir_core::spec::{Spec, StateBackendKind};
-use weir_runtime::{CheckpointStore, JobStatus, JobSummary, SubtaskMetrics, TaskError, VertexMetrics};
+use weir_runtime::{
+    CheckpointStore, JobStatus, JobSummary, Savepoint, SavepointRequest, SubtaskMetrics, TaskError, VertexMetrics,
+};
 use weir_wasm::{UserMetric, World};
 
 /// Every job the coordinator knows, by id.
@@ -85,6 +88,8 @@ impl Jobs {
 /// One job: what it is, and how it is going.
 pub(crate) struct JobMaster {
     id: String,
+    /// Where its savepoints go unless a request says otherwise.
+    savepoint_dir: Option<PathBuf>,
     bundle: Option<String>,
     /// Blobs it runs (components).
     blobs: Vec<String>,
@@ -107,6 +112,10 @@ struct Run {
     ended: bool,
     /// Errors taken from the current execution so far.
     exec_errors: usize,
+    /// Savepoints asked for: trigger id → the savepoint.
+    savepoints: HashMap<String, Arc<Savepoint>>,
+    /// A stop-with-savepoint in progress.
+    stopping: Option<Arc<Savepoint>>,
 }
 
 impl Run {
@@ -122,6 +131,8 @@ impl Run {
             cancellations: HashMap::new(),
             ended,
             exec_errors: 0,
+            savepoints: HashMap::new(),
+            stopping: None,
         }
     }
 
@@ -311,6 +322,7 @@ impl JobMaster {
         }
         JobMaster {
             id: detail.id.clone(),
+            savepoint_dir: None,
             bundle: detail.bundle.clone(),
             blobs: Vec::new(),
             run: Mutex::new(Run::new(detail, exceptions, true)),
@@ -319,7 +331,7 @@ impl JobMaster {
     }
 
     /// A job CREATED now for `placed`, in `wd`.
-    fn new(id: &str, placed: &Placed, wd: &Path) -> JobMaster {
+    fn new(id: &str, placed: &Placed, wd: &Path, savepoint_dir: Option<PathBuf>) -> JobMaster {
         let plan = weir_runtime::plan(&placed.spec);
         let slots = plan.iter().map(|v| v.parallelism).max().unwrap_or(1);
         let now = now_ms();
@@ -354,6 +366,7 @@ impl JobMaster {
         };
         JobMaster {
             id: id.to_owned(),
+            savepoint_dir,
             bundle: placed.bundle.clone(),
             blobs: placed.blobs.clone(),
             run: Mutex::new(Run::new(detail, Vec::new(), false)),
@@ -431,6 +444,10 @@ struct CheckpointPlan {
     name: String,
     /// Start from the latest completed checkpoint there, if any.
     resume: bool,
+    /// Start from this savepoint (or retained checkpoint).
+    from_savepoint: Option<PathBuf>,
+    /// Drop restored state of operators the job no longer has.
+    allow_non_restored_state: bool,
 }
 
 /// A number in `[0, 1)` (the restart delay's jitter).
@@ -471,8 +488,20 @@ impl Coordinator {
     /// Its checkpoints go under the spec's name, so `resume` finds those
     /// of an earlier run of the same spec.
     pub fn run_spec(self: &Arc<Self>, spec: Spec, resume: bool) -> Result<JobWatch, ApiError> {
+        self.run_spec_from(spec, resume, None, false)
+    }
+
+    /// [`Coordinator::run_spec`] from a savepoint (or retained
+    /// checkpoint) folder.
+    pub fn run_spec_from(
+        self: &Arc<Self>,
+        spec: Spec,
+        resume: bool,
+        from_savepoint: Option<PathBuf>,
+        allow_non_restored_state: bool,
+    ) -> Result<JobWatch, ApiError> {
         let name = spec.name.clone().unwrap_or_else(|| "job".to_owned());
-        let checkpoints = CheckpointPlan { name: name.clone(), resume };
+        let checkpoints = CheckpointPlan { name: name.clone(), resume, from_savepoint, allow_non_restored_state };
         let placed = Placed { spec, name, checkpoints, bundle: None, blobs: Vec::new(), data: Vec::new() };
         let id = random_id();
         Ok(JobWatch { job: self.start_job(&id, placed, false)? })
@@ -615,7 +644,16 @@ impl Coordinator {
         spec.name = Some(name.clone());
         blobs.sort();
         blobs.dedup();
-        let checkpoints = CheckpointPlan { name: String::new(), resume: false };
+        let from_savepoint = match req.from_savepoint.as_deref() {
+            None => None,
+            Some(p) => Some(self.savepoint_path(p, "from-savepoint")?),
+        };
+        let checkpoints = CheckpointPlan {
+            name: String::new(),
+            resume: false,
+            from_savepoint,
+            allow_non_restored_state: req.allow_non_restored_state,
+        };
         Ok(Placed { spec, name, checkpoints, bundle, blobs, data })
     }
 
@@ -634,7 +672,14 @@ impl Coordinator {
                 self.confine(spec, &wd)?;
             }
         }
-        let job = Arc::new(JobMaster::new(id, &placed, &wd));
+        // Savepoints go to the coordinator's folder for them; under `weir
+        // run`, beside the spec's checkpoints.
+        let savepoint_dir = if self.config.confine {
+            Some(self.config.data_dir.join("savepoints"))
+        } else {
+            placed.spec.checkpoints.as_ref().map(|c| c.dir.join("savepoints"))
+        };
+        let job = Arc::new(JobMaster::new(id, &placed, &wd, savepoint_dir));
         // Registered before anything is placed, so a bundle it runs from
         // cannot be deleted under it (deletion takes the same locks).
         {
@@ -775,7 +820,24 @@ impl Coordinator {
             run.detail.status_message = Some(message);
             run.set_state(JobState::Failed);
         };
-        let mut restore = None;
+        // A fresh start restarts only from its own checkpoints, never from
+        // an earlier run's in the same folder.
+        let floor = store.as_ref().map_or(0, |s| if checkpoints.resume { 0 } else { s.next_id() });
+        let mut initial = None;
+        if let Some(path) = &checkpoints.from_savepoint {
+            match weir_runtime::load_from(path) {
+                Ok(r) => {
+                    tracing::info!("job {} starts from savepoint {}", job.id, path.display());
+                    initial = Some(Arc::new(r));
+                }
+                Err(e) => {
+                    fail(e);
+                    self.end_job(job, &wd, Some(worker));
+                    return;
+                }
+            }
+        }
+        let mut restore = initial.clone();
         if checkpoints.resume {
             match store.as_ref().map(CheckpointStore::latest) {
                 None | Some(Ok(None)) => {}
@@ -799,6 +861,7 @@ impl Coordinator {
                 working_dir: wd.clone(),
                 checkpoint_name: checkpoints.name.clone(),
                 restore: restore.take(),
+                allow_non_restored_state: checkpoints.allow_non_restored_state,
             };
             let exec = match self.workers[worker].deploy(deployment) {
                 Ok(exec) => exec,
@@ -825,8 +888,9 @@ impl Coordinator {
                 job.changed.notify_all();
             }
             job.persist(&self.config.data_dir);
+            let mut stopped_at = None;
             loop {
-                exec.wait_timeout(Duration::from_secs(1));
+                exec.wait_timeout(Duration::from_millis(250));
                 let mut run = lock(&job.run);
                 // Read under the lock: a cancel taken meanwhile is seen.
                 let status = exec.status();
@@ -834,6 +898,23 @@ impl Coordinator {
                 run.add_errors(exec.errors().into_iter().filter(|e| !e.is_cancellation()).collect());
                 if status.is_terminal() {
                     break;
+                }
+                // Stop with a savepoint: once it is written and every sink
+                // committed it, the job ends.
+                if let Some(t) = run.stopping.clone() {
+                    match t.outcome() {
+                        Some(Ok(path)) if exec.committed(t.id()) => {
+                            run.stopping = None;
+                            stopped_at = Some(Ok(path));
+                            exec.cancel();
+                        }
+                        Some(Err(e)) => {
+                            run.stopping = None;
+                            stopped_at = Some(Err(e));
+                            exec.cancel();
+                        }
+                        _ => {}
+                    }
                 }
                 if run.detail.state != JobState::Cancelling {
                     run.set_state(to_state(status));
@@ -866,8 +947,8 @@ impl Coordinator {
                             self.end_job(job, &wd, Some(worker));
                             return;
                         }
-                        match store.as_ref().map(CheckpointStore::latest) {
-                            None | Some(Ok(None)) => {}
+                        match store.as_ref().map(|s| s.latest_since(floor)) {
+                            None | Some(Ok(None)) => restore = initial.clone(),
                             Some(Ok(Some(r))) => restore = Some(Arc::new(r)),
                             Some(Err(e)) => {
                                 fail(e);
@@ -892,7 +973,20 @@ impl Coordinator {
                 JobStatus::Finished => None,
                 _ => run.exceptions.last().map(|e| e.exception.clone()),
             };
-            run.set_state(to_state(status));
+            match stopped_at {
+                Some(Ok(path)) => {
+                    run.detail.status_message = Some(format!("stopped with a savepoint at {}", path.display()));
+                    run.set_state(JobState::Finished);
+                }
+                Some(Err(e)) => {
+                    let message = format!("stop with a savepoint failed, and the job was stopped: {e}");
+                    let name = run.detail.name.clone();
+                    run.add_errors(vec![TaskError::job(&name, message.clone())]);
+                    run.detail.status_message = Some(message);
+                    run.set_state(JobState::Failed);
+                }
+                None => run.set_state(to_state(status)),
+            }
             drop(run);
             self.end_job(job, &wd, Some(worker));
             return;
@@ -1044,6 +1138,90 @@ impl Coordinator {
         let trigger = random_id();
         lock(&job.run).cancellations.insert(trigger.clone(), now_ms());
         Ok(Triggered { request_id: trigger })
+    }
+
+    /// A folder a request names for savepoints (to write or to start
+    /// from): under the coordinator's own savepoint folder or a folder it
+    /// allows, when it confines jobs.
+    fn savepoint_path(&self, p: &str, place: &str) -> Result<PathBuf, ApiError> {
+        let path = PathBuf::from(p);
+        if !self.config.confine {
+            return Ok(path);
+        }
+        let own = self.config.data_dir.join("savepoints");
+        let real = paths::real(&path);
+        let dots = path.components().any(|c| c == std::path::Component::ParentDir);
+        let allowed = std::iter::once(paths::real(&own))
+            .chain(self.config.allow_paths.iter().map(|a| paths::real(a)))
+            .any(|root| real.starts_with(root));
+        if dots || !path.is_absolute() || !allowed {
+            return Err(ApiError::bad_request(
+                place,
+                format!(
+                    "{p} is not inside {} or a folder the coordinator allows (`--allow-path`); name an absolute \
+                     path without `..` there",
+                    own.display()
+                ),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// Takes a savepoint of a running job (and stops it, if asked); poll
+    /// the trigger id for its folder.
+    pub fn savepoint(&self, id: &str, body: SavepointBody) -> Result<Triggered, ApiError> {
+        let job = self.job(id)?;
+        let dir = match body.target_directory.as_deref() {
+            Some(p) => self.savepoint_path(p, "target-directory")?,
+            None => job.savepoint_dir.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "job",
+                    format!("job `{id}` takes no checkpoints: savepoints need a `checkpoints:` section in its spec"),
+                )
+            })?,
+        };
+        let mut run = lock(&job.run);
+        let exec = match (&run.execution, run.detail.state) {
+            (Some(exec), JobState::Running) if run.stopping.is_none() => exec.clone(),
+            (_, state) => {
+                return Err(ApiError::conflict(
+                    "job",
+                    format!(
+                        "job `{id}` is {}{}: savepoints are taken of running jobs",
+                        state.name(),
+                        if run.stopping.is_some() { " and stopping with a savepoint" } else { "" }
+                    ),
+                ));
+            }
+        };
+        let ticket =
+            exec.savepoint(SavepointRequest { dir, stop: body.stop }).map_err(|e| ApiError::bad_request("job", e))?;
+        if body.stop {
+            run.stopping = Some(ticket.clone());
+        }
+        let trigger = random_id();
+        run.savepoints.insert(trigger.clone(), ticket);
+        Ok(Triggered { request_id: trigger })
+    }
+
+    /// Where a savepoint is.
+    pub fn savepoint_status(&self, id: &str, trigger: &str) -> Result<SavepointOperation, ApiError> {
+        let job = self.job(id)?;
+        let run = lock(&job.run);
+        let Some(t) = run.savepoints.get(trigger) else {
+            return Err(ApiError::not_found("trigger", format!("job `{id}` has no savepoint `{trigger}`")));
+        };
+        let (status, location, failure_cause) = match t.outcome() {
+            None if run.detail.state.is_terminal() || run.detail.state == JobState::Restarting => (
+                OperationStatus::Completed,
+                None,
+                Some(format!("the job became {} before the savepoint was taken", run.detail.state.name())),
+            ),
+            None => (OperationStatus::InProgress, None, None),
+            Some(Ok(p)) => (OperationStatus::Completed, Some(p.display().to_string()), None),
+            Some(Err(e)) => (OperationStatus::Completed, None, Some(e)),
+        };
+        Ok(SavepointOperation { status, location, failure_cause, job_state: run.detail.state })
     }
 
     /// Where a cancellation is.

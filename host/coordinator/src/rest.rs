@@ -9,7 +9,7 @@
 
 use crate::api::{
     BundleInfo, BundleList, ComponentUploaded, Errors, Exceptions, JobDetail, JobList, Operation, Overview,
-    SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
+    SavepointBody, SavepointOperation, SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
 };
 use crate::{ApiError, Coordinator};
 use axum::body::Bytes;
@@ -258,6 +258,51 @@ async fn cancel_job(State(c): Shared, Path(id): Path<String>) -> Answer<(StatusC
     blocking(move || c.cancel(&id).map(|t| (StatusCode::ACCEPTED, Json(t)))).await
 }
 
+/// Takes a savepoint of a running job (`stop: true` stops it once the
+/// savepoint is committed); poll the request id for its folder.
+#[utoipa::path(post, path = "/v1/jobs/{id}/savepoints", tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    request_body = SavepointBody,
+    responses(
+        (status = 202, body = Triggered),
+        (status = 400, description = "A folder not allowed, or a job without checkpoints", body = Errors),
+        (status = 401, description = "The token is missing or wrong", body = Errors),
+        (status = 403, description = "Refused: another site, another host name, or a read-only API", body = Errors),
+        (status = 404, body = Errors),
+        (status = 409, description = "The job is not running", body = Errors),
+        (status = 415, description = "Not JSON", body = Errors)
+    ))]
+async fn trigger_savepoint(
+    State(c): Shared,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    b: axum::body::Body,
+) -> Answer<(StatusCode, Json<Triggered>)> {
+    content_type(&headers, &["application/json"])?;
+    let b = axum::body::to_bytes(b, JSON_BYTES).await.map_err(|_| ApiError {
+        status: 413,
+        ..ApiError::bad_request("request", format!("a savepoint request has at most {JSON_BYTES} bytes"))
+    })?;
+    let body: SavepointBody = if b.is_empty() {
+        SavepointBody::default()
+    } else {
+        serde_json::from_slice(&b)
+            .map_err(|e| ApiError::bad_request("request", format!("not a savepoint request: {e}")))?
+    };
+    blocking(move || c.savepoint(&id, body).map(|t| (StatusCode::ACCEPTED, Json(t)))).await
+}
+
+/// Where a savepoint is.
+#[utoipa::path(get, path = "/v1/jobs/{id}/savepoints/{trigger}", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), ("trigger" = String, Path, description = "The request id")),
+    responses((status = 200, body = SavepointOperation), (status = 404, body = Errors)))]
+async fn get_savepoint(
+    State(c): Shared,
+    Path((id, trigger)): Path<(String, String)>,
+) -> Answer<Json<SavepointOperation>> {
+    blocking(move || c.savepoint_status(&id, &trigger).map(Json)).await
+}
+
 /// Where a cancellation is.
 #[utoipa::path(get, path = "/v1/jobs/{id}/cancel/{trigger}", tag = "jobs",
     params(("id" = String, Path, description = "The job id"), ("trigger" = String, Path, description = "The request id")),
@@ -358,6 +403,8 @@ fn api_routes() -> OpenApiRouter<Arc<Coordinator>> {
         .routes(routes!(get_exceptions))
         .routes(routes!(cancel_job))
         .routes(routes!(get_cancellation))
+        .routes(routes!(trigger_savepoint))
+        .routes(routes!(get_savepoint))
 }
 
 /// The API's OpenAPI document (what `/v1/openapi.json` serves).

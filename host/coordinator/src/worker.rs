@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_core::spec::Spec;
-use weir_runtime::{CheckpointStats, JobHandle, JobStatus, JobSummary, Restored, RunOptions, TaskError, VertexMetrics};
+use weir_runtime::{
+    CheckpointStats, JobHandle, JobStatus, JobSummary, Restored, RunOptions, Savepoint, SavepointRequest, TaskError,
+    VertexMetrics,
+};
 use weir_wasm::WasmRuntime;
 
 /// What a worker needs to run one job: the spec with every path resolved
@@ -26,6 +29,8 @@ pub struct Deployment {
     pub checkpoint_name: String,
     /// The checkpoint to restore it from.
     pub restore: Option<Arc<Restored>>,
+    /// Drop restored state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
 }
 
 /// A worker: slots to run jobs in.
@@ -59,6 +64,10 @@ pub trait Execution: Send + Sync {
     fn summary(&self) -> Option<JobSummary>;
     /// Its checkpoints so far, oldest first.
     fn checkpoints(&self) -> Vec<CheckpointStats>;
+    /// Asks for a savepoint.
+    fn savepoint(&self, request: SavepointRequest) -> Result<Arc<Savepoint>, String>;
+    /// Whether every running task committed checkpoint `id`.
+    fn committed(&self, id: u64) -> bool;
 }
 
 /// The worker inside the coordinator's process: jobs run on its threads,
@@ -128,5 +137,13 @@ impl Execution for Local {
 
     fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.0.checkpoints()
+    }
+
+    fn savepoint(&self, request: SavepointRequest) -> Result<Arc<Savepoint>, String> {
+        self.0.savepoint(request)
+    }
+
+    fn committed(&self, id: u64) -> bool {
+        self.0.committed(id)
     }
 }

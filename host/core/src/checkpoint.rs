@@ -101,8 +101,12 @@ impl CheckpointTracker {
     pub fn poll(&mut self, now_ms: u64) -> Vec<CheckpointEvent> {
         let mut out = Vec::new();
         let timeout = self.timing.timeout_ms;
-        let expired: Vec<u64> =
-            self.pending.iter().filter(|(_, p)| now_ms >= p.triggered_ms + timeout).map(|(&id, _)| id).collect();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ms >= p.triggered_ms.saturating_add(timeout))
+            .map(|(&id, _)| id)
+            .collect();
         for id in expired {
             self.pending.remove(&id);
             self.last_end_ms = Some(now_ms);
@@ -111,8 +115,8 @@ impl CheckpointTracker {
         if self.stopped || self.pending.len() >= self.timing.max_concurrent as usize {
             return out;
         }
-        let interval_due = now_ms >= self.last_trigger_ms + self.timing.interval_ms;
-        let pause_over = self.last_end_ms.is_none_or(|end| now_ms >= end + self.timing.min_pause_ms);
+        let interval_due = now_ms >= self.last_trigger_ms.saturating_add(self.timing.interval_ms);
+        let pause_over = self.last_end_ms.is_none_or(|end| now_ms >= end.saturating_add(self.timing.min_pause_ms));
         if interval_due && pause_over {
             let id = self.next_id;
             self.next_id += 1;
@@ -122,6 +126,21 @@ impl CheckpointTracker {
             out.push(CheckpointEvent::Trigger(id));
         }
         out
+    }
+
+    /// Triggers a checkpoint now, whatever the interval, pause and limit
+    /// say (a savepoint): its id.
+    pub fn trigger_now(&mut self, now_ms: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let missing = self.tasks;
+        self.pending.insert(id, Pending { triggered_ms: now_ms, acked: vec![false; self.tasks], missing });
+        id
+    }
+
+    /// Triggers no more periodic checkpoints; those pending go on.
+    pub fn pause(&mut self) {
+        self.stopped = true;
     }
 
     /// Task `task` has written its part of checkpoint `id`, at `now_ms`.
@@ -219,6 +238,15 @@ mod tests {
         assert_eq!(t.ack(2, 0, 310), AckResult::Complete { subsumed: 1 });
         assert_eq!(t.ack(1, 0, 320), AckResult::Ignored);
         assert_eq!(t.pending().count(), 0);
+    }
+
+    #[test]
+    fn a_savepoint_triggers_at_once_and_pausing_keeps_it_going() {
+        let mut t = CheckpointTracker::new(timing(100, 0, 1), 1, 1, 0);
+        assert_eq!(t.trigger_now(5), 1, "before the interval, past the limit");
+        t.pause();
+        assert_eq!(t.poll(500), vec![], "no periodic checkpoint after a pause");
+        assert_eq!(t.ack(1, 0, 501), AckResult::Complete { subsumed: 0 });
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod format;
 mod store;
 
 pub(crate) use format::{Reader, Writer, read_keyed, write_keyed};
-pub use store::{CheckpointStore, Restored};
+pub use store::{CheckpointStore, Restored, load_from};
 pub(crate) use store::{StageState, write_stages};
 
 use crate::job::JobShared;
@@ -58,6 +58,8 @@ pub struct CheckpointStats {
     pub acknowledged: usize,
     /// Tasks of the job.
     pub tasks: usize,
+    /// For a savepoint: its folder.
+    pub savepoint: Option<std::path::PathBuf>,
 }
 
 /// Checkpoints kept in a job's history.
@@ -71,8 +73,58 @@ pub(crate) struct CheckpointShared {
     pub completed: AtomicU64,
     /// Align barriers (exactly-once) or not (at-least-once).
     pub exactly_once: bool,
+    /// A stop-with-savepoint's id: sources stop after its barrier (0: none).
+    pub stop_at: AtomicU64,
+    /// Per task: the latest completed checkpoint it was told of.
+    pub notified: Vec<AtomicU64>,
     acks: Mutex<mpsc::Sender<TaskAck>>,
     history: Mutex<Vec<CheckpointStats>>,
+    requests: Mutex<Vec<(SavepointRequest, Arc<Savepoint>)>>,
+}
+
+/// What a savepoint asks for.
+#[derive(Debug, Clone)]
+pub struct SavepointRequest {
+    /// The folder it goes in, as `savepoint-<n>-<time>`.
+    pub dir: std::path::PathBuf,
+    /// Stop the job once it is taken and committed (sources stop after its
+    /// barrier).
+    pub stop: bool,
+}
+
+/// A savepoint on its way: wait for its folder or why it failed.
+#[derive(Debug, Default)]
+pub struct Savepoint {
+    outcome: Mutex<Option<Result<std::path::PathBuf, String>>>,
+    done: std::sync::Condvar,
+    id: AtomicU64,
+}
+
+impl Savepoint {
+    /// Its checkpoint number (0 until triggered).
+    pub fn id(&self) -> u64 {
+        self.id.load(Ordering::Acquire)
+    }
+
+    fn finish(&self, outcome: Result<std::path::PathBuf, String>) {
+        let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if o.is_none() {
+            *o = Some(outcome);
+        }
+        self.done.notify_all();
+    }
+
+    /// Its outcome, if it has one yet.
+    pub fn outcome(&self) -> Option<Result<std::path::PathBuf, String>> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits up to `timeout` for its outcome.
+    pub fn wait(&self, timeout: Duration) -> Option<Result<std::path::PathBuf, String>> {
+        let o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let (o, _) = self.done.wait_timeout_while(o, timeout, |o| o.is_none()).unwrap_or_else(|p| p.into_inner());
+        o.clone()
+    }
 }
 
 impl CheckpointShared {
@@ -80,6 +132,19 @@ impl CheckpointShared {
     /// (the job is ending): then the part is dropped with the checkpoint.
     pub fn ack(&self, ack: TaskAck) {
         let _ = self.acks.lock().unwrap_or_else(|p| p.into_inner()).send(ack);
+    }
+
+    /// Asks for a savepoint.
+    pub fn savepoint(&self, request: SavepointRequest) -> Arc<Savepoint> {
+        let ticket = Arc::new(Savepoint::default());
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).push((request, ticket.clone()));
+        ticket
+    }
+
+    /// Whether every task still running was told checkpoint `id` (or a
+    /// later one) completed: its sinks committed it.
+    pub fn all_notified(&self, id: u64, finished: &dyn Fn(usize) -> bool) -> bool {
+        self.notified.iter().enumerate().all(|(t, n)| finished(t) || n.load(Ordering::Acquire) >= id)
     }
 
     /// The checkpoints so far, oldest first (the last hundred).
@@ -111,6 +176,7 @@ pub(crate) struct Plan {
     /// The checkpoint restored from (numbering goes on after it).
     pub restored: Option<u64>,
     pub vertices: Vec<(String, u32)>,
+    pub max_parallelism: u32,
 }
 
 struct InFlight {
@@ -118,7 +184,28 @@ struct InFlight {
     triggered_at_ms: u64,
     files: Vec<store::TaskFile>,
     bytes: u64,
-    failed: bool,
+    /// Its folder (`chk-N`, or a savepoint's).
+    dir: std::path::PathBuf,
+    /// For a savepoint: who waits for it.
+    savepoint: Option<Arc<Savepoint>>,
+}
+
+impl InFlight {
+    fn new(dir: std::path::PathBuf, savepoint: Option<Arc<Savepoint>>) -> InFlight {
+        InFlight { triggered: Instant::now(), triggered_at_ms: epoch_ms(), files: Vec::new(), bytes: 0, dir, savepoint }
+    }
+
+    /// It failed: its folder goes, and a savepoint's waiter is told why.
+    fn fail(self, why: &str) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", self.dir.display());
+        }
+        if let Some(s) = &self.savepoint {
+            s.finish(Err(why.to_owned()));
+        }
+    }
 }
 
 /// The checkpointer's thread body, to run once the tasks run.
@@ -130,12 +217,16 @@ pub(crate) type Checkpointer = Box<dyn FnOnce(Arc<JobShared>) + Send>;
 /// FLIP-147: a finished task has no barrier to pass on).
 pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpointer) {
     let (tx, rx) = mpsc::channel();
+    let restored = plan.restored.unwrap_or(0);
     let shared = Arc::new(CheckpointShared {
         trigger: AtomicU64::new(0),
-        completed: AtomicU64::new(plan.restored.unwrap_or(0)),
+        completed: AtomicU64::new(restored),
         exactly_once: plan.exactly_once,
+        stop_at: AtomicU64::new(0),
+        notified: (0..tasks).map(|_| AtomicU64::new(restored)).collect(),
         acks: Mutex::new(tx),
         history: Mutex::new(Vec::new()),
+        requests: Mutex::new(Vec::new()),
     });
     let cp = shared.clone();
     let run = move |job: Arc<JobShared>| run(plan, tasks, cp, rx, job);
@@ -164,6 +255,11 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         bytes: f.bytes,
         acknowledged,
         tasks,
+        savepoint: f.savepoint.as_ref().map(|_| f.dir.clone()),
+    };
+    let fail = |id: u64, f: InFlight, why: &str| {
+        shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
+        f.fail(why);
     };
     let mut stopped = false;
     loop {
@@ -173,27 +269,52 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         }
         if !stopped && running < tasks {
             stopped = true;
+            if running > 0 {
+                tracing::info!(
+                    "a task of `{}` finished: no more checkpoints (output of exactly-once file sinks becomes \
+                     visible at the end of the job)",
+                    plan.job
+                );
+            }
             for id in tracker.stop() {
                 if let Some(f) = flights.remove(&id) {
-                    shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
+                    fail(id, f, "a task of the job finished before every task acknowledged it");
                 }
-                store.discard(id);
             }
+        }
+        let requests = std::mem::take(&mut *shared.requests.lock().unwrap_or_else(|p| p.into_inner()));
+        for (request, ticket) in requests {
+            if stopped {
+                ticket.finish(Err("a task of the job has finished (its input ended), so no savepoint can be \
+                                   taken any more"
+                    .into()));
+                continue;
+            }
+            let id = tracker.trigger_now(now_ms());
+            ticket.id.store(id, Ordering::Release);
+            let dir = request.dir.join(format!("savepoint-{id}-{}", epoch_ms()));
+            if let Err(e) = store::begin(&dir) {
+                tracker.abort(id, now_ms());
+                ticket.finish(Err(format!("cannot make {}: {e}", dir.display())));
+                continue;
+            }
+            if request.stop {
+                shared.stop_at.store(id, Ordering::Release);
+                tracker.pause();
+            }
+            let flight = InFlight::new(dir, Some(ticket));
+            shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
+            flights.insert(id, flight);
+            shared.trigger.store(id, Ordering::Release);
         }
         for event in tracker.poll(now_ms()) {
             match event {
                 CheckpointEvent::Trigger(id) => {
-                    let flight = InFlight {
-                        triggered: Instant::now(),
-                        triggered_at_ms: epoch_ms(),
-                        files: Vec::new(),
-                        bytes: 0,
-                        failed: false,
-                    };
-                    if let Err(e) = store.begin(id) {
+                    let flight = InFlight::new(store.checkpoint_dir(id), None);
+                    if let Err(e) = store::begin(&flight.dir) {
                         tracing::warn!("checkpoint {id} of `{}` cannot start: {e}", plan.job);
                         tracker.abort(id, now_ms());
-                        shared.record(stats(id, &flight, CheckpointStatus::Failed, 0));
+                        fail(id, flight, &format!("cannot make its folder: {e}"));
                         continue;
                     }
                     shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
@@ -203,9 +324,8 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                 CheckpointEvent::Expired(id) => {
                     tracing::warn!("checkpoint {id} of `{}` expired before every task acknowledged it", plan.job);
                     if let Some(f) = flights.remove(&id) {
-                        shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
+                        fail(id, f, "it took longer than the checkpoint timeout");
                     }
-                    store.discard(id);
                 }
             }
         }
@@ -216,21 +336,17 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         };
         let id = ack.checkpoint;
         let Some(flight) = flights.get_mut(&id) else { continue };
-        if flight.failed {
-            continue;
-        }
-        match store.write_task(id, &format!("task-{}", ack.task), &write_stages(&ack.stages)) {
+        match store::write_task(&flight.dir, &format!("task-{}", ack.task), &write_stages(&ack.stages)) {
             Ok(file) => {
                 flight.bytes += file.bytes;
                 flight.files.push(file);
             }
             Err(e) => {
-                tracing::warn!("checkpoint {id} of `{}`: cannot write task {}'s part: {e}", plan.job, ack.task);
-                flight.failed = true;
+                let why = format!("cannot write task {}'s part: {e}", ack.task);
+                tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
                 tracker.abort(id, now_ms());
                 let f = flights.remove(&id).expect("invariant: the flight was just found");
-                shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
-                store.discard(id);
+                fail(id, f, &why);
                 continue;
             }
         }
@@ -248,6 +364,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                     job: plan.job.clone(),
                     checkpoint: id,
                     completed_at_ms: epoch_ms(),
+                    max_parallelism: plan.max_parallelism,
                     vertices: plan
                         .vertices
                         .iter()
@@ -255,30 +372,35 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                         .collect(),
                     tasks: f.files.clone(),
                 };
-                match store.complete(&metadata) {
+                match store::complete(&f.dir, &metadata) {
                     Ok(()) => {
                         shared.record(stats(id, &f, CheckpointStatus::Completed, tasks));
                         shared.completed.store(id, Ordering::Release);
-                        // Subsumed checkpoints go with retention.
+                        if let Some(s) = &f.savepoint {
+                            tracing::info!("savepoint of `{}` written to {}", plan.job, f.dir.display());
+                            s.finish(Ok(f.dir.clone()));
+                        }
+                        // Older pending checkpoints are subsumed.
                         for old in flights.keys().copied().filter(|&o| o < id).collect::<Vec<_>>() {
                             if let Some(f) = flights.remove(&old) {
-                                shared.record(stats(old, &f, CheckpointStatus::Failed, f.files.len()));
+                                fail(old, f, "a later checkpoint completed first");
                             }
-                            store.discard(old);
                         }
                         store.retain(plan.retain);
                     }
                     Err(e) => {
-                        tracing::warn!("checkpoint {id} of `{}`: cannot write its metadata: {e}", plan.job);
-                        shared.record(stats(id, &f, CheckpointStatus::Failed, tasks));
-                        store.discard(id);
+                        let why = format!("cannot write its metadata: {e}");
+                        tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
+                        fail(id, f, &why);
                     }
                 }
             }
         }
     }
     for (id, f) in flights {
-        shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
-        store.discard(id);
+        fail(id, f, "the job ended before every task acknowledged it");
+    }
+    for (_, ticket) in std::mem::take(&mut *shared.requests.lock().unwrap_or_else(|p| p.into_inner())) {
+        ticket.finish(Err("the job ended before the savepoint could be taken".into()));
     }
 }

@@ -5,7 +5,7 @@
 //! cancels every source and closes every inbox, which wakes every task,
 //! whatever the graph's shape and order.
 
-use crate::checkpoint::{CheckpointShared, CheckpointStats, CheckpointStore, Restored};
+use crate::checkpoint::{CheckpointShared, CheckpointStats, CheckpointStore, Restored, Savepoint, SavepointRequest};
 use crate::exchange::{Inbox, InputSender, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
@@ -228,6 +228,8 @@ impl JobShared {
 /// A running job: watch it, cancel it, wait for its end.
 pub struct JobHandle {
     shared: Arc<JobShared>,
+    /// Per task: whether it ended.
+    task_finished: Vec<Arc<AtomicBool>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     vertices: Vec<(String, u32)>,
     started: Instant,
@@ -273,6 +275,23 @@ impl JobHandle {
     /// `checkpoints:` section).
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.shared.checkpoints.as_ref().map_or_else(Vec::new, |c| c.history())
+    }
+
+    /// Asks for a savepoint (see [`SavepointRequest`]); refused when the
+    /// job takes no checkpoints.
+    pub fn savepoint(&self, request: SavepointRequest) -> Result<Arc<Savepoint>, String> {
+        match &self.shared.checkpoints {
+            Some(c) => Ok(c.savepoint(request)),
+            None => Err("the job takes no checkpoints: savepoints need a `checkpoints:` section in its spec".into()),
+        }
+    }
+
+    /// Whether every task still running has been told checkpoint `id`
+    /// completed (its sinks committed it).
+    pub fn committed(&self, id: u64) -> bool {
+        let Some(c) = &self.shared.checkpoints else { return true };
+        let finished = |t: usize| self.task_finished.get(t).is_some_and(|f| f.load(Ordering::Acquire));
+        c.all_notified(id, &finished)
     }
 
     /// The latest completed checkpoint of this execution, or the one it
@@ -430,6 +449,9 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         .collect();
     // Checkpoints: where, how often; the checkpointer starts with the tasks.
     let restore = options.restore.as_deref();
+    if let Some(r) = restore {
+        check_restorable(r, &graph, options.allow_non_restored_state).map_err(JobError::State)?;
+    }
     let mut checkpointer = None;
     let checkpoints = match &spec.checkpoints {
         None => None,
@@ -443,6 +465,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
                 restored: restore.map(|r| r.checkpoint),
                 vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
+                max_parallelism: graph.max_parallelism,
             };
             let tasks: usize = chains.iter().map(|c| graph.vertices[c[0]].parallelism as usize).sum();
             let (cp, run) = crate::checkpoint::start(plan, tasks);
@@ -593,8 +616,10 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
 
     shared.progress().running = tasks.len();
     let mut threads = Vec::with_capacity(tasks.len());
+    let task_finished: Vec<Arc<AtomicBool>> = (0..tasks.len()).map(|_| Arc::new(AtomicBool::new(false))).collect();
     let mut handle = JobHandle {
         shared: shared.clone(),
+        task_finished: task_finished.clone(),
         threads: Mutex::new(Vec::new()),
         vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
         started,
@@ -602,6 +627,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     let total = tasks.len();
     for (i, (head, mut chain, resume)) in tasks.into_iter().enumerate() {
         let task_shared = shared.clone();
+        let finished = task_finished[i].clone();
         // A chain runs its stages by recursion: give long chains the stack.
         let stack = (2 << 20) + chain.stages.len() * (4 << 10);
         let spawned = std::thread::Builder::new().name(format!("weir-task-{i}")).stack_size(stack).spawn(move || {
@@ -631,6 +657,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             // Drop the chain (its routers, instances, files) before reporting.
             drop(chain);
             first_times.finished.store(true, Ordering::Relaxed);
+            finished.store(true, Ordering::Release);
             task_shared.task_ended(r);
         });
         match spawned {
@@ -675,6 +702,37 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     }
     *handle.threads.get_mut().unwrap_or_else(|p| p.into_inner()) = threads;
     Ok(handle)
+}
+
+/// Refuses a checkpoint or savepoint the job cannot take up: another
+/// number of key groups, or state of operators the job no longer has
+/// (unless dropping it is allowed).
+fn check_restorable(r: &Restored, graph: &JobGraph, allow_non_restored: bool) -> Result<(), String> {
+    let at = r.path.display();
+    if r.metadata.max_parallelism != graph.max_parallelism {
+        return Err(format!(
+            "{at} was taken with max-parallelism {}, and the job has {}: keyed state is kept per key group, so set \
+             `max-parallelism: {}` again",
+            r.metadata.max_parallelism, graph.max_parallelism, r.metadata.max_parallelism
+        ));
+    }
+    let gone: Vec<&str> = r
+        .metadata
+        .vertices
+        .iter()
+        .filter(|v| !graph.vertices.iter().any(|g| g.id == v.id))
+        .filter(|v| r.stages.iter().any(|((id, _), s)| *id == v.id && !s.state.is_empty()))
+        .map(|v| v.id.as_str())
+        .collect();
+    if !gone.is_empty() && !allow_non_restored {
+        return Err(format!(
+            "{at} holds state of {} the job no longer has: `{}`. State is matched to operators by `id`: keep \
+             their ids, or pass --allow-non-restored-state to drop that state",
+            if gone.len() == 1 { "an operator" } else { "operators" },
+            gone.join("`, `")
+        ));
+    }
+    Ok(())
 }
 
 /// What checkpoint `r` holds for subtask `s` of vertex `id`, now of

@@ -21,7 +21,9 @@ mod state;
 mod task;
 mod window;
 
-pub use checkpoint::{CheckpointStats, CheckpointStatus, CheckpointStore, Restored};
+pub use checkpoint::{
+    CheckpointStats, CheckpointStatus, CheckpointStore, Restored, Savepoint, SavepointRequest, load_from,
+};
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
@@ -75,6 +77,9 @@ pub struct RunOptions {
     /// The checkpoint to restore every task from (see
     /// [`CheckpointStore::latest`]).
     pub restore: Option<std::sync::Arc<Restored>>,
+    /// Restore even when the checkpoint holds state of operators the job
+    /// no longer has (dropping it); refused otherwise, naming them.
+    pub allow_non_restored_state: bool,
 }
 
 impl Default for RunOptions {
@@ -89,6 +94,7 @@ impl Default for RunOptions {
             clock: weir_state::Clock::System,
             checkpoint_name: None,
             restore: None,
+            allow_non_restored_state: false,
         }
     }
 }

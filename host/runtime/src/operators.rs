@@ -161,7 +161,7 @@ pub(crate) fn restore_keyed(
                                 KINDS[kind], KINDS[k]
                             ),
                             None => format!(
-                                "the checkpoint holds {} state `{name}`, which the component no longer declares                                  (renamed or removed?); declare it again, or start the job without this state",
+                                "the checkpoint holds {} state `{name}`, which the component no longer declares (renamed or removed?); declare it again, or start the job without this state",
                                 KINDS[kind]
                             ),
                         });

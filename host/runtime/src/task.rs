@@ -313,6 +313,9 @@ impl Chain {
             return Ok(());
         }
         self.notified = completed;
+        if let Some(n) = cp.notified.get(self.tail.task) {
+            n.store(completed, Ordering::Release);
+        }
         for stage in &mut self.stages {
             let r = stage.op.notify_complete(completed);
             r.map_err(|e| self.tail.error(stage.vertex, e))?;
@@ -370,10 +373,16 @@ fn run_source(
             return Err(TaskError::cancelled());
         }
         if let Some(cp) = &checkpoints {
+            // Every id in turn, even one that expired meanwhile: a task
+            // aligning it downstream waits for its barrier on every input.
             let due = cp.trigger.load(Ordering::Acquire);
-            if due > injected {
-                injected = due;
-                chain.checkpoint(due, watermark, Some(source.position()))?;
+            while injected < due {
+                injected += 1;
+                chain.checkpoint(injected, watermark, Some(source.position()))?;
+                if injected == cp.stop_at.load(Ordering::Acquire) {
+                    // Stop with a savepoint: nothing after its barrier.
+                    return stopped(chain);
+                }
             }
             chain.notify()?;
         }
@@ -419,6 +428,20 @@ fn run_source(
                 return chain.finish();
             }
         }
+    }
+}
+
+/// A source stopped by a savepoint: it emits nothing more, and waits for
+/// the job to be cancelled once the savepoint is committed.
+fn stopped(chain: &mut Chain) -> Result<(), TaskError> {
+    loop {
+        if chain.tail.shared.cancelled() {
+            return Err(TaskError::cancelled());
+        }
+        chain.notify()?;
+        let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
+        std::thread::sleep(Duration::from_millis(10));
+        waiting.end();
     }
 }
 

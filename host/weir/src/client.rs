@@ -46,6 +46,14 @@ pub(crate) struct SubmitArgs {
     /// The job's name (default: the spec's).
     #[arg(long)]
     name: Option<String>,
+    /// Start from a savepoint (or retained checkpoint) folder, on the
+    /// coordinator's machine.
+    #[arg(long, value_name = "PATH")]
+    from_savepoint: Option<String>,
+    /// With --from-savepoint: drop state of operators the job no longer
+    /// has, instead of refusing.
+    #[arg(long, requires = "from_savepoint")]
+    allow_non_restored_state: bool,
     /// Wait for the job to end, showing its progress; the exit code says
     /// how it ended.
     #[arg(long)]
@@ -71,6 +79,70 @@ pub(crate) struct CancelArgs {
     /// Wait until the job has stopped.
     #[arg(long)]
     wait: bool,
+}
+
+/// `weir savepoint` and `weir stop`.
+#[derive(clap::Args)]
+pub(crate) struct SavepointArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The folder the savepoint goes in (default: the coordinator's).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<String>,
+}
+
+/// `weir stop`.
+#[derive(clap::Args)]
+pub(crate) struct StopArgs {
+    #[command(flatten)]
+    pub args: SavepointArgs,
+    /// Take a savepoint, then stop (required: the only way `stop` works
+    /// today). A job started from the savepoint goes on exactly where this
+    /// one stopped.
+    #[arg(long, required = true)]
+    savepoint: bool,
+}
+
+/// Takes a savepoint (and stops the job, with `stop`); prints its folder.
+pub(crate) fn savepoint(a: SavepointArgs, stop: bool) -> Result<u8, String> {
+    let c = Client::new(&a.job.server);
+    let id = c.job_id(&a.job.job)?;
+    let body = weir_coordinator::api::SavepointBody { target_directory: a.dir, stop };
+    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let path = format!("/v1/jobs/{id}/savepoints");
+    let t: Triggered =
+        c.post(&path, ureq::SendBody::from_owned_reader(std::io::Cursor::new(body)), "application/json")?;
+    let spinner = ProgressBar::new_spinner();
+    if a.job.server.json {
+        spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    spinner.set_message(if stop { "stopping with a savepoint" } else { "taking a savepoint" });
+    loop {
+        spinner.tick();
+        let op: weir_coordinator::api::SavepointOperation = c.get(&format!("{path}/{}", t.request_id))?;
+        // A stop is done when the job has ended, not only its savepoint.
+        let done = op.status == weir_coordinator::api::OperationStatus::Completed
+            && (!stop || op.failure_cause.is_some() || op.job_state.is_terminal());
+        if done {
+            spinner.finish_and_clear();
+            if a.job.server.json {
+                print_json(&op)?;
+            }
+            return match (&op.location, &op.failure_cause) {
+                (Some(location), None) => {
+                    if !a.job.server.json {
+                        println!("{location}");
+                        eprintln!("savepoint of job {id} written{}", if stop { "; the job stopped" } else { "" });
+                    }
+                    Ok(0)
+                }
+                (_, cause) => {
+                    Err(format!("the savepoint of job {id} failed: {}", cause.as_deref().unwrap_or("no reason given")))
+                }
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 struct Client {
@@ -269,6 +341,8 @@ pub(crate) fn submit(a: SubmitArgs) -> Result<u8, String> {
         bundle: Some(bundle.id.clone()),
         name: a.name,
         parallelism: a.parallelism,
+        from_savepoint: a.from_savepoint,
+        allow_non_restored_state: a.allow_non_restored_state,
         ..SubmitRequest::default()
     };
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;

@@ -49,8 +49,17 @@ enum Command {
         /// Go on from the latest completed checkpoint of this job in its
         /// checkpoint folder (a fresh start when there is none): what a
         /// supervisor restarting the same command wants.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_savepoint")]
         resume: bool,
+        /// Start from a savepoint (or a retained checkpoint `chk-N`)
+        /// folder: at another parallelism, state backend or operator
+        /// version, state matched to operators by `id`.
+        #[arg(long, value_name = "PATH")]
+        from_savepoint: Option<PathBuf>,
+        /// With --from-savepoint: drop state of operators the job no longer
+        /// has, instead of refusing.
+        #[arg(long, requires = "from_savepoint")]
+        allow_non_restored_state: bool,
     },
     /// Run a coordinator: the REST API, stored bundles, jobs and an
     /// embedded worker, until SIGINT or SIGTERM.
@@ -63,6 +72,10 @@ enum Command {
     Info(client::JobArgs),
     /// Cancel a job.
     Cancel(client::CancelArgs),
+    /// Take a savepoint of a running job; prints its folder.
+    Savepoint(client::SavepointArgs),
+    /// Stop a job with a savepoint (`--savepoint`); prints its folder.
+    Stop(client::StopArgs),
     /// Show a job's exceptions, the root cause first.
     Exceptions(client::JobArgs),
     /// Print the REST API's OpenAPI document (or, with --markdown, the
@@ -152,7 +165,7 @@ fn run(
     backend: Option<Backend>,
     memory_mb: Option<u64>,
     no_server: bool,
-    resume: bool,
+    start: serve::Start,
 ) -> Result<(), String> {
     let mut spec = Spec::load(spec_path).map_err(|e| e.to_string())?;
     match backend {
@@ -178,13 +191,14 @@ fn run(
     if let Some(p) = parallelism {
         spec.set_parallelism(p).map_err(|e| format!("--parallelism: {e}"))?;
     }
-    if resume && spec.checkpoints.is_none() {
+    if (start.resume || start.from_savepoint.is_some()) && spec.checkpoints.is_none() {
         return Err(format!(
-            "{}: --resume goes on from the job's latest checkpoint, but the spec has no `checkpoints:` section",
+            "{}: --resume and --from-savepoint go on from the job's state, but the spec has no `checkpoints:` section \
+             (add one: a job that keeps state takes checkpoints)",
             spec_path.display()
         ));
     }
-    let summary = serve::local(spec.clone(), no_server, resume)?;
+    let summary = serve::local(spec.clone(), no_server, start)?;
     print_summary(&spec, &summary);
     Ok(())
 }
@@ -202,8 +216,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = |r: Result<(), String>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Run { spec, parallelism, state_backend, state_memory_mb, no_server, resume } => {
-            done(run(&spec, parallelism, state_backend, state_memory_mb, no_server, resume))
+        Command::Run {
+            spec,
+            parallelism,
+            state_backend,
+            state_memory_mb,
+            no_server,
+            resume,
+            from_savepoint,
+            allow_non_restored_state,
+        } => {
+            let start = serve::Start { resume, from_savepoint, allow_non_restored_state };
+            done(run(&spec, parallelism, state_backend, state_memory_mb, no_server, start))
         }
         Command::Bench(args) => done(bench::run(args)),
         Command::Bundle(cmd) => done(bundle::run(cmd)),
@@ -212,6 +236,8 @@ fn main() -> ExitCode {
         Command::List(args) => client::list(args),
         Command::Info(args) => client::info(args),
         Command::Cancel(args) => client::cancel(args),
+        Command::Savepoint(args) => client::savepoint(args, false),
+        Command::Stop(args) => client::savepoint(args.args, true),
         Command::Exceptions(args) => client::exceptions(args),
         Command::Openapi { markdown } => {
             if markdown {

@@ -112,9 +112,19 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a local run starts from.
+pub(crate) struct Start {
+    /// The latest checkpoint of the job, if any.
+    pub resume: bool,
+    /// A savepoint or retained checkpoint folder.
+    pub from_savepoint: Option<std::path::PathBuf>,
+    /// Drop state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
+}
+
 /// Runs `spec` as the one job of a coordinator in this process, serving
 /// its REST API on localhost (8081, else a free port) unless `no_server`.
-pub(crate) fn local(spec: Spec, no_server: bool, resume: bool) -> Result<JobSummary, String> {
+pub(crate) fn local(spec: Spec, no_server: bool, start: Start) -> Result<JobSummary, String> {
     let data = tempfile::Builder::new()
         .prefix("weir-run-")
         .tempdir()
@@ -139,7 +149,9 @@ pub(crate) fn local(spec: Spec, no_server: bool, resume: bool) -> Result<JobSumm
             }
         }
     };
-    let watch = c.run_spec(spec, resume).map_err(|e| e.to_string())?;
+    let watch = c
+        .run_spec_from(spec, start.resume, start.from_savepoint, start.allow_non_restored_state)
+        .map_err(|e| e.to_string())?;
     let result = watch.wait();
     if let Some(s) = server {
         s.stop();

@@ -63,7 +63,7 @@ impl<'a> Reader<'a> {
         self.at >= self.data.len()
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         let end =
             self.at.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
                 format!("the data ends at byte {} where {n} more bytes were expected", self.data.len())

@@ -27,6 +27,8 @@ pub(crate) struct Metadata {
     pub checkpoint: u64,
     /// When it completed, epoch milliseconds.
     pub completed_at_ms: u64,
+    /// The job's max parallelism (its number of key groups) then.
+    pub max_parallelism: u32,
     /// Vertices and their parallelism when it was taken.
     pub vertices: Vec<VertexParallelism>,
     /// The task files.
@@ -103,6 +105,12 @@ impl CheckpointStore {
         self.dir.join(format!("chk-{id}"))
     }
 
+    /// The number the next checkpoint of a fresh run gets: one past every
+    /// folder's.
+    pub fn next_id(&self) -> u64 {
+        self.ids().last().copied().unwrap_or(0) + 1
+    }
+
     /// The numbers of every `chk-N` folder, complete or not, lowest first.
     pub fn ids(&self) -> Vec<u64> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
@@ -116,35 +124,6 @@ impl CheckpointStore {
 
     fn is_complete(&self, id: u64) -> bool {
         self.checkpoint_dir(id).join(METADATA).is_file()
-    }
-
-    /// Makes checkpoint `id`'s folder.
-    pub(crate) fn begin(&self, id: u64) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.checkpoint_dir(id))
-    }
-
-    /// Writes one task's file (synced): its size and checksum for the
-    /// metadata.
-    pub(crate) fn write_task(&self, id: u64, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
-        let data = seal(body);
-        let path = self.checkpoint_dir(id).join(name);
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        Ok(TaskFile { file: name.to_owned(), bytes: data.len() as u64, crc32: crc32fast::hash(&data) })
-    }
-
-    /// Completes checkpoint `id`: its metadata, written last and
-    /// atomically.
-    pub(crate) fn complete(&self, metadata: &Metadata) -> std::io::Result<()> {
-        let dir = self.checkpoint_dir(metadata.checkpoint);
-        sync_dir(&dir)?;
-        let tmp = dir.join(format!("{METADATA}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(metadata).expect("invariant: metadata serializes"))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(METADATA))?;
-        sync_dir(&dir)
     }
 
     /// Removes checkpoint `id` (aborted, or past retention).
@@ -183,39 +162,15 @@ impl CheckpointStore {
 
     /// Reads and validates checkpoint `id`.
     pub fn load(&self, id: u64) -> Result<Restored, String> {
-        let dir = self.checkpoint_dir(id);
-        let meta_path = dir.join(METADATA);
-        let text = std::fs::read(&meta_path).map_err(|e| format!("{}: cannot read it: {e}", meta_path.display()))?;
-        let metadata: Metadata = serde_json::from_slice(&text)
-            .map_err(|e| format!("{}: not valid checkpoint metadata: {e}", meta_path.display()))?;
-        if metadata.format != 1 || metadata.checkpoint != id {
+        let r = load_from(&self.checkpoint_dir(id))?;
+        if r.checkpoint != id {
             return Err(format!(
-                "{}: it is checkpoint {} of format {}, where checkpoint {id} of format 1 was expected",
-                meta_path.display(),
-                metadata.checkpoint,
-                metadata.format
+                "{}: it is checkpoint {}, where checkpoint {id} was expected",
+                r.path.join(METADATA).display(),
+                r.checkpoint
             ));
         }
-        let mut stages = HashMap::new();
-        for t in &metadata.tasks {
-            if t.file.contains('/') || t.file.contains('\\') || t.file.starts_with('.') {
-                return Err(format!("{}: names a task file outside its folder: {:?}", meta_path.display(), t.file));
-            }
-            let path = dir.join(&t.file);
-            let data = std::fs::read(&path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
-            if data.len() as u64 != t.bytes || crc32fast::hash(&data) != t.crc32 {
-                return Err(format!(
-                    "{}: it has {} bytes and another checksum than the {} bytes its metadata lists: it is damaged \
-                     or truncated",
-                    path.display(),
-                    data.len(),
-                    t.bytes
-                ));
-            }
-            let body = unseal(&data).map_err(|e| format!("{}: {e}", path.display()))?;
-            read_stages(body, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(Restored { checkpoint: id, path: dir, metadata, stages })
+        Ok(r)
     }
 
     /// The latest completed checkpoint that reads back whole. A damaged
@@ -223,8 +178,14 @@ impl CheckpointStore {
     /// one before); `Err` when checkpoints were completed and none of them
     /// is usable (starting over would repeat output), naming each.
     pub fn latest(&self) -> Result<Option<Restored>, String> {
+        self.latest_since(0)
+    }
+
+    /// [`CheckpointStore::latest`] among checkpoints numbered `first` or
+    /// higher (those of this run of a job that started fresh).
+    pub fn latest_since(&self, first: u64) -> Result<Option<Restored>, String> {
         let mut problems = Vec::new();
-        for id in self.ids().into_iter().rev().filter(|&id| self.is_complete(id)) {
+        for id in self.ids().into_iter().rev().filter(|&id| id >= first && self.is_complete(id)) {
             match self.load(id) {
                 Ok(r) => {
                     for p in &problems {
@@ -248,6 +209,81 @@ impl CheckpointStore {
     }
 }
 
+/// Reads and validates the checkpoint or savepoint in `dir` (a `chk-N`
+/// folder, or a savepoint's): its metadata, then every task file against
+/// the size and checksum the metadata lists.
+pub fn load_from(dir: &Path) -> Result<Restored, String> {
+    let meta_path = dir.join(METADATA);
+    if !meta_path.is_file() {
+        return Err(format!(
+            "{} has no `{METADATA}`: it is not a completed checkpoint or savepoint (a folder `chk-N` or \
+             `savepoint-…`)",
+            dir.display()
+        ));
+    }
+    let text = std::fs::read(&meta_path).map_err(|e| format!("{}: cannot read it: {e}", meta_path.display()))?;
+    let metadata: Metadata = serde_json::from_slice(&text)
+        .map_err(|e| format!("{}: not valid checkpoint metadata: {e}", meta_path.display()))?;
+    if metadata.format != 1 {
+        return Err(format!(
+            "{}: it is of format {}, and this Weir reads format 1; use the Weir that wrote it",
+            meta_path.display(),
+            metadata.format
+        ));
+    }
+    let mut stages = HashMap::new();
+    for t in &metadata.tasks {
+        if t.file.contains('/') || t.file.contains('\\') || t.file.starts_with('.') {
+            return Err(format!("{}: names a task file outside its folder: {:?}", meta_path.display(), t.file));
+        }
+        let path = dir.join(&t.file);
+        let data = std::fs::read(&path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+        if data.len() as u64 != t.bytes || crc32fast::hash(&data) != t.crc32 {
+            return Err(format!(
+                "{}: it has {} bytes and another checksum than the {} bytes its metadata lists: it is damaged \
+                     or truncated",
+                path.display(),
+                data.len(),
+                t.bytes
+            ));
+        }
+        let body = unseal(&data).map_err(|e| format!("{}: {e}", path.display()))?;
+        read_stages(body, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(Restored { checkpoint: metadata.checkpoint, path: dir.to_owned(), metadata, stages })
+}
+
+/// Makes the folder of a checkpoint or savepoint.
+pub(crate) fn begin(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// Writes one task's file into `dir` (synced): its size and checksum for
+/// the metadata.
+pub(crate) fn write_task(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
+    let data = seal(body);
+    let mut f = std::fs::File::create(dir.join(name))?;
+    f.write_all(&data)?;
+    f.sync_all()?;
+    Ok(TaskFile { file: name.to_owned(), bytes: data.len() as u64, crc32: crc32fast::hash(&data) })
+}
+
+/// Completes the checkpoint or savepoint in `dir`: its metadata, written
+/// last and atomically.
+pub(crate) fn complete(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
+    sync_dir(dir)?;
+    let tmp = dir.join(format!("{METADATA}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(metadata).expect("invariant: metadata serializes"))?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(METADATA))?;
+    if let Some(parent) = dir.parent() {
+        // The savepoint's own folder entry, too.
+        let _ = sync_dir(parent);
+    }
+    sync_dir(dir)
+}
+
 /// A task file's body: its stages, each (vertex id, subtask, watermark,
 /// state).
 pub(crate) fn write_stages(stages: &[(String, u32, i64, Vec<u8>)]) -> Vec<u8> {
@@ -257,7 +293,9 @@ pub(crate) fn write_stages(stages: &[(String, u32, i64, Vec<u8>)]) -> Vec<u8> {
         w.str(vertex);
         w.u32(*subtask);
         w.i64(*watermark);
-        w.bytes(state);
+        // An operator's state may pass 4 GiB: a 64-bit length.
+        w.u64(state.len() as u64);
+        w.buf.extend_from_slice(state);
     }
     w.buf
 }
@@ -269,7 +307,8 @@ fn read_stages(body: &[u8], out: &mut HashMap<(String, u32), StageState>) -> Res
         let vertex = r.str()?.to_owned();
         let subtask = r.u32()?;
         let watermark = r.i64()?;
-        let state = r.bytes()?.to_vec();
+        let len = usize::try_from(r.u64()?).map_err(|_| "a stage's state is larger than memory".to_owned())?;
+        let state = r.take(len)?.to_vec();
         out.insert((vertex, subtask), StageState { watermark, state });
     }
     if !r.is_empty() {
@@ -282,14 +321,22 @@ fn read_stages(body: &[u8], out: &mut HashMap<(String, u32), StageState>) -> Res
 mod tests {
     use super::*;
 
-    fn complete(store: &CheckpointStore, id: u64, state: &[u8]) {
-        store.begin(id).unwrap();
+    fn complete_one(store: &CheckpointStore, id: u64, state: &[u8]) {
+        let dir = store.checkpoint_dir(id);
+        begin(&dir).unwrap();
         let body = write_stages(&[("op".into(), 0, 5, state.to_vec())]);
-        let file = store.write_task(id, "op-0", &body).unwrap();
+        let file = write_task(&dir, "op-0", &body).unwrap();
         let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1 }];
-        let m =
-            Metadata { format: 1, job: "j".into(), checkpoint: id, completed_at_ms: 0, vertices, tasks: vec![file] };
-        store.complete(&m).unwrap();
+        let m = Metadata {
+            format: 1,
+            job: "j".into(),
+            checkpoint: id,
+            completed_at_ms: 0,
+            max_parallelism: 128,
+            vertices,
+            tasks: vec![file],
+        };
+        complete(&dir, &m).unwrap();
     }
 
     #[test]
@@ -297,9 +344,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(tmp.path().join("job"));
         assert!(store.latest().unwrap().is_none(), "no checkpoint: a fresh start");
-        complete(&store, 1, b"one");
-        complete(&store, 2, b"two");
-        store.begin(3).unwrap(); // never completed
+        complete_one(&store, 1, b"one");
+        complete_one(&store, 2, b"two");
+        begin(&store.checkpoint_dir(3)).unwrap(); // never completed
         let r = store.latest().unwrap().unwrap();
         assert_eq!((r.checkpoint, r.stages[&("op".into(), 0)].state.as_slice()), (2, &b"two"[..]));
 
@@ -319,9 +366,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(tmp.path().to_owned());
         for id in 1..=4 {
-            complete(&store, id, b"s");
+            complete_one(&store, id, b"s");
         }
-        store.begin(5).unwrap();
+        begin(&store.checkpoint_dir(5)).unwrap();
         store.retain(2);
         assert_eq!(store.ids(), vec![3, 4, 5]);
         store.discard_incomplete();
