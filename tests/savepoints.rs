@@ -167,6 +167,19 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
     let v1 = write_spec(&root, "v1", &spec(&root, "flaky-count", "memory"));
     let savepoint = run_then_stop(&c, &v1, &[]);
 
+    // Read offline: operators, state names, keys per key group; one key.
+    let listing = c.ok(&["state", &savepoint]);
+    assert!(
+        listing.contains("count (process, parallelism 1)") && listing.contains("value `count`: 97 keys"),
+        "{listing}"
+    );
+    let one = c.ok(&["state", &savepoint, "--operator", "count", "--key", "5"]);
+    let last = one.lines().last().unwrap().trim();
+    let n: u64 = last.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("a count: {one}"));
+    assert!(one.contains("value `count`") && n > 50, "{one}");
+    let wrong = c.weir(&["state", &savepoint, "--operator", "nope", "--key", "5"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no operator `nope`; it has: events, count, out"));
+
     // A component that no longer declares `count`.
     let renamed =
         spec(&root, "keyed-counter", "memory").replace("    component:", "    config: {state: map}\n    component:");

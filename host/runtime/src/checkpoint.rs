@@ -9,9 +9,11 @@
 //! then tasks are told, and two-phase-commit sinks commit.
 
 mod format;
+mod inspect;
 mod store;
 
 pub(crate) use format::{Reader, Writer, read_keyed, write_keyed};
+pub use inspect::{KeyState, OperatorState, StateReport, inspect, key_state};
 pub use store::{CheckpointStore, Restored, load_from};
 pub(crate) use store::{StageState, write_stages};
 
@@ -175,7 +177,8 @@ pub(crate) struct Plan {
     pub exactly_once: bool,
     /// The checkpoint restored from (numbering goes on after it).
     pub restored: Option<u64>,
-    pub vertices: Vec<(String, u32)>,
+    /// (id, parallelism, kind) of every vertex.
+    pub vertices: Vec<(String, u32, &'static str)>,
     pub max_parallelism: u32,
 }
 
@@ -368,7 +371,11 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                     vertices: plan
                         .vertices
                         .iter()
-                        .map(|(id, p)| store::VertexParallelism { id: id.clone(), parallelism: *p })
+                        .map(|(id, p, kind)| store::VertexParallelism {
+                            id: id.clone(),
+                            parallelism: *p,
+                            kind: (*kind).to_owned(),
+                        })
                         .collect(),
                     tasks: f.files.clone(),
                 };

@@ -1,7 +1,7 @@
 //! The job graph: vertices and edges from a spec, and which vertices chain
 //! into one task.
 
-use weir_core::spec::{KeySelector, OperatorSpec, SinkSpec, SinkType, SourceSpec, Spec, StreamRef};
+use weir_core::spec::{KeySelector, OperatorKind, OperatorSpec, SinkSpec, SinkType, SourceSpec, Spec, StreamRef};
 
 #[derive(Debug, Clone)]
 pub(crate) enum VertexKind {
@@ -77,6 +77,22 @@ pub fn plan(spec: &Spec) -> Vec<PlanVertex> {
             PlanVertex { id: v.id, kind, parallelism: v.parallelism, inputs }
         })
         .collect()
+}
+
+impl Vertex {
+    /// `source`, `sink`, or the operator's kind as the spec names it.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            VertexKind::Source(_) => "source",
+            VertexKind::Sink(_) => "sink",
+            VertexKind::Operator(o) => match o.kind {
+                OperatorKind::Map => "map",
+                OperatorKind::Process => "process",
+                OperatorKind::Window => "window",
+                OperatorKind::WindowAll => "window-all",
+            },
+        }
+    }
 }
 
 impl JobGraph {

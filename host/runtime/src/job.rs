@@ -464,7 +464,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 retain: c.retain as usize,
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
                 restored: restore.map(|r| r.checkpoint),
-                vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
+                vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism, v.kind_name())).collect(),
                 max_parallelism: graph.max_parallelism,
             };
             let tasks: usize = chains.iter().map(|c| graph.vertices[c[0]].parallelism as usize).sum();

@@ -22,7 +22,8 @@ mod task;
 mod window;
 
 pub use checkpoint::{
-    CheckpointStats, CheckpointStatus, CheckpointStore, Restored, Savepoint, SavepointRequest, load_from,
+    CheckpointStats, CheckpointStatus, CheckpointStore, KeyState, OperatorState, Restored, Savepoint, SavepointRequest,
+    StateReport, inspect, key_state, load_from,
 };
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};

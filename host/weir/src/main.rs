@@ -13,6 +13,7 @@ mod bench;
 mod bundle;
 mod client;
 mod serve;
+mod state;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -72,6 +73,19 @@ enum Command {
     Info(client::JobArgs),
     /// Cancel a job.
     Cancel(client::CancelArgs),
+    /// Show what a checkpoint or savepoint folder holds, without running
+    /// its job: operators, state names, keys per key group; or one key's
+    /// state.
+    State {
+        /// A savepoint folder or a checkpoint's `chk-N` folder.
+        path: PathBuf,
+        /// With --key: the operator whose state to show.
+        #[arg(long, requires = "key")]
+        operator: Option<String>,
+        /// With --operator: the key (its text, as `key-by` made it).
+        #[arg(long, requires = "operator")]
+        key: Option<String>,
+    },
     /// Take a savepoint of a running job; prints its folder.
     Savepoint(client::SavepointArgs),
     /// Stop a job with a savepoint (`--savepoint`); prints its folder.
@@ -237,6 +251,7 @@ fn main() -> ExitCode {
         Command::Info(args) => client::info(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Savepoint(args) => client::savepoint(args, false),
+        Command::State { path, operator, key } => done(state::run(&path, operator.as_deref(), key.as_deref())),
         Command::Stop(args) => client::savepoint(args.args, true),
         Command::Exceptions(args) => client::exceptions(args),
         Command::Openapi { markdown } => {

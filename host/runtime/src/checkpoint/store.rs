@@ -40,6 +40,10 @@ pub(crate) struct Metadata {
 pub(crate) struct VertexParallelism {
     pub id: String,
     pub parallelism: u32,
+    /// `source`, `sink`, or the operator's kind (`map`, `process`,
+    /// `window`, `window-all`): how its state reads.
+    #[serde(default)]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,7 +330,7 @@ mod tests {
         begin(&dir).unwrap();
         let body = write_stages(&[("op".into(), 0, 5, state.to_vec())]);
         let file = write_task(&dir, "op-0", &body).unwrap();
-        let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1 }];
+        let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
         let m = Metadata {
             format: 1,
             job: "j".into(),

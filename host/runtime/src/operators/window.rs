@@ -42,6 +42,16 @@ const WINDOW_STATE: u32 = 4;
 const GLOBAL_STATE: u32 = 5;
 const ELEMENTS: u32 = 0;
 
+/// The names of the states above, by id, as checkpoints list them.
+fn state_names() -> weir_wasm::StateNames {
+    let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect();
+    weir_wasm::StateNames {
+        value: names(&["accumulator", "firings", "trigger", "sessions", "window-state", "global-state"]),
+        list: names(&["elements", "slice-keys"]),
+        map: Vec::new(),
+    }
+}
+
 /// Output events gathered before they are emitted: half the default
 /// batch size, so one more firing (a sliced window emits a key group's
 /// keys at once) rarely takes a batch past the size the task would cut
@@ -875,7 +885,7 @@ impl WindowOp {
 
 impl Operator for WindowOp {
     fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
-        super::restore_keyed(self.backend.as_mut(), groups, restored, None)
+        super::restore_keyed(self.backend.as_mut(), groups, restored, Some(&state_names()))
     }
 
     fn snapshot(
@@ -884,7 +894,7 @@ impl Operator for WindowOp {
         groups: &super::Groups,
         out: &mut crate::checkpoint::Writer,
     ) -> Result<(), OpError> {
-        super::snapshot_keyed(self.backend.as_mut(), groups, None, out);
+        super::snapshot_keyed(self.backend.as_mut(), groups, Some(&state_names()), out);
         Ok(())
     }
 
