@@ -178,6 +178,7 @@ impl Run {
             }
             _ => None,
         };
+        let rated = last.is_some();
         for (vi, (v, m)) in self.detail.vertices.iter_mut().zip(&now_metrics).enumerate() {
             let mut subtasks = Vec::with_capacity(m.subtasks.len());
             for (si, s) in m.subtasks.iter().enumerate() {
@@ -195,7 +196,9 @@ impl Run {
             v.backpressure = Backpressure::of(v.metrics.back_pressured_time_ms_per_second);
             v.subtasks = subtasks;
         }
-        if sample || self.sample.is_none() {
+        // A new sample once the rates were taken over half a second or
+        // more (the job master looks more often than that).
+        if rated || self.sample.is_none() {
             self.sample = Some((now, now_metrics));
         }
     }

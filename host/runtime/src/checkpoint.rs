@@ -381,7 +381,14 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                 };
                 match store::complete(&f.dir, &metadata) {
                     Ok(()) => {
-                        shared.record(stats(id, &f, CheckpointStatus::Completed, tasks));
+                        let done = stats(id, &f, CheckpointStatus::Completed, tasks);
+                        tracing::info!(
+                            "checkpoint {id} of `{}` completed: {} bytes in {} ms",
+                            plan.job,
+                            done.bytes,
+                            done.duration_ms
+                        );
+                        shared.record(done);
                         shared.completed.store(id, Ordering::Release);
                         if let Some(s) = &f.savepoint {
                             tracing::info!("savepoint of `{}` written to {}", plan.job, f.dir.display());
