@@ -842,10 +842,16 @@ impl Coordinator {
         }
         let mut restore = initial.clone();
         if checkpoints.resume {
+            let started_reading = Instant::now();
             match store.as_ref().map(CheckpointStore::latest) {
                 None | Some(Ok(None)) => {}
                 Some(Ok(Some(r))) => {
-                    tracing::info!("job {} resumes from checkpoint {}", job.id, r.path.display());
+                    tracing::info!(
+                        "job {} resumes from checkpoint {} (read and checked in {} ms)",
+                        job.id,
+                        r.path.display(),
+                        started_reading.elapsed().as_millis()
+                    );
                     restore = Some(Arc::new(r));
                 }
                 Some(Err(e)) => {

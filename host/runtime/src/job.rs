@@ -613,6 +613,14 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         }
     }
     drop(inboxes);
+    if let Some(r) = restore {
+        tracing::info!(
+            "restored every task from checkpoint {} ({}) in {} ms",
+            r.checkpoint,
+            r.path.display(),
+            started.elapsed().as_millis()
+        );
+    }
 
     shared.progress().running = tasks.len();
     let mut threads = Vec::with_capacity(tasks.len());
