@@ -9,104 +9,11 @@
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use weir_tests::{Entries, component, components, entries_of, example_copy, rezip, sorted_json_lines, weir_bin};
-
-/// A `weir coordinator` process, killed when dropped.
-struct Coordinator {
-    child: Child,
-    url: String,
-    data: tempfile::TempDir,
-}
-
-impl Coordinator {
-    fn start(extra: &[&str]) -> Coordinator {
-        components();
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(weir_bin())
-            .args(["coordinator", "--listen", "127.0.0.1:0", "--slots", "2", "--data-dir"])
-            .arg(data.path())
-            .args(extra)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cannot start weir coordinator");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[coordinator] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no address printed");
-            if let Some(at) = line.find("listening on ") {
-                break line[at + "listening on ".len()..].trim().to_owned();
-            }
-        };
-        Coordinator { child, url, data }
-    }
-
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder().http_status_as_error(false).build().into()
-    }
-
-    fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-        let mut r = r.expect("the coordinator answers");
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        (status, v)
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        Self::answer(Self::agent().get(format!("{}{path}", self.url)).call())
-    }
-
-    fn text(&self, path: &str) -> String {
-        let mut r = Self::agent().get(format!("{}{path}", self.url)).call().unwrap();
-        r.body_mut().read_to_string().unwrap()
-    }
-
-    fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut req =
-            Self::agent().post(format!("{}{path}", self.url)).header("content-type", "application/octet-stream");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        Self::answer(req.send(body))
-    }
-
-    fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let req = Self::agent().post(format!("{}{path}", self.url)).header("content-type", "application/json");
-        Self::answer(req.send(serde_json::to_vec(body).unwrap().as_slice()))
-    }
-
-    /// Polls job `id` until `done` holds of it (at most `secs` seconds).
-    fn wait_job(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let (status, job) = self.get(&format!("/v1/jobs/{id}"));
-            assert_eq!(status, 200, "{job}");
-            if done(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not get there in {secs} s: {job:#}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use weir_tests::{
+    Coordinator, Entries, component, components, entries_of, example_copy, rezip, sorted_json_lines, weir_bin,
+};
 
 fn state(job: &Value) -> &str {
     job["state"].as_str().unwrap()

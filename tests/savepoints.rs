@@ -4,69 +4,9 @@
 //! that was never stopped writes. And what cannot be restored is refused
 //! by name.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use weir_tests::{component, components, weir, weir_bin};
-
-struct Coordinator {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Coordinator {
-    fn start(allow: &Path) -> Coordinator {
-        components();
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(weir_bin())
-            .args(["coordinator", "--listen", "127.0.0.1:0", "--slots", "3", "--data-dir"])
-            .arg(data.path())
-            .arg("--allow-path")
-            .arg(allow)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cannot start weir coordinator");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[coordinator] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no address printed");
-            if let Some(at) = line.find("listening on ") {
-                break line[at + "listening on ".len()..].trim().to_owned();
-            }
-        };
-        Coordinator { child, url, _data: data }
-    }
-
-    fn weir(&self, args: &[&str]) -> Output {
-        Command::new(weir_bin()).args(args).env("WEIR_SERVER", &self.url).output().expect("cannot run weir")
-    }
-
-    /// `weir ARGS`, which must succeed: its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.weir(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "weir {args:?} failed:\n{stderr}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use weir_tests::{Coordinator, component, weir};
 
 /// A keyed job: a generator at 20,000 events/s (parallelism 1; 60,000
 /// events, keys `g % 97`), `component` counting per key, one `key,count`
@@ -103,6 +43,11 @@ fn write_spec(dir: &Path, name: &str, text: &str) -> String {
 /// Submits `spec` and stops it with a savepoint once it has counted some
 /// events: the savepoint's folder.
 fn run_then_stop(c: &Coordinator, spec: &str, extra: &[&str]) -> String {
+    run_then_stop_id(c, spec, extra).1
+}
+
+/// [`run_then_stop`], with the job's id.
+fn run_then_stop_id(c: &Coordinator, spec: &str, extra: &[&str]) -> (String, String) {
     let mut args = vec!["submit", spec];
     args.extend_from_slice(extra);
     let id = c.ok(&args);
@@ -121,7 +66,7 @@ fn run_then_stop(c: &Coordinator, spec: &str, extra: &[&str]) -> String {
     let info: serde_json::Value = serde_json::from_str(&c.ok(&["info", &id, "--json"])).unwrap();
     assert_eq!(info["state"], "FINISHED", "{info:#}");
     assert!(Path::new(&location).join("_metadata").is_file(), "{location} holds a completed savepoint");
-    location
+    (id, location)
 }
 
 #[test]
@@ -143,7 +88,7 @@ fn a_savepoint_round_trip_rescales_changes_backend_and_upgrades_and_writes_what_
     // component (its states in another order) → stop → 1 subtask on
     // memory. (Going back to the first component is refused: the
     // savepoint holds the upgrade's new state `seen`, which it lacks.)
-    let c = Coordinator::start(&root);
+    let c = Coordinator::start_with_slots(3, &["--allow-path", root.to_str().unwrap()]);
     let v1 = write_spec(&root, "v1", &spec(&root, "flaky-count", "memory"));
     let v2 = write_spec(&root, "v2", &spec(&root, "count-v2", "lsm"));
     let v2_memory = write_spec(&root, "v2-memory", &spec(&root, "count-v2", "memory"));
@@ -163,9 +108,15 @@ fn a_savepoint_round_trip_rescales_changes_backend_and_upgrades_and_writes_what_
 fn state_that_cannot_be_restored_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
-    let c = Coordinator::start(&root);
+    let c = Coordinator::start_with_slots(3, &["--allow-path", root.to_str().unwrap()]);
     let v1 = write_spec(&root, "v1", &spec(&root, "flaky-count", "memory"));
-    let savepoint = run_then_stop(&c, &v1, &[]);
+    let (job, savepoint) = run_then_stop_id(&c, &v1, &[]);
+    let (status, cps) = c.get(&format!("/v1/jobs/{job}/checkpoints"));
+    assert_eq!(status, 200, "{cps}");
+    assert!(cps["counts"]["completed"].as_u64().unwrap() >= 2, "periodic checkpoints and the savepoint: {cps:#}");
+    let last = &cps["latest-completed"];
+    assert!(last["is-savepoint"] == true && last["external-path"] == savepoint.as_str(), "{cps:#}");
+    assert!(c.text("/metrics").contains(&format!("weir_job_numberOfCompletedCheckpoints{{job_id=\"{job}\"")));
 
     // Read offline: operators, state names, keys per key group; one key.
     let listing = c.ok(&["state", &savepoint]);

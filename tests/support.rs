@@ -2,9 +2,12 @@
 //! components built once per test run, and running the real `weir` binary
 //! on example folders copied into temporary directories.
 
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Once;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Once, mpsc};
+use std::time::{Duration, Instant};
 
 /// Guest crates the tests need as components.
 pub const GUESTS: &[&str] = &[
@@ -150,4 +153,123 @@ pub fn entries_of(bytes: &[u8]) -> Entries {
 pub fn rezip(entries: &Entries) -> Vec<u8> {
     let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
     zip_of(&refs)
+}
+
+/// A `weir coordinator` process, killed when dropped.
+pub struct Coordinator {
+    /// The process.
+    pub child: Child,
+    /// Its REST address, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data: tempfile::TempDir,
+}
+
+impl Coordinator {
+    /// Starts one with 2 slots on a free loopback port, with `extra`
+    /// options.
+    pub fn start(extra: &[&str]) -> Coordinator {
+        Coordinator::start_with_slots(2, extra)
+    }
+
+    /// Starts one with `slots` slots.
+    pub fn start_with_slots(slots: u32, extra: &[&str]) -> Coordinator {
+        components();
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(weir_bin())
+            .args(["coordinator", "--listen", "127.0.0.1:0", "--slots", &slots.to_string(), "--data-dir"])
+            .arg(data.path())
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cannot start weir coordinator");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[coordinator] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no address printed");
+            if let Some(at) = line.find("listening on ") {
+                break line[at + "listening on ".len()..].trim().to_owned();
+            }
+        };
+        Coordinator { child, url, data }
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    }
+
+    pub fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+        let mut r = r.expect("the coordinator answers");
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, v)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        Self::answer(Self::agent().get(format!("{}{path}", self.url)).call())
+    }
+
+    pub fn text(&self, path: &str) -> String {
+        let mut r = Self::agent().get(format!("{}{path}", self.url)).call().unwrap();
+        r.body_mut().read_to_string().unwrap()
+    }
+
+    pub fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req =
+            Self::agent().post(format!("{}{path}", self.url)).header("content-type", "application/octet-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::answer(req.send(body))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let req = Self::agent().post(format!("{}{path}", self.url)).header("content-type", "application/json");
+        Self::answer(req.send(serde_json::to_vec(body).unwrap().as_slice()))
+    }
+
+    /// Polls job `id` until `done` holds of it (at most `secs` seconds).
+    pub fn wait_job(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}"));
+            assert_eq!(status, 200, "{job}");
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not get there in {secs} s: {job:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Coordinator {
+    /// `weir ARGS` against it.
+    pub fn weir(&self, args: &[&str]) -> std::process::Output {
+        Command::new(weir_bin()).args(args).env("WEIR_SERVER", &self.url).output().expect("cannot run weir")
+    }
+
+    /// `weir ARGS` against it, which must succeed: its stdout, trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.weir(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "weir {args:?} failed:\n{stderr}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

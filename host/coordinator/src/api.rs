@@ -417,6 +417,54 @@ pub struct Exceptions {
     pub exception_history: Vec<ExceptionInfo>,
 }
 
+/// A job's checkpoints and savepoints (Flink's `/jobs/{id}/checkpoints`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Checkpoints {
+    /// How many, by status.
+    pub counts: CheckpointCounts,
+    /// The latest completed one.
+    pub latest_completed: Option<CheckpointInfo>,
+    /// The latest ones, oldest first (the last hundred of each execution).
+    pub history: Vec<CheckpointInfo>,
+}
+
+/// Checkpoints by status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckpointCounts {
+    /// Being taken.
+    pub in_progress: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Failed or aborted.
+    pub failed: u64,
+}
+
+/// One checkpoint or savepoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckpointInfo {
+    /// Its number.
+    pub id: u64,
+    /// `IN_PROGRESS`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    /// Whether it is a savepoint.
+    pub is_savepoint: bool,
+    /// When it was triggered, epoch ms.
+    pub trigger_timestamp: u64,
+    /// From trigger to completion (or to now), ms.
+    pub end_to_end_duration: u64,
+    /// Bytes written.
+    pub state_size: u64,
+    /// Tasks that acknowledged it.
+    pub num_acknowledged_subtasks: usize,
+    /// Tasks of the job.
+    pub num_subtasks: usize,
+    /// A savepoint's folder.
+    pub external_path: Option<String>,
+}
+
 /// A worker and its slots.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]

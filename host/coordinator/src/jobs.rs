@@ -8,9 +8,9 @@
 //! outlive the coordinator.
 
 use crate::api::{
-    Backpressure, ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation,
-    OperationStatus, SavepointBody, SavepointOperation, SubmitRequest, Submitted, SubtaskInfo, Triggered,
-    UserMetricInfo, VertexInfo,
+    Backpressure, CheckpointCounts, CheckpointInfo, Checkpoints, ErrorItem, ExceptionInfo, Exceptions, JobDetail,
+    JobInfo, JobList, JobState, Metrics, Operation, OperationStatus, SavepointBody, SavepointOperation, SubmitRequest,
+    Submitted, SubtaskInfo, Triggered, UserMetricInfo, VertexInfo,
 };
 use crate::blobs::{is_sha256, write_atomic};
 use crate::worker::{Deployment, Execution};
@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use weir_core::restart::{RestartDecision, RestartTracker};
 use weir_core::spec::{Spec, StateBackendKind};
 use weir_runtime::{
-    CheckpointStore, JobStatus, JobSummary, Savepoint, SavepointRequest, SubtaskMetrics, TaskError, VertexMetrics,
+    CheckpointStats, CheckpointStatus, CheckpointStore, JobStatus, JobSummary, Savepoint, SavepointRequest,
+    SubtaskMetrics, TaskError, VertexMetrics,
 };
 use weir_wasm::{UserMetric, World};
 
@@ -116,6 +117,8 @@ struct Run {
     savepoints: HashMap<String, Arc<Savepoint>>,
     /// A stop-with-savepoint in progress.
     stopping: Option<Arc<Savepoint>>,
+    /// Checkpoints of every execution so far, oldest first.
+    checkpoints: Vec<CheckpointStats>,
 }
 
 impl Run {
@@ -133,6 +136,7 @@ impl Run {
             exec_errors: 0,
             savepoints: HashMap::new(),
             stopping: None,
+            checkpoints: Vec::new(),
         }
     }
 
@@ -170,6 +174,16 @@ impl Run {
     /// half a second or more since the last sample, the rates too.
     fn refresh(&mut self, sample: bool) {
         let Some(exec) = &self.execution else { return };
+        // Checkpoint ids grow across executions: merge by id.
+        for c in exec.checkpoints() {
+            match self.checkpoints.iter_mut().rev().find(|x| x.id == c.id) {
+                Some(x) => *x = c,
+                None => self.checkpoints.push(c),
+            }
+        }
+        if self.checkpoints.len() > 1000 {
+            self.checkpoints.drain(..self.checkpoints.len() - 1000);
+        }
         let now_metrics = exec.metrics();
         let now = Instant::now();
         let last = match &self.sample {
@@ -1122,6 +1136,13 @@ impl Coordinator {
         Ok(Exceptions { root_exception: run.exceptions.first().cloned(), exception_history: run.exceptions.clone() })
     }
 
+    /// A job's checkpoints and savepoints.
+    pub fn checkpoints(&self, id: &str) -> Result<Checkpoints, ApiError> {
+        let job = self.job(id)?;
+        let run = lock(&job.run);
+        Ok(checkpoints_of(&run.checkpoints))
+    }
+
     /// Asks a job to stop; poll the trigger id for when it has.
     pub fn cancel(&self, id: &str) -> Result<Triggered, ApiError> {
         let job = self.job(id)?;
@@ -1311,6 +1332,26 @@ impl Coordinator {
                 }
             }
         }
+        let checkpoint_series: Vec<(String, Checkpoints)> =
+            all.iter().map(|j| (j.id.clone(), checkpoints_of(&lock(&j.run).checkpoints))).collect();
+        for (name, kind, get) in [
+            (
+                "numberOfCompletedCheckpoints",
+                "counter",
+                (|c: &Checkpoints| Some(c.counts.completed)) as fn(&Checkpoints) -> Option<u64>,
+            ),
+            ("numberOfFailedCheckpoints", "counter", |c| Some(c.counts.failed)),
+            ("lastCheckpointDuration", "gauge", |c| c.latest_completed.as_ref().map(|l| l.end_to_end_duration)),
+            ("lastCheckpointSize", "gauge", |c| c.latest_completed.as_ref().map(|l| l.state_size)),
+        ] {
+            let _ = writeln!(out, "# TYPE weir_job_{name} {kind}");
+            for (d, (_, c)) in details.iter().zip(&checkpoint_series) {
+                if let Some(v) = get(c) {
+                    let _ =
+                        writeln!(out, "weir_job_{name}{{job_id=\"{}\",job_name=\"{}\"}} {v}", d.id, escape(&d.name));
+                }
+            }
+        }
         let _ = writeln!(out, "# TYPE weir_job_state gauge");
         for d in &details {
             let _ = writeln!(
@@ -1322,6 +1363,43 @@ impl Coordinator {
             );
         }
         out
+    }
+}
+
+fn checkpoint_info(c: &CheckpointStats) -> CheckpointInfo {
+    CheckpointInfo {
+        id: c.id,
+        status: match c.status {
+            CheckpointStatus::InProgress => "IN_PROGRESS",
+            CheckpointStatus::Completed => "COMPLETED",
+            CheckpointStatus::Failed => "FAILED",
+        }
+        .to_owned(),
+        is_savepoint: c.savepoint.is_some(),
+        trigger_timestamp: c.triggered_at_ms,
+        end_to_end_duration: c.duration_ms,
+        state_size: c.bytes,
+        num_acknowledged_subtasks: c.acknowledged,
+        num_subtasks: c.tasks,
+        external_path: c.savepoint.as_ref().map(|p| p.display().to_string()),
+    }
+}
+
+fn checkpoints_of(all: &[CheckpointStats]) -> Checkpoints {
+    let mut counts = CheckpointCounts::default();
+    for c in all {
+        match c.status {
+            CheckpointStatus::InProgress => counts.in_progress += 1,
+            CheckpointStatus::Completed => counts.completed += 1,
+            CheckpointStatus::Failed => counts.failed += 1,
+        }
+    }
+    let latest = all.iter().rev().find(|c| c.status == CheckpointStatus::Completed);
+    let start = all.len().saturating_sub(100);
+    Checkpoints {
+        counts,
+        latest_completed: latest.map(checkpoint_info),
+        history: all[start..].iter().map(checkpoint_info).collect(),
     }
 }
 

@@ -8,8 +8,8 @@
 //! something need the coordinator's token when it has one.
 
 use crate::api::{
-    BundleInfo, BundleList, ComponentUploaded, Errors, Exceptions, JobDetail, JobList, Operation, Overview,
-    SavepointBody, SavepointOperation, SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
+    BundleInfo, BundleList, Checkpoints, ComponentUploaded, Errors, Exceptions, JobDetail, JobList, Operation,
+    Overview, SavepointBody, SavepointOperation, SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
 };
 use crate::{ApiError, Coordinator};
 use axum::body::Bytes;
@@ -258,6 +258,15 @@ async fn cancel_job(State(c): Shared, Path(id): Path<String>) -> Answer<(StatusC
     blocking(move || c.cancel(&id).map(|t| (StatusCode::ACCEPTED, Json(t)))).await
 }
 
+/// A job's checkpoints and savepoints: counts, the latest completed,
+/// history.
+#[utoipa::path(get, path = "/v1/jobs/{id}/checkpoints", tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, body = Checkpoints), (status = 404, body = Errors)))]
+async fn get_checkpoints(State(c): Shared, Path(id): Path<String>) -> Answer<Json<Checkpoints>> {
+    blocking(move || c.checkpoints(&id).map(Json)).await
+}
+
 /// Takes a savepoint of a running job (`stop: true` stops it once the
 /// savepoint is committed); poll the request id for its folder.
 #[utoipa::path(post, path = "/v1/jobs/{id}/savepoints", tag = "jobs",
@@ -403,6 +412,7 @@ fn api_routes() -> OpenApiRouter<Arc<Coordinator>> {
         .routes(routes!(get_exceptions))
         .routes(routes!(cancel_job))
         .routes(routes!(get_cancellation))
+        .routes(routes!(get_checkpoints))
         .routes(routes!(trigger_savepoint))
         .routes(routes!(get_savepoint))
 }
