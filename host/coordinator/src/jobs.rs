@@ -877,6 +877,17 @@ impl Coordinator {
         }
         let mut restarts = RestartTracker::new(spec.restart_strategy());
         let started = Instant::now();
+        // What a restart restores: the latest checkpoint of this run, else
+        // the savepoint it started from, else nothing. `Err`: the job failed.
+        let reload = || match store.as_ref().map(|s| s.latest_since(floor)) {
+            None | Some(Ok(None)) => Ok(initial.clone()),
+            Some(Ok(Some(r))) => Ok(Some(Arc::new(r))),
+            Some(Err(e)) => {
+                fail(e);
+                self.end_job(job, &wd, Some(worker));
+                Err(())
+            }
+        };
         loop {
             let deployment = Deployment {
                 job: job.id.clone(),
@@ -891,6 +902,20 @@ impl Coordinator {
                 Err(errors) => {
                     let mut run = lock(&job.run);
                     run.add_errors(errors);
+                    run.exec_errors = 0;
+                    // A job that ran before and fails to come back (say, a
+                    // file it restores cannot be read now) goes through its
+                    // restart strategy; one that never ran fails at once.
+                    if restarts.restarts() > 0 && !run.cancel_requested {
+                        if !self.restart_after_failure(job, run, &mut restarts, started, &wd, worker) {
+                            return;
+                        }
+                        match reload() {
+                            Ok(r) => restore = r,
+                            Err(()) => return,
+                        }
+                        continue;
+                    }
                     run.detail.status_message = run.exceptions.last().map(|e| e.exception.clone());
                     run.set_state(JobState::Failed);
                     drop(run);
@@ -952,44 +977,15 @@ impl Coordinator {
             run.execution = None;
             run.exec_errors = 0;
             if status == JobStatus::Failed && !run.cancel_requested {
-                let cause = run.exceptions.last().map(|e| e.exception.clone()).unwrap_or_default();
-                match restarts.on_failure(started.elapsed().as_millis() as u64, random_fraction()) {
-                    RestartDecision::RestartAfter(delay) => {
-                        run.set_state(JobState::Restarting);
-                        run.detail.restarts = restarts.restarts();
-                        run.detail.status_message = Some(format!(
-                            "restart {} in {} ms, from the latest checkpoint, after: {cause}",
-                            restarts.restarts(),
-                            delay.as_millis()
-                        ));
-                        job.changed.notify_all();
-                        drop(run);
-                        tracing::warn!("job {} restarts in {} ms after: {cause}", job.id, delay.as_millis());
-                        if !self.wait_unless_cancelled(job, delay) {
-                            lock(&job.run).set_state(JobState::Canceled);
-                            self.end_job(job, &wd, Some(worker));
-                            return;
-                        }
-                        match store.as_ref().map(|s| s.latest_since(floor)) {
-                            None | Some(Ok(None)) => restore = initial.clone(),
-                            Some(Ok(Some(r))) => restore = Some(Arc::new(r)),
-                            Some(Err(e)) => {
-                                fail(e);
-                                self.end_job(job, &wd, Some(worker));
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    RestartDecision::Fail(why) => {
-                        run.detail.status_message = Some(format!("{cause} (not restarted: {why})"));
-                        run.summary = summary;
-                        run.set_state(JobState::Failed);
-                        drop(run);
-                        self.end_job(job, &wd, Some(worker));
-                        return;
-                    }
+                run.summary = summary;
+                if !self.restart_after_failure(job, run, &mut restarts, started, &wd, worker) {
+                    return;
                 }
+                match reload() {
+                    Ok(r) => restore = r,
+                    Err(()) => return,
+                }
+                continue;
             }
             run.summary = summary;
             run.detail.status_message = match status {
@@ -1013,6 +1009,48 @@ impl Coordinator {
             drop(run);
             self.end_job(job, &wd, Some(worker));
             return;
+        }
+    }
+
+    /// After a failure: the restart strategy's answer. Waits out its delay
+    /// and returns `true` (restart), or ends the job (FAILED, or CANCELED
+    /// if cancelled while waiting) and returns `false`.
+    fn restart_after_failure(
+        &self,
+        job: &JobMaster,
+        mut run: std::sync::MutexGuard<'_, Run>,
+        restarts: &mut RestartTracker,
+        started: Instant,
+        wd: &Path,
+        worker: usize,
+    ) -> bool {
+        let cause = run.exceptions.last().map(|e| e.exception.clone()).unwrap_or_default();
+        match restarts.on_failure(started.elapsed().as_millis() as u64, random_fraction()) {
+            RestartDecision::RestartAfter(delay) => {
+                run.set_state(JobState::Restarting);
+                run.detail.restarts = restarts.restarts();
+                run.detail.status_message = Some(format!(
+                    "restart {} in {} ms, from the latest checkpoint, after: {cause}",
+                    restarts.restarts(),
+                    delay.as_millis()
+                ));
+                job.changed.notify_all();
+                drop(run);
+                tracing::warn!("job {} restarts in {} ms after: {cause}", job.id, delay.as_millis());
+                if !self.wait_unless_cancelled(job, delay) {
+                    lock(&job.run).set_state(JobState::Canceled);
+                    self.end_job(job, wd, Some(worker));
+                    return false;
+                }
+                true
+            }
+            RestartDecision::Fail(why) => {
+                run.detail.status_message = Some(format!("{cause} (not restarted: {why})"));
+                run.set_state(JobState::Failed);
+                drop(run);
+                self.end_job(job, wd, Some(worker));
+                false
+            }
         }
     }
 
