@@ -189,14 +189,13 @@ fn at_least_once_killed_at_random_moments_loses_nothing() {
 fn a_trapping_operator_restarts_from_the_latest_checkpoint_and_the_output_is_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     write_events(&dir.path().join("events.csv"), 400_000, 300, 11, Some(250_000));
-    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 4000;
     let spec = |trap: &str| {
         format!(
             "name: flaky\nsources:\n  - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms}}\n\
              operators:\n  - id: count\n    kind: process\n    input: events\n    key-by: key\n    component: {}\n    config: {trap}\n\
              sinks:\n  - {{id: out, type: file, path: out/counts.csv, format: text, input: count}}\n\
              checkpoints: {{interval-ms: 50, dir: checkpoints}}\n\
-             restart: {{type: fixed-delay, attempts: 2, delay-ms: 4500}}\n",
+             restart: {{type: fixed-delay, attempts: 2, delay-ms: 7000}}\n",
             component("flaky-count").display()
         )
     };
@@ -205,6 +204,9 @@ fn a_trapping_operator_restarts_from_the_latest_checkpoint_and_the_output_is_exa
     let calm = weir(&["run", dir.path().join("calm.yaml").to_str().unwrap(), "--no-server"], cache.path());
     assert!(calm.status.success(), "{}", String::from_utf8_lossy(&calm.stderr));
 
+    // It traps until 6 s from now (the record is reached in well under a
+    // second, even on a loaded machine), and restarts 7 s after the trap.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 6000;
     let flaky = format!("{{trap-on: 1000, until-ms: {until}}}");
     std::fs::write(dir.path().join("flaky.yaml"), spec(&flaky)).unwrap();
     let out = weir(&["run", dir.path().join("flaky.yaml").to_str().unwrap(), "--no-server"], cache.path());
