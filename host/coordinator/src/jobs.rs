@@ -888,6 +888,13 @@ impl Coordinator {
                 Err(())
             }
         };
+        // After a failure: restart (what to restore), or `None`: the job ended.
+        let again = |run: std::sync::MutexGuard<'_, Run>, restarts: &mut RestartTracker| {
+            if !self.restart_after_failure(job, run, restarts, started, &wd, worker) {
+                return None;
+            }
+            reload().ok()
+        };
         loop {
             let deployment = Deployment {
                 job: job.id.clone(),
@@ -907,12 +914,9 @@ impl Coordinator {
                     // file it restores cannot be read now) goes through its
                     // restart strategy; one that never ran fails at once.
                     if restarts.restarts() > 0 && !run.cancel_requested {
-                        if !self.restart_after_failure(job, run, &mut restarts, started, &wd, worker) {
-                            return;
-                        }
-                        match reload() {
-                            Ok(r) => restore = r,
-                            Err(()) => return,
+                        match again(run, &mut restarts) {
+                            Some(r) => restore = r,
+                            None => return,
                         }
                         continue;
                     }
@@ -978,12 +982,9 @@ impl Coordinator {
             run.exec_errors = 0;
             if status == JobStatus::Failed && !run.cancel_requested {
                 run.summary = summary;
-                if !self.restart_after_failure(job, run, &mut restarts, started, &wd, worker) {
-                    return;
-                }
-                match reload() {
-                    Ok(r) => restore = r,
-                    Err(()) => return,
+                match again(run, &mut restarts) {
+                    Some(r) => restore = r,
+                    None => return,
                 }
                 continue;
             }
