@@ -316,3 +316,15 @@ fn resume_without_a_checkpoints_section_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no `checkpoints:` section"), "{stderr}");
 }
+
+#[test]
+fn the_crash_example_on_its_own_data_writes_its_expected_file() {
+    let dir = example_copy("exactly-once");
+    let cache = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pipeline.yaml");
+    let out = weir(&["run", spec.to_str().unwrap(), "--resume", "--no-server"], cache.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = sorted_lines(&dir.path().join("out/sums.csv"));
+    assert_eq!(got, sorted_lines(&dir.path().join("expected/sums.csv")));
+    assert!(got.iter().all(|l| l.split(',').count() == 4), "key,window_start,window_end,sum");
+}
