@@ -158,4 +158,19 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
         text = String::from_utf8_lossy(&c.weir(&["exceptions", &id]).stdout).into_owned();
     }
     assert!(text.contains("no longer has: `count`") && text.contains("--allow-non-restored-state"), "{text}");
+
+    // A sink renamed, its old state dropped on purpose: it would start
+    // afresh and empty the file it shares.
+    let renamed_sink = spec(&root, "flaky-count", "memory").replace("id: out", "id: out2");
+    let renamed_sink = write_spec(&root, "renamed-sink", &renamed_sink);
+    let before = std::fs::read(root.join("out/counts.csv")).unwrap();
+    let id = c.ok(&["submit", &renamed_sink, "--from-savepoint", &savepoint, "--allow-non-restored-state"]);
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !text.contains("holds no state of this sink") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        text = String::from_utf8_lossy(&c.weir(&["exceptions", &id]).stdout).into_owned();
+    }
+    assert!(text.contains("holds no state of this sink") && text.contains("Give the sink the id it had"), "{text}");
+    assert_eq!(std::fs::read(root.join("out/counts.csv")).unwrap(), before, "the file is untouched");
 }

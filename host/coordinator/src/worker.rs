@@ -98,8 +98,12 @@ impl Worker for EmbeddedWorker {
     }
 
     fn deploy(&self, d: Deployment) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
-        let options =
-            RunOptions { checkpoint_name: Some(d.checkpoint_name), restore: d.restore, ..RunOptions::default() };
+        let options = RunOptions {
+            checkpoint_name: Some(d.checkpoint_name),
+            restore: d.restore,
+            allow_non_restored_state: d.allow_non_restored_state,
+            ..RunOptions::default()
+        };
         match weir_runtime::start(&d.spec, &self.rt, options) {
             Ok(handle) => Ok(Arc::new(Local(handle))),
             Err(weir_runtime::JobError::Task(e)) => Err(vec![e]),

@@ -539,6 +539,22 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 let vertex = &graph.vertices[v];
                 let groups: Groups = weir_core::keys::key_group_range(s, graph.max_parallelism, vertex.parallelism);
                 let parts = restore.map_or_else(Vec::new, |r| restored_parts(r, &vertex.id, s, vertex.parallelism));
+                if let (Some(r), true, VertexKind::Sink(sink)) = (restore, parts.is_empty(), &vertex.kind)
+                    && let Some(path) = sink.path.as_ref().filter(|_| sink.sink_type == SinkType::File)
+                    && std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+                {
+                    // A renamed sink would start afresh and empty its file.
+                    return Err(start_err(
+                        v,
+                        s,
+                        format!(
+                            "{} holds no state of this sink, and its file {} is not empty: starting the sink afresh \
+                             would empty it. Give the sink the id it had, or move the file away",
+                            r.path.display(),
+                            path.display()
+                        ),
+                    ));
+                }
                 if !parts.is_empty() && matches!(vertex.kind, VertexKind::Source(_)) {
                     // A source's part is its position, taken up below.
                 } else {
