@@ -24,6 +24,18 @@ fn spec(dir: &Path, component_crate: &str, backend: &str) -> String {
     )
 }
 
+/// `weir exceptions ID` once it mentions `needle` (30 s at most).
+fn exceptions_once_they_say(c: &Coordinator, id: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = String::from_utf8_lossy(&c.weir(&["exceptions", id]).stdout).into_owned();
+        if text.contains(needle) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn sorted_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -136,13 +148,7 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
         spec(&root, "keyed-counter", "memory").replace("    component:", "    config: {state: map}\n    component:");
     let renamed = write_spec(&root, "renamed", &renamed);
     let id = c.ok(&["submit", &renamed, "--from-savepoint", &savepoint]);
-    let out = c.weir(&["exceptions", &id]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    while !text.contains("value state `count`") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        text = String::from_utf8_lossy(&c.weir(&["exceptions", &id]).stdout).into_owned();
-    }
+    let text = exceptions_once_they_say(&c, &id, "value state `count`");
     assert!(text.contains("value state `count`") && text.contains("no longer declares"), "{text}");
 
     // An operator the new job lacks.
@@ -151,12 +157,7 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
         .replace("input: count", "input: counter");
     let gone = write_spec(&root, "gone", &gone);
     let id = c.ok(&["submit", &gone, "--from-savepoint", &savepoint]);
-    let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !text.contains("no longer has") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        text = String::from_utf8_lossy(&c.weir(&["exceptions", &id]).stdout).into_owned();
-    }
+    let text = exceptions_once_they_say(&c, &id, "no longer has");
     assert!(text.contains("no longer has: `count`") && text.contains("--allow-non-restored-state"), "{text}");
 
     // A sink renamed, its old state dropped on purpose: it would start
@@ -165,12 +166,7 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
     let renamed_sink = write_spec(&root, "renamed-sink", &renamed_sink);
     let before = std::fs::read(root.join("out/counts.csv")).unwrap();
     let id = c.ok(&["submit", &renamed_sink, "--from-savepoint", &savepoint, "--allow-non-restored-state"]);
-    let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !text.contains("holds no state of this sink") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        text = String::from_utf8_lossy(&c.weir(&["exceptions", &id]).stdout).into_owned();
-    }
+    let text = exceptions_once_they_say(&c, &id, "holds no state of this sink");
     assert!(text.contains("holds no state of this sink") && text.contains("Give the sink the id it had"), "{text}");
     assert_eq!(std::fs::read(root.join("out/counts.csv")).unwrap(), before, "the file is untouched");
 }

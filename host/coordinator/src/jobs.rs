@@ -501,15 +501,10 @@ impl Coordinator {
     }
 
     /// Runs a spec already read and resolved (local mode: `weir run`),
-    /// unconfined.
-    /// Its checkpoints go under the spec's name, so `resume` finds those
-    /// of an earlier run of the same spec.
-    pub fn run_spec(self: &Arc<Self>, spec: Spec, resume: bool) -> Result<JobWatch, ApiError> {
-        self.run_spec_from(spec, resume, None, false)
-    }
-
-    /// [`Coordinator::run_spec`] from a savepoint (or retained
-    /// checkpoint) folder.
+    /// unconfined: fresh, from its latest checkpoint (`resume`), or from a
+    /// savepoint (or retained checkpoint) folder. Its checkpoints go under
+    /// the spec's name, so `resume` finds those of an earlier run of the
+    /// same spec.
     pub fn run_spec_from(
         self: &Arc<Self>,
         spec: Spec,
