@@ -82,12 +82,24 @@ fn crash_example(events: usize, seed: u64, spec_edit: impl Fn(String) -> String)
 /// round starts from nothing. The last round has at least five kills (or
 /// `kills`, if fewer), and is then run to its end. Returns the rounds.
 fn kill_and_resume(spec: &Path, kills: usize, rng: &mut Rng, expected: &[String], exactly_once: bool) -> usize {
+    kill_and_resume_into(spec, "out/sums.csv", kills, rng, expected, exactly_once)
+}
+
+/// [`kill_and_resume`] of a job writing `output` (beside the spec).
+fn kill_and_resume_into(
+    spec: &Path,
+    output: &str,
+    kills: usize,
+    rng: &mut Rng,
+    expected: &[String],
+    exactly_once: bool,
+) -> usize {
     let cache = tempfile::tempdir().unwrap();
     let dir = spec.parent().unwrap();
     let args = ["run", spec.to_str().unwrap(), "--resume", "--no-server"];
     let (mut killed, mut in_round, mut rounds) = (0, 0, 1);
     let check = |rounds: usize| {
-        let got = sorted_lines(&dir.join("out/sums.csv"));
+        let got = sorted_lines(&dir.join(output));
         if exactly_once {
             assert_eq!(got.len(), expected.len(), "round {rounds}: lines: no loss and no duplicate");
             assert!(got == expected, "round {rounds}: the lines differ from the undisturbed run's");
@@ -172,6 +184,74 @@ fn at_parallelism_two_the_sink_aligns_its_two_inputs_and_kills_change_nothing() 
         got.len(),
         expected.len()
     );
+}
+
+#[test]
+fn on_the_lsm_backend_with_incremental_checkpoints_kills_change_nothing() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    // A 1 MiB budget: most windows are on disk, so what changed is found
+    // in memory and in fjall both.
+    let edit = |s: String| s.replace("name: exactly-once", "name: eo-lsm\nstate: {backend: lsm, memory-mb: 1}");
+    let (dir, expected) = crash_example(1_500_000, seed, edit);
+    kill_and_resume(&dir.path().join("pipeline.yaml"), kills(), &mut rng, &expected, true);
+}
+
+#[test]
+fn keyed_counts_restored_from_chains_of_incremental_checkpoints_are_exactly_once() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    // 200,000 keys, a fifth or so touched between two checkpoints: each
+    // checkpoint after a full one holds what changed since, and chains
+    // grow to a few files before the next full one.
+    write_events(&dir.path().join("events.csv"), 600_000, 200_000, seed, None);
+    let spec = format!(
+        "name: chains\nstate: {{backend: lsm, memory-mb: 4}}\n\
+         sources:\n  - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms}}\n\
+         operators:\n  - id: count\n    kind: process\n    input: events\n    key-by: key\n    component: {}\n\
+         sinks:\n  - {{id: out, type: file, path: out/counts.csv, format: text, input: count}}\n\
+         checkpoints: {{interval-ms: 100, dir: checkpoints, retain: 2}}\n",
+        component("flaky-count").display()
+    );
+    let path = dir.path().join("chains.yaml");
+    std::fs::write(&path, &spec).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let calm = weir(&["run", path.to_str().unwrap(), "--no-server"], cache.path());
+    assert!(calm.status.success(), "{}", String::from_utf8_lossy(&calm.stderr));
+    let expected = sorted_lines(&dir.path().join("out/counts.csv"));
+    assert_eq!(expected.len(), 600_000);
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let _ = std::fs::remove_dir_all(dir.path().join("checkpoints"));
+    kill_and_resume_into(&path, "out/counts.csv", kills(), &mut rng, &expected, true);
+    // What the last run's checkpoints were made of.
+    let (mut longest, mut at) = (0, None);
+    for e in std::fs::read_dir(dir.path().join("checkpoints/chains")).unwrap() {
+        let folder = e.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(folder.join("_metadata")) else { continue };
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for chain in m["shared"].as_array().into_iter().flatten() {
+            let files = chain["files"].as_array().unwrap().len();
+            if files > longest {
+                (longest, at) = (files, Some(folder.clone()));
+            }
+        }
+    }
+    assert!(longest >= 2, "a kept checkpoint is a chain of a full snapshot and what changed since");
+    // `weir state` reads a chain as the state it stands for.
+    let at = at.unwrap();
+    let shown = weir(&["state", at.to_str().unwrap()], cache.path());
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success() && text.contains("value `count`"), "{text}");
+    // The key seen most often: it has state in any late checkpoint.
+    let count = |l: &String| l.rsplit(',').next().unwrap().parse::<u64>().unwrap();
+    let busiest = expected.iter().max_by_key(|l| count(l)).unwrap();
+    let key = busiest.rsplit_once(',').unwrap().0.to_owned();
+    let one = weir(&["state", at.to_str().unwrap(), "--operator", "count", "--key", &key], cache.path());
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(one.status.success() && text.contains("value `count`"), "{text}");
 }
 
 #[test]

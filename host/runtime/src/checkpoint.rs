@@ -12,24 +12,35 @@ mod format;
 mod inspect;
 mod store;
 
-pub(crate) use format::{Reader, Writer, read_keyed, write_keyed};
+pub(crate) use format::{Reader, Writer, read_keyed, write_changes, write_keyed};
 pub use inspect::{KeyState, OperatorState, StateReport, inspect, key_state};
 pub use store::{CheckpointStore, Restored, load_from};
 pub(crate) use store::{StageState, write_stages};
 
 use crate::job::JobShared;
-use std::collections::HashMap;
+use crate::operators::Shape;
+use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_core::checkpoint::{AckResult, CheckpointEvent, CheckpointTiming, CheckpointTracker};
 
-/// One task's part of a checkpoint: per stage (vertex id, subtask, input
-/// watermark, state).
+/// One task's part of a checkpoint: its stages' snapshots.
 pub(crate) struct TaskAck {
     pub checkpoint: u64,
     pub task: usize,
-    pub stages: Vec<(String, u32, i64, Vec<u8>)>,
+    pub stages: Vec<StagePart>,
+}
+
+/// One stage's snapshot.
+pub(crate) struct StagePart {
+    pub vertex: String,
+    pub subtask: u32,
+    /// The task's input watermark.
+    pub watermark: i64,
+    pub state: Vec<u8>,
+    pub shape: Shape,
 }
 
 /// How a checkpoint ended, for the REST API and metrics.
@@ -79,6 +90,16 @@ pub(crate) struct CheckpointShared {
     pub stop_at: AtomicU64,
     /// Per task: the latest completed checkpoint it was told of.
     pub notified: Vec<AtomicU64>,
+    /// Whether keyed operators may snapshot only what changed.
+    pub incremental: bool,
+    /// The latest completed checkpoint that is not a savepoint:
+    /// incremental snapshots diff against it.
+    pub base: AtomicU64,
+    /// Per task: the base its operators were told of (their snapshots
+    /// diff against it or a later one).
+    pub rebased: Vec<AtomicU64>,
+    /// Savepoints in progress (they hold everything, and are no base).
+    savepoints: Mutex<HashSet<u64>>,
     acks: Mutex<mpsc::Sender<TaskAck>>,
     history: Mutex<Vec<CheckpointStats>>,
     requests: Mutex<Vec<(SavepointRequest, Arc<Savepoint>)>>,
@@ -136,6 +157,11 @@ impl CheckpointShared {
         let _ = self.acks.lock().unwrap_or_else(|p| p.into_inner()).send(ack);
     }
 
+    /// Whether checkpoint `id` is a savepoint.
+    pub fn is_savepoint(&self, id: u64) -> bool {
+        self.savepoints.lock().unwrap_or_else(|p| p.into_inner()).contains(&id)
+    }
+
     /// Asks for a savepoint.
     pub fn savepoint(&self, request: SavepointRequest) -> Arc<Savepoint> {
         let ticket = Arc::new(Savepoint::default());
@@ -175,6 +201,7 @@ pub(crate) struct Plan {
     pub job: String,
     pub retain: usize,
     pub exactly_once: bool,
+    pub incremental: bool,
     /// The checkpoint restored from (numbering goes on after it).
     pub restored: Option<u64>,
     /// (id, parallelism, kind) of every vertex.
@@ -186,6 +213,8 @@ struct InFlight {
     triggered: Instant,
     triggered_at_ms: u64,
     files: Vec<store::TaskFile>,
+    /// Chains of the stages kept in shared files.
+    shared: Vec<store::SharedChain>,
     bytes: u64,
     /// Its folder (`chk-N`, or a savepoint's).
     dir: std::path::PathBuf,
@@ -195,7 +224,15 @@ struct InFlight {
 
 impl InFlight {
     fn new(dir: std::path::PathBuf, savepoint: Option<Arc<Savepoint>>) -> InFlight {
-        InFlight { triggered: Instant::now(), triggered_at_ms: epoch_ms(), files: Vec::new(), bytes: 0, dir, savepoint }
+        InFlight {
+            triggered: Instant::now(),
+            triggered_at_ms: epoch_ms(),
+            files: Vec::new(),
+            shared: Vec::new(),
+            bytes: 0,
+            dir,
+            savepoint,
+        }
     }
 
     /// It failed: its folder goes, and a savepoint's waiter is told why.
@@ -227,6 +264,10 @@ pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpo
         exactly_once: plan.exactly_once,
         stop_at: AtomicU64::new(0),
         notified: (0..tasks).map(|_| AtomicU64::new(restored)).collect(),
+        incremental: plan.incremental,
+        base: AtomicU64::new(0),
+        rebased: (0..tasks).map(|_| AtomicU64::new(0)).collect(),
+        savepoints: Mutex::new(HashSet::new()),
         acks: Mutex::new(tx),
         history: Mutex::new(Vec::new()),
         requests: Mutex::new(Vec::new()),
@@ -234,6 +275,69 @@ pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpo
     let cp = shared.clone();
     let run = move |job: Arc<JobShared>| run(plan, tasks, cp, rx, job);
     (shared, Box::new(run))
+}
+
+/// Per completed checkpoint: per (vertex, subtask), its chain of shared
+/// files.
+type Chains = BTreeMap<u64, HashMap<(String, u32), Vec<store::TaskFile>>>;
+
+/// Writes a task's part of checkpoint `id`: each stage kept in shared
+/// files gets its own (a delta's chain is its base's plus it), the rest
+/// goes in the task's file.
+fn write_part(
+    store: &CheckpointStore,
+    flight: &mut InFlight,
+    id: u64,
+    task: usize,
+    stages: Vec<StagePart>,
+    chains: &Chains,
+) -> Result<(), String> {
+    let mut inline = Vec::with_capacity(stages.len());
+    for (i, part) in stages.iter().enumerate() {
+        let mut chain = match part.shape {
+            Shape::Inline => {
+                inline.push((part.vertex.as_str(), part.subtask, part.watermark, part.state.as_slice()));
+                continue;
+            }
+            Shape::Full => Vec::new(),
+            Shape::Delta { base } => {
+                let found = chains.get(&base).and_then(|c| c.get(&(part.vertex.clone(), part.subtask)));
+                found.cloned().ok_or_else(|| {
+                    format!(
+                        "`{}` subtask {} sent what changed since checkpoint {base}, whose files are no longer kept",
+                        part.vertex, part.subtask
+                    )
+                })?
+            }
+        };
+        let name = format!("chk-{id}-task-{task}-{i}");
+        let file = store.write_shared(&name, &part.state).map_err(|e| format!("cannot write {name}: {e}"))?;
+        flight.bytes += file.bytes;
+        chain.push(file);
+        flight.shared.push(store::SharedChain { vertex: part.vertex.clone(), subtask: part.subtask, files: chain });
+        inline.push((part.vertex.as_str(), part.subtask, part.watermark, &[]));
+    }
+    let file =
+        store::write_task(&flight.dir, &format!("task-{task}"), &write_stages(&inline)).map_err(|e| e.to_string())?;
+    flight.bytes += file.bytes;
+    flight.files.push(file);
+    Ok(())
+}
+
+/// Forgets the chains no snapshot can diff against any more (those of
+/// checkpoints before the latest one every task's operators were told
+/// of, `floor`), then removes the shared files that neither they,
+/// checkpoints in progress nor the completed checkpoints kept list.
+fn collect(store: &CheckpointStore, chains: &mut Chains, flights: &HashMap<u64, InFlight>, floor: u64) {
+    let newest_below = chains.range(..=floor).next_back().map(|(&id, _)| id);
+    if let Some(keep_from) = newest_below {
+        chains.retain(|&id, _| id >= keep_from);
+    }
+    let mut live: HashSet<String> = HashSet::new();
+    let in_chains = chains.values().flat_map(|c| c.values()).flatten();
+    let in_flights = flights.values().flat_map(|f| f.shared.iter()).flat_map(|c| c.files.iter());
+    live.extend(in_chains.chain(in_flights).map(|f| f.file.clone()));
+    store.collect_shared(&live);
 }
 
 fn epoch_ms() -> u64 {
@@ -265,6 +369,10 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         f.fail(why);
     };
     let mut stopped = false;
+    // Per completed checkpoint (not savepoint), the chains of its stages
+    // kept in shared files: what incremental snapshots diff against.
+    let mut chains: Chains = BTreeMap::new();
+    let (mut collect_due, mut collected_at) = (true, 0);
     loop {
         let (running, ended) = job.task_counts();
         if ended {
@@ -301,6 +409,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                 ticket.finish(Err(format!("cannot make {}: {e}", dir.display())));
                 continue;
             }
+            shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
             if request.stop {
                 shared.stop_at.store(id, Ordering::Release);
                 tracker.pause();
@@ -332,18 +441,25 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                 }
             }
         }
+        // Read before the channel is found empty: every snapshot taken
+        // against an older base was sent before its task moved on, so it
+        // has been received by then (see `collect`).
+        let floor = shared.rebased.iter().map(|r| r.load(Ordering::Acquire)).min().unwrap_or(0);
         let ack = match rx.recv_timeout(Duration::from_millis(5)) {
             Ok(ack) => ack,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if collect_due || floor > collected_at {
+                    collect(store, &mut chains, &flights, floor);
+                    (collect_due, collected_at) = (false, floor);
+                }
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let id = ack.checkpoint;
         let Some(flight) = flights.get_mut(&id) else { continue };
-        match store::write_task(&flight.dir, &format!("task-{}", ack.task), &write_stages(&ack.stages)) {
-            Ok(file) => {
-                flight.bytes += file.bytes;
-                flight.files.push(file);
-            }
+        match write_part(store, flight, id, ack.task, ack.stages, &chains) {
+            Ok(()) => {}
             Err(e) => {
                 let why = format!("cannot write task {}'s part: {e}", ack.task);
                 tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
@@ -378,6 +494,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                         })
                         .collect(),
                     tasks: f.files.clone(),
+                    shared: f.shared.clone(),
                 };
                 match store::complete(&f.dir, &metadata) {
                     Ok(()) => {
@@ -389,6 +506,12 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                             done.duration_ms
                         );
                         shared.record(done);
+                        if f.savepoint.is_none() {
+                            let stages = f.shared.iter().map(|c| ((c.vertex.clone(), c.subtask), c.files.clone()));
+                            chains.insert(id, stages.collect());
+                            shared.base.store(id, Ordering::Release);
+                        }
+                        collect_due = true;
                         shared.completed.store(id, Ordering::Release);
                         if let Some(s) = &f.savepoint {
                             tracing::info!("savepoint of `{}` written to {}", plan.job, f.dir.display());

@@ -463,6 +463,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 job: name,
                 retain: c.retain as usize,
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
+                incremental: c.incremental,
                 restored: restore.map(|r| r.checkpoint),
                 vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism, v.kind_name())).collect(),
                 max_parallelism: graph.max_parallelism,
@@ -558,8 +559,8 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 if !parts.is_empty() && matches!(vertex.kind, VertexKind::Source(_)) {
                     // A source's part is its position, taken up below.
                 } else {
-                    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.state.as_slice()).collect();
-                    op.open(&groups, &bytes).map_err(|m| start_err(v, s, m))?;
+                    let chains: Vec<Vec<&[u8]>> = parts.iter().map(|p| p.chain()).collect();
+                    op.open(&groups, &chains).map_err(|m| start_err(v, s, m))?;
                 }
                 let _ = shared.counters[v][s as usize].user.set(user);
                 let side_routers = side_tags(v).into_iter().flat_map(|t| {
@@ -625,7 +626,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                     Head::Input { inbox: inboxes[&(head, s)].clone(), gate }
                 }
             };
-            tasks.push((h, Chain { stages, tail, notified: restored_id }, resume));
+            tasks.push((h, Chain { stages, tail, notified: restored_id, rebased: 0 }, resume));
         }
     }
     drop(inboxes);
@@ -745,7 +746,7 @@ fn check_restorable(r: &Restored, graph: &JobGraph, allow_non_restored: bool) ->
         .vertices
         .iter()
         .filter(|v| !graph.vertices.iter().any(|g| g.id == v.id))
-        .filter(|v| r.stages.iter().any(|((id, _), s)| *id == v.id && !s.state.is_empty()))
+        .filter(|v| r.stages.iter().any(|((id, _), s)| *id == v.id && s.holds_state()))
         .map(|v| v.id.as_str())
         .collect();
     if !gone.is_empty() && !allow_non_restored {
@@ -808,9 +809,12 @@ fn build_operator(
         }
         VertexKind::Operator(o) => match options.native.get(&o.id) {
             Some(Native::Map(f)) => Box::new(NativeMapOp { f: f(), ends: Vec::new() }),
-            Some(Native::Process(f)) => {
-                Box::new(NativeProcessOp { f: f(), backend: backends.make(), ends: Vec::new() })
-            }
+            Some(Native::Process(f)) => Box::new(NativeProcessOp {
+                f: f(),
+                backend: backends.make(),
+                ends: Vec::new(),
+                increments: Default::default(),
+            }),
             None => {
                 let config = o.config.as_ref().map_or_else(|| "null".to_owned(), |c| c.to_string());
                 match o.kind {

@@ -4,11 +4,11 @@
 //! watermark's timers), so it flows in bounded batches with backpressure.
 
 use crate::TaskError;
-use crate::checkpoint::{Reader, Writer, read_keyed, write_keyed};
+use crate::checkpoint::{Reader, Writer, read_keyed, write_changes, write_keyed};
 use std::ops::RangeInclusive;
 use weir_connectors::Sink;
 use weir_core::{Batch, EventRef, Mark};
-use weir_state::{KeyedStateBackend, Piece};
+use weir_state::{Change, KeyedStateBackend, Piece, StateKind};
 use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent, StateNames};
 
 mod process;
@@ -84,21 +84,107 @@ pub(crate) trait Operator: Send {
 
     /// Called once before anything else: `restored` holds what this
     /// operator's subtask (or, after a change of parallelism, every old
-    /// subtask) wrote into the checkpoint restored from; empty for a fresh
-    /// start. Keyed operators keep the pieces of their key groups.
-    fn open(&mut self, _groups: &Groups, _restored: &[&[u8]]) -> Result<(), String> {
+    /// subtask) wrote into the checkpoint restored from, each as its
+    /// chain of snapshots (one, unless incremental: a full one, then what
+    /// changed since); empty for a fresh start. Keyed operators keep the
+    /// pieces of their key groups.
+    fn open(&mut self, _groups: &Groups, _restored: &[Chain<'_>]) -> Result<(), String> {
         Ok(())
     }
 
-    /// Checkpoint `checkpoint`'s barrier reached the operator: write its
-    /// state (a point-in-time copy; the task goes on once it returns).
-    fn snapshot(&mut self, _checkpoint: u64, _groups: &Groups, _out: &mut Writer) -> Result<(), OpError> {
-        Ok(())
+    /// Checkpoint `snap.checkpoint`'s barrier reached the operator: write
+    /// its state (a point-in-time copy; the task goes on once it returns)
+    /// and say how it is kept.
+    fn snapshot(&mut self, _snap: Snap, _groups: &Groups, _out: &mut Writer) -> Result<Shape, OpError> {
+        Ok(Shape::Inline)
     }
 
     /// Checkpoint `checkpoint` completed (two-phase-commit sinks commit).
     fn notify_complete(&mut self, _checkpoint: u64) -> Result<(), OpError> {
         Ok(())
+    }
+
+    /// Checkpoint `checkpoint` completed and is the latest complete one
+    /// (not a savepoint): incremental snapshots diff against it from now.
+    fn rebase(&mut self, _checkpoint: u64) {}
+}
+
+/// One old subtask's snapshots of an operator, oldest first.
+pub(crate) type Chain<'a> = Vec<&'a [u8]>;
+
+/// What a snapshot is taken for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snap {
+    /// The checkpoint's (or savepoint's) number.
+    pub checkpoint: u64,
+    /// Whether it may hold only what changed: a checkpoint of a job with
+    /// incremental checkpoints (a savepoint holds everything).
+    pub incremental: bool,
+}
+
+/// How an operator's snapshot is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// In the task's file: everything, on its own.
+    Inline,
+    /// Everything, in a shared file later snapshots build on.
+    Full,
+    /// What changed since checkpoint `base`, in a shared file: restored
+    /// after the chain `base` was restored from.
+    Delta {
+        /// The checkpoint it diffs against.
+        base: u64,
+    },
+}
+
+/// Snapshots in a chain at most: then a full one starts the next, so a
+/// restore reads at most this many files per operator subtask.
+const MAX_CHAIN: usize = 16;
+
+/// An operator subtask's incremental snapshots: those taken and not yet
+/// known complete, and the latest complete one, which the next diffs
+/// against.
+#[derive(Debug, Default)]
+pub(crate) struct Increments {
+    taken: Vec<Taken>,
+    base: Option<Taken>,
+    /// Full snapshots to take before trying a delta again: after a delta
+    /// larger than a full one (state that churns between checkpoints).
+    fulls: u32,
+}
+
+/// Full snapshots taken after a delta that was larger than a full one.
+const FULLS_AFTER_CHURN: u32 = 8;
+
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    checkpoint: u64,
+    /// The backend's mark at the snapshot.
+    mark: u64,
+    /// Snapshots in its chain, itself included.
+    files: usize,
+    /// Bytes of the chain's full snapshot, and of its changes since.
+    full: usize,
+    changes: usize,
+}
+
+impl Increments {
+    /// Checkpoint `checkpoint` completed: the next snapshot diffs
+    /// against it, and the backend forgets changes before it.
+    pub fn rebase(&mut self, checkpoint: u64, backend: &mut dyn KeyedStateBackend) {
+        if let Some(t) = self.taken.iter().find(|t| t.checkpoint == checkpoint).copied() {
+            self.base = Some(t);
+            backend.confirm(t.mark);
+        }
+        self.taken.retain(|t| t.checkpoint > checkpoint);
+    }
+
+    fn took(&mut self, t: Taken) {
+        // Checkpoints that never complete are not kept for ever.
+        if self.taken.len() >= MAX_CHAIN {
+            self.taken.remove(0);
+        }
+        self.taken.push(t);
     }
 }
 
@@ -108,20 +194,51 @@ pub(crate) type Groups = Option<RangeInclusive<u16>>;
 /// Writes the keyed state and timers of `groups` for a checkpoint: the
 /// names of the declared states first (value, list, map; empty for the
 /// built-in operators, whose state ids are fixed), so a restore into an
-/// upgraded component matches state by name, then every piece.
+/// upgraded component matches state by name, then every piece, or, for
+/// an incremental snapshot, what changed since the latest complete
+/// checkpoint (and every timer).
 pub(crate) fn snapshot_keyed(
     backend: &mut dyn KeyedStateBackend,
     groups: &Groups,
     names: Option<&StateNames>,
+    (snap, inc): (Snap, &mut Increments),
     out: &mut Writer,
-) {
+) -> Shape {
     for list in names.map_or([&[][..]; 3], |n| [&n.value[..], &n.list[..], &n.map[..]]) {
         out.u32(list.len() as u32);
         for name in list {
             out.str(name);
         }
     }
+    let start = out.buf.len();
+    if !snap.incremental {
+        write_keyed(backend, groups.clone(), out);
+        return Shape::Inline;
+    }
+    let base = inc.base.filter(|b| b.files < MAX_CHAIN && b.changes <= b.full / 2);
+    inc.fulls = inc.fulls.saturating_sub(1);
+    if let Some(b) = base.filter(|_| inc.fulls == 0)
+        && write_changes(backend, groups.clone(), b.mark, out)
+    {
+        let bytes = out.buf.len() - start;
+        if bytes > b.full {
+            inc.fulls = FULLS_AFTER_CHURN;
+        }
+        let changes = b.changes + bytes;
+        if let Some(mark) = backend.cut() {
+            inc.took(Taken { checkpoint: snap.checkpoint, mark, files: b.files + 1, full: b.full, changes });
+        }
+        return Shape::Delta { base: b.checkpoint };
+    }
     write_keyed(backend, groups.clone(), out);
+    match backend.cut() {
+        Some(mark) => {
+            let full = out.buf.len() - start;
+            inc.took(Taken { checkpoint: snap.checkpoint, mark, files: 1, full, changes: 0 });
+            Shape::Full
+        }
+        None => Shape::Inline,
+    }
 }
 
 /// Puts back the keyed state and timers of `groups` from every part,
@@ -131,12 +248,13 @@ pub(crate) fn snapshot_keyed(
 pub(crate) fn restore_keyed(
     backend: &mut dyn KeyedStateBackend,
     groups: &Groups,
-    restored: &[&[u8]],
+    restored: &[Chain<'_>],
     names: Option<&StateNames>,
 ) -> Result<(), String> {
     const KINDS: [&str; 3] = ["value", "list", "map"];
     let damaged = |e: String| format!("its checkpointed state is damaged: {e}");
-    for part in restored {
+    let parts = restored.iter().flat_map(|chain| chain.iter().enumerate().map(|(i, p)| (p, i + 1 == chain.len())));
+    for (part, last) in parts {
         let mut r = Reader::new(part);
         // Per kind: old state id → new state id.
         let mut remap: [Vec<u32>; 3] = Default::default();
@@ -172,18 +290,32 @@ pub(crate) fn restore_keyed(
         let keep = |g: u16| groups.as_ref().is_some_and(|r| r.contains(&g));
         let id = |kind: usize, state: u32| if named { remap[kind].get(state as usize).copied() } else { Some(state) };
         let mut bad = None;
-        read_keyed(&mut r, &keep, &mut |piece| {
-            let piece = match piece {
-                Piece::Value { state, at, value } => id(0, state).map(|state| Piece::Value { state, at, value }),
-                Piece::List { state, at, element } => id(1, state).map(|state| Piece::List { state, at, element }),
-                Piece::Map { state, at, map_key, value } => {
+        let unlisted = || Some("a piece of state names a state its table does not list".to_owned());
+        read_keyed(&mut r, &keep, last, &mut |change| {
+            let piece = match change {
+                Change::Piece(Piece::Value { state, at, value }) => {
+                    id(0, state).map(|state| Piece::Value { state, at, value })
+                }
+                Change::Piece(Piece::List { state, at, element }) => {
+                    id(1, state).map(|state| Piece::List { state, at, element })
+                }
+                Change::Piece(Piece::Map { state, at, map_key, value }) => {
                     id(2, state).map(|state| Piece::Map { state, at, map_key, value })
                 }
-                timer @ Piece::Timer { .. } => Some(timer),
+                Change::Piece(timer @ Piece::Timer { .. }) => Some(timer),
+                Change::Reset { kind, state, at } => {
+                    match (kind, id(kind as usize, state)) {
+                        (_, None) => bad = unlisted(),
+                        (StateKind::Value, Some(s)) => backend.value_clear(s, at),
+                        (StateKind::List, Some(s)) => backend.list_clear(s, at),
+                        (StateKind::Map, Some(s)) => backend.map_clear(s, at),
+                    }
+                    return;
+                }
             };
             match piece {
                 Some(p) => backend.restore(p),
-                None => bad = Some("a piece of state names a state its table does not list".to_owned()),
+                None => bad = unlisted(),
             }
         })
         .map_err(damaged)?;
@@ -322,6 +454,7 @@ pub(crate) struct NativeProcessOp {
     pub f: NativeProcessFn,
     pub backend: Box<dyn KeyedStateBackend>,
     pub ends: Vec<u32>,
+    pub increments: Increments,
 }
 
 impl Operator for NativeProcessOp {
@@ -337,13 +470,16 @@ impl Operator for NativeProcessOp {
         Ok(out.emit(events)?)
     }
 
-    fn open(&mut self, groups: &Groups, restored: &[&[u8]]) -> Result<(), String> {
+    fn open(&mut self, groups: &Groups, restored: &[Chain<'_>]) -> Result<(), String> {
         restore_keyed(self.backend.as_mut(), groups, restored, None)
     }
 
-    fn snapshot(&mut self, _checkpoint: u64, groups: &Groups, out: &mut Writer) -> Result<(), OpError> {
-        snapshot_keyed(self.backend.as_mut(), groups, None, out);
-        Ok(())
+    fn snapshot(&mut self, snap: Snap, groups: &Groups, out: &mut Writer) -> Result<Shape, OpError> {
+        Ok(snapshot_keyed(self.backend.as_mut(), groups, None, (snap, &mut self.increments), out))
+    }
+
+    fn rebase(&mut self, checkpoint: u64) {
+        self.increments.rebase(checkpoint, self.backend.as_mut());
     }
 }
 
@@ -368,21 +504,21 @@ impl Operator for SinkOp {
         Ok(())
     }
 
-    fn open(&mut self, _groups: &Groups, restored: &[&[u8]]) -> Result<(), String> {
+    fn open(&mut self, _groups: &Groups, restored: &[Chain<'_>]) -> Result<(), String> {
         let Some(s) = &mut self.sink else { return Ok(()) };
         match restored {
             [] => s.start(None),
-            [one] => s.start(Some(one)),
+            [one] if one.len() == 1 => s.start(Some(one[0])),
             _ => return Err("a sink's parallelism cannot change when it is restored from a checkpoint".into()),
         }
         .map_err(|e| e.message)
     }
 
-    fn snapshot(&mut self, checkpoint: u64, _groups: &Groups, out: &mut Writer) -> Result<(), OpError> {
+    fn snapshot(&mut self, snap: Snap, _groups: &Groups, out: &mut Writer) -> Result<Shape, OpError> {
         if let Some(s) = &mut self.sink {
-            out.buf = s.snapshot(checkpoint).map_err(|e| OpError { origin: None, message: e.message })?;
+            out.buf = s.snapshot(snap.checkpoint).map_err(|e| OpError { origin: None, message: e.message })?;
         }
-        Ok(())
+        Ok(Shape::Inline)
     }
 
     fn notify_complete(&mut self, checkpoint: u64) -> Result<(), OpError> {
@@ -466,6 +602,7 @@ pub(crate) mod tests {
             }),
             backend: Box::new(weir_state::MemoryBackend::new()),
             ends: Vec::new(),
+            increments: Increments::default(),
         };
         let mut input = Batch::new();
         for (key, group) in [(b"a", 1u16), (b"b", 2), (b"a", 1), (b"a", 1)] {

@@ -2,11 +2,12 @@
 //! fed by a source or by its inbox through the input gate, writing to
 //! routers. Output flows stage to stage as each stage emits it.
 
-use crate::checkpoint::{TaskAck, Writer};
+use crate::checkpoint::{StagePart, TaskAck, Writer};
 use crate::exchange::{Closed, Inbox, Recv, RouteError, Router};
 use crate::gate::{InputGate, Step};
 use crate::job::JobShared;
 use crate::operators::{Emit, Fail, Groups, OpError, Operator, TIMER_ORIGIN};
+use crate::operators::{Shape, Snap};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -240,6 +241,8 @@ pub(crate) struct Chain {
     pub tail: Tail,
     /// The last checkpoint the stages were told completed.
     pub notified: u64,
+    /// The last base of incremental snapshots the stages were told of.
+    pub rebased: u64,
 }
 
 impl Chain {
@@ -286,17 +289,19 @@ impl Chain {
     fn checkpoint(&mut self, id: u64, watermark: i64, mut source: Option<Vec<u8>>) -> Result<(), TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
         let mut stages = Vec::with_capacity(self.stages.len());
+        let snap = Snap { checkpoint: id, incremental: cp.incremental && !cp.is_savepoint(id) };
         for stage in &mut self.stages {
-            let state = match source.take() {
-                Some(position) => position,
+            let (state, shape) = match source.take() {
+                Some(position) => (position, Shape::Inline),
                 None => {
                     let mut w = Writer::default();
-                    let r = stage.op.snapshot(id, &stage.groups, &mut w);
-                    r.map_err(|e| self.tail.error(stage.vertex, e))?;
-                    w.buf
+                    let r = stage.op.snapshot(snap, &stage.groups, &mut w);
+                    let shape = r.map_err(|e| self.tail.error(stage.vertex, e))?;
+                    (w.buf, shape)
                 }
             };
-            stages.push((self.tail.names[stage.vertex].id.clone(), self.tail.subtask, watermark, state));
+            let vertex = self.tail.names[stage.vertex].id.clone();
+            stages.push(StagePart { vertex, subtask: self.tail.subtask, watermark, state, shape });
         }
         cp.ack(TaskAck { checkpoint: id, task: self.tail.task, stages });
         for r in self.all_routers() {
@@ -308,6 +313,18 @@ impl Chain {
     /// Tells the stages of checkpoints completed since the last call.
     fn notify(&mut self) -> Result<(), TaskError> {
         let Some(cp) = &self.tail.shared.checkpoints else { return Ok(()) };
+        let base = cp.base.load(Ordering::Acquire);
+        if base > self.rebased {
+            // Snapshots sent so far went before this store (the
+            // checkpointer relies on it to forget older bases).
+            self.rebased = base;
+            for stage in &mut self.stages {
+                stage.op.rebase(base);
+            }
+            if let Some(r) = cp.rebased.get(self.tail.task) {
+                r.store(base, Ordering::Release);
+            }
+        }
         let completed = cp.completed.load(Ordering::Acquire);
         if completed <= self.notified {
             return Ok(());
@@ -575,6 +592,7 @@ mod tests {
                 key_buf: Vec::new(),
             },
             notified: 0,
+            rebased: 0,
         }
     }
 

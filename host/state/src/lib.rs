@@ -14,6 +14,8 @@ mod ttl;
 
 pub use lsm::{LsmBackend, LsmStore};
 pub use memory::MemoryBackend;
+use std::ops::RangeInclusive;
+
 pub use ttl::{Clock, TTL_PREFIX, Ttl, TtlBackend, TtlUpdate, expired, stored_at};
 
 /// A state backend that failed: what failed and where.
@@ -127,6 +129,26 @@ impl Piece<'_> {
     }
 }
 
+/// What [`KeyedStateBackend::scan_changed`] hands out: a unit of state
+/// (one value, one whole list or one whole map at a scope) that changed,
+/// to be reset before its pieces, if any, are put back; or a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// The unit of `kind` state `state` at `at` changed: what a restore
+    /// holds of it goes, and the pieces that follow (none: it was
+    /// removed) take its place.
+    Reset {
+        /// Value, list or map.
+        kind: StateKind,
+        /// The state id.
+        state: u32,
+        /// Key group, key and namespace.
+        at: Scope<'a>,
+    },
+    /// A piece of the unit last reset, or a timer.
+    Piece(Piece<'a>),
+}
+
 /// A timer taken out of a backend to fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
@@ -218,7 +240,7 @@ pub trait KeyedStateBackend: Send {
     /// a list's elements come in list order and a map's entries in
     /// map-key order. This is how a snapshot reads key groups and how a
     /// rescale moves them.
-    fn scan_groups(&mut self, groups: std::ops::RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>));
+    fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>));
 
     /// Puts back one piece [`KeyedStateBackend::scan_groups`] handed out
     /// (restoring a checkpoint): the stored bytes as they were, list
@@ -233,9 +255,35 @@ pub trait KeyedStateBackend: Send {
         }
     }
 
+    /// Marks this moment for incremental snapshots: what changes after it
+    /// is what a later [`KeyedStateBackend::scan_changed`] from the mark
+    /// returns. `None` when the backend cannot tell what changed (then
+    /// every snapshot is a full one); the memory backend cannot.
+    fn cut(&mut self) -> Option<u64> {
+        None
+    }
+
+    /// Hands every unit of state of `groups` changed since mark `since`
+    /// (a [`KeyedStateBackend::cut`]) to `visit` as a reset followed by
+    /// its current pieces, each unit once, then every timer of `groups`
+    /// (timers are not tracked: all of them, each time). False, having
+    /// visited nothing, when the backend cannot say (no such mark, or
+    /// state was dropped since): take a full snapshot instead.
+    fn scan_changed(&mut self, since: u64, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Change<'_>)) -> bool {
+        let _ = (since, groups, visit);
+        false
+    }
+
+    /// Changes up to mark `mark` will never be asked for again (the
+    /// checkpoint taken at it completed and later ones diff against it):
+    /// the backend may forget what it kept to find them.
+    fn confirm(&mut self, mark: u64) {
+        let _ = mark;
+    }
+
     /// Removes every piece of state and every timer of the key groups in
     /// `groups` (after they moved to another subtask).
-    fn drop_groups(&mut self, groups: std::ops::RangeInclusive<u16>);
+    fn drop_groups(&mut self, groups: RangeInclusive<u16>);
 
     /// Keeps, of the values, list elements or map values of state `state`
     /// of `kind` that the backend holds in memory, those `keep` accepts;

@@ -29,10 +29,11 @@ mod spilled;
 mod timers;
 
 use crate::memory::{
-    Bytes, Composite, FastMap, LargeProbe, SmallProbe, composite, each_in, probe, push_items, small_words, split,
+    Bytes, Composite, FastMap, LargeProbe, SmallProbe, composite, each_in, probe, push_items, scope_of, small_words,
+    split,
 };
 use crate::{
-    Clock, KeyedStateBackend, Piece, Scope, StateError, StateKind, Timer, TimerDomain, Ttl, expired, stored_at,
+    Change, Clock, KeyedStateBackend, Piece, Scope, StateError, StateKind, Timer, TimerDomain, Ttl, expired, stored_at,
 };
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -234,6 +235,7 @@ impl LsmStore {
             // A quarter of the budget at most (see `spilled`).
             on_disk: spilled::Spilled::new(budget / 4),
             error: None,
+            changes: Changes::default(),
         }
     }
 }
@@ -248,19 +250,32 @@ struct Slot<V> {
     size: usize,
     dirty: bool,
     hot: bool,
+    /// The change epoch of its last change (0: unchanged since read), for
+    /// incremental snapshots (see [`Changes`]).
+    epoch: u32,
+    /// Whether it held state at the last mark (or, made since, when it was
+    /// read): a unit made and removed since needs no reset.
+    existed: bool,
 }
 
 /// What a stored kind needs: its tag in fjall keys, its size in memory and
 /// its encoding in fjall.
 trait Kind: Sized {
     const TAG: u8;
+    const KIND: StateKind;
     fn size(&self) -> usize;
+    /// Hands its pieces at `at` of state `state` to `visit`.
+    fn pieces(&self, state: u32, at: Scope<'_>, visit: &mut dyn FnMut(Change<'_>));
     fn encode(&self) -> Vec<u8>;
     fn decode(bytes: &[u8]) -> Option<Self>;
 }
 
 impl Kind for Bytes {
     const TAG: u8 = 0;
+    const KIND: StateKind = StateKind::Value;
+    fn pieces(&self, state: u32, at: Scope<'_>, visit: &mut dyn FnMut(Change<'_>)) {
+        visit(Change::Piece(Piece::Value { state, at, value: self.as_slice() }));
+    }
     fn size(&self) -> usize {
         self.as_slice().len()
     }
@@ -310,6 +325,12 @@ const ELEMENT: usize = 24;
 
 impl Kind for Vec<Vec<u8>> {
     const TAG: u8 = 1;
+    const KIND: StateKind = StateKind::List;
+    fn pieces(&self, state: u32, at: Scope<'_>, visit: &mut dyn FnMut(Change<'_>)) {
+        for element in self {
+            visit(Change::Piece(Piece::List { state, at, element }));
+        }
+    }
     fn size(&self) -> usize {
         self.iter().map(|e| e.len() + ELEMENT).sum()
     }
@@ -323,6 +344,12 @@ impl Kind for Vec<Vec<u8>> {
 
 impl Kind for BTreeMap<Vec<u8>, Vec<u8>> {
     const TAG: u8 = 2;
+    const KIND: StateKind = StateKind::Map;
+    fn pieces(&self, state: u32, at: Scope<'_>, visit: &mut dyn FnMut(Change<'_>)) {
+        for (map_key, value) in self {
+            visit(Change::Piece(Piece::Map { state, at, map_key, value }));
+        }
+    }
     fn size(&self) -> usize {
         self.iter().map(|(k, v)| k.len() + v.len() + OVERHEAD).sum()
     }
@@ -363,6 +390,59 @@ pub struct LsmBackend {
     /// The keys ever written to fjall: a miss on any other is absent.
     on_disk: spilled::Spilled,
     error: Option<StateError>,
+    changes: Changes,
+}
+
+/// What incremental snapshots need to find the state changed since a
+/// mark: every change stamps its entry with the current epoch, a mark
+/// ([`KeyedStateBackend::cut`]) is an epoch and begins the next, and
+/// entries changed since the last confirmed mark that the sweep writes to
+/// fjall and drops are remembered (`moved`), as memory no longer holds
+/// their stamp. Nothing is remembered until the first mark, so a job
+/// without incremental checkpoints pays one integer per entry.
+struct Changes {
+    /// The epoch changes are stamped with now (marks are the epochs
+    /// before it).
+    epoch: u32,
+    /// The last confirmed mark: older changes are never asked for again.
+    confirmed: u32,
+    /// Whether a mark was taken (only then is `moved` kept).
+    tracking: bool,
+    /// The last mark taken.
+    last: u32,
+    /// Entries changed after `confirmed` and dropped from memory, by
+    /// (kind tag, state, entry): the epoch of the change, and whether it
+    /// held state at the last mark (true when unsure).
+    moved: HashMap<(u8, u32, Composite), (u32, bool)>,
+    /// The epoch of the last `drop_groups`: marks before it cannot be
+    /// diffed against.
+    dropped: u32,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes { epoch: 1, confirmed: 0, tracking: false, last: 0, moved: HashMap::new(), dropped: 0 }
+    }
+}
+
+impl Changes {
+    /// Notes that the sweep dropped an entry changed at `epoch`.
+    fn moved(&mut self, tag: u8, state: u32, c: &Composite, epoch: u32, existed: bool) {
+        if self.tracking && epoch > self.confirmed {
+            self.moved.insert((tag, state, c.clone()), (epoch, existed));
+        }
+    }
+
+    /// Whether an entry read back from fjall, holding state or not now,
+    /// held state at the last mark.
+    fn existed(&mut self, tag: u8, state: u32, c: Composite, now: bool) -> (Composite, bool) {
+        if self.moved.is_empty() {
+            return (c, now);
+        }
+        let key = (tag, state, c);
+        let existed = self.moved.get(&key).map_or(now, |m| m.1);
+        (key.2, existed)
+    }
 }
 
 impl std::fmt::Debug for LsmBackend {
@@ -455,11 +535,11 @@ impl LsmBackend {
     /// The slot of `at` in `tables[state]`, read from fjall on a miss.
     fn slot<'a, V: Kind>(
         tables: &'a mut Tables<V>,
-        ctx: (&LsmStore, u32, &spilled::Spilled, &mut usize, &mut Option<StateError>),
+        ctx: (&LsmStore, u32, &spilled::Spilled, &mut usize, &mut Option<StateError>, &mut Changes),
         state: u32,
         at: Scope<'_>,
     ) -> &'a mut Slot<V> {
-        let (store, owner, on_disk, used, error) = ctx;
+        let (store, owner, on_disk, used, error, changes) = ctx;
         let i = state as usize;
         if tables.len() <= i {
             tables.resize_with(i + 1, FastMap::default);
@@ -485,7 +565,8 @@ impl LsmBackend {
             };
             let size = v.as_ref().map_or(0, Kind::size);
             *used += entry_size(&c, size);
-            m.insert(c, Slot { v, size, dirty: false, hot: true });
+            let (c, existed) = changes.existed(V::TAG, state, c, v.is_some());
+            m.insert(c, Slot { existed, v, size, dirty: false, hot: true, epoch: 0 });
         }
         let s = probe!(m, get_mut, at).expect("invariant: the slot was just made");
         s.hot = true;
@@ -514,6 +595,7 @@ impl LsmBackend {
                 batch: &mut batch,
                 writes: &mut writes,
                 on_disk: &mut self.on_disk,
+                changes: &mut self.changes,
             };
             let owner = self.owner;
             sweep(&mut self.mem.values, &mut used, target, owner, &mut out);
@@ -542,7 +624,7 @@ impl LsmBackend {
         at: Scope<'_>,
         f: impl FnOnce(&mut Option<V>, &mut usize) -> R,
     ) -> R {
-        let ctx = (&self.store, self.owner, &self.on_disk, &mut self.used, &mut self.error);
+        let ctx = (&self.store, self.owner, &self.on_disk, &mut self.used, &mut self.error, &mut self.changes);
         let s = Self::slot(pick(&mut self.mem), ctx, state, at);
         let before = s.size;
         let r = f(&mut s.v, &mut s.size);
@@ -550,6 +632,7 @@ impl LsmBackend {
             s.size = 0;
         }
         s.dirty = true;
+        s.epoch = self.changes.epoch;
         self.used = (self.used + s.size).saturating_sub(before);
         self.shrink();
         r
@@ -575,7 +658,7 @@ impl LsmBackend {
                 None => f(None),
             };
         }
-        let ctx = (&self.store, self.owner, &self.on_disk, &mut self.used, &mut self.error);
+        let ctx = (&self.store, self.owner, &self.on_disk, &mut self.used, &mut self.error, &mut self.changes);
         let s = Self::slot(pick(&mut self.mem), ctx, state, at);
         let r = f(s.v.as_ref());
         self.shrink();
@@ -626,7 +709,7 @@ fn scan_into(
     let mut put = |m: &mut FastMap<Composite, Slot<Bytes>>, c: Composite, v: Option<Bytes>| {
         let size = v.as_ref().map_or(0, Kind::size);
         *used += entry_size(&c, size);
-        m.insert(c, Slot { v, size, dirty: false, hot: true });
+        m.insert(c, Slot { existed: v.is_some(), v, size, dirty: false, hot: true, epoch: 0 });
     };
     let (first, last) = (&want[0].0, &want[want.len() - 1].0);
     // Every fjall key of this (key group, owner, kind, state) starts so.
@@ -687,6 +770,7 @@ struct Out<'a> {
     batch: &'a mut fjall::OwnedWriteBatch,
     writes: &'a mut usize,
     on_disk: &'a mut spilled::Spilled,
+    changes: &'a mut Changes,
 }
 
 /// One CLOCK pass over `tables`: hot entries turn cold, cold ones are
@@ -705,6 +789,7 @@ fn sweep<V: Kind>(tables: &mut Tables<V>, used: &mut usize, target: usize, owner
             if k.len() > MAX_DB_KEY {
                 return true;
             }
+            out.changes.moved(V::TAG, state as u32, c, s.epoch, s.existed);
             if s.dirty {
                 match &s.v {
                     Some(v) => {
@@ -718,6 +803,73 @@ fn sweep<V: Kind>(tables: &mut Tables<V>, used: &mut usize, target: usize, owner
             *used = used.saturating_sub(entry_size(c, s.size));
             false
         });
+    }
+}
+
+/// Whether `changed_in` hands slot `s` out: it changed after `since`,
+/// and holds state or held some at `since` (when that is the last mark,
+/// `existed` says; else it may have).
+fn handed_out<V>(s: &Slot<V>, since: u32, last: bool) -> bool {
+    s.epoch > since && (s.v.is_some() || s.existed || !last)
+}
+
+/// Hands every entry of `tables` in `groups` changed after epoch `since`
+/// to `visit`, as a reset and its pieces (`last`: `since` is the last
+/// mark).
+fn changed_in<V: Kind>(
+    tables: &Tables<V>,
+    groups: &RangeInclusive<u16>,
+    (since, last): (u32, bool),
+    visit: &mut dyn FnMut(Change<'_>),
+) {
+    for (state, m) in tables.iter().enumerate() {
+        let state = state as u32;
+        for (c, s) in m.iter().filter(|(c, s)| handed_out(s, since, last) && groups.contains(&c.group())) {
+            let at = scope_of(c);
+            visit(Change::Reset { kind: V::KIND, state, at });
+            if let Some(v) = &s.v {
+                v.pieces(state, at, visit);
+            }
+        }
+    }
+}
+
+/// Hands entry `c` of state `state`, which changed after `since` and was
+/// dropped from memory since, to `visit` as a reset and its pieces: from
+/// memory when it was read back (unless `changed_in` handed it out
+/// already), else from fjall; nothing when it holds no state and held
+/// none at `since` (`existed`, known when `since` is the last mark).
+fn moved_entry<V: Kind>(
+    tables: &Tables<V>,
+    (keyspace, owner): (&fjall::Keyspace, u32),
+    (state, c, since, last, existed): (u32, &Composite, u32, bool, bool),
+    error: &mut Option<StateError>,
+    visit: &mut dyn FnMut(Change<'_>),
+) {
+    let at = scope_of(c);
+    let held = tables.get(state as usize).and_then(|m| m.get(c));
+    let read;
+    let v = match held {
+        Some(s) if handed_out(s, since, last) => return,
+        Some(s) => s.v.as_ref(),
+        None => {
+            read = match keyspace.get(db_key(owner, V::TAG, state, c)) {
+                Ok(None) => None,
+                Ok(Some(b)) => decoded::<V>(&b, c.group(), error),
+                Err(e) => {
+                    read_failed(e, error);
+                    None
+                }
+            };
+            read.as_ref()
+        }
+    };
+    if v.is_none() && last && !existed {
+        return;
+    }
+    visit(Change::Reset { kind: V::KIND, state, at });
+    if let Some(v) = v {
+        v.pieces(state, at, visit);
     }
 }
 
@@ -951,13 +1103,65 @@ impl KeyedStateBackend for LsmBackend {
         self.timers.scan(groups, visit);
     }
 
+    fn cut(&mut self) -> Option<u64> {
+        fn note<V>(tables: &mut Tables<V>) {
+            for s in tables.iter_mut().flat_map(|m| m.values_mut()) {
+                s.existed = s.v.is_some();
+            }
+        }
+        let mark = self.changes.epoch;
+        self.changes.epoch = mark.checked_add(1)?;
+        self.changes.tracking = true;
+        self.changes.last = mark;
+        // What an entry dropped since held at this mark is not known.
+        self.changes.moved.values_mut().for_each(|m| m.1 = true);
+        note(&mut self.mem.values);
+        note(&mut self.mem.lists);
+        note(&mut self.mem.maps);
+        Some(u64::from(mark))
+    }
+
+    fn scan_changed(&mut self, since: u64, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Change<'_>)) -> bool {
+        let ch = &mut self.changes;
+        let Ok(since) = u32::try_from(since) else { return false };
+        if !ch.tracking || since >= ch.epoch || since < ch.confirmed || ch.dropped > since {
+            return false;
+        }
+        let mem = &self.mem;
+        let last = since == ch.last;
+        changed_in(&mem.values, &groups, (since, last), visit);
+        changed_in(&mem.lists, &groups, (since, last), visit);
+        changed_in(&mem.maps, &groups, (since, last), visit);
+        let at = (&self.store.inner.state, self.owner);
+        let moved = ch.moved.iter().filter(|(k, m)| m.0 > since && groups.contains(&k.2.group()));
+        for ((tag, state, c), &(_, existed)) in moved {
+            let (state, error) = ((*state, c, since, last, existed), &mut self.error);
+            match tag {
+                0 => moved_entry(&mem.values, at, state, error, visit),
+                1 => moved_entry(&mem.lists, at, state, error, visit),
+                _ => moved_entry(&mem.maps, at, state, error, visit),
+            }
+        }
+        self.timers.scan(groups, &mut |p| visit(Change::Piece(p)));
+        true
+    }
+
+    fn confirm(&mut self, mark: u64) {
+        let ch = &mut self.changes;
+        let Ok(mark) = u32::try_from(mark) else { return };
+        if mark > ch.confirmed && mark < ch.epoch {
+            ch.confirmed = mark;
+            ch.moved.retain(|_, m| m.0 > mark);
+        }
+    }
+
     fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool) {
         /// Applies `f` (which returns the new size, or `None` when nothing
         /// changed) to every slot of `tables[state]`.
         fn each<V>(
             tables: &mut Tables<V>,
             state: u32,
-            used: &mut usize,
+            (used, epoch): (&mut usize, u32),
             mut f: impl FnMut(&mut Option<V>) -> Option<usize>,
         ) {
             for s in tables.get_mut(state as usize).into_iter().flat_map(|m| m.values_mut()) {
@@ -965,10 +1169,11 @@ impl KeyedStateBackend for LsmBackend {
                     *used = (*used + size).saturating_sub(s.size);
                     s.size = size;
                     s.dirty = true;
+                    s.epoch = epoch;
                 }
             }
         }
-        let used = &mut self.used;
+        let used = (&mut self.used, self.changes.epoch);
         match kind {
             StateKind::Value => each(&mut self.mem.values, state, used, |v| {
                 let gone = v.as_ref().is_some_and(|b| !keep(b.as_slice()));
@@ -1026,6 +1231,7 @@ impl KeyedStateBackend for LsmBackend {
                 });
             }
         }
+        self.changes.dropped = self.changes.epoch;
         drop(&mut self.mem.values, &groups, &mut self.used);
         drop(&mut self.mem.lists, &groups, &mut self.used);
         drop(&mut self.mem.maps, &groups, &mut self.used);
@@ -1163,6 +1369,159 @@ mod tests {
         out
     }
 
+    /// Applies `op` to `b`, timers it pops going to `popped`.
+    fn apply(b: &mut dyn KeyedStateBackend, op: &Op, popped: &mut Vec<Timer>) {
+        let mut key = Vec::new();
+        let k = match op {
+            Op::Put(_, k, _)
+            | Op::Clear(_, k)
+            | Op::ListAdd(k, _)
+            | Op::ListClear(k)
+            | Op::MapPut(k, _, _)
+            | Op::MapRemove(k, _) => *k,
+            Op::TimerAdd(k, ..) | Op::TimerDelete(k, ..) => *k,
+            Op::Pop(..) | Op::Drop(..) | Op::Prefetch(..) => 0,
+        };
+        let (group, ns) = scope(&[k, 0], &mut key);
+        let at = Scope { group, key: &key, namespace: &b"ns"[..ns.min(2)] };
+        let domain = |d: bool| if d { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+        match op {
+            Op::Put(s, _, v) => b.value_put(u32::from(*s), at, v),
+            Op::Clear(s, _) => b.value_clear(u32::from(*s), at),
+            Op::ListAdd(_, v) => b.list_add(0, at, v),
+            Op::ListClear(_) => b.list_clear(0, at),
+            Op::MapPut(_, m, v) => b.map_put(0, at, &[*m], v),
+            Op::MapRemove(_, m) => b.map_remove(0, at, &[*m]),
+            Op::TimerAdd(_, n, t, d) => {
+                let at = Scope { namespace: &b"ab"[..usize::from(*n)], ..at };
+                b.timer_register(domain(*d), at, i64::from(*t));
+            }
+            Op::TimerDelete(_, n, t, d) => {
+                let at = Scope { namespace: &b"ab"[..usize::from(*n)], ..at };
+                b.timer_delete(domain(*d), at, i64::from(*t));
+            }
+            Op::Pop(t, l, d) => b.pop_timers(domain(*d), i64::from(*t), usize::from(*l), popped),
+            Op::Drop(g, n) => b.drop_groups(u16::from(*g)..=u16::from(*g + *n)),
+            Op::Prefetch(s, first, n) => {
+                let keys: Vec<(u16, usize, Vec<u8>)> = (*first..first.saturating_add(*n))
+                    .map(|k| {
+                        let mut buf = Vec::new();
+                        let (group, ns) = scope(&[k, 0], &mut buf);
+                        (group, ns, buf)
+                    })
+                    .collect();
+                let at: Vec<Scope<'_>> = keys
+                    .iter()
+                    .map(|(group, ns, key)| Scope { group: *group, key, namespace: &b"ns"[..(*ns).min(2)] })
+                    .collect();
+                b.prefetch_values(u32::from(*s), &at);
+            }
+        }
+    }
+
+    /// A [`Change`] owned: (reset kind or `None` for a piece, state or
+    /// timer domain, group, key, namespace, bytes, map key).
+    type Owned = (Option<StateKind>, u32, u16, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, u8);
+
+    fn own(c: Change<'_>) -> Owned {
+        let o = |at: Scope<'_>| (at.group, at.key.to_vec(), at.namespace.to_vec());
+        match c {
+            Change::Reset { kind, state, at } => {
+                let (g, k, n) = o(at);
+                (Some(kind), state, g, k, n, Vec::new(), Vec::new(), 0)
+            }
+            Change::Piece(Piece::Value { state, at, value }) => {
+                let (g, k, n) = o(at);
+                (None, state, g, k, n, value.to_vec(), Vec::new(), 0)
+            }
+            Change::Piece(Piece::List { state, at, element }) => {
+                let (g, k, n) = o(at);
+                (None, state, g, k, n, element.to_vec(), Vec::new(), 1)
+            }
+            Change::Piece(Piece::Map { state, at, map_key, value }) => {
+                let (g, k, n) = o(at);
+                (None, state, g, k, n, value.to_vec(), map_key.to_vec(), 2)
+            }
+            Change::Piece(Piece::Timer { domain, at, timestamp }) => {
+                let (g, k, n) = o(at);
+                (None, domain as u32, g, k, n, timestamp.to_le_bytes().to_vec(), Vec::new(), 3)
+            }
+        }
+    }
+
+    /// Restores a chain of snapshots (a full one, then changes) into a
+    /// memory backend: resets clear, timers come from the last one only.
+    fn rebuild(chain: &[Vec<Owned>]) -> MemoryBackend {
+        let mut b = MemoryBackend::new();
+        for (i, file) in chain.iter().enumerate() {
+            for (reset, state, group, key, ns, bytes, map_key, tag) in file {
+                let at = Scope { group: *group, key, namespace: ns };
+                match (reset, tag) {
+                    (Some(StateKind::Value), _) => b.value_clear(*state, at),
+                    (Some(StateKind::List), _) => b.list_clear(*state, at),
+                    (Some(StateKind::Map), _) => b.map_clear(*state, at),
+                    (None, 0) => b.restore(Piece::Value { state: *state, at, value: bytes }),
+                    (None, 1) => b.restore(Piece::List { state: *state, at, element: bytes }),
+                    (None, 2) => b.restore(Piece::Map { state: *state, at, map_key, value: bytes }),
+                    (None, _) if i + 1 == chain.len() => {
+                        let domain = if *state == 0 { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
+                        let timestamp = i64::from_le_bytes(bytes.as_slice().try_into().unwrap());
+                        b.restore(Piece::Timer { domain, at, timestamp });
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        b
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Snapshots taken every few operations, each the changes since
+        /// the last confirmed mark (a full one first, and after state was
+        /// dropped), rebuild exactly what the backend holds, spilled or
+        /// not, whichever marks get confirmed (a checkpoint that completed)
+        /// and whichever not (one that failed).
+        #[test]
+        fn changes_since_the_confirmed_mark_rebuild_the_state(
+            ops in proptest::collection::vec(op(), 1..400),
+            every in 5usize..40,
+            confirms in proptest::collection::vec(any::<bool>(), 40),
+            budget in prop_oneof![Just(0usize), Just(600), Just(4000), Just(1 << 30)],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LsmStore::open(dir.path(), false, 1 << 20).unwrap();
+            let mut lsm = store.backend(budget);
+            // The confirmed mark and the chain of snapshots it stands for.
+            let mut base: Option<(u64, Vec<Vec<Owned>>)> = None;
+            let mut popped = Vec::new();
+            for (round, chunk) in ops.chunks(every).enumerate() {
+                for op in chunk {
+                    apply(&mut lsm, op, &mut popped);
+                }
+                let mut file = Vec::new();
+                let delta = base.as_ref().is_some_and(|(mark, _)| {
+                    lsm.scan_changed(*mark, 0..=u16::MAX, &mut |c| file.push(own(c)))
+                });
+                if !delta {
+                    prop_assert!(file.is_empty(), "a refused diff visits nothing");
+                    lsm.scan_groups(0..=u16::MAX, &mut |p| file.push(own(Change::Piece(p))));
+                }
+                let mark = lsm.cut().unwrap();
+                let mut chain = if delta { base.clone().unwrap().1 } else { Vec::new() };
+                chain.push(file);
+                let mut rebuilt = rebuild(&chain);
+                prop_assert_eq!(scan_all(&mut rebuilt, 0..=u16::MAX), scan_all(&mut lsm, 0..=u16::MAX));
+                prop_assert!(lsm.check().is_ok());
+                if confirms[round % confirms.len()] {
+                    lsm.confirm(mark);
+                    base = Some((mark, chain));
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -1178,51 +1537,10 @@ mod tests {
             let store = LsmStore::open(dir.path(), false, 1 << 20).unwrap();
             let mut lsm = store.backend(budget);
             let mut mem = MemoryBackend::new();
-            let mut key = Vec::new();
             for (i, op) in ops.iter().enumerate() {
-                let k = match op {
-                    Op::Put(_, k, _) | Op::Clear(_, k) | Op::ListAdd(k, _) | Op::ListClear(k) | Op::MapPut(k, _, _) | Op::MapRemove(k, _) => *k,
-                    Op::TimerAdd(k, ..) | Op::TimerDelete(k, ..) => *k,
-                    Op::Pop(..) | Op::Drop(..) | Op::Prefetch(..) => 0,
-                };
-                let (group, ns) = scope(&[k, 0], &mut key);
-                let at = Scope { group, key: &key, namespace: &b"ns"[..ns.min(2)] };
-                let domain = |d: bool| if d { TimerDomain::EventTime } else { TimerDomain::ProcessingTime };
                 let mut popped = [Vec::new(), Vec::new()];
-                for (b, popped) in [&mut lsm as &mut dyn KeyedStateBackend, &mut mem].into_iter().zip(&mut popped) {
-                    match op {
-                        Op::Put(s, _, v) => b.value_put(u32::from(*s), at, v),
-                        Op::Clear(s, _) => b.value_clear(u32::from(*s), at),
-                        Op::ListAdd(_, v) => b.list_add(0, at, v),
-                        Op::ListClear(_) => b.list_clear(0, at),
-                        Op::MapPut(_, m, v) => b.map_put(0, at, &[*m], v),
-                        Op::MapRemove(_, m) => b.map_remove(0, at, &[*m]),
-                        Op::TimerAdd(_, n, t, d) => {
-                            let at = Scope { namespace: &b"ab"[..usize::from(*n)], ..at };
-                            b.timer_register(domain(*d), at, i64::from(*t));
-                        }
-                        Op::TimerDelete(_, n, t, d) => {
-                            let at = Scope { namespace: &b"ab"[..usize::from(*n)], ..at };
-                            b.timer_delete(domain(*d), at, i64::from(*t));
-                        }
-                        Op::Pop(t, l, d) => b.pop_timers(domain(*d), i64::from(*t), usize::from(*l), popped),
-                        Op::Drop(g, n) => b.drop_groups(u16::from(*g)..=u16::from(*g + *n)),
-                        Op::Prefetch(s, first, n) => {
-                            let keys: Vec<(u16, usize, Vec<u8>)> = (*first..first.saturating_add(*n))
-                                .map(|k| {
-                                    let mut buf = Vec::new();
-                                    let (group, ns) = scope(&[k, 0], &mut buf);
-                                    (group, ns, buf)
-                                })
-                                .collect();
-                            let at: Vec<Scope<'_>> = keys
-                                .iter()
-                                .map(|(group, ns, key)| Scope { group: *group, key, namespace: &b"ns"[..(*ns).min(2)] })
-                                .collect();
-                            b.prefetch_values(u32::from(*s), &at);
-                        }
-                    }
-                }
+                apply(&mut lsm, op, &mut popped[0]);
+                apply(&mut mem, op, &mut popped[1]);
                 prop_assert_eq!(&popped[0], &popped[1], "timers fire in the same order");
                 prop_assert_eq!(lsm.next_timer(TimerDomain::EventTime), mem.next_timer(TimerDomain::EventTime));
                 prop_assert_eq!(lsm.next_timer(TimerDomain::ProcessingTime), mem.next_timer(TimerDomain::ProcessingTime));
@@ -1246,6 +1564,37 @@ mod tests {
             if budget == 0 {
                 prop_assert!(lsm.entries_in_memory() <= 1, "a zero budget keeps at most the entry in use");
             }
+        }
+    }
+
+    #[test]
+    fn changes_since_a_mark_are_only_what_changed_in_memory_or_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LsmStore::open(dir.path(), false, 1 << 20).unwrap();
+        for budget in [0, 1 << 30] {
+            let mut b = store.backend(budget);
+            let keys: Vec<[u8; 4]> = (0u32..200).map(|k| k.to_be_bytes()).collect();
+            for k in &keys {
+                b.value_put(0, Scope::key(u16::from(k[3] % 4), k), b"v0");
+            }
+            assert!(!b.scan_changed(1, 0..=u16::MAX, &mut |_| {}), "no mark yet");
+            let first = b.cut().unwrap();
+            b.confirm(first);
+            b.value_put(0, Scope::key(u16::from(keys[7][3] % 4), &keys[7]), b"v1");
+            b.value_clear(0, Scope::key(u16::from(keys[9][3] % 4), &keys[9]));
+            let mut out = Vec::new();
+            assert!(b.value_get(0, Scope::key(u16::from(keys[11][3] % 4), &keys[11]), &mut out), "a read is no change");
+            let mut seen = Vec::new();
+            assert!(b.scan_changed(first, 0..=u16::MAX, &mut |c| seen.push(format!("{c:?}"))));
+            seen.sort();
+            assert_eq!(seen.len(), 3, "budget {budget}: {seen:?}");
+            assert!(seen.iter().filter(|c| c.starts_with("Reset")).count() == 2, "{seen:?}");
+            let second = b.cut().unwrap();
+            let mut again = 0;
+            assert!(b.scan_changed(second, 0..=u16::MAX, &mut |_| again += 1));
+            assert_eq!(again, 0, "nothing changed since the second mark");
+            b.confirm(second);
+            assert!(!b.scan_changed(first, 0..=u16::MAX, &mut |_| {}), "a mark older than the confirmed one");
         }
     }
 

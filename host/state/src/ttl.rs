@@ -9,7 +9,7 @@
 //! backend holds in memory, and by the `lsm` store's compaction filter
 //! over what it spilled.
 
-use crate::{KeyedStateBackend, Piece, Scope, StateError, StateKind, Timer, TimerDomain};
+use crate::{Change, KeyedStateBackend, Piece, Scope, StateError, StateKind, Timer, TimerDomain};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -416,6 +416,18 @@ impl KeyedStateBackend for TtlBackend {
     /// state restored later expires when it would have).
     fn scan_groups(&mut self, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Piece<'_>)) {
         self.inner.scan_groups(groups, visit);
+    }
+
+    fn cut(&mut self) -> Option<u64> {
+        self.inner.cut()
+    }
+
+    fn scan_changed(&mut self, since: u64, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Change<'_>)) -> bool {
+        self.inner.scan_changed(since, groups, visit)
+    }
+
+    fn confirm(&mut self, mark: u64) {
+        self.inner.confirm(mark)
     }
 
     fn drop_groups(&mut self, groups: RangeInclusive<u16>) {

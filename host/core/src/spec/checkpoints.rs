@@ -26,6 +26,12 @@ pub struct CheckpointSpec {
     /// Unaligned checkpoints (barriers overtake buffered data).
     #[serde(default)]
     pub unaligned: bool,
+    /// Incremental checkpoints: with the `lsm` state backend, a
+    /// checkpoint writes only the state changed since the last completed
+    /// one, and shares the older files (the memory backend always writes
+    /// all of it). Default true.
+    #[serde(default = "yes")]
+    pub incremental: bool,
     /// A checkpoint not complete after this long is aborted. Default
     /// 10 minutes, Flink's.
     #[serde(default = "default_timeout_ms")]
@@ -48,6 +54,10 @@ fn default_dir() -> PathBuf {
 
 fn default_timeout_ms() -> u64 {
     600_000
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> u32 {

@@ -6,7 +6,7 @@
 //! the groups it owns.
 
 use std::ops::RangeInclusive;
-use weir_state::{KeyedStateBackend, Piece, Scope, TimerDomain};
+use weir_state::{Change, KeyedStateBackend, Piece, Scope, StateKind, TimerDomain};
 
 /// The first bytes of every task file (the last digit is the format's
 /// version).
@@ -132,53 +132,95 @@ fn scope(w: &mut Writer, at: Scope<'_>) {
     w.bytes(at.namespace);
 }
 
+/// A unit reset: the kind (0 value, 1 list, 2 map) follows the tag.
+const RESET: u8 = 4;
+
+/// Appends one entry to `body`.
+fn entry(body: &mut Writer, change: Change<'_>) {
+    match change {
+        Change::Piece(Piece::Value { state, at, value }) => {
+            body.u8(VALUE);
+            body.u32(state);
+            scope(body, at);
+            body.bytes(value);
+        }
+        Change::Piece(Piece::List { state, at, element }) => {
+            body.u8(LIST);
+            body.u32(state);
+            scope(body, at);
+            body.bytes(element);
+        }
+        Change::Piece(Piece::Map { state, at, map_key, value }) => {
+            body.u8(MAP);
+            body.u32(state);
+            scope(body, at);
+            body.bytes(map_key);
+            body.bytes(value);
+        }
+        Change::Piece(Piece::Timer { domain, at, timestamp }) => {
+            body.u8(TIMER);
+            body.u32(u32::from(domain == TimerDomain::ProcessingTime));
+            scope(body, at);
+            body.i64(timestamp);
+        }
+        Change::Reset { kind, state, at } => {
+            body.u8(RESET);
+            body.u32(state);
+            scope(body, at);
+            body.u8(kind as u8);
+        }
+    }
+}
+
 /// Writes every piece of keyed state and every timer of `groups` held by
-/// `backend`, then the count of pieces.
+/// `backend`, after the count of entries.
 pub(crate) fn write_keyed(backend: &mut dyn KeyedStateBackend, groups: Option<RangeInclusive<u16>>, w: &mut Writer) {
     let mut count: u64 = 0;
     let mut body = Writer::default();
     if let Some(groups) = groups {
         backend.scan_groups(groups, &mut |piece| {
             count += 1;
-            match piece {
-                Piece::Value { state, at, value } => {
-                    body.u8(VALUE);
-                    body.u32(state);
-                    scope(&mut body, at);
-                    body.bytes(value);
-                }
-                Piece::List { state, at, element } => {
-                    body.u8(LIST);
-                    body.u32(state);
-                    scope(&mut body, at);
-                    body.bytes(element);
-                }
-                Piece::Map { state, at, map_key, value } => {
-                    body.u8(MAP);
-                    body.u32(state);
-                    scope(&mut body, at);
-                    body.bytes(map_key);
-                    body.bytes(value);
-                }
-                Piece::Timer { domain, at, timestamp } => {
-                    body.u8(TIMER);
-                    body.u32(u32::from(domain == TimerDomain::ProcessingTime));
-                    scope(&mut body, at);
-                    body.i64(timestamp);
-                }
-            }
+            entry(&mut body, Change::Piece(piece));
         });
     }
     w.u64(count);
     w.buf.extend_from_slice(&body.buf);
 }
 
-/// Reads what [`write_keyed`] wrote, handing each piece whose key group
-/// `keep` accepts to `visit`.
+/// Writes, as [`write_keyed`] does, what changed in `groups` since mark
+/// `since` (resets and pieces, then every timer); false, having written
+/// nothing, when the backend cannot tell (see
+/// [`KeyedStateBackend::scan_changed`]).
+pub(crate) fn write_changes(
+    backend: &mut dyn KeyedStateBackend,
+    groups: Option<RangeInclusive<u16>>,
+    since: u64,
+    w: &mut Writer,
+) -> bool {
+    let mut count: u64 = 0;
+    let mut body = Writer::default();
+    if let Some(groups) = groups {
+        let known = backend.scan_changed(since, groups, &mut |change| {
+            count += 1;
+            entry(&mut body, change);
+        });
+        if !known {
+            return false;
+        }
+    }
+    w.u64(count);
+    w.buf.extend_from_slice(&body.buf);
+    true
+}
+
+/// Reads what [`write_keyed`] or [`write_changes`] wrote, handing each
+/// entry whose key group `keep` accepts to `visit`; timers only when
+/// `timers` (the last snapshot of a chain holds them all).
 pub(crate) fn read_keyed(
     r: &mut Reader<'_>,
     keep: &dyn Fn(u16) -> bool,
-    visit: &mut dyn FnMut(Piece<'_>),
+    timers: bool,
+    visit: &mut dyn FnMut(Change<'_>),
 ) -> Result<(), ReadError> {
     let count = r.u64()?;
     for _ in 0..count {
@@ -186,18 +228,31 @@ pub(crate) fn read_keyed(
         let state = r.u32()?;
         let group = u16::try_from(r.u32()?).map_err(|_| "a key group is out of range".to_owned())?;
         let at = Scope { group, key: r.bytes()?, namespace: r.bytes()? };
-        let piece = match tag {
-            VALUE => Piece::Value { state, at, value: r.bytes()? },
-            LIST => Piece::List { state, at, element: r.bytes()? },
-            MAP => Piece::Map { state, at, map_key: r.bytes()?, value: r.bytes()? },
+        let change = match tag {
+            VALUE => Change::Piece(Piece::Value { state, at, value: r.bytes()? }),
+            LIST => Change::Piece(Piece::List { state, at, element: r.bytes()? }),
+            MAP => Change::Piece(Piece::Map { state, at, map_key: r.bytes()?, value: r.bytes()? }),
             TIMER => {
                 let domain = if state == 1 { TimerDomain::ProcessingTime } else { TimerDomain::EventTime };
-                Piece::Timer { domain, at, timestamp: r.i64()? }
+                let timestamp = r.i64()?;
+                if !timers {
+                    continue;
+                }
+                Change::Piece(Piece::Timer { domain, at, timestamp })
+            }
+            RESET => {
+                let kind = match r.u8()? {
+                    0 => StateKind::Value,
+                    1 => StateKind::List,
+                    2 => StateKind::Map,
+                    other => return Err(format!("a reset of an unknown kind of state ({other})")),
+                };
+                Change::Reset { kind, state, at }
             }
             other => return Err(format!("unknown piece of state (tag {other})")),
         };
         if keep(group) {
-            visit(piece);
+            visit(change);
         }
     }
     Ok(())
@@ -207,6 +262,13 @@ pub(crate) fn read_keyed(
 mod tests {
     use super::*;
     use weir_state::MemoryBackend;
+
+    fn piece(c: Change<'_>) -> Piece<'_> {
+        match c {
+            Change::Piece(p) => p,
+            Change::Reset { .. } => panic!("a full snapshot has no resets"),
+        }
+    }
 
     #[test]
     fn keyed_state_and_timers_round_trip_and_only_kept_groups_come_back() {
@@ -223,7 +285,7 @@ mod tests {
 
         let body = unseal(&file).unwrap();
         let mut restored = MemoryBackend::new();
-        read_keyed(&mut Reader::new(body), &|_| true, &mut |p| restored.restore(p)).unwrap();
+        read_keyed(&mut Reader::new(body), &|_| true, true, &mut |c| restored.restore(piece(c))).unwrap();
         let mut out = Vec::new();
         assert!(restored.value_get(0, Scope::key(3, b"k"), &mut out));
         assert_eq!(out, b"v");
@@ -234,7 +296,7 @@ mod tests {
         assert_eq!(restored.next_timer(TimerDomain::ProcessingTime), Some(7));
 
         let mut only_9 = MemoryBackend::new();
-        read_keyed(&mut Reader::new(body), &|g| g == 9, &mut |p| only_9.restore(p)).unwrap();
+        read_keyed(&mut Reader::new(body), &|g| g == 9, true, &mut |c| only_9.restore(piece(c))).unwrap();
         assert!(!only_9.value_get(0, Scope::key(3, b"k"), &mut out));
         assert!(only_9.map_contains(2, Scope::key(9, b"j"), b"mk"));
         assert_eq!(only_9.timers_pending(), 1);

@@ -2,10 +2,10 @@
 //! state`): its operators, their state names, keys per key group, and one
 //! key's state.
 
-use super::format::{Reader, read_keyed};
-use super::store::load_from;
+use super::format::{Reader, Writer, read_keyed, write_keyed};
+use super::store::{StageState, load_from};
 use std::collections::BTreeMap;
-use weir_state::{Piece, TimerDomain};
+use weir_state::{Change, Piece, TimerDomain};
 
 /// What a checkpoint or savepoint holds.
 #[derive(Debug, Clone)]
@@ -61,6 +61,29 @@ fn names<'a>(part: &'a [u8]) -> Result<([Vec<String>; 3], Reader<'a>), String> {
         }
     }
     Ok((out, r))
+}
+
+/// A keyed stage's state as one full snapshot: its own, or its chain of
+/// incremental snapshots replayed (the names of the last one first).
+fn whole(stage: &StageState) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    let chain = stage.chain();
+    let [.., last] = chain.as_slice() else { return Ok(Default::default()) };
+    if chain.len() == 1 {
+        return Ok(std::borrow::Cow::Borrowed(last));
+    }
+    let mut b = weir_state::MemoryBackend::new();
+    let all = Some(0..=u16::MAX);
+    crate::operators::restore_keyed(&mut b, &all, std::slice::from_ref(&chain), None)?;
+    let (names, _) = names(last)?;
+    let mut w = Writer::default();
+    for list in &names {
+        w.u32(list.len() as u32);
+        for n in list {
+            w.str(n);
+        }
+    }
+    write_keyed(&mut b, all, &mut w);
+    Ok(std::borrow::Cow::Owned(w.buf))
 }
 
 fn is_keyed(kind: &str) -> bool {
@@ -120,14 +143,16 @@ pub fn inspect(dir: &std::path::Path) -> Result<StateReport, String> {
         };
         for s in 0..v.parallelism {
             let Some(stage) = r.stages.get(&(v.id.clone(), s)) else { continue };
-            op.bytes += stage.state.len() as u64;
-            if !is_keyed(&v.kind) || stage.state.is_empty() {
+            op.bytes += stage.chain().iter().map(|p| p.len() as u64).sum::<u64>();
+            if !is_keyed(&v.kind) || !stage.holds_state() {
                 continue;
             }
-            let (names, mut reader) = names(&stage.state).map_err(|e| format!("{}: {e}", v.id))?;
+            let state = whole(stage).map_err(|e| format!("{}: {e}", v.id))?;
+            let (names, mut reader) = names(&state).map_err(|e| format!("{}: {e}", v.id))?;
             // Each (state, key) counted once per key group.
             let mut seen = std::collections::HashSet::new();
-            read_keyed(&mut reader, &|_| true, &mut |piece| {
+            read_keyed(&mut reader, &|_| true, true, &mut |change| {
+                let Change::Piece(piece) = change else { return };
                 let (label, group, key) = match piece {
                     Piece::Value { state, at, .. } => (state_name(&names, 0, state, &v.kind), at.group, at.key),
                     Piece::List { state, at, .. } => (state_name(&names, 1, state, &v.kind), at.group, at.key),
@@ -167,11 +192,13 @@ pub fn key_state(dir: &std::path::Path, operator: &str, key: &[u8]) -> Result<Ke
     let mut out = KeyState { group, states: BTreeMap::new() };
     for s in 0..v.parallelism {
         let Some(stage) = r.stages.get(&(v.id.clone(), s)) else { continue };
-        if stage.state.is_empty() {
+        if !stage.holds_state() {
             continue;
         }
-        let (names, mut reader) = names(&stage.state).map_err(|e| format!("{operator}: {e}"))?;
-        read_keyed(&mut reader, &|g| g == group, &mut |piece| {
+        let state = whole(stage).map_err(|e| format!("{operator}: {e}"))?;
+        let (names, mut reader) = names(&state).map_err(|e| format!("{operator}: {e}"))?;
+        read_keyed(&mut reader, &|g| g == group, true, &mut |change| {
+            let Change::Piece(piece) = change else { return };
             let ns = |n: &[u8]| match n.len() {
                 0 => String::new(),
                 // A window: start and end, big-endian with the sign flipped.

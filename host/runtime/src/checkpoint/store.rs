@@ -5,11 +5,13 @@
 //! and its size against the metadata); a damaged checkpoint is refused
 //! with its path, and recovery falls back to the one before it.
 
-use super::format::{Reader, seal, unseal};
+use super::format::{MAGIC, Reader, seal, unseal};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+const MAGIC_LEN: usize = MAGIC.len();
 
 /// The name of a completed checkpoint's metadata file.
 pub const METADATA: &str = "_metadata";
@@ -33,7 +35,24 @@ pub(crate) struct Metadata {
     pub vertices: Vec<VertexParallelism>,
     /// The task files.
     pub tasks: Vec<TaskFile>,
+    /// The shared files of incremental snapshots, per operator subtask:
+    /// its chain, oldest first (names relative to the job's folder).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<SharedChain>,
 }
+
+/// An operator subtask's chain of shared snapshot files: a full one, then
+/// what changed since.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct SharedChain {
+    pub vertex: String,
+    pub subtask: u32,
+    pub files: Vec<TaskFile>,
+}
+
+/// The folder of shared files in a job's folder.
+pub(crate) const SHARED: &str = "shared";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,8 +79,23 @@ pub(crate) struct TaskFile {
 pub(crate) struct StageState {
     /// The task's input watermark when it was taken.
     pub watermark: i64,
-    /// What the operator wrote.
+    /// What the operator wrote into the task's file.
     pub state: Vec<u8>,
+    /// Or its chain of shared snapshots, oldest first.
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl StageState {
+    /// The operator's snapshots, oldest first: its chain, or the one in
+    /// the task's file.
+    pub fn chain(&self) -> Vec<&[u8]> {
+        if self.chain.is_empty() { vec![self.state.as_slice()] } else { self.chain.iter().map(Vec::as_slice).collect() }
+    }
+
+    /// Whether the operator wrote any state.
+    pub fn holds_state(&self) -> bool {
+        !self.state.is_empty() || !self.chain.is_empty()
+    }
 }
 
 /// A completed checkpoint read back and validated.
@@ -164,6 +198,43 @@ impl CheckpointStore {
         }
     }
 
+    /// Writes a shared snapshot file (synced): its entry for the metadata,
+    /// named relative to the job's folder.
+    pub(crate) fn write_shared(&self, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
+        let dir = self.dir.join(SHARED);
+        std::fs::create_dir_all(&dir)?;
+        let mut file = write_task(&dir, name, body)?;
+        file.file = format!("{SHARED}/{name}");
+        Ok(file)
+    }
+
+    /// Removes every shared file that no completed checkpoint in the
+    /// folder lists and `live` (files of checkpoints in progress, and of
+    /// those later snapshots may still diff against) does not name: what
+    /// retention and failed checkpoints left. A completed checkpoint whose
+    /// metadata cannot be read keeps every file (nothing is removed).
+    pub(crate) fn collect_shared(&self, live: &std::collections::HashSet<String>) {
+        let mut keep = live.clone();
+        for id in self.ids().into_iter().filter(|&id| self.is_complete(id)) {
+            let path = self.checkpoint_dir(id).join(METADATA);
+            let Some(m) = std::fs::read(&path).ok().and_then(|t| serde_json::from_slice::<Metadata>(&t).ok()) else {
+                tracing::warn!("cannot read {}: keeping every shared checkpoint file", path.display());
+                return;
+            };
+            keep.extend(m.shared.into_iter().flat_map(|c| c.files).map(|f| f.file));
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.join(SHARED)) else { return };
+        for e in entries.filter_map(|e| e.ok()) {
+            let Some(name) = e.file_name().to_str().map(|n| format!("{SHARED}/{n}")) else { continue };
+            if !keep.contains(&name)
+                && let Err(err) = std::fs::remove_file(e.path())
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot remove {}: {err}", e.path().display());
+            }
+        }
+    }
+
     /// Reads and validates checkpoint `id`.
     pub fn load(&self, id: u64) -> Result<Restored, String> {
         let r = load_from(&self.checkpoint_dir(id))?;
@@ -241,20 +312,50 @@ pub fn load_from(dir: &Path) -> Result<Restored, String> {
             return Err(format!("{}: names a task file outside its folder: {:?}", meta_path.display(), t.file));
         }
         let path = dir.join(&t.file);
-        let data = std::fs::read(&path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
-        if data.len() as u64 != t.bytes || crc32fast::hash(&data) != t.crc32 {
-            return Err(format!(
-                "{}: it has {} bytes and another checksum than the {} bytes its metadata lists: it is damaged \
-                     or truncated",
-                path.display(),
-                data.len(),
-                t.bytes
-            ));
+        let body = read_sealed(&path, t)?;
+        read_stages(&body, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let job_dir = dir.parent().unwrap_or(dir);
+    for chain in &metadata.shared {
+        let mut bodies = Vec::with_capacity(chain.files.len());
+        for f in &chain.files {
+            let name = f.file.strip_prefix(&format!("{SHARED}/")).unwrap_or("");
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+                return Err(format!("{}: names a shared file outside `{SHARED}/`: {:?}", meta_path.display(), f.file));
+            }
+            bodies.push(read_sealed(&job_dir.join(&f.file), f)?);
         }
-        let body = unseal(&data).map_err(|e| format!("{}: {e}", path.display()))?;
-        read_stages(body, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
+        let Some(stage) = stages.get_mut(&(chain.vertex.clone(), chain.subtask)) else {
+            return Err(format!(
+                "{}: lists shared files of `{}` subtask {}, which no task file holds",
+                meta_path.display(),
+                chain.vertex,
+                chain.subtask
+            ));
+        };
+        stage.chain = bodies;
     }
     Ok(Restored { checkpoint: metadata.checkpoint, path: dir.to_owned(), metadata, stages })
+}
+
+/// The body of the file at `path`, checked against its size and checksum
+/// in the metadata, then its own.
+fn read_sealed(path: &Path, listed: &TaskFile) -> Result<Vec<u8>, String> {
+    let mut data = std::fs::read(path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+    if data.len() as u64 != listed.bytes || crc32fast::hash(&data) != listed.crc32 {
+        return Err(format!(
+            "{}: it has {} bytes and another checksum than the {} bytes its metadata lists: it is damaged \
+                 or truncated",
+            path.display(),
+            data.len(),
+            listed.bytes
+        ));
+    }
+    let len = unseal(&data).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    // The body in place: no copy of what may be a gigabyte.
+    data.truncate(MAGIC_LEN + len);
+    data.drain(..MAGIC_LEN);
+    Ok(data)
 }
 
 /// Makes the folder of a checkpoint or savepoint.
@@ -290,7 +391,7 @@ pub(crate) fn complete(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
 
 /// A task file's body: its stages, each (vertex id, subtask, watermark,
 /// state).
-pub(crate) fn write_stages(stages: &[(String, u32, i64, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn write_stages(stages: &[(&str, u32, i64, &[u8])]) -> Vec<u8> {
     let mut w = super::format::Writer::default();
     w.u32(stages.len() as u32);
     for (vertex, subtask, watermark, state) in stages {
@@ -313,7 +414,7 @@ fn read_stages(body: &[u8], out: &mut HashMap<(String, u32), StageState>) -> Res
         let watermark = r.i64()?;
         let len = usize::try_from(r.u64()?).map_err(|_| "a stage's state is larger than memory".to_owned())?;
         let state = r.take(len)?.to_vec();
-        out.insert((vertex, subtask), StageState { watermark, state });
+        out.insert((vertex, subtask), StageState { watermark, state, chain: Vec::new() });
     }
     if !r.is_empty() {
         return Err("it has bytes after its last stage".into());
@@ -328,7 +429,7 @@ mod tests {
     fn complete_one(store: &CheckpointStore, id: u64, state: &[u8]) {
         let dir = store.checkpoint_dir(id);
         begin(&dir).unwrap();
-        let body = write_stages(&[("op".into(), 0, 5, state.to_vec())]);
+        let body = write_stages(&[("op", 0, 5, state)]);
         let file = write_task(&dir, "op-0", &body).unwrap();
         let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
         let m = Metadata {
@@ -339,6 +440,7 @@ mod tests {
             max_parallelism: 128,
             vertices,
             tasks: vec![file],
+            shared: Vec::new(),
         };
         complete(&dir, &m).unwrap();
     }

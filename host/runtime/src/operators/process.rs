@@ -35,6 +35,7 @@ pub(crate) struct ProcessOp {
     /// The namespace of every event's state and timers (empty for a
     /// process function; a window operator sets the window).
     namespace: Vec<u8>,
+    increments: super::Increments,
 }
 
 impl ProcessOp {
@@ -53,6 +54,7 @@ impl ProcessOp {
             clock,
             next_expiry: i64::MIN,
             namespace: Vec::new(),
+            increments: super::Increments::default(),
         }
     }
 
@@ -270,20 +272,24 @@ impl ProcessOp {
 }
 
 impl Operator for ProcessOp {
-    fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
+    fn open(&mut self, groups: &super::Groups, restored: &[super::Chain<'_>]) -> Result<(), String> {
         let names = self.instance.states().clone();
         super::restore_keyed(self.instance.backend(), groups, restored, Some(&names))
     }
 
     fn snapshot(
         &mut self,
-        _checkpoint: u64,
+        snap: super::Snap,
         groups: &super::Groups,
         out: &mut crate::checkpoint::Writer,
-    ) -> Result<(), OpError> {
+    ) -> Result<super::Shape, OpError> {
         let names = self.instance.states().clone();
-        super::snapshot_keyed(self.instance.backend(), groups, Some(&names), out);
-        Ok(())
+        let inc = (snap, &mut self.increments);
+        Ok(super::snapshot_keyed(self.instance.backend(), groups, Some(&names), inc, out))
+    }
+
+    fn rebase(&mut self, checkpoint: u64) {
+        self.increments.rebase(checkpoint, self.instance.backend());
     }
 
     /// Runs the batch in the calls the [`Cutter`] plans: they end where a

@@ -60,6 +60,7 @@ const EMIT_EVERY: usize = 512;
 
 pub(crate) struct WindowOp {
     backend: Box<dyn KeyedStateBackend>,
+    increments: super::Increments,
     assigner: Assigner,
     trigger: Trigger,
     evictor: Option<WindowEvictor>,
@@ -238,6 +239,7 @@ impl WindowOp {
             _ => None,
         };
         WindowOp {
+            increments: super::Increments::default(),
             wasm_trigger,
             gap_fn: gap.map(Box::new),
             gaps: Vec::new(),
@@ -884,18 +886,22 @@ impl WindowOp {
 }
 
 impl Operator for WindowOp {
-    fn open(&mut self, groups: &super::Groups, restored: &[&[u8]]) -> Result<(), String> {
+    fn open(&mut self, groups: &super::Groups, restored: &[super::Chain<'_>]) -> Result<(), String> {
         super::restore_keyed(self.backend.as_mut(), groups, restored, Some(&state_names()))
     }
 
     fn snapshot(
         &mut self,
-        _checkpoint: u64,
+        snap: super::Snap,
         groups: &super::Groups,
         out: &mut crate::checkpoint::Writer,
-    ) -> Result<(), OpError> {
-        super::snapshot_keyed(self.backend.as_mut(), groups, Some(&state_names()), out);
-        Ok(())
+    ) -> Result<super::Shape, OpError> {
+        let inc = (snap, &mut self.increments);
+        Ok(super::snapshot_keyed(self.backend.as_mut(), groups, Some(&state_names()), inc, out))
+    }
+
+    fn rebase(&mut self, checkpoint: u64) {
+        self.increments.rebase(checkpoint, self.backend.as_mut());
     }
 
     fn process(&mut self, mut input: Batch, out: &mut dyn Emit) -> Result<(), Fail> {
