@@ -366,6 +366,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
     };
     let fail = |id: u64, f: InFlight, why: &str| {
         shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
+        shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         f.fail(why);
     };
     let mut stopped = false;
@@ -496,7 +497,11 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                     tasks: f.files.clone(),
                     shared: f.shared.clone(),
                 };
-                match store::complete(&f.dir, &metadata) {
+                // The shared files' folder entries are durable before the
+                // metadata that lists them.
+                let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
+                shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                match synced.and_then(|()| store::complete(&f.dir, &metadata)) {
                     Ok(()) => {
                         let done = stats(id, &f, CheckpointStatus::Completed, tasks);
                         tracing::info!(

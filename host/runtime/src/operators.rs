@@ -172,8 +172,11 @@ impl Increments {
     /// Checkpoint `checkpoint` completed: the next snapshot diffs
     /// against it, and the backend forgets changes before it.
     pub fn rebase(&mut self, checkpoint: u64, backend: &mut dyn KeyedStateBackend) {
-        if let Some(t) = self.taken.iter().find(|t| t.checkpoint == checkpoint).copied() {
-            self.base = Some(t);
+        // Not found (more snapshots in flight than are kept): no base,
+        // so the next snapshot is a full one rather than a delta against
+        // a base whose files may be gone.
+        self.base = self.taken.iter().find(|t| t.checkpoint == checkpoint).copied();
+        if let Some(t) = self.base {
             backend.confirm(t.mark);
         }
         self.taken.retain(|t| t.checkpoint > checkpoint);
@@ -203,6 +206,21 @@ pub(crate) fn snapshot_keyed(
     names: Option<&StateNames>,
     (snap, inc): (Snap, &mut Increments),
     out: &mut Writer,
+) -> Result<Shape, OpError> {
+    let shape = write_snapshot(backend, groups, names, (snap, inc), out);
+    // A read that failed while the snapshot was written (a disk error
+    // under `lsm`) left a piece out, or turned it into a reset: the
+    // checkpoint must not complete with it.
+    backend.check().map_err(|e| OpError { origin: None, message: format!("cannot snapshot its state: {e}") })?;
+    Ok(shape)
+}
+
+fn write_snapshot(
+    backend: &mut dyn KeyedStateBackend,
+    groups: &Groups,
+    names: Option<&StateNames>,
+    (snap, inc): (Snap, &mut Increments),
+    out: &mut Writer,
 ) -> Shape {
     for list in names.map_or([&[][..]; 3], |n| [&n.value[..], &n.list[..], &n.map[..]]) {
         out.u32(list.len() as u32);
@@ -216,8 +234,9 @@ pub(crate) fn snapshot_keyed(
         return Shape::Inline;
     }
     let base = inc.base.filter(|b| b.files < MAX_CHAIN && b.changes <= b.full / 2);
+    let churned = inc.fulls > 0;
     inc.fulls = inc.fulls.saturating_sub(1);
-    if let Some(b) = base.filter(|_| inc.fulls == 0)
+    if let Some(b) = base.filter(|_| !churned)
         && write_changes(backend, groups.clone(), b.mark, out)
     {
         let bytes = out.buf.len() - start;
@@ -289,6 +308,7 @@ pub(crate) fn restore_keyed(
         }
         let keep = |g: u16| groups.as_ref().is_some_and(|r| r.contains(&g));
         let id = |kind: usize, state: u32| if named { remap[kind].get(state as usize).copied() } else { Some(state) };
+        backend.restore_hint(r.clone().u64().unwrap_or(0) as usize);
         let mut bad = None;
         let unlisted = || Some("a piece of state names a state its table does not list".to_owned());
         read_keyed(&mut r, &keep, last, &mut |change| {
@@ -475,7 +495,7 @@ impl Operator for NativeProcessOp {
     }
 
     fn snapshot(&mut self, snap: Snap, groups: &Groups, out: &mut Writer) -> Result<Shape, OpError> {
-        Ok(snapshot_keyed(self.backend.as_mut(), groups, None, (snap, &mut self.increments), out))
+        snapshot_keyed(self.backend.as_mut(), groups, None, (snap, &mut self.increments), out)
     }
 
     fn rebase(&mut self, checkpoint: u64) {

@@ -288,6 +288,9 @@ impl Chain {
     /// own stage), hand the parts to the checkpointer, pass the barrier on.
     fn checkpoint(&mut self, id: u64, watermark: i64, mut source: Option<Vec<u8>>) -> Result<(), TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
+        // A checkpoint that completed just before this barrier came is
+        // the base, even when the task has not been told yet.
+        self.rebase(&cp);
         let mut stages = Vec::with_capacity(self.stages.len());
         let snap = Snap { checkpoint: id, incremental: cp.incremental && !cp.is_savepoint(id) };
         for stage in &mut self.stages {
@@ -310,9 +313,9 @@ impl Chain {
         Ok(())
     }
 
-    /// Tells the stages of checkpoints completed since the last call.
-    fn notify(&mut self) -> Result<(), TaskError> {
-        let Some(cp) = &self.tail.shared.checkpoints else { return Ok(()) };
+    /// Tells the stages of the latest completed checkpoint their
+    /// incremental snapshots diff against from now.
+    fn rebase(&mut self, cp: &crate::checkpoint::CheckpointShared) {
         let base = cp.base.load(Ordering::Acquire);
         if base > self.rebased {
             // Snapshots sent so far went before this store (the
@@ -325,6 +328,12 @@ impl Chain {
                 r.store(base, Ordering::Release);
             }
         }
+    }
+
+    /// Tells the stages of checkpoints completed since the last call.
+    fn notify(&mut self) -> Result<(), TaskError> {
+        let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
+        self.rebase(&cp);
         let completed = cp.completed.load(Ordering::Acquire);
         if completed <= self.notified {
             return Ok(());

@@ -265,7 +265,9 @@ pub trait KeyedStateBackend: Send {
 
     /// Hands every unit of state of `groups` changed since mark `since`
     /// (a [`KeyedStateBackend::cut`]) to `visit` as a reset followed by
-    /// its current pieces, each unit once, then every timer of `groups`
+    /// its current pieces (a value that is there may come without reset:
+    /// putting it replaces the old one), each unit once, then every timer
+    /// of `groups`
     /// (timers are not tracked: all of them, each time). False, having
     /// visited nothing, when the backend cannot say (no such mark, or
     /// state was dropped since): take a full snapshot instead.
@@ -279,6 +281,13 @@ pub trait KeyedStateBackend: Send {
     /// the backend may forget what it kept to find them.
     fn confirm(&mut self, mark: u64) {
         let _ = mark;
+    }
+
+    /// A hint that about `pieces` pieces are restored next (one
+    /// snapshot's count): a backend may make room for them at once rather
+    /// than grow as they come.
+    fn restore_hint(&mut self, pieces: usize) {
+        let _ = pieces;
     }
 
     /// Removes every piece of state and every timer of the key groups in

@@ -422,6 +422,10 @@ impl KeyedStateBackend for TtlBackend {
         self.inner.cut()
     }
 
+    fn restore_hint(&mut self, pieces: usize) {
+        self.inner.restore_hint(pieces)
+    }
+
     fn scan_changed(&mut self, since: u64, groups: RangeInclusive<u16>, visit: &mut dyn FnMut(Change<'_>)) -> bool {
         self.inner.scan_changed(since, groups, visit)
     }

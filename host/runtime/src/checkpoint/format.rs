@@ -46,6 +46,7 @@ impl Writer {
 }
 
 /// Reads fields back, refusing to read past the end.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     data: &'a [u8],
     at: usize,

@@ -208,6 +208,11 @@ impl CheckpointStore {
         Ok(file)
     }
 
+    /// Syncs the folder of shared files (their names).
+    pub(crate) fn sync_shared(&self) -> std::io::Result<()> {
+        sync_dir(&self.dir.join(SHARED))
+    }
+
     /// Removes every shared file that no completed checkpoint in the
     /// folder lists and `live` (files of checkpoints in progress, and of
     /// those later snapshots may still diff against) does not name: what

@@ -285,7 +285,7 @@ impl Operator for ProcessOp {
     ) -> Result<super::Shape, OpError> {
         let names = self.instance.states().clone();
         let inc = (snap, &mut self.increments);
-        Ok(super::snapshot_keyed(self.instance.backend(), groups, Some(&names), inc, out))
+        super::snapshot_keyed(self.instance.backend(), groups, Some(&names), inc, out)
     }
 
     fn rebase(&mut self, checkpoint: u64) {

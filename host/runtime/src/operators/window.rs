@@ -897,7 +897,7 @@ impl Operator for WindowOp {
         out: &mut crate::checkpoint::Writer,
     ) -> Result<super::Shape, OpError> {
         let inc = (snap, &mut self.increments);
-        Ok(super::snapshot_keyed(self.backend.as_mut(), groups, Some(&state_names()), inc, out))
+        super::snapshot_keyed(self.backend.as_mut(), groups, Some(&state_names()), inc, out)
     }
 
     fn rebase(&mut self, checkpoint: u64) {

@@ -98,6 +98,11 @@ impl Spilled {
         self.layers.iter().rev().any(|l| l.filter.contains_hash(h))
     }
 
+    /// Whether no key was ever written to fjall.
+    pub(super) fn is_empty(&self) -> bool {
+        !self.saturated && self.layers.is_empty()
+    }
+
     /// Bytes the filter takes (counted against the state budget).
     pub(super) fn bytes(&self) -> usize {
         self.layers.iter().map(|l| l.filter.num_bits() / 8).sum()
