@@ -457,6 +457,9 @@ pub struct MemoryBackend {
     /// Per domain: the earliest timer of every key group that has one.
     heads: [BTreeSet<(i64, Composite, u16)>; 2],
     pending: usize,
+    /// Pieces a restore announced (see `restore_hint`): the first value
+    /// state restored makes room for them.
+    hint: usize,
 }
 
 fn get<'a, V>(maps: &'a PerState<V>, state: u32, at: Scope<'_>) -> Option<&'a V> {
@@ -581,6 +584,25 @@ impl MemoryBackend {
 impl KeyedStateBackend for MemoryBackend {
     fn value_get(&mut self, state: u32, at: Scope<'_>, out: &mut Vec<u8>) -> bool {
         get(&self.values, state, at).map(|v| v.append_to(out)).is_some()
+    }
+
+    fn restore_hint(&mut self, pieces: usize) {
+        self.hint = pieces;
+    }
+
+    fn restore(&mut self, piece: Piece<'_>) {
+        if let Piece::Value { state, .. } = piece
+            && self.hint > 0
+        {
+            slot(&mut self.values, state).reserve(self.hint);
+            self.hint = 0;
+        }
+        match piece {
+            Piece::Value { state, at, value } => self.value_put(state, at, value),
+            Piece::List { state, at, element } => self.list_add(state, at, element),
+            Piece::Map { state, at, map_key, value } => self.map_put(state, at, map_key, value),
+            Piece::Timer { domain, at, timestamp } => self.timer_register(domain, at, timestamp),
+        }
     }
 
     fn value_put(&mut self, state: u32, at: Scope<'_>, value: &[u8]) {

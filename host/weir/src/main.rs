@@ -9,6 +9,7 @@
 //! compiled-component cache location, logging setup and how errors are
 //! shown; the work itself is `weir-runtime`'s.
 
+mod alloc;
 mod bench;
 mod bundle;
 mod client;
@@ -20,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use weir_core::spec::Spec;
 use weir_runtime::JobSummary;
+
+#[global_allocator]
+static ALLOC: alloc::HugePages = alloc::HugePages;
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Stateful stream processing with WebAssembly operators")]
