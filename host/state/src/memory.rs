@@ -18,8 +18,9 @@ use std::ops::RangeInclusive;
 /// foldhash: fast on short keys and well spread.
 pub(crate) type FastMap<K, V> = HashMap<K, V, MapSeed>;
 
-/// foldhash with a seed of each map's own (from a counter, so runs that
-/// make their maps in the same order hash the same). One seed for every
+/// foldhash with a seed of each map's own (from a counter shared by every
+/// thread, so the order of a map's entries may differ between runs; no
+/// output depends on it). One seed for every
 /// map made a restore pathological: filling a map in another's iteration
 /// order (a snapshot's) puts the keys of neighbouring buckets of the
 /// large map into the same buckets of the small growing one, and a 38 M-key
@@ -458,8 +459,10 @@ pub struct MemoryBackend {
     heads: [BTreeSet<(i64, Composite, u16)>; 2],
     pending: usize,
     /// Pieces a restore announced (see `restore_hint`): the first value
-    /// state restored makes room for them.
+    /// state restored makes room for them, once (`sized`; later files of
+    /// a chain replace or add to the same keys).
     hint: usize,
+    sized: bool,
 }
 
 fn get<'a, V>(maps: &'a PerState<V>, state: u32, at: Scope<'_>) -> Option<&'a V> {
@@ -593,9 +596,10 @@ impl KeyedStateBackend for MemoryBackend {
     fn restore(&mut self, piece: Piece<'_>) {
         if let Piece::Value { state, .. } = piece
             && self.hint > 0
+            && !self.sized
         {
             slot(&mut self.values, state).reserve(self.hint);
-            self.hint = 0;
+            self.sized = true;
         }
         match piece {
             Piece::Value { state, at, value } => self.value_put(state, at, value),

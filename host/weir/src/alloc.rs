@@ -56,9 +56,15 @@ fn advise(p: *mut u8, size: usize) {
         let end = (p as usize + size) / HUGE_PAGE * HUGE_PAGE;
         if end > start {
             // SAFETY: [start, end) lies inside the block just allocated;
-            // MADV_HUGEPAGE changes no content. A failure (an old kernel)
-            // leaves small pages: nothing to handle.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+            // MADV_HUGEPAGE changes no content. A failure (a kernel
+            // without huge pages) leaves small pages, and the allocation
+            // that succeeded must not leave its `errno` behind.
+            unsafe {
+                let errno = libc::__errno_location();
+                let saved = *errno;
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+                *errno = saved;
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]

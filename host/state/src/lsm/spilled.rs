@@ -26,7 +26,7 @@
 use fastbloom::BloomFilter;
 use std::hash::BuildHasher;
 
-/// foldhash with a fixed seed, as the state tables hash.
+/// foldhash with a fixed seed.
 type Hasher = foldhash::fast::FixedState;
 
 /// Keys the first layer is sized for.
