@@ -19,8 +19,7 @@ pub(crate) use store::{StageState, write_stages};
 
 use crate::job::JobShared;
 use crate::operators::Shape;
-use std::collections::HashSet;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

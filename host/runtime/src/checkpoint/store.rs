@@ -473,6 +473,40 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_shared_file_is_refused_with_its_path_and_unlisted_ones_are_collected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(tmp.path().join("job"));
+        let dir = store.checkpoint_dir(1);
+        begin(&dir).unwrap();
+        let full = store.write_shared("chk-1-task-0-0", b"full").unwrap();
+        let stray = store.write_shared("chk-0-task-0-0", b"stray").unwrap();
+        let file = write_task(&dir, "task-0", &write_stages(&[("op", 0, 5, &[])])).unwrap();
+        let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
+        let shared = vec![SharedChain { vertex: "op".into(), subtask: 0, files: vec![full.clone()] }];
+        let m = Metadata {
+            format: 1,
+            job: "j".into(),
+            checkpoint: 1,
+            completed_at_ms: 0,
+            max_parallelism: 128,
+            vertices,
+            tasks: vec![file],
+            shared,
+        };
+        complete(&dir, &m).unwrap();
+        let r = store.load(1).unwrap();
+        assert_eq!(r.stages[&("op".into(), 0)].chain(), vec![&b"full"[..]]);
+
+        store.collect_shared(&std::collections::HashSet::new());
+        assert!(store.dir().join(&full.file).is_file(), "listed by a completed checkpoint: kept");
+        assert!(!store.dir().join(&stray.file).exists(), "listed by nothing: removed");
+
+        std::fs::write(store.dir().join(&full.file), b"WEIRCHK1 cut").unwrap();
+        let e = store.load(1).unwrap_err();
+        assert!(e.contains("shared/chk-1-task-0-0") && e.contains("damaged or truncated"), "{e}");
+    }
+
+    #[test]
     fn retention_keeps_the_latest_completed_and_drops_what_is_older() {
         let tmp = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(tmp.path().to_owned());
