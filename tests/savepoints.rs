@@ -170,3 +170,60 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
     assert!(text.contains("holds no state of this sink") && text.contains("Give the sink the id it had"), "{text}");
     assert_eq!(std::fs::read(root.join("out/counts.csv")).unwrap(), before, "the file is untouched");
 }
+
+/// Operator state across savepoints: `tally-map` (a map with an even-split
+/// count and a union run number) at parallelism 2, then 3, then 1. Every
+/// event is mapped once over the three runs, and the one subtask of the
+/// last run starts from the sum of every old subtask's count, so its
+/// counts end at exactly the number of events.
+#[test]
+fn operator_state_is_split_evenly_or_handed_to_all_when_the_parallelism_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let spec = format!(
+        "name: tally\nsources:\n  - {{id: events, type: generator, parallelism: 1, count: 60000, keys: 97, pattern: sequence, rate: 20000}}\n\
+         operators:\n  - id: tally\n    kind: map\n    input: events\n    component: {}\n\
+         sinks:\n  - {{id: out, type: file, path: {}, format: text, input: tally}}\n\
+         checkpoints: {{interval-ms: 100, dir: {}}}\n",
+        component("tally-map").display(),
+        root.join("out/tally.csv").display(),
+        root.join("checkpoints").display(),
+    );
+    let spec = write_spec(&root, "tally", &spec);
+    let c = Coordinator::start_with_slots(3, &["--allow-path", root.to_str().unwrap()]);
+    let first = run_then_stop(&c, &spec, &["--parallelism", "2"]);
+    let second = run_then_stop(&c, &spec, &["--parallelism", "3", "--from-savepoint", &first]);
+    let state = String::from_utf8_lossy(&c.weir(&["state", &second]).stdout).into_owned();
+    c.ok(&["submit", &spec, "--parallelism", "1", "--from-savepoint", &second, "--wait"]);
+
+    let lines = std::fs::read_to_string(root.join("out/tally.csv")).unwrap();
+    let parsed: Vec<(u64, u64)> = lines
+        .lines()
+        .map(|l| {
+            let (count, runs) = l.split_once(',').unwrap_or_else(|| panic!("a line `count,runs`: {l:?}"));
+            (count.parse().unwrap(), runs.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(parsed.len(), 60_000, "one line per event over the three runs");
+    let before_last = parsed.iter().filter(|(_, runs)| *runs < 3).count() as u64;
+    let mut last: Vec<u64> = parsed.iter().filter(|(_, runs)| *runs == 3).map(|(count, _)| *count).collect();
+    last.sort_unstable();
+    let expected: Vec<u64> = (before_last + 1..=60_000).collect();
+    assert!(last == expected, "the last run counts on from every earlier event: {:?}…", &last[..last.len().min(5)]);
+    for run in [1, 2] {
+        assert!(parsed.iter().any(|(_, r)| *r == run), "run {run} mapped events");
+    }
+
+    // The second savepoint holds three counts that add up to the events
+    // mapped before it, and every subtask's run number, 2.
+    assert!(state.contains("operator list `count` (even-split): 3 elements"), "{state}");
+    assert!(state.contains("operator list `runs` (union): 3 elements"), "{state}");
+    let counts: u64 = state
+        .lines()
+        .skip_while(|l| !l.contains("list `count`"))
+        .skip(1)
+        .take(3)
+        .map(|l| l.split_once('[').unwrap().1.trim_end_matches(']').parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counts, before_last, "{state}");
+}

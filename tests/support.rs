@@ -26,6 +26,7 @@ pub const GUESTS: &[&str] = &[
     "window-semantics-timers",
     "flaky-count",
     "count-v2",
+    "tally-map",
 ];
 
 /// The workspace root.

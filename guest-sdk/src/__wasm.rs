@@ -3,18 +3,25 @@
 //! the export macros only.
 
 use crate::event::{Output, event_at, validate_batch};
+use crate::operator_state::StateList;
 use crate::state::{Context, KeyedBackend, OpenContext, TimeDomain};
 use crate::timers::{CallTimers, Due};
-use crate::{Error, Evictor, EvictorContext, KeyedProcessFunction, Map, SessionGap, Trigger, TriggerResult, Window};
+use crate::{
+    CheckpointedFunction, Error, Evictor, EvictorContext, KeyedProcessFunction, Map, OperatorState, Redistribution,
+    SessionGap, Trigger, TriggerResult, Window,
+};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 pub use wit_bindgen;
 
-/// Bindings of the `map` world.
+/// Bindings of the `stateful-map` world (the `map` world and operator
+/// state): every map component the SDK builds exports it, with no lists
+/// unless the operator is exported `checkpointed`.
 pub mod map_bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "%map",
+        world: "stateful-map",
         pub_export_macro: true,
         export_macro_name: "__export_map_world",
         default_bindings_module: "weir_sdk::__wasm::map_bindings",
@@ -70,18 +77,23 @@ pub mod function_bindings {
     });
 }
 
-/// Bindings of the `process` world.
+/// Bindings of the `stateful-process` world (the `process` world and
+/// operator state), as for `map`.
 pub mod process_bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "process",
+        world: "stateful-process",
         pub_export_macro: true,
         export_macro_name: "__export_process_world",
         default_bindings_module: "weir_sdk::__wasm::process_bindings",
         runtime_path: "weir_sdk::__wasm::wit_bindgen::rt",
+        with: {
+            "weir:operator/operator-state@0.2.0": crate::__wasm::map_bindings::weir::operator::operator_state,
+        },
     });
 }
 
+use map_bindings::weir::operator::operator_state as os;
 use map_bindings::weir::operator::types as mt;
 use process_bindings::exports::weir::operator::keyed_process as kp;
 use process_bindings::weir::operator::keyed_state as ks;
@@ -96,6 +108,122 @@ thread_local! {
     static SESSION_GAP: RefCell<Option<Box<dyn SessionGap>>> = const { RefCell::new(None) };
     static WINDOW_FN: RefCell<Option<Box<dyn crate::window_function::Erased>>> = const { RefCell::new(None) };
     static PROCESS_OP: RefCell<Option<(Box<dyn KeyedProcessFunction>, u32)>> = const { RefCell::new(None) };
+    /// The operator again, as its operator state, when it has any.
+    static CHECKPOINTED: RefCell<Option<Box<dyn CheckpointedFunction>>> = const { RefCell::new(None) };
+}
+
+/// A checkpointed operator, shared between its two slots above (`MAP_OP`
+/// or `PROCESS_OP`, and `CHECKPOINTED`): the guest runs one call at a
+/// time, so the borrows never overlap.
+struct Shared<T>(Rc<RefCell<T>>);
+
+impl<T: Map> Map for Shared<T> {
+    fn open(&mut self, config: &serde_json::Value) -> crate::Result<()> {
+        self.0.borrow_mut().open(config)
+    }
+    fn map(&mut self, event: &crate::Event<'_>, out: &mut Output) -> crate::Result<()> {
+        self.0.borrow_mut().map(event, out)
+    }
+}
+
+impl<T: KeyedProcessFunction> KeyedProcessFunction for Shared<T> {
+    fn open(&mut self, ctx: &mut OpenContext) -> crate::Result<()> {
+        self.0.borrow_mut().open(ctx)
+    }
+    fn process(&mut self, event: &crate::Event<'_>, ctx: &mut Context<'_>, out: &mut Output) -> crate::Result<()> {
+        self.0.borrow_mut().process(event, ctx, out)
+    }
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        domain: TimeDomain,
+        ctx: &mut Context<'_>,
+        out: &mut Output,
+    ) -> crate::Result<()> {
+        self.0.borrow_mut().on_timer(timestamp, domain, ctx, out)
+    }
+}
+
+impl<T: CheckpointedFunction> CheckpointedFunction for Shared<T> {
+    fn initialize_state(&mut self, state: &OperatorState) -> crate::Result<()> {
+        self.0.borrow_mut().initialize_state(state)
+    }
+    fn snapshot_state(&mut self, checkpoint: u64, state: &mut OperatorState) -> crate::Result<()> {
+        self.0.borrow_mut().snapshot_state(checkpoint, state)
+    }
+}
+
+pub fn map_init_checkpointed<T: Map + CheckpointedFunction + Default>(config: String) -> Result<(), String> {
+    let op = Rc::new(RefCell::new(T::default()));
+    let r = map_init_with(Box::new(Shared(op.clone())), config);
+    CHECKPOINTED.with(|c| *c.borrow_mut() = Some(Box::new(Shared(op))));
+    crate::metrics::flush();
+    r
+}
+
+pub fn process_init_checkpointed<T: KeyedProcessFunction + CheckpointedFunction + Default>(
+    config: String,
+) -> Result<kp::StateDeclaration, String> {
+    let op = Rc::new(RefCell::new(T::default()));
+    let r = process_init_with(Box::new(Shared(op.clone())), config);
+    CHECKPOINTED.with(|c| *c.borrow_mut() = Some(Box::new(Shared(op))));
+    crate::metrics::flush();
+    r
+}
+
+pub fn restore_state(lists: Vec<os::OperatorList>, restored: bool) -> Result<(), String> {
+    let state = OperatorState {
+        lists: lists
+            .into_iter()
+            .map(|l| StateList {
+                name: l.name,
+                mode: match l.mode {
+                    os::Redistribution::EvenSplit => Redistribution::EvenSplit,
+                    os::Redistribution::Union => Redistribution::Union,
+                },
+                data: l.data,
+                ends: l.ends,
+            })
+            .collect(),
+        restored,
+    };
+    let r = CHECKPOINTED.with(|c| match c.borrow_mut().as_mut() {
+        Some(op) => op.initialize_state(&state).map_err(|e| e.to_string()),
+        // Lists for an operator that keeps none (its earlier version
+        // did): refused rather than dropped.
+        None if !state.lists.is_empty() => Err(format!(
+            "the checkpoint holds operator state (lists `{}`), and this operator keeps none: implement \
+             `CheckpointedFunction` and export it with `checkpointed`, or start the job without this state",
+            state.names().collect::<Vec<_>>().join("`, `")
+        )),
+        None => Ok(()),
+    });
+    crate::metrics::flush();
+    r
+}
+
+pub fn snapshot_state(checkpoint: u64) -> Result<Vec<os::OperatorList>, String> {
+    let r = CHECKPOINTED.with(|c| {
+        let mut state = OperatorState::default();
+        if let Some(op) = c.borrow_mut().as_mut() {
+            op.snapshot_state(checkpoint, &mut state).map_err(|e| e.to_string())?;
+        }
+        Ok(state
+            .lists
+            .into_iter()
+            .map(|l| os::OperatorList {
+                name: l.name,
+                mode: match l.mode {
+                    Redistribution::EvenSplit => os::Redistribution::EvenSplit,
+                    Redistribution::Union => os::Redistribution::Union,
+                },
+                data: l.data,
+                ends: l.ends,
+            })
+            .collect())
+    });
+    crate::metrics::flush();
+    r
 }
 
 fn parse_config(config: &str) -> Result<serde_json::Value, String> {
@@ -138,11 +266,14 @@ pub fn map_init<T: Map + Default>(config: String) -> Result<(), String> {
 }
 
 fn map_init_call<T: Map + Default>(config: String) -> Result<(), String> {
+    map_init_with(Box::new(T::default()), config)
+}
+
+fn map_init_with(mut op: Box<dyn Map>, config: String) -> Result<(), String> {
     install_panic_hook();
     let config = parse_config(&config)?;
-    let mut op = T::default();
     op.open(&config).map_err(|e| e.to_string())?;
-    MAP_OP.with(|m| *m.borrow_mut() = Some(Box::new(op)));
+    MAP_OP.with(|m| *m.borrow_mut() = Some(op));
     Ok(())
 }
 
@@ -534,13 +665,16 @@ pub fn process_init<T: KeyedProcessFunction + Default>(config: String) -> Result
 }
 
 fn process_init_call<T: KeyedProcessFunction + Default>(config: String) -> Result<kp::StateDeclaration, String> {
+    process_init_with(Box::new(T::default()), config)
+}
+
+fn process_init_with(mut op: Box<dyn KeyedProcessFunction>, config: String) -> Result<kp::StateDeclaration, String> {
     install_panic_hook();
     let mut open = OpenContext::new(parse_config(&config)?);
-    let mut op = T::default();
     op.open(&mut open).map_err(|e| e.to_string())?;
     open.check().map_err(|e| e.to_string())?;
     let value_states = open.value_states.len() as u32;
-    PROCESS_OP.with(|m| *m.borrow_mut() = Some((Box::new(op), value_states)));
+    PROCESS_OP.with(|m| *m.borrow_mut() = Some((op, value_states)));
     let ttls = open
         .ttls
         .iter()

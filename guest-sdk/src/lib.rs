@@ -41,6 +41,7 @@ extern crate self as weir_sdk;
 mod event;
 mod evictor;
 pub mod metrics;
+mod operator_state;
 mod session_gap;
 mod state;
 pub mod testing;
@@ -55,6 +56,7 @@ pub mod __wasm;
 
 pub use event::{Event, Output};
 pub use evictor::{Evictor, EvictorContext, Window};
+pub use operator_state::{CheckpointedFunction, OperatorState, Redistribution};
 pub use serde_json;
 pub use session_gap::SessionGap;
 pub use trigger::{MergedWindow, Trigger, TriggerContext, TriggerResult};
@@ -386,12 +388,22 @@ macro_rules! export_trigger {
 #[cfg(target_arch = "wasm32")]
 #[macro_export]
 macro_rules! export_map {
+    (checkpointed $ty:ty) => {
+        $crate::export_map!(@mapper $ty, map_init_checkpointed);
+        $crate::export_operator_state!(__WeirMapExport, map_bindings);
+        $crate::__wasm::map_bindings::__export_map_world!(__WeirMapExport with_types_in $crate::__wasm::map_bindings);
+    };
     ($ty:ty) => {
+        $crate::export_map!(@mapper $ty, map_init);
+        $crate::export_operator_state!(__WeirMapExport, map_bindings);
+        $crate::__wasm::map_bindings::__export_map_world!(__WeirMapExport with_types_in $crate::__wasm::map_bindings);
+    };
+    (@mapper $ty:ty, $init:ident) => {
         #[doc(hidden)]
         pub struct __WeirMapExport;
         impl $crate::__wasm::map_bindings::exports::weir::operator::mapper::Guest for __WeirMapExport {
             fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::__wasm::map_init::<$ty>(config)
+                $crate::__wasm::$init::<$ty>(config)
             }
             fn map_batch(
                 input: $crate::__wasm::map_bindings::weir::operator::types::Batch,
@@ -402,7 +414,32 @@ macro_rules! export_map {
                 $crate::__wasm::map_batch(input)
             }
         }
-        $crate::__wasm::map_bindings::__export_map_world!(__WeirMapExport with_types_in $crate::__wasm::map_bindings);
+    };
+}
+
+/// The operator-state functions of a map or process world (used by the
+/// export macros; without `checkpointed` they keep no lists).
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! export_operator_state {
+    ($export:ident, $bindings:ident) => {
+        impl $crate::__wasm::$bindings::Guest for $export {
+            fn restore_state(
+                lists: ::std::vec::Vec<$crate::__wasm::map_bindings::weir::operator::operator_state::OperatorList>,
+                restored: bool,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__wasm::restore_state(lists, restored)
+            }
+            fn snapshot_state(
+                checkpoint: u64,
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<$crate::__wasm::map_bindings::weir::operator::operator_state::OperatorList>,
+                ::std::string::String,
+            > {
+                $crate::__wasm::snapshot_state(checkpoint)
+            }
+        }
     };
 }
 
@@ -412,7 +449,17 @@ macro_rules! export_map {
 #[cfg(target_arch = "wasm32")]
 #[macro_export]
 macro_rules! export_process {
+    (checkpointed $ty:ty) => {
+        $crate::export_process!(@process $ty, process_init_checkpointed);
+        $crate::export_operator_state!(__WeirProcessExport, process_bindings);
+        $crate::__wasm::process_bindings::__export_process_world!(__WeirProcessExport with_types_in $crate::__wasm::process_bindings);
+    };
     ($ty:ty) => {
+        $crate::export_process!(@process $ty, process_init);
+        $crate::export_operator_state!(__WeirProcessExport, process_bindings);
+        $crate::__wasm::process_bindings::__export_process_world!(__WeirProcessExport with_types_in $crate::__wasm::process_bindings);
+    };
+    (@process $ty:ty, $init:ident) => {
         #[doc(hidden)]
         pub struct __WeirProcessExport;
         impl $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::Guest
@@ -424,7 +471,7 @@ macro_rules! export_process {
                 $crate::__wasm::process_bindings::exports::weir::operator::keyed_process::StateDeclaration,
                 ::std::string::String,
             > {
-                $crate::__wasm::process_init::<$ty>(config)
+                $crate::__wasm::$init::<$ty>(config)
             }
             fn process_batch(
                 input: $crate::__wasm::process_bindings::weir::operator::types::Batch,
@@ -449,7 +496,6 @@ macro_rules! export_process {
                 $crate::__wasm::on_timers(timers, table, ctx)
             }
         }
-        $crate::__wasm::process_bindings::__export_process_world!(__WeirProcessExport with_types_in $crate::__wasm::process_bindings);
     };
 }
 
@@ -459,6 +505,12 @@ macro_rules! export_process {
 #[cfg(not(target_arch = "wasm32"))]
 #[macro_export]
 macro_rules! export_map {
+    (checkpointed $ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::Map + $crate::CheckpointedFunction + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
     ($ty:ty) => {
         const _: fn() = || {
             fn check<T: $crate::Map + ::std::default::Default>() {}
@@ -473,6 +525,12 @@ macro_rules! export_map {
 #[cfg(not(target_arch = "wasm32"))]
 #[macro_export]
 macro_rules! export_process {
+    (checkpointed $ty:ty) => {
+        const _: fn() = || {
+            fn check<T: $crate::KeyedProcessFunction + $crate::CheckpointedFunction + ::std::default::Default>() {}
+            check::<$ty>();
+        };
+    };
     ($ty:ty) => {
         const _: fn() = || {
             fn check<T: $crate::KeyedProcessFunction + ::std::default::Default>() {}

@@ -112,6 +112,25 @@ impl<M: Map> MapHarness<M> {
     }
 }
 
+impl<M: Map + crate::CheckpointedFunction> MapHarness<M> {
+    /// Hands a checkpointed operator its operator state, as the host does
+    /// once before the first event: what [`MapHarness::snapshot_state`] of
+    /// an earlier instance took (marked restored), or, for a fresh start,
+    /// `OperatorState::default()`.
+    pub fn initialize_state(&mut self, state: &crate::OperatorState) -> Result<()> {
+        let restored = crate::OperatorState { restored: !state.lists.is_empty() || state.restored, ..state.clone() };
+        self.op.initialize_state(&restored)
+    }
+
+    /// The operator's lists at checkpoint `checkpoint`, as the host takes
+    /// them.
+    pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<crate::OperatorState> {
+        let mut state = crate::OperatorState::default();
+        self.op.snapshot_state(checkpoint, &mut state)?;
+        Ok(state)
+    }
+}
+
 /// State of one (state id, key).
 type Cell = (u32, Vec<u8>);
 

@@ -12,10 +12,10 @@ mod format;
 mod inspect;
 mod store;
 
-pub(crate) use format::{Reader, Writer, read_keyed, write_changes, write_keyed};
-pub use inspect::{KeyState, OperatorState, StateReport, inspect, key_state};
+pub(crate) use format::{Reader, Writer, read_keyed, read_lists, write_changes, write_keyed, write_lists};
+pub use inspect::{KeyState, ListReport, OperatorState, StateReport, inspect, key_state};
 pub use store::{CheckpointStore, Restored, load_from};
-pub(crate) use store::{StageState, write_stages};
+pub(crate) use store::{StageRecord, StageState, write_stages};
 
 use crate::job::JobShared;
 use crate::operators::Shape;
@@ -40,6 +40,8 @@ pub(crate) struct StagePart {
     pub watermark: i64,
     pub state: Vec<u8>,
     pub shape: Shape,
+    /// Its operator state (`format::write_lists`; empty: none).
+    pub operator: Vec<u8>,
 }
 
 /// How a checkpoint ended, for the REST API and metrics.
@@ -295,7 +297,13 @@ fn write_part(
     for (i, part) in stages.iter().enumerate() {
         let mut chain = match part.shape {
             Shape::Inline => {
-                inline.push((part.vertex.as_str(), part.subtask, part.watermark, part.state.as_slice()));
+                inline.push(StageRecord {
+                    vertex: &part.vertex,
+                    subtask: part.subtask,
+                    watermark: part.watermark,
+                    state: &part.state,
+                    operator: &part.operator,
+                });
                 continue;
             }
             Shape::Full => Vec::new(),
@@ -314,7 +322,13 @@ fn write_part(
         flight.bytes += file.bytes;
         chain.push(file);
         flight.shared.push(store::SharedChain { vertex: part.vertex.clone(), subtask: part.subtask, files: chain });
-        inline.push((part.vertex.as_str(), part.subtask, part.watermark, &[]));
+        inline.push(StageRecord {
+            vertex: &part.vertex,
+            subtask: part.subtask,
+            watermark: part.watermark,
+            state: &[],
+            operator: &part.operator,
+        });
     }
     let file =
         store::write_task(&flight.dir, &format!("task-{task}"), &write_stages(&inline)).map_err(|e| e.to_string())?;
@@ -479,7 +493,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             AckResult::Complete { .. } => {
                 let f = flights.remove(&id).expect("invariant: the flight was just found");
                 let metadata = store::Metadata {
-                    format: 1,
+                    format: store::FORMAT,
                     job: plan.job.clone(),
                     checkpoint: id,
                     completed_at_ms: epoch_ms(),

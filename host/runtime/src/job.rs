@@ -561,6 +561,9 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 } else {
                     let chains: Vec<Vec<&[u8]>> = parts.iter().map(|p| p.chain()).collect();
                     op.open(&groups, &chains).map_err(|m| start_err(v, s, m))?;
+                    let (lists, restored) =
+                        restored_lists(restore, &vertex.id, s, vertex.parallelism).map_err(|m| start_err(v, s, m))?;
+                    op.restore_lists(&lists, restored).map_err(|m| start_err(v, s, m))?;
                 }
                 let _ = shared.counters[v][s as usize].user.set(user);
                 let side_routers = side_tags(v).into_iter().flat_map(|t| {
@@ -769,6 +772,25 @@ fn restored_parts<'a>(r: &'a Restored, id: &str, s: u32, parallelism: u32) -> Ve
         Some(p) if p == parallelism => r.stages.get(&(id.to_owned(), s)).into_iter().collect(),
         Some(p) => (0..p).filter_map(|old| r.stages.get(&(id.to_owned(), old))).collect(),
     }
+}
+
+/// The operator-state lists subtask `s` of vertex `id`, now of
+/// `parallelism`, restores from `r` (redistributed from every old
+/// subtask's), and whether `r` holds the vertex at all.
+fn restored_lists(
+    r: Option<&Restored>,
+    id: &str,
+    s: u32,
+    parallelism: u32,
+) -> Result<(Vec<weir_wasm::OperatorList>, bool), String> {
+    let Some((r, old)) = r.and_then(|r| Some((r, r.parallelism(id)?))) else { return Ok((Vec::new(), false)) };
+    let mut lists = Vec::with_capacity(old as usize);
+    for o in 0..old {
+        let bytes = r.stages.get(&(id.to_owned(), o)).map_or(&[][..], |st| st.operator.as_slice());
+        let read = crate::checkpoint::read_lists(bytes);
+        lists.push(read.map_err(|e| format!("{}: its operator state is damaged: {e}", r.path.display()))?);
+    }
+    Ok((crate::operator_state::redistribute(&lists, s, parallelism)?, true))
 }
 
 /// The metrics of an operator subtask's Wasm instances.

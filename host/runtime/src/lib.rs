@@ -16,14 +16,15 @@ mod gate;
 mod graph;
 mod job;
 mod metrics;
+mod operator_state;
 mod operators;
 mod state;
 mod task;
 mod window;
 
 pub use checkpoint::{
-    CheckpointStats, CheckpointStatus, CheckpointStore, KeyState, OperatorState, Restored, Savepoint, SavepointRequest,
-    StateReport, inspect, key_state, load_from,
+    CheckpointStats, CheckpointStatus, CheckpointStore, KeyState, ListReport, OperatorState, Restored, Savepoint,
+    SavepointRequest, StateReport, inspect, key_state, load_from,
 };
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};

@@ -9,7 +9,7 @@ use std::ops::RangeInclusive;
 use weir_connectors::Sink;
 use weir_core::{Batch, EventRef, Mark};
 use weir_state::{Change, KeyedStateBackend, Piece, StateKind};
-use weir_wasm::{CallError, CallOutput, MapInstance, SideEvent, StateNames};
+use weir_wasm::{CallError, CallOutput, MapInstance, OperatorList, SideEvent, StateNames};
 
 mod process;
 mod window;
@@ -97,6 +97,19 @@ pub(crate) trait Operator: Send {
     /// and say how it is kept.
     fn snapshot(&mut self, _snap: Snap, _groups: &Groups, _out: &mut Writer) -> Result<Shape, OpError> {
         Ok(Shape::Inline)
+    }
+
+    /// Called once, after [`Operator::open`]: the operator-state lists of
+    /// this subtask (redistributed from the old subtasks'), `restored`
+    /// when the checkpoint held the operator.
+    fn restore_lists(&mut self, _lists: &[OperatorList], _restored: bool) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The operator-state lists at checkpoint `checkpoint`'s barrier
+    /// (right after [`Operator::snapshot`]).
+    fn snapshot_lists(&mut self, _checkpoint: u64) -> Result<Vec<OperatorList>, OpError> {
+        Ok(Vec::new())
     }
 
     /// Checkpoint `checkpoint` completed (two-phase-commit sinks commit).
@@ -442,6 +455,14 @@ impl Operator for MapOp {
                 Err(e) => return Err(OpError::call(e, input.origins()).into()),
             }
         }
+    }
+
+    fn restore_lists(&mut self, lists: &[OperatorList], restored: bool) -> Result<(), String> {
+        self.instance.restore_state(lists, restored).map_err(|e| e.to_string())
+    }
+
+    fn snapshot_lists(&mut self, checkpoint: u64) -> Result<Vec<OperatorList>, OpError> {
+        self.instance.snapshot_state(checkpoint).map_err(|e| OpError { origin: None, message: e.to_string() })
     }
 }
 

@@ -294,17 +294,18 @@ impl Chain {
         let mut stages = Vec::with_capacity(self.stages.len());
         let snap = Snap { checkpoint: id, incremental: cp.incremental && !cp.is_savepoint(id) };
         for stage in &mut self.stages {
-            let (state, shape) = match source.take() {
-                Some(position) => (position, Shape::Inline),
+            let (state, shape, operator) = match source.take() {
+                Some(position) => (position, Shape::Inline, Vec::new()),
                 None => {
                     let mut w = Writer::default();
                     let r = stage.op.snapshot(snap, &stage.groups, &mut w);
                     let shape = r.map_err(|e| self.tail.error(stage.vertex, e))?;
-                    (w.buf, shape)
+                    let lists = stage.op.snapshot_lists(id).map_err(|e| self.tail.error(stage.vertex, e))?;
+                    (w.buf, shape, crate::checkpoint::write_lists(&lists))
                 }
             };
             let vertex = self.tail.names[stage.vertex].id.clone();
-            stages.push(StagePart { vertex, subtask: self.tail.subtask, watermark, state, shape });
+            stages.push(StagePart { vertex, subtask: self.tail.subtask, watermark, state, shape, operator });
         }
         cp.ack(TaskAck { checkpoint: id, task: self.tail.task, stages });
         for r in self.all_routers() {

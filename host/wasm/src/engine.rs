@@ -1,6 +1,7 @@
 //! The engine, compiled-component cache and world checks.
 
 use crate::bindings;
+use crate::operator_state;
 use crate::sandbox::{self, HostState};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -136,6 +137,9 @@ pub enum LoadError {
 pub struct Component {
     pub(crate) path: PathBuf,
     pub(crate) pre: Pre,
+    /// Its `operator-state` export, when it has one (`map` and `process`
+    /// components built as `stateful-map` or `stateful-process`).
+    pub(crate) state: Option<Arc<crate::operator_state::StateIndices>>,
 }
 
 #[derive(Clone)]
@@ -159,6 +163,11 @@ impl Component {
             Pre::SessionGap(_) => World::SessionGap,
             Pre::Function(_) => World::Function,
         }
+    }
+
+    /// Whether it keeps operator state (exports `operator-state`).
+    pub fn has_operator_state(&self) -> bool {
+        self.state.is_some()
     }
 
     /// Where it was loaded from.
@@ -264,13 +273,16 @@ impl WasmRuntime {
             world: world.name(),
             message: format!("{e:#}"),
         };
+        let mut state = None;
         let pre = match world {
             World::Map => {
                 let ip = self.map_linker.instantiate_pre(&component).map_err(wrong)?;
+                state = operator_state::StateIndices::find(&ip).map(Arc::new);
                 Pre::Map(bindings::map::MapPre::new(ip).map_err(wrong)?)
             }
             World::Process => {
                 let ip = self.process_linker.instantiate_pre(&component).map_err(wrong)?;
+                state = operator_state::StateIndices::find(&ip).map(Arc::new);
                 Pre::Process(bindings::process::ProcessPre::new(ip).map_err(wrong)?)
             }
             World::Evictor => {
@@ -290,7 +302,7 @@ impl WasmRuntime {
                 Pre::Function(bindings::function::FunctionPre::new(ip).map_err(wrong)?)
             }
         };
-        Ok(Component { path: path.to_owned(), pre })
+        Ok(Component { path: path.to_owned(), pre, state })
     }
 
     fn check_world(

@@ -5,6 +5,7 @@
 
 use crate::bindings::{evictor as eb, map as mb, process as pb};
 use crate::engine::{Component, EPOCH_TICK, Pre, WasmRuntime};
+use crate::operator_state::{OperatorList, StateExport};
 use crate::sandbox::{HostState, Limits};
 use std::sync::Arc;
 use wasmtime::Store;
@@ -287,6 +288,23 @@ pub(crate) fn new_store(
     store
 }
 
+/// Instantiates `component` into `store`: its world's bindings (`bind`)
+/// and, when it has one, its `operator-state` export.
+fn instantiate<B>(
+    store: &mut Store<HostState>,
+    pre: &wasmtime::component::InstancePre<HostState>,
+    component: &Component,
+    bind: impl FnOnce(&mut Store<HostState>, &wasmtime::component::Instance) -> wasmtime::Result<B>,
+) -> wasmtime::Result<(B, Option<StateExport>)> {
+    let instance = pre.instantiate(&mut *store)?;
+    let bindings = bind(&mut *store, &instance)?;
+    let state = match &component.state {
+        Some(indices) => Some(StateExport::load(indices, store, &instance)?),
+        None => None,
+    };
+    Ok((bindings, state))
+}
+
 /// Instantiates a component for `operator` (`instantiate`) and calls its
 /// `init` (`init`), both within the call budget: the store, the bindings
 /// and what `init` returned.
@@ -484,6 +502,7 @@ pub struct MapInstance {
     store: Store<HostState>,
     bindings: mb::Map,
     limits: Limits,
+    state: Option<StateExport>,
 }
 
 impl MapInstance {
@@ -505,12 +524,36 @@ impl MapInstance {
             return Err(CallError::Init(format!("{} is not a map component", component.path.display())));
         };
         let mut store = new_store(rt, operator, limits, None);
-        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
+        let (bindings, state) = instantiate(&mut store, pre.instance_pre(), component, |s, i| mb::Map::new(s, i))
+            .map_err(|e| instantiate_error(&store, e, limits))?;
         store.set_epoch_deadline(budget_ticks(limits));
         let r =
             bindings.weir_operator_mapper().call_init(&mut store, config).map_err(|e| call_error(&store, e, limits))?;
         r.map_err(CallError::Init)?;
-        Ok(MapInstance { store, bindings, limits })
+        Ok(MapInstance { store, bindings, limits, state })
+    }
+
+    /// Whether the operator keeps operator state.
+    pub fn has_operator_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Hands a stateful operator its operator state, once, before any
+    /// batch (`restored`: the job was restored). Nothing for one without.
+    pub fn restore_state(&mut self, lists: &[OperatorList], restored: bool) -> Result<(), CallError> {
+        match &self.state {
+            Some(s) => s.restore(&mut self.store, self.limits, lists, restored),
+            None => Ok(()),
+        }
+    }
+
+    /// A stateful operator's lists at checkpoint `checkpoint` (none for
+    /// one without).
+    pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<Vec<OperatorList>, CallError> {
+        match &self.state {
+            Some(s) => s.snapshot(&mut self.store, self.limits, checkpoint),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Maps one batch.
@@ -534,6 +577,7 @@ pub struct ProcessInstance {
     bindings: pb::Process,
     limits: Limits,
     states: StateNames,
+    state: Option<StateExport>,
 }
 
 impl ProcessInstance {
@@ -557,7 +601,8 @@ impl ProcessInstance {
             return Err(CallError::Init(format!("{} is not a process component", component.path.display())));
         };
         let mut store = new_store(rt, operator, limits, Some(backend));
-        let bindings = pre.instantiate(&mut store).map_err(|e| instantiate_error(&store, e, limits))?;
+        let (bindings, state) = instantiate(&mut store, pre.instance_pre(), component, |s, i| pb::Process::new(s, i))
+            .map_err(|e| instantiate_error(&store, e, limits))?;
         store.set_epoch_deadline(budget_ticks(limits));
         let r = bindings.weir_operator_keyed_process().call_init(&mut store, config);
         let decl = r.map_err(|e| call_error(&store, e, limits))?.map_err(CallError::Init)?;
@@ -570,7 +615,30 @@ impl ProcessInstance {
         }
         store.data_mut().declared_lists = states.list.len() as u32;
         store.data_mut().declared_maps = states.map.len() as u32;
-        Ok(ProcessInstance { store, bindings, limits, states })
+        Ok(ProcessInstance { store, bindings, limits, states, state })
+    }
+
+    /// Whether the operator keeps operator state (besides keyed state).
+    pub fn has_operator_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Hands a stateful operator its operator state, once, before any
+    /// call (`restored`: the job was restored). Nothing for one without.
+    pub fn restore_state(&mut self, lists: &[OperatorList], restored: bool) -> Result<(), CallError> {
+        match &self.state {
+            Some(s) => s.restore(&mut self.store, self.limits, lists, restored),
+            None => Ok(()),
+        }
+    }
+
+    /// A stateful operator's lists at checkpoint `checkpoint` (none for
+    /// one without).
+    pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<Vec<OperatorList>, CallError> {
+        match &self.state {
+            Some(s) => s.snapshot(&mut self.store, self.limits, checkpoint),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The state the operator declared.

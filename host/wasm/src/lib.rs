@@ -12,6 +12,7 @@
 mod bindings;
 mod engine;
 mod instance;
+mod operator_state;
 mod sandbox;
 mod session_gap;
 mod trigger;
@@ -23,6 +24,7 @@ pub use instance::{
     CallError, CallOutput, EvictorInstance, FiredTimer, KeyTable, MapInstance, ProcessInstance, ProcessOutput,
     SideEvent, StateNames, TimerOp,
 };
+pub use operator_state::{MAX_LISTS, OperatorList, Redistribution};
 pub use sandbox::Limits;
 pub use session_gap::SessionGapInstance;
 pub use trigger::{TriggerCall, TriggerInstance, TriggerOutput, TriggerTimer};

@@ -60,6 +60,17 @@ fn report(path: &Path, operator: Option<&str>, key: Option<&str>) -> Result<Stri
                         println!("    {}", line.join(" "));
                     }
                 }
+                for (name, list) in &op.lists {
+                    let total: usize = list.elements.values().map(Vec::len).sum();
+                    let mode = if list.union { "union" } else { "even-split" };
+                    println!("  operator list `{name}` ({mode}): {total} elements");
+                    for (s, elements) in &list.elements {
+                        // The first few: a list can be long.
+                        let more = elements.len().saturating_sub(10);
+                        let tail = if more > 0 { format!(", … {more} more") } else { String::new() };
+                        println!("    subtask {s}: [{}{tail}]", elements[..elements.len() - more].join(", "));
+                    }
+                }
             }
             Ok(out)
         }

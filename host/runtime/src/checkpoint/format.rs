@@ -7,6 +7,7 @@
 
 use std::ops::RangeInclusive;
 use weir_state::{Change, KeyedStateBackend, Piece, Scope, StateKind, TimerDomain};
+use weir_wasm::{OperatorList, Redistribution};
 
 /// The first bytes of every task file (the last digit is the format's
 /// version).
@@ -257,6 +258,56 @@ pub(crate) fn read_keyed(
         }
     }
     Ok(())
+}
+
+/// An operator's operator-state lists: their count, then each list's
+/// name, mode (0 even-split, 1 union), element count and elements. No
+/// lists: no bytes.
+pub(crate) fn write_lists(lists: &[OperatorList]) -> Vec<u8> {
+    if lists.is_empty() {
+        return Vec::new();
+    }
+    let mut w = Writer::default();
+    w.u32(lists.len() as u32);
+    for l in lists {
+        w.str(&l.name);
+        w.u8(match l.mode {
+            Redistribution::EvenSplit => 0,
+            Redistribution::Union => 1,
+        });
+        w.u32(l.len() as u32);
+        for i in 0..l.len() {
+            w.bytes(l.element(i));
+        }
+    }
+    w.buf
+}
+
+/// Reads what [`write_lists`] wrote.
+pub(crate) fn read_lists(bytes: &[u8]) -> Result<Vec<OperatorList>, ReadError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = Reader::new(bytes);
+    let n = r.u32()?;
+    let mut lists = Vec::with_capacity(n.min(1024) as usize);
+    for _ in 0..n {
+        let name = r.str()?;
+        let mode = match r.u8()? {
+            0 => Redistribution::EvenSplit,
+            1 => Redistribution::Union,
+            m => return Err(format!("operator list `{name}` has an unknown mode {m}")),
+        };
+        let mut list = OperatorList::new(name, mode);
+        for _ in 0..r.u32()? {
+            list.push(r.bytes()?)?;
+        }
+        lists.push(list);
+    }
+    if !r.is_empty() {
+        return Err("operator state has bytes after its last list".into());
+    }
+    Ok(lists)
 }
 
 #[cfg(test)]

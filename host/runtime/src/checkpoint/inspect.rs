@@ -38,6 +38,17 @@ pub struct OperatorState {
     /// Keyed operators: per state (`value count`, `list elements`, …,
     /// `timers`), keys per key group.
     pub keys: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Operator-state lists, by name.
+    pub lists: BTreeMap<String, ListReport>,
+}
+
+/// One operator-state list of an operator, over its subtasks.
+#[derive(Debug, Clone, Default)]
+pub struct ListReport {
+    /// Whether it is redistributed as a union (else: even split).
+    pub union: bool,
+    /// Per subtask that kept it, its elements as text.
+    pub elements: BTreeMap<u32, Vec<String>>,
 }
 
 /// One key's state in one operator: per state, its entries as text
@@ -140,10 +151,16 @@ pub fn inspect(dir: &std::path::Path) -> Result<StateReport, String> {
             parallelism: v.parallelism,
             bytes: 0,
             keys: BTreeMap::new(),
+            lists: BTreeMap::new(),
         };
         for s in 0..v.parallelism {
             let Some(stage) = r.stages.get(&(v.id.clone(), s)) else { continue };
-            op.bytes += stage.chain().iter().map(|p| p.len() as u64).sum::<u64>();
+            op.bytes += stage.chain().iter().map(|p| p.len() as u64).sum::<u64>() + stage.operator.len() as u64;
+            for l in super::read_lists(&stage.operator).map_err(|e| format!("{}: {e}", v.id))? {
+                let report = op.lists.entry(l.name.clone()).or_default();
+                report.union = l.mode == weir_wasm::Redistribution::Union;
+                report.elements.insert(s, (0..l.len()).map(|i| text(l.element(i))).collect());
+            }
             if !is_keyed(&v.kind) || !stage.holds_state() {
                 continue;
             }

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 const MAGIC_LEN: usize = MAGIC.len();
 
+/// The format written: 2 adds each stage's operator state to the task
+/// files; format 1 is still read.
+pub(crate) const FORMAT: u32 = 2;
+
 /// The name of a completed checkpoint's metadata file.
 pub const METADATA: &str = "_metadata";
 
@@ -21,7 +25,8 @@ pub const METADATA: &str = "_metadata";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct Metadata {
-    /// The format's version (1).
+    /// The format's version ([`FORMAT`]; 1 before stages kept operator
+    /// state).
     pub format: u32,
     /// The job's name.
     pub job: String,
@@ -83,6 +88,9 @@ pub(crate) struct StageState {
     pub state: Vec<u8>,
     /// Or its chain of shared snapshots, oldest first.
     pub chain: Vec<Vec<u8>>,
+    /// Its operator state (lists, as `format::write_lists` writes them;
+    /// empty when it keeps none).
+    pub operator: Vec<u8>,
 }
 
 impl StageState {
@@ -94,7 +102,7 @@ impl StageState {
 
     /// Whether the operator wrote any state.
     pub fn holds_state(&self) -> bool {
-        !self.state.is_empty() || !self.chain.is_empty()
+        !self.state.is_empty() || !self.chain.is_empty() || !self.operator.is_empty()
     }
 }
 
@@ -304,9 +312,9 @@ pub fn load_from(dir: &Path) -> Result<Restored, String> {
     let text = std::fs::read(&meta_path).map_err(|e| format!("{}: cannot read it: {e}", meta_path.display()))?;
     let metadata: Metadata = serde_json::from_slice(&text)
         .map_err(|e| format!("{}: not valid checkpoint metadata: {e}", meta_path.display()))?;
-    if metadata.format != 1 {
+    if !(1..=FORMAT).contains(&metadata.format) {
         return Err(format!(
-            "{}: it is of format {}, and this Weir reads format 1; use the Weir that wrote it",
+            "{}: it is of format {}, and this Weir reads formats 1 to {FORMAT}; use the Weir that wrote it",
             meta_path.display(),
             metadata.format
         ));
@@ -318,7 +326,7 @@ pub fn load_from(dir: &Path) -> Result<Restored, String> {
         }
         let path = dir.join(&t.file);
         let body = read_sealed(&path, t)?;
-        read_stages(&body, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
+        read_stages(&body, metadata.format, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let job_dir = dir.parent().unwrap_or(dir);
     for chain in &metadata.shared {
@@ -396,30 +404,48 @@ pub(crate) fn complete(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
 
 /// A task file's body: its stages, each (vertex id, subtask, watermark,
 /// state).
-pub(crate) fn write_stages(stages: &[(&str, u32, i64, &[u8])]) -> Vec<u8> {
+/// One stage's record in a task file.
+pub(crate) struct StageRecord<'a> {
+    pub vertex: &'a str,
+    pub subtask: u32,
+    pub watermark: i64,
+    /// Its snapshot, when kept in the task file (empty when shared).
+    pub state: &'a [u8],
+    /// Its operator state.
+    pub operator: &'a [u8],
+}
+
+/// A task file's body, in format [`FORMAT`].
+pub(crate) fn write_stages(stages: &[StageRecord<'_>]) -> Vec<u8> {
     let mut w = super::format::Writer::default();
     w.u32(stages.len() as u32);
-    for (vertex, subtask, watermark, state) in stages {
-        w.str(vertex);
-        w.u32(*subtask);
-        w.i64(*watermark);
+    for s in stages {
+        w.str(s.vertex);
+        w.u32(s.subtask);
+        w.i64(s.watermark);
         // An operator's state may pass 4 GiB: a 64-bit length.
-        w.u64(state.len() as u64);
-        w.buf.extend_from_slice(state);
+        w.u64(s.state.len() as u64);
+        w.buf.extend_from_slice(s.state);
+        w.u64(s.operator.len() as u64);
+        w.buf.extend_from_slice(s.operator);
     }
     w.buf
 }
 
-fn read_stages(body: &[u8], out: &mut HashMap<(String, u32), StageState>) -> Result<(), String> {
+fn read_stages(body: &[u8], format: u32, out: &mut HashMap<(String, u32), StageState>) -> Result<(), String> {
     let mut r = Reader::new(body);
     let n = r.u32()?;
+    let long = |r: &mut Reader<'_>| -> Result<Vec<u8>, String> {
+        let len = usize::try_from(r.u64()?).map_err(|_| "a stage's state is larger than memory".to_owned())?;
+        Ok(r.take(len)?.to_vec())
+    };
     for _ in 0..n {
         let vertex = r.str()?.to_owned();
         let subtask = r.u32()?;
         let watermark = r.i64()?;
-        let len = usize::try_from(r.u64()?).map_err(|_| "a stage's state is larger than memory".to_owned())?;
-        let state = r.take(len)?.to_vec();
-        out.insert((vertex, subtask), StageState { watermark, state, chain: Vec::new() });
+        let state = long(&mut r)?;
+        let operator = if format >= 2 { long(&mut r)? } else { Vec::new() };
+        out.insert((vertex, subtask), StageState { watermark, state, chain: Vec::new(), operator });
     }
     if !r.is_empty() {
         return Err("it has bytes after its last stage".into());
@@ -434,11 +460,11 @@ mod tests {
     fn complete_one(store: &CheckpointStore, id: u64, state: &[u8]) {
         let dir = store.checkpoint_dir(id);
         begin(&dir).unwrap();
-        let body = write_stages(&[("op", 0, 5, state)]);
+        let body = write_stages(&[StageRecord { vertex: "op", subtask: 0, watermark: 5, state, operator: &[] }]);
         let file = write_task(&dir, "op-0", &body).unwrap();
         let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
         let m = Metadata {
-            format: 1,
+            format: FORMAT,
             job: "j".into(),
             checkpoint: id,
             completed_at_ms: 0,
@@ -480,11 +506,16 @@ mod tests {
         begin(&dir).unwrap();
         let full = store.write_shared("chk-1-task-0-0", b"full").unwrap();
         let stray = store.write_shared("chk-0-task-0-0", b"stray").unwrap();
-        let file = write_task(&dir, "task-0", &write_stages(&[("op", 0, 5, &[])])).unwrap();
+        let file = write_task(
+            &dir,
+            "task-0",
+            &write_stages(&[StageRecord { vertex: "op", subtask: 0, watermark: 5, state: &[], operator: &[] }]),
+        )
+        .unwrap();
         let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
         let shared = vec![SharedChain { vertex: "op".into(), subtask: 0, files: vec![full.clone()] }];
         let m = Metadata {
-            format: 1,
+            format: FORMAT,
             job: "j".into(),
             checkpoint: 1,
             completed_at_ms: 0,

@@ -277,6 +277,14 @@ impl Operator for ProcessOp {
         super::restore_keyed(self.instance.backend(), groups, restored, Some(&names))
     }
 
+    fn restore_lists(&mut self, lists: &[weir_wasm::OperatorList], restored: bool) -> Result<(), String> {
+        self.instance.restore_state(lists, restored).map_err(|e| e.to_string())
+    }
+
+    fn snapshot_lists(&mut self, checkpoint: u64) -> Result<Vec<weir_wasm::OperatorList>, OpError> {
+        self.instance.snapshot_state(checkpoint).map_err(|e| OpError { origin: None, message: e.to_string() })
+    }
+
     fn snapshot(
         &mut self,
         snap: super::Snap,
