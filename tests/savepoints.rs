@@ -178,14 +178,25 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
 /// counts end at exactly the number of events.
 #[test]
 fn operator_state_is_split_evenly_or_handed_to_all_when_the_parallelism_changes() {
+    tally_across_rescales("kind: map", "tally-map");
+}
+
+/// The same with a keyed process function (`stateful-process`), whose
+/// operator state sits beside its keyed state.
+#[test]
+fn a_process_function_keeps_operator_state_beside_keyed_state_across_rescales() {
+    tally_across_rescales("kind: process\n    key-by: \"@key\"", "tally-process");
+}
+
+fn tally_across_rescales(kind: &str, component_crate: &str) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let spec = format!(
         "name: tally\nsources:\n  - {{id: events, type: generator, parallelism: 1, count: 60000, keys: 97, pattern: sequence, rate: 20000}}\n\
-         operators:\n  - id: tally\n    kind: map\n    input: events\n    component: {}\n\
+         operators:\n  - id: tally\n    {kind}\n    input: events\n    component: {}\n\
          sinks:\n  - {{id: out, type: file, path: {}, format: text, input: tally}}\n\
          checkpoints: {{interval-ms: 100, dir: {}}}\n",
-        component("tally-map").display(),
+        component(component_crate).display(),
         root.join("out/tally.csv").display(),
         root.join("checkpoints").display(),
     );

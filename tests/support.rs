@@ -27,6 +27,7 @@ pub const GUESTS: &[&str] = &[
     "flaky-count",
     "count-v2",
     "tally-map",
+    "tally-process",
 ];
 
 /// The workspace root.

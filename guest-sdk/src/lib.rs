@@ -382,8 +382,11 @@ macro_rules! export_trigger {
     };
 }
 
-/// Exports a [`Map`] implementation as the component's `map` world.
-/// The type must implement `Default`; the host calls `open` once per
+/// Exports a [`Map`] implementation as the component's `stateful-map`
+/// world (the `map` world and operator state): `export_map!(T)`, or
+/// `export_map!(checkpointed T)` for a `T` that also implements
+/// [`CheckpointedFunction`] (without it the operator keeps no lists). The
+/// type must implement `Default`; the host calls `open` once per
 /// instance. On native targets (tests) it expands to nothing.
 #[cfg(target_arch = "wasm32")]
 #[macro_export]
@@ -444,8 +447,10 @@ macro_rules! export_operator_state {
 }
 
 /// Exports a [`KeyedProcessFunction`] implementation as the component's
-/// `process` world. The type must implement `Default`. On native targets
-/// (tests) it expands to nothing.
+/// `stateful-process` world: `export_process!(T)`, or
+/// `export_process!(checkpointed T)` for a `T` that also implements
+/// [`CheckpointedFunction`]. The type must implement `Default`. On native
+/// targets (tests) it expands to nothing.
 #[cfg(target_arch = "wasm32")]
 #[macro_export]
 macro_rules! export_process {

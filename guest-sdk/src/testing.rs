@@ -262,6 +262,22 @@ pub struct ProcessHarness<P: KeyedProcessFunction> {
     scratch: Vec<u8>,
 }
 
+impl<P: KeyedProcessFunction + crate::CheckpointedFunction> ProcessHarness<P> {
+    /// Hands a checkpointed function its operator state, as
+    /// [`MapHarness::initialize_state`] does.
+    pub fn initialize_state(&mut self, state: &crate::OperatorState) -> Result<()> {
+        let restored = crate::OperatorState { restored: !state.lists.is_empty() || state.restored, ..state.clone() };
+        self.op.initialize_state(&restored)
+    }
+
+    /// The function's operator-state lists at checkpoint `checkpoint`.
+    pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<crate::OperatorState> {
+        let mut state = crate::OperatorState::default();
+        self.op.snapshot_state(checkpoint, &mut state)?;
+        Ok(state)
+    }
+}
+
 impl<P: KeyedProcessFunction> ProcessHarness<P> {
     /// Opens the operator with a `null` config.
     pub fn new(op: P) -> Result<Self> {
