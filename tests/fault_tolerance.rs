@@ -94,6 +94,34 @@ fn kill_and_resume_into(
     expected: &[String],
     exactly_once: bool,
 ) -> usize {
+    let dir = spec.parent().unwrap();
+    let fresh = || {
+        let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+    };
+    let runs = Runs { output, envs: Vec::new(), fresh: &fresh };
+    kill_and_resume_with(spec, &runs, kills, rng, expected, exactly_once)
+}
+
+/// How [`kill_and_resume_with`] runs a job.
+struct Runs<'a> {
+    /// What it writes, beside the spec.
+    output: &'a str,
+    /// Environment variables for `weir`.
+    envs: Vec<(String, String)>,
+    /// Makes the next run start from nothing (after a round ended).
+    fresh: &'a dyn Fn(),
+}
+
+/// [`kill_and_resume`], as `runs` says.
+fn kill_and_resume_with(
+    spec: &Path,
+    runs: &Runs<'_>,
+    kills: usize,
+    rng: &mut Rng,
+    expected: &[String],
+    exactly_once: bool,
+) -> usize {
+    let output = runs.output;
     let cache = tempfile::tempdir().unwrap();
     let dir = spec.parent().unwrap();
     let args = ["run", spec.to_str().unwrap(), "--resume", "--no-server"];
@@ -114,6 +142,7 @@ fn kill_and_resume_into(
         let mut child = Command::new(weir_bin())
             .args(args)
             .env("WEIR_CACHE_DIR", cache.path())
+            .envs(runs.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -125,7 +154,7 @@ fn kill_and_resume_into(
                 assert!(status.success(), "a run ended by itself, and failed: {status}");
                 check(rounds);
                 std::fs::remove_dir_all(dir.join("out")).unwrap();
-                let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+                (runs.fresh)();
                 rounds += 1;
                 in_round = 0;
                 break;
@@ -140,7 +169,12 @@ fn kill_and_resume_into(
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let out = weir(&args, cache.path());
+    let out = Command::new(weir_bin())
+        .args(args)
+        .env("WEIR_CACHE_DIR", cache.path())
+        .envs(runs.envs.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("cannot run weir");
     assert!(out.status.success(), "the last run failed:\n{}", String::from_utf8_lossy(&out.stderr));
     check(rounds);
     println!("{killed} kills in {rounds} rounds, every round's output equal to the undisturbed run's");
@@ -407,4 +441,119 @@ fn the_crash_example_on_its_own_data_writes_its_expected_file() {
     let got = sorted_lines(&dir.path().join("out/sums.csv"));
     assert_eq!(got, sorted_lines(&dir.path().join("expected/sums.csv")));
     assert!(got.iter().all(|l| l.split(',').count() == 4), "key,window_start,window_end,sum");
+}
+
+/// moto's S3 server (from PyPI, installed by `scripts/py-tools.sh`) on a
+/// free loopback port, with a bucket `weir`; stopped when dropped.
+struct S3 {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let server = weir_tests::target().join("py/bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run `bash scripts/py-tools.sh` (scripts/test.sh does)",
+            server.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start moto_server");
+        let s3 = S3 { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Up once it answers; then the bucket.
+        while ureq::get(&s3.endpoint).call().is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ureq::put(&format!("{}/weir", s3.endpoint)).send_empty().expect("cannot make bucket `weir`");
+        s3
+    }
+
+    /// What `weir` needs to use it.
+    fn envs(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "weir-test"),
+            ("AWS_SECRET_ACCESS_KEY", "weir-test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// The keys of the objects under `prefix`.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let url = format!("{}/weir?list-type=2&prefix={prefix}", self.endpoint);
+        let body = ureq::get(&url).call().unwrap().into_body().read_to_string().unwrap();
+        body.split("<Key>").skip(1).filter_map(|k| k.split_once("</Key>")).map(|(k, _)| k.to_owned()).collect()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn with_checkpoints_in_s3_compatible_storage_kills_change_nothing() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let (dir, expected) = crash_example(1_500_000, seed, |s| s);
+    let spec = dir.path().join("pipeline.yaml");
+    let local = std::fs::read_to_string(&spec).unwrap();
+    let s3 = S3::start();
+    // Each round under a prefix of its own: a round that ended leaves its
+    // checkpoints behind, and the next starts from nothing.
+    let round = std::cell::Cell::new(0);
+    let fresh = || {
+        round.set(round.get() + 1);
+        let text = local.replace("dir: checkpoints", &format!("dir: s3://weir/round-{}", round.get()));
+        std::fs::write(&spec, text).unwrap();
+    };
+    fresh();
+    let runs = Runs { output: "out/sums.csv", envs: s3.envs(), fresh: &fresh };
+    let rounds = kill_and_resume_with(&spec, &runs, kills(), &mut rng, &expected, true);
+    assert!(!dir.path().join("checkpoints").exists(), "nothing went to the local folder");
+
+    // The last round's checkpoints are in the bucket, and read back.
+    let prefix = format!("round-{}/exactly-once/", round.get());
+    let keys = s3.keys(&prefix);
+    let metadata =
+        keys.iter().find(|k| k.ends_with("/_metadata")).unwrap_or_else(|| panic!("no checkpoint in {keys:?}"));
+    let folder = format!("s3://weir/{}", metadata.trim_end_matches("/_metadata"));
+    let cache = tempfile::tempdir().unwrap();
+    let shown = Command::new(weir_bin())
+        .args(["state", &folder])
+        .env("WEIR_CACHE_DIR", cache.path())
+        .envs(s3.envs())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success() && text.contains(&folder), "{text}{}", String::from_utf8_lossy(&shown.stderr));
+    // A run resumed once more restores from the bucket (not from nothing)
+    // and still writes the same lines.
+    let again = Command::new(weir_bin())
+        .args(["run", spec.to_str().unwrap(), "--resume", "--no-server"])
+        .env("WEIR_CACHE_DIR", cache.path())
+        .env("WEIR_LOG", "warn,weir_runtime=info")
+        .envs(s3.envs())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{log}");
+    assert!(log.contains("restored every task from checkpoint") && log.contains("s3://weir/round-"), "{log}");
+    assert!(sorted_lines(&dir.path().join("out/sums.csv")) == expected, "the same lines after one more resume");
+    println!("{rounds} rounds; the last checkpoint is {folder}");
 }

@@ -191,10 +191,11 @@ pub fn restore_state(lists: Vec<os::OperatorList>, restored: bool) -> Result<(),
         Some(op) => op.initialize_state(&state).map_err(|e| e.to_string()),
         // Lists for an operator that keeps none (its earlier version
         // did): refused rather than dropped.
-        None if !state.lists.is_empty() => Err(format!(
+        None if state.lists.iter().any(|l| !l.ends.is_empty()) => Err(format!(
             "the checkpoint holds operator state (lists `{}`), and this operator keeps none: implement \
-             `CheckpointedFunction` and export it with `checkpointed`, or start the job without this state",
-            state.names().collect::<Vec<_>>().join("`, `")
+             `CheckpointedFunction` and export it with `checkpointed`, give the operator another id, or start \
+             the job without the checkpoint",
+            state.lists.iter().filter(|l| !l.ends.is_empty()).map(|l| l.name.as_str()).collect::<Vec<_>>().join("`, `")
         )),
         None => Ok(()),
     });

@@ -63,8 +63,9 @@ pub struct OperatorState {
 }
 
 impl OperatorState {
-    /// Whether the job was restored from a checkpoint or savepoint
-    /// (Flink's `isRestored`); `false` on a fresh start.
+    /// Whether the operator was restored from a checkpoint or savepoint
+    /// that held it (Flink's `isRestored`); `false` on a fresh start and
+    /// for an operator new to a restored job.
     pub fn is_restored(&self) -> bool {
         self.restored
     }
@@ -165,7 +166,9 @@ impl OperatorState {
 /// ```
 pub trait CheckpointedFunction: 'static {
     /// Called once per instance, after `open` and before any event: the
-    /// lists this subtask restores (none on a fresh start).
+    /// lists this subtask restores (none on a fresh start). With a
+    /// `dead-letter:` output a map's batch may be mapped twice up to a
+    /// rejected record (see [`crate::Map`]): keep that out of the lists.
     fn initialize_state(&mut self, state: &OperatorState) -> Result<()>;
 
     /// The barrier of checkpoint (or savepoint) `checkpoint` reached the

@@ -824,13 +824,21 @@ impl Coordinator {
             self.end_job(job, &wd, Some(worker));
             return;
         }
-        let store = spec.checkpoints.as_ref().map(|c| CheckpointStore::new(c.dir.join(&checkpoints.name)));
         let fail = |message: String| {
             let mut run = lock(&job.run);
             let name = run.detail.name.clone();
             run.add_errors(vec![TaskError::job(&name, message.clone())]);
             run.detail.status_message = Some(message);
             run.set_state(JobState::Failed);
+        };
+        let store = match spec.checkpoints.as_ref().map(|c| CheckpointStore::new(&c.dir.join(&checkpoints.name))) {
+            None => None,
+            Some(Ok(store)) => Some(store),
+            Some(Err(e)) => {
+                fail(e);
+                self.end_job(job, &wd, Some(worker));
+                return;
+            }
         };
         // A fresh start restarts only from its own checkpoints, never from
         // an earlier run's in the same folder.

@@ -527,7 +527,7 @@ impl Spec {
             s.path.as_mut().map(fix);
         }
         self.state.path.as_mut().map(fix);
-        if let Some(c) = self.checkpoints.as_mut() {
+        if let Some(c) = self.checkpoints.as_mut().filter(|c| !c.is_object_storage()) {
             fix(&mut c.dir);
         }
         for c in self.component_paths_mut() {
@@ -581,7 +581,8 @@ impl Spec {
         if let Some(p) = &self.state.path {
             out.push(("state `path`".to_owned(), p.as_path()));
         }
-        if let Some(c) = &self.checkpoints {
+        // (Object storage is no local path to check.)
+        if let Some(c) = self.checkpoints.as_ref().filter(|c| !c.is_object_storage()) {
             out.push(("checkpoints `dir`".to_owned(), c.dir.as_path()));
         }
         out

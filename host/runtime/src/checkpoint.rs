@@ -10,6 +10,7 @@
 
 mod format;
 mod inspect;
+mod storage;
 mod store;
 
 pub(crate) use format::{Reader, Writer, read_keyed, read_lists, write_changes, write_keyed, write_lists};
@@ -218,13 +219,13 @@ struct InFlight {
     shared: Vec<store::SharedChain>,
     bytes: u64,
     /// Its folder (`chk-N`, or a savepoint's).
-    dir: std::path::PathBuf,
+    dir: store::Folder,
     /// For a savepoint: who waits for it.
     savepoint: Option<Arc<Savepoint>>,
 }
 
 impl InFlight {
-    fn new(dir: std::path::PathBuf, savepoint: Option<Arc<Savepoint>>) -> InFlight {
+    fn new(dir: store::Folder, savepoint: Option<Arc<Savepoint>>) -> InFlight {
         InFlight {
             triggered: Instant::now(),
             triggered_at_ms: epoch_ms(),
@@ -238,9 +239,7 @@ impl InFlight {
 
     /// It failed: its folder goes, and a savepoint's waiter is told why.
     fn fail(self, why: &str) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = self.dir.remove_all() {
             tracing::warn!("cannot remove {}: {e}", self.dir.display());
         }
         if let Some(s) = &self.savepoint {
@@ -375,7 +374,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         bytes: f.bytes,
         acknowledged,
         tasks,
-        savepoint: f.savepoint.as_ref().map(|_| f.dir.clone()),
+        savepoint: f.savepoint.as_ref().map(|_| f.dir.path()),
     };
     let fail = |id: u64, f: InFlight, why: &str| {
         shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
@@ -417,12 +416,15 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             }
             let id = tracker.trigger_now(now_ms());
             ticket.id.store(id, Ordering::Release);
-            let dir = request.dir.join(format!("savepoint-{id}-{}", epoch_ms()));
-            if let Err(e) = store::begin(&dir) {
+            let path = request.dir.join(format!("savepoint-{id}-{}", epoch_ms()));
+            let dir = store::Folder::at(&path);
+            if let Err(e) = dir.as_ref().map_err(String::clone).and_then(|d| store::begin(d).map_err(|e| e.to_string()))
+            {
                 tracker.abort(id, now_ms());
-                ticket.finish(Err(format!("cannot make {}: {e}", dir.display())));
+                ticket.finish(Err(format!("cannot make {}: {e}", path.display())));
                 continue;
             }
+            let Ok(dir) = dir else { continue };
             shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
             if request.stop {
                 shared.stop_at.store(id, Ordering::Release);
@@ -533,7 +535,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                         shared.completed.store(id, Ordering::Release);
                         if let Some(s) = &f.savepoint {
                             tracing::info!("savepoint of `{}` written to {}", plan.job, f.dir.display());
-                            s.finish(Ok(f.dir.clone()));
+                            s.finish(Ok(f.dir.path()));
                         }
                         // Older pending checkpoints are subsumed.
                         for old in flights.keys().copied().filter(|&o| o < id).collect::<Vec<_>>() {

@@ -459,7 +459,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             let name = options.checkpoint_name.clone().or_else(|| spec.name.clone()).unwrap_or_else(|| "job".into());
             let plan = crate::checkpoint::Plan {
                 timing: weir_core::checkpoint::CheckpointTiming::of(c),
-                store: CheckpointStore::new(c.dir.join(&name)),
+                store: CheckpointStore::new(&c.dir.join(&name)).map_err(JobError::State)?,
                 job: name,
                 retain: c.retain as usize,
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
@@ -561,8 +561,28 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 } else {
                     let chains: Vec<Vec<&[u8]>> = parts.iter().map(|p| p.chain()).collect();
                     op.open(&groups, &chains).map_err(|m| start_err(v, s, m))?;
-                    let (lists, restored) =
+                    let (mut lists, restored) =
                         restored_lists(restore, &vertex.id, s, vertex.parallelism).map_err(|m| start_err(v, s, m))?;
+                    let held: Vec<&str> = lists.iter().filter(|l| !l.is_empty()).map(|l| l.name.as_str()).collect();
+                    if !held.is_empty() && !op.keeps_lists() {
+                        let what = format!(
+                            "the checkpoint holds operator state of `{}` (lists `{}`), and it keeps none now",
+                            vertex.id,
+                            held.join("`, `")
+                        );
+                        if !options.allow_non_restored_state {
+                            return Err(start_err(
+                                v,
+                                s,
+                                format!(
+                                    "{what}: use a component that keeps it, or pass --allow-non-restored-state to \
+                                     drop it"
+                                ),
+                            ));
+                        }
+                        tracing::warn!("{what}: dropped (--allow-non-restored-state)");
+                        lists.clear();
+                    }
                     op.restore_lists(&lists, restored).map_err(|m| start_err(v, s, m))?;
                 }
                 let _ = shared.counters[v][s as usize].user.set(user);

@@ -106,6 +106,12 @@ pub(crate) trait Operator: Send {
         Ok(())
     }
 
+    /// Whether it keeps operator state at all (else restored lists with
+    /// elements are refused, or dropped when that is allowed).
+    fn keeps_lists(&self) -> bool {
+        false
+    }
+
     /// The operator-state lists at checkpoint `checkpoint`'s barrier
     /// (right after [`Operator::snapshot`]).
     fn snapshot_lists(&mut self, _checkpoint: u64) -> Result<Vec<OperatorList>, OpError> {
@@ -459,6 +465,10 @@ impl Operator for MapOp {
 
     fn restore_lists(&mut self, lists: &[OperatorList], restored: bool) -> Result<(), String> {
         self.instance.restore_state(lists, restored).map_err(|e| e.to_string())
+    }
+
+    fn keeps_lists(&self) -> bool {
+        self.instance.has_operator_state()
     }
 
     fn snapshot_lists(&mut self, checkpoint: u64) -> Result<Vec<OperatorList>, OpError> {

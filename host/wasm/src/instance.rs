@@ -55,6 +55,9 @@ pub enum CallError {
     /// The operator used more than a quota of its [`crate::Limits`].
     #[error("operator exceeded a quota: {0}")]
     Quota(String),
+    /// The operator's `snapshot-state` returned an error.
+    #[error("operator could not snapshot its operator state: {0}")]
+    Snapshot(String),
 }
 
 /// An event sent to a side output.

@@ -203,9 +203,7 @@ impl StateExport {
     ) -> Result<Vec<OperatorList>, CallError> {
         store.set_epoch_deadline(budget_ticks(limits));
         let r = self.snapshot.call(&mut *store, (checkpoint,)).map(|(r,)| r);
-        let lists = r
-            .map_err(|e| call_error(store, e, limits))?
-            .map_err(|message| CallError::Operator { index: 0, message: format!("snapshot-state: {message}") })?;
+        let lists = r.map_err(|e| call_error(store, e, limits))?.map_err(CallError::Snapshot)?;
         let lists: Vec<OperatorList> = lists
             .into_iter()
             .map(|l| OperatorList {

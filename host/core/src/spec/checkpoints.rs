@@ -15,7 +15,8 @@ pub struct CheckpointSpec {
     /// Milliseconds from one checkpoint's start to the next one's.
     pub interval_ms: u64,
     /// Folder of the checkpoints: each job writes `<dir>/<job>/chk-N/`.
-    /// Relative to the spec's folder; default `checkpoints`.
+    /// Relative to the spec's folder; default `checkpoints`. Or a prefix
+    /// in S3-compatible object storage, `s3://bucket/prefix`.
     #[serde(default = "default_dir")]
     pub dir: PathBuf,
     /// `exactly-once` (multi-input tasks align barriers; the file sink
@@ -98,7 +99,24 @@ impl CheckpointSpec {
         if self.dir.as_os_str().is_empty() {
             return Err("checkpoints: dir must not be empty".into());
         }
+        if self.is_object_storage() {
+            let text = self.dir.to_string_lossy();
+            let rest = text.strip_prefix("s3://").ok_or_else(|| {
+                format!(
+                    "checkpoints: dir `{text}` is a URL of another kind than `s3://bucket/prefix`; checkpoints go on \
+                     the local file system or on S3-compatible object storage"
+                )
+            })?;
+            if rest.split('/').next().is_none_or(str::is_empty) {
+                return Err(format!("checkpoints: dir `{text}` names no bucket; write `s3://bucket/prefix`"));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `dir` is in object storage (a URL) rather than a local folder.
+    pub fn is_object_storage(&self) -> bool {
+        self.dir.to_str().is_some_and(|s| s.contains("://"))
     }
 }
 

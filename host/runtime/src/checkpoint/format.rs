@@ -9,8 +9,8 @@ use std::ops::RangeInclusive;
 use weir_state::{Change, KeyedStateBackend, Piece, Scope, StateKind, TimerDomain};
 use weir_wasm::{OperatorList, Redistribution};
 
-/// The first bytes of every task file (the last digit is the format's
-/// version).
+/// The first bytes of every task file (the layout of the body is the
+/// metadata's `format`).
 pub(crate) const MAGIC: &[u8; 8] = b"WEIRCHK1";
 
 /// Appends fields to a buffer.
@@ -364,5 +364,25 @@ mod tests {
         assert!(unseal(b"WEIR").unwrap_err().contains("not a Weir checkpoint file"));
         let mut r = Reader::new(&[5, 0, 0, 0, b'a']);
         assert!(r.bytes().unwrap_err().contains("ends at byte 5"));
+    }
+
+    #[test]
+    fn operator_lists_read_back_as_written_and_damage_is_refused() {
+        assert!(write_lists(&[]).is_empty(), "no lists: no bytes");
+        assert!(read_lists(&[]).unwrap().is_empty());
+        let mut a = OperatorList::new("offsets", Redistribution::EvenSplit);
+        a.push(b"one").unwrap();
+        a.push(b"").unwrap();
+        let b = OperatorList::new("seen", Redistribution::Union);
+        let bytes = write_lists(&[a.clone(), b.clone()]);
+        assert_eq!(read_lists(&bytes).unwrap(), vec![a, b]);
+        assert!(read_lists(&bytes[..bytes.len() - 1]).is_err(), "truncated");
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(read_lists(&extra).unwrap_err().contains("after its last list"));
+        let mut mode = bytes.clone();
+        // count (4), name length (4), "offsets" (7): then the mode.
+        mode[15] = 9;
+        assert!(read_lists(&mode).unwrap_err().contains("unknown mode 9"));
     }
 }

@@ -3,12 +3,13 @@
 //! renamed, the folder synced), so a checkpoint without one was never
 //! completed and is never used. Reading validates every file (its checksum
 //! and its size against the metadata); a damaged checkpoint is refused
-//! with its path, and recovery falls back to the one before it.
+//! with its path, and recovery falls back to the one before it. The
+//! folder is local or in S3-compatible object storage ([`Folder`]).
 
 use super::format::{MAGIC, Reader, seal, unseal};
+pub(crate) use super::storage::Folder;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC_LEN: usize = MAGIC.len();
@@ -128,27 +129,24 @@ impl Restored {
 /// The checkpoints of one job.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
-    dir: PathBuf,
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    dir: Folder,
 }
 
 impl CheckpointStore {
-    /// The checkpoints under `dir` (the job's own folder, `<dir>/<job>`).
-    pub fn new(dir: PathBuf) -> CheckpointStore {
-        CheckpointStore { dir }
+    /// The checkpoints under `dir` (the job's own folder, `<dir>/<job>`): a
+    /// local path, or `s3://bucket/prefix`.
+    pub fn new(dir: &Path) -> Result<CheckpointStore, String> {
+        Ok(CheckpointStore { dir: Folder::at(dir)? })
     }
 
-    /// The job's folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The job's folder: its path (or URL).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path()
     }
 
     /// The folder of checkpoint `id`.
-    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("chk-{id}"))
+    pub(crate) fn checkpoint_dir(&self, id: u64) -> Folder {
+        self.dir.join(&format!("chk-{id}"))
     }
 
     /// The number the next checkpoint of a fresh run gets: one past every
@@ -159,25 +157,21 @@ impl CheckpointStore {
 
     /// The numbers of every `chk-N` folder, complete or not, lowest first.
     pub fn ids(&self) -> Vec<u64> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        let mut ids: Vec<u64> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()))
-            .collect();
+        let mut ids: Vec<u64> =
+            self.dir.list().iter().filter_map(|n| n.strip_prefix("chk-").and_then(|n| n.parse().ok())).collect();
+        ids.dedup();
         ids.sort_unstable();
         ids
     }
 
     fn is_complete(&self, id: u64) -> bool {
-        self.checkpoint_dir(id).join(METADATA).is_file()
+        self.checkpoint_dir(id).exists(METADATA)
     }
 
     /// Removes checkpoint `id` (aborted, or past retention).
     pub(crate) fn discard(&self, id: u64) {
         let dir = self.checkpoint_dir(id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = dir.remove_all() {
             tracing::warn!("cannot remove checkpoint {}: {e}", dir.display());
         }
     }
@@ -210,7 +204,7 @@ impl CheckpointStore {
     /// named relative to the job's folder.
     pub(crate) fn write_shared(&self, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
         let dir = self.dir.join(SHARED);
-        std::fs::create_dir_all(&dir)?;
+        dir.create()?;
         let mut file = write_task(&dir, name, body)?;
         file.file = format!("{SHARED}/{name}");
         Ok(file)
@@ -218,7 +212,7 @@ impl CheckpointStore {
 
     /// Syncs the folder of shared files (their names).
     pub(crate) fn sync_shared(&self) -> std::io::Result<()> {
-        sync_dir(&self.dir.join(SHARED))
+        self.dir.join(SHARED).sync()
     }
 
     /// Removes every shared file that no completed checkpoint in the
@@ -229,32 +223,30 @@ impl CheckpointStore {
     pub(crate) fn collect_shared(&self, live: &std::collections::HashSet<String>) {
         let mut keep = live.clone();
         for id in self.ids().into_iter().filter(|&id| self.is_complete(id)) {
-            let path = self.checkpoint_dir(id).join(METADATA);
-            let Some(m) = std::fs::read(&path).ok().and_then(|t| serde_json::from_slice::<Metadata>(&t).ok()) else {
-                tracing::warn!("cannot read {}: keeping every shared checkpoint file", path.display());
+            let dir = self.checkpoint_dir(id);
+            let Some(m) = dir.get(METADATA).ok().and_then(|t| serde_json::from_slice::<Metadata>(&t).ok()) else {
+                tracing::warn!("cannot read {}: keeping every shared checkpoint file", dir.display_file(METADATA));
                 return;
             };
             keep.extend(m.shared.into_iter().flat_map(|c| c.files).map(|f| f.file));
         }
-        let Ok(entries) = std::fs::read_dir(self.dir.join(SHARED)) else { return };
-        for e in entries.filter_map(|e| e.ok()) {
-            let Some(name) = e.file_name().to_str().map(|n| format!("{SHARED}/{n}")) else { continue };
-            if !keep.contains(&name)
-                && let Err(err) = std::fs::remove_file(e.path())
-                && err.kind() != std::io::ErrorKind::NotFound
+        let shared = self.dir.join(SHARED);
+        for n in shared.list() {
+            if !keep.contains(&format!("{SHARED}/{n}"))
+                && let Err(err) = shared.remove(&n)
             {
-                tracing::warn!("cannot remove {}: {err}", e.path().display());
+                tracing::warn!("cannot remove {}: {err}", shared.display_file(&n));
             }
         }
     }
 
     /// Reads and validates checkpoint `id`.
     pub fn load(&self, id: u64) -> Result<Restored, String> {
-        let r = load_from(&self.checkpoint_dir(id))?;
+        let r = load_folder(&self.checkpoint_dir(id))?;
         if r.checkpoint != id {
             return Err(format!(
                 "{}: it is checkpoint {}, where checkpoint {id} was expected",
-                r.path.join(METADATA).display(),
+                self.checkpoint_dir(id).display_file(METADATA),
                 r.checkpoint
             ));
         }
@@ -301,70 +293,81 @@ impl CheckpointStore {
 /// folder, or a savepoint's): its metadata, then every task file against
 /// the size and checksum the metadata lists.
 pub fn load_from(dir: &Path) -> Result<Restored, String> {
-    let meta_path = dir.join(METADATA);
-    if !meta_path.is_file() {
-        return Err(format!(
-            "{} has no `{METADATA}`: it is not a completed checkpoint or savepoint (a folder `chk-N` or \
-             `savepoint-…`)",
-            dir.display()
-        ));
-    }
-    let text = std::fs::read(&meta_path).map_err(|e| format!("{}: cannot read it: {e}", meta_path.display()))?;
-    let metadata: Metadata = serde_json::from_slice(&text)
-        .map_err(|e| format!("{}: not valid checkpoint metadata: {e}", meta_path.display()))?;
+    load_folder(&Folder::at(dir)?)
+}
+
+fn load_folder(dir: &Folder) -> Result<Restored, String> {
+    let meta_path = dir.display_file(METADATA);
+    let text = match dir.get(METADATA) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{} has no `{METADATA}`: it is not a completed checkpoint or savepoint (a folder `chk-N` or \
+                 `savepoint-…`)",
+                dir.display()
+            ));
+        }
+        Err(e) => return Err(format!("{meta_path}: cannot read it: {e}")),
+    };
+    let metadata: Metadata =
+        serde_json::from_slice(&text).map_err(|e| format!("{meta_path}: not valid checkpoint metadata: {e}"))?;
     if !(1..=FORMAT).contains(&metadata.format) {
         return Err(format!(
-            "{}: it is of format {}, and this Weir reads formats 1 to {FORMAT}; use the Weir that wrote it",
-            meta_path.display(),
+            "{meta_path}: it is of format {}, and this Weir reads formats 1 to {FORMAT}; use the Weir that wrote it",
             metadata.format
+        ));
+    }
+    // The metadata has no checksum: what the restore sizes by is checked.
+    if let Some(v) = metadata.vertices.iter().find(|v| v.parallelism == 0 || v.parallelism > metadata.max_parallelism) {
+        return Err(format!(
+            "{meta_path}: gives `{}` a parallelism of {}, outside 1 to its max-parallelism {}: it is damaged",
+            v.id, v.parallelism, metadata.max_parallelism
         ));
     }
     let mut stages = HashMap::new();
     for t in &metadata.tasks {
         if t.file.contains('/') || t.file.contains('\\') || t.file.starts_with('.') {
-            return Err(format!("{}: names a task file outside its folder: {:?}", meta_path.display(), t.file));
+            return Err(format!("{meta_path}: names a task file outside its folder: {:?}", t.file));
         }
-        let path = dir.join(&t.file);
-        let body = read_sealed(&path, t)?;
-        read_stages(&body, metadata.format, &mut stages).map_err(|e| format!("{}: {e}", path.display()))?;
+        let body = read_sealed(dir, &t.file, t)?;
+        read_stages(&body, metadata.format, &mut stages).map_err(|e| format!("{}: {e}", dir.display_file(&t.file)))?;
     }
-    let job_dir = dir.parent().unwrap_or(dir);
+    let job_dir = dir.parent();
     for chain in &metadata.shared {
         let mut bodies = Vec::with_capacity(chain.files.len());
         for f in &chain.files {
             let name = f.file.strip_prefix(&format!("{SHARED}/")).unwrap_or("");
             if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
-                return Err(format!("{}: names a shared file outside `{SHARED}/`: {:?}", meta_path.display(), f.file));
+                return Err(format!("{meta_path}: names a shared file outside `{SHARED}/`: {:?}", f.file));
             }
-            bodies.push(read_sealed(&job_dir.join(&f.file), f)?);
+            bodies.push(read_sealed(&job_dir.join(SHARED), name, f)?);
         }
         let Some(stage) = stages.get_mut(&(chain.vertex.clone(), chain.subtask)) else {
             return Err(format!(
-                "{}: lists shared files of `{}` subtask {}, which no task file holds",
-                meta_path.display(),
-                chain.vertex,
-                chain.subtask
+                "{meta_path}: lists shared files of `{}` subtask {}, which no task file holds",
+                chain.vertex, chain.subtask
             ));
         };
         stage.chain = bodies;
     }
-    Ok(Restored { checkpoint: metadata.checkpoint, path: dir.to_owned(), metadata, stages })
+    Ok(Restored { checkpoint: metadata.checkpoint, path: dir.path(), metadata, stages })
 }
 
-/// The body of the file at `path`, checked against its size and checksum
-/// in the metadata, then its own.
-fn read_sealed(path: &Path, listed: &TaskFile) -> Result<Vec<u8>, String> {
-    let mut data = std::fs::read(path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+/// The body of file `name` in `dir`, checked against its size and
+/// checksum in the metadata, then its own.
+fn read_sealed(dir: &Folder, name: &str, listed: &TaskFile) -> Result<Vec<u8>, String> {
+    let path = dir.display_file(name);
+    let mut data = dir.get(name).map_err(|e| format!("{path}: cannot read it: {e}"))?;
     if data.len() as u64 != listed.bytes || crc32fast::hash(&data) != listed.crc32 {
         return Err(format!(
             "{}: it has {} bytes and another checksum than the {} bytes its metadata lists: it is damaged \
                  or truncated",
-            path.display(),
+            path,
             data.len(),
             listed.bytes
         ));
     }
-    let len = unseal(&data).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let len = unseal(&data).map_err(|e| format!("{path}: {e}"))?.len();
     // The body in place: no copy of what may be a gigabyte.
     data.truncate(MAGIC_LEN + len);
     data.drain(..MAGIC_LEN);
@@ -372,38 +375,28 @@ fn read_sealed(path: &Path, listed: &TaskFile) -> Result<Vec<u8>, String> {
 }
 
 /// Makes the folder of a checkpoint or savepoint.
-pub(crate) fn begin(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
+pub(crate) fn begin(dir: &Folder) -> std::io::Result<()> {
+    dir.create()
 }
 
 /// Writes one task's file into `dir` (synced): its size and checksum for
 /// the metadata.
-pub(crate) fn write_task(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
+pub(crate) fn write_task(dir: &Folder, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
     let data = seal(body);
-    let mut f = std::fs::File::create(dir.join(name))?;
-    f.write_all(&data)?;
-    f.sync_all()?;
+    dir.put(name, &data, false)?;
     Ok(TaskFile { file: name.to_owned(), bytes: data.len() as u64, crc32: crc32fast::hash(&data) })
 }
 
 /// Completes the checkpoint or savepoint in `dir`: its metadata, written
 /// last and atomically.
-pub(crate) fn complete(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
-    sync_dir(dir)?;
-    let tmp = dir.join(format!("{METADATA}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(metadata).expect("invariant: metadata serializes"))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(METADATA))?;
-    if let Some(parent) = dir.parent() {
-        // The savepoint's own folder entry, too.
-        let _ = sync_dir(parent);
-    }
-    sync_dir(dir)
+pub(crate) fn complete(dir: &Folder, metadata: &Metadata) -> std::io::Result<()> {
+    dir.sync()?;
+    dir.put(METADATA, &serde_json::to_vec_pretty(metadata).expect("invariant: metadata serializes"), true)?;
+    // The savepoint's own folder entry, too.
+    let _ = dir.parent().sync();
+    dir.sync()
 }
 
-/// A task file's body: its stages, each (vertex id, subtask, watermark,
-/// state).
 /// One stage's record in a task file.
 pub(crate) struct StageRecord<'a> {
     pub vertex: &'a str,
@@ -479,7 +472,7 @@ mod tests {
     #[test]
     fn the_latest_complete_checkpoint_is_used_and_a_damaged_one_falls_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::new(tmp.path().join("job"));
+        let store = CheckpointStore::new(&tmp.path().join("job")).unwrap();
         assert!(store.latest().unwrap().is_none(), "no checkpoint: a fresh start");
         complete_one(&store, 1, b"one");
         complete_one(&store, 2, b"two");
@@ -487,13 +480,13 @@ mod tests {
         let r = store.latest().unwrap().unwrap();
         assert_eq!((r.checkpoint, r.stages[&("op".into(), 0)].state.as_slice()), (2, &b"two"[..]));
 
-        std::fs::write(store.checkpoint_dir(2).join("op-0"), b"WEIRCHK1 cut").unwrap();
+        std::fs::write(store.checkpoint_dir(2).path().join("op-0"), b"WEIRCHK1 cut").unwrap();
         let r = store.latest().unwrap().unwrap();
         assert_eq!(r.checkpoint, 1, "the damaged checkpoint 2 is skipped");
         let e = store.load(2).unwrap_err();
         assert!(e.contains("chk-2/op-0") && e.contains("damaged or truncated"), "{e}");
 
-        std::fs::write(store.checkpoint_dir(1).join(METADATA), b"{").unwrap();
+        std::fs::write(store.checkpoint_dir(1).path().join(METADATA), b"{").unwrap();
         let e = store.latest().unwrap_err();
         assert!(e.contains("chk-1/_metadata") && e.contains("chk-2/op-0"), "{e}");
     }
@@ -501,7 +494,7 @@ mod tests {
     #[test]
     fn a_damaged_shared_file_is_refused_with_its_path_and_unlisted_ones_are_collected() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::new(tmp.path().join("job"));
+        let store = CheckpointStore::new(&tmp.path().join("job")).unwrap();
         let dir = store.checkpoint_dir(1);
         begin(&dir).unwrap();
         let full = store.write_shared("chk-1-task-0-0", b"full").unwrap();
@@ -540,7 +533,7 @@ mod tests {
     #[test]
     fn retention_keeps_the_latest_completed_and_drops_what_is_older() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::new(tmp.path().to_owned());
+        let store = CheckpointStore::new(tmp.path()).unwrap();
         for id in 1..=4 {
             complete_one(&store, id, b"s");
         }
@@ -549,5 +542,27 @@ mod tests {
         assert_eq!(store.ids(), vec![3, 4, 5]);
         store.discard_incomplete();
         assert_eq!(store.ids(), vec![3, 4]);
+    }
+
+    #[test]
+    fn task_files_of_format_1_without_operator_state_still_read() {
+        // Format 1: a stage is vertex, subtask, watermark and state.
+        let mut w = super::super::format::Writer::default();
+        w.u32(1);
+        w.str("op");
+        w.u32(0);
+        w.i64(5);
+        w.u64(3);
+        w.buf.extend_from_slice(b"old");
+        let mut stages = HashMap::new();
+        read_stages(&w.buf, 1, &mut stages).unwrap();
+        let st = &stages[&("op".to_owned(), 0)];
+        assert_eq!((st.state.as_slice(), st.operator.is_empty(), st.watermark), (&b"old"[..], true, 5));
+        assert!(read_stages(&w.buf, 2, &mut HashMap::new()).is_err(), "format 2 expects the operator state");
+        let body =
+            write_stages(&[StageRecord { vertex: "op", subtask: 0, watermark: 5, state: b"new", operator: b"ls" }]);
+        let mut stages = HashMap::new();
+        read_stages(&body, FORMAT, &mut stages).unwrap();
+        assert_eq!(stages[&("op".to_owned(), 0)].operator, b"ls");
     }
 }

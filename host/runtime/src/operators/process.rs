@@ -281,6 +281,10 @@ impl Operator for ProcessOp {
         self.instance.restore_state(lists, restored).map_err(|e| e.to_string())
     }
 
+    fn keeps_lists(&self) -> bool {
+        self.instance.has_operator_state()
+    }
+
     fn snapshot_lists(&mut self, checkpoint: u64) -> Result<Vec<weir_wasm::OperatorList>, OpError> {
         self.instance.snapshot_state(checkpoint).map_err(|e| OpError { origin: None, message: e.to_string() })
     }
