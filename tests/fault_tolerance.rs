@@ -289,6 +289,58 @@ fn keyed_counts_restored_from_chains_of_incremental_checkpoints_are_exactly_once
 }
 
 #[test]
+fn with_unaligned_checkpoints_kills_change_nothing() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    // Parallelism 2: the sink's two inputs are not aligned; barriers
+    // overtake what is queued, which goes into the checkpoint.
+    let edit = |s: String| {
+        s.replace("name: exactly-once", "name: eo-unaligned\nparallelism: 2")
+            .replace("  dir: checkpoints\n", "  dir: checkpoints\n  unaligned: true\n")
+    };
+    let (dir, expected) = crash_example(1_500_000, seed, edit);
+    let spec = dir.path().join("pipeline.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("unaligned: true"));
+
+    // An undisturbed run keeping every checkpoint: queues are full at
+    // full speed, so barriers overtake data and checkpoints hold it.
+    std::fs::write(&spec, text.replace("unaligned: true\n", "unaligned: true\n  retain: 100\n")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = weir(&["run", spec.to_str().unwrap(), "--no-server"], cache.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sorted_lines(&dir.path().join("out/sums.csv")) == expected, "an unaligned run writes the same lines");
+    let mut with_data = None;
+    for e in std::fs::read_dir(dir.path().join("checkpoints/eo-unaligned")).unwrap() {
+        let folder = e.unwrap().path();
+        let shown = weir(&["state", folder.to_str().unwrap()], cache.path());
+        if String::from_utf8_lossy(&shown.stdout).contains("in flight (unaligned checkpoint)") {
+            with_data = Some(folder);
+        }
+    }
+    let with_data = with_data.expect("some checkpoint holds in-flight data");
+    // It restores only at its own parallelism.
+    let rescaled = dir.path().join("rescaled.yaml");
+    std::fs::write(
+        &rescaled,
+        text.replace("parallelism: 2", "parallelism: 1").replace("name: eo-unaligned", "name: r"),
+    )
+    .unwrap();
+    let refused = weir(
+        &["run", rescaled.to_str().unwrap(), "--from-savepoint", with_data.to_str().unwrap(), "--no-server"],
+        cache.path(),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("holds in-flight data"), "{stderr}");
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+
+    std::fs::write(&spec, &text).unwrap();
+    kill_and_resume(&spec, kills(), &mut rng, &expected, true);
+}
+
+#[test]
 fn at_least_once_killed_at_random_moments_loses_nothing() {
     let seed = seed();
     println!("seed {seed}");

@@ -13,7 +13,9 @@ mod inspect;
 mod storage;
 mod store;
 
-pub(crate) use format::{Reader, Writer, read_keyed, read_lists, write_changes, write_keyed, write_lists};
+pub(crate) use format::{
+    Reader, Writer, read_in_flight, read_keyed, read_lists, write_changes, write_in_flight, write_keyed, write_lists,
+};
 pub use inspect::{KeyState, ListReport, OperatorState, StateReport, inspect, key_state};
 pub use store::{CheckpointStore, Restored, load_from};
 pub(crate) use store::{StageRecord, StageState, write_stages};
@@ -43,6 +45,9 @@ pub(crate) struct StagePart {
     pub shape: Shape,
     /// Its operator state (`format::write_lists`; empty: none).
     pub operator: Vec<u8>,
+    /// The task's in-flight data of an unaligned checkpoint, on its first
+    /// stage (`format::write_in_flight`; empty: none).
+    pub channels: Vec<u8>,
 }
 
 /// How a checkpoint ended, for the REST API and metrics.
@@ -94,6 +99,9 @@ pub(crate) struct CheckpointShared {
     pub notified: Vec<AtomicU64>,
     /// Whether keyed operators may snapshot only what changed.
     pub incremental: bool,
+    /// Unaligned checkpoints: barriers overtake queued data, which goes
+    /// into the checkpoint (savepoints stay aligned).
+    pub unaligned: bool,
     /// The latest completed checkpoint that is not a savepoint:
     /// incremental snapshots diff against it.
     pub base: AtomicU64,
@@ -204,6 +212,7 @@ pub(crate) struct Plan {
     pub retain: usize,
     pub exactly_once: bool,
     pub incremental: bool,
+    pub unaligned: bool,
     /// The checkpoint restored from (numbering goes on after it).
     pub restored: Option<u64>,
     /// (id, parallelism, kind) of every vertex.
@@ -265,6 +274,7 @@ pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpo
         stop_at: AtomicU64::new(0),
         notified: (0..tasks).map(|_| AtomicU64::new(restored)).collect(),
         incremental: plan.incremental,
+        unaligned: plan.unaligned,
         base: AtomicU64::new(0),
         rebased: (0..tasks).map(|_| AtomicU64::new(0)).collect(),
         savepoints: Mutex::new(HashSet::new()),
@@ -302,6 +312,7 @@ fn write_part(
                     watermark: part.watermark,
                     state: &part.state,
                     operator: &part.operator,
+                    channels: &part.channels,
                 });
                 continue;
             }
@@ -327,6 +338,7 @@ fn write_part(
             watermark: part.watermark,
             state: &[],
             operator: &part.operator,
+            channels: &part.channels,
         });
     }
     let file =

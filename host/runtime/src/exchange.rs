@@ -25,6 +25,24 @@ pub(crate) enum MessageKind {
     /// The barrier of a checkpoint: everything before it is in the
     /// checkpoint, nothing after it.
     Barrier(u64),
+    /// The barrier of an unaligned checkpoint: it went to the front of its
+    /// queue, ahead of the `overtook` messages there. The receiver gets
+    /// it as [`MessageKind::Overtaking`].
+    Priority {
+        /// The checkpoint.
+        id: u64,
+        /// Messages it went ahead of (set by the inbox).
+        overtook: usize,
+    },
+    /// An unaligned checkpoint's barrier as the receiver takes it, with
+    /// copies of the data it overtook (still queued behind it, and
+    /// processed after it): that data is part of the checkpoint.
+    Overtaking {
+        /// The checkpoint.
+        id: u64,
+        /// The data it went ahead of, oldest first.
+        overtaken: Vec<Batch>,
+    },
     /// The upstream subtask ended; nothing follows.
     End,
 }
@@ -96,6 +114,26 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Puts an unaligned checkpoint's barrier at the front of queue
+    /// `input`, ahead of everything queued there, without waiting for
+    /// room: backpressure is what it gets past.
+    pub fn send_first(&self, input: usize, id: u64) -> Result<(), Closed> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(Closed);
+        }
+        let overtook = q.queues[input].len();
+        let message = MessageKind::Priority { id, overtook };
+        q.bytes[input] += message.footprint();
+        q.queues[input].push_front(message);
+        let wake = q.reader_waiting;
+        drop(q);
+        if wake {
+            self.readable.notify_one();
+        }
+        Ok(())
+    }
+
     /// Appends to queue `input`, waiting while it is over its budget.
     ///
     /// Wake-ups are what this costs, not the lock: the receiver is woken
@@ -141,8 +179,21 @@ impl Inbox {
             let start = q.next;
             let found = (0..n).map(|k| (start + k) % n).find(|&i| !q.held[i] && !q.queues[i].is_empty());
             if let Some(i) = found {
-                let message = q.queues[i].pop_front().expect("invariant: the queue was checked non-empty");
+                let mut message = q.queues[i].pop_front().expect("invariant: the queue was checked non-empty");
                 q.bytes[i] -= message.footprint();
+                if let MessageKind::Priority { id, overtook } = message {
+                    // What it overtook is still right behind it: copied
+                    // under the same lock, before anything can move.
+                    let overtaken = q.queues[i]
+                        .iter()
+                        .take(overtook)
+                        .filter_map(|m| match m {
+                            MessageKind::Data(b) => Some(b.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    message = MessageKind::Overtaking { id, overtaken };
+                }
                 q.next = (i + 1) % n;
                 let wake = q.writers_waiting[i] > 0 && (q.bytes[i] <= self.budget / 2 || q.queues[i].is_empty());
                 drop(q);
@@ -198,6 +249,10 @@ pub(crate) struct InputSender {
 impl InputSender {
     fn send(&self, message: MessageKind) -> Result<(), Closed> {
         self.inbox.send(self.input, message)
+    }
+
+    fn send_first(&self, id: u64) -> Result<(), Closed> {
+        self.inbox.send_first(self.input, id)
     }
 }
 
@@ -328,9 +383,14 @@ impl Router {
         self.broadcast(|| MessageKind::Idle(idle))
     }
 
-    /// Sends checkpoint `id`'s barrier to every target.
-    pub fn barrier(&self, id: u64) -> Result<(), Closed> {
-        self.broadcast(|| MessageKind::Barrier(id))
+    /// Sends checkpoint `id`'s barrier to every target: behind what was
+    /// sent before it, or (`unaligned`) ahead of what is still queued.
+    pub fn barrier(&self, id: u64, unaligned: bool) -> Result<(), Closed> {
+        if unaligned {
+            self.targets.iter().try_for_each(|t| t.send_first(id))
+        } else {
+            self.broadcast(|| MessageKind::Barrier(id))
+        }
     }
 
     /// Tells every target this subtask has ended.
@@ -356,6 +416,29 @@ mod tests {
             b.push(b"", &[0u8; 100], i as i64, 0);
         }
         MessageKind::Data(b)
+    }
+
+    #[test]
+    fn an_unaligned_barrier_goes_ahead_of_queued_data_with_copies_of_it() {
+        // A full queue: a plain send would wait; the barrier does not.
+        let full = Inbox::new(1, 1);
+        full.send(0, data(1)).unwrap();
+        full.send_first(0, 1).unwrap();
+        let inbox = Inbox::new(1, 1 << 20);
+        inbox.send(0, data(1)).unwrap();
+        inbox.send(0, MessageKind::Idle(true)).unwrap();
+        inbox.send_first(0, 3).unwrap();
+        inbox.send(0, data(2)).unwrap();
+        let Recv::Message(0, MessageKind::Overtaking { id: 3, overtaken }) = inbox.recv(Duration::ZERO).unwrap() else {
+            panic!("the barrier comes first");
+        };
+        assert_eq!(
+            overtaken.iter().map(Batch::len).collect::<Vec<_>>(),
+            vec![1],
+            "the data it overtook, not what came after"
+        );
+        let Recv::Message(0, MessageKind::Data(b)) = inbox.recv(Duration::ZERO).unwrap() else { panic!() };
+        assert_eq!(b.len(), 1, "the overtaken data is still processed");
     }
 
     #[test]

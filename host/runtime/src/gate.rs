@@ -12,6 +12,14 @@
 //! held: the snapshot waits for the last barrier, and data of inputs that
 //! were faster is in it (and replayed after a failure: at least once).
 //! A barrier of a newer checkpoint abandons an older one still aligning.
+//!
+//! Unaligned checkpoints (exactly-once without alignment): a barrier that
+//! overtook the queued data of its input starts the checkpoint at once —
+//! the task snapshots and passes the barrier on, also ahead of queued
+//! data — and nothing is held. The data the barrier overtook, and what
+//! every other input delivers before its own barrier, is in-flight data:
+//! processed as usual and also kept with the checkpoint, which the task
+//! acknowledges once every input's barrier has come.
 
 use crate::exchange::MessageKind;
 use std::time::{Duration, Instant};
@@ -34,6 +42,14 @@ pub(crate) enum Step {
     Checkpoint(u64),
     /// The checkpoint being aligned was abandoned: release every input.
     Release,
+    /// The first barrier of unaligned checkpoint `.0` came: snapshot, pass
+    /// the barrier on ahead of queued data, start keeping in-flight data.
+    Snapshot(u64),
+    /// In-flight data of input `.0` that its barrier overtook.
+    Overtaken(usize, Vec<Batch>),
+    /// Every input delivered unaligned checkpoint `.0`'s barrier: its
+    /// in-flight data is complete.
+    Complete(u64),
 }
 
 pub(crate) struct InputGate {
@@ -47,6 +63,8 @@ pub(crate) struct InputGate {
     ended: Vec<bool>,
     /// The last checkpoint this gate completed or abandoned.
     last: u64,
+    /// Whether the checkpoint in `aligning` is unaligned.
+    unaligned: bool,
 }
 
 impl InputGate {
@@ -62,6 +80,7 @@ impl InputGate {
             seen: vec![false; inputs],
             ended: vec![false; inputs],
             last: 0,
+            unaligned: false,
         }
     }
 
@@ -95,11 +114,19 @@ impl InputGate {
         {
             self.aligning = None;
             self.last = id;
-            steps.push(Step::Checkpoint(id));
+            steps.push(if self.unaligned { Step::Complete(id) } else { Step::Checkpoint(id) });
         }
     }
 
-    fn barrier(&mut self, input: usize, id: u64, steps: &mut Vec<Step>) {
+    /// Whether a message of `input` now is in-flight data of an unaligned
+    /// checkpoint (its barrier has not come yet).
+    pub fn in_flight(&self, input: usize) -> bool {
+        self.unaligned && self.aligning.is_some() && !self.seen[input] && !self.ended[input]
+    }
+
+    /// A barrier `id` of `input`; `overtaken`: an unaligned one, with the
+    /// data it overtook. Whether it starts or goes on with `id`.
+    fn barrier_of(&mut self, input: usize, id: u64, overtaken: Option<Vec<Batch>>, steps: &mut Vec<Step>) {
         if id <= self.last {
             return;
         }
@@ -115,16 +142,26 @@ impl InputGate {
         }
         if self.aligning.is_none() {
             self.aligning = Some(id);
+            self.unaligned = overtaken.is_some();
             self.seen.iter_mut().for_each(|s| *s = false);
+            if self.unaligned {
+                steps.push(Step::Snapshot(id));
+            }
         }
         if self.seen[input] {
             return;
         }
         self.seen[input] = true;
-        if self.exactly_once {
-            steps.push(Step::Hold(input));
+        match overtaken {
+            Some(data) if self.unaligned && !data.is_empty() => steps.push(Step::Overtaken(input, data)),
+            _ if self.exactly_once && !self.unaligned => steps.push(Step::Hold(input)),
+            _ => {}
         }
         self.check_aligned(steps);
+    }
+
+    fn barrier(&mut self, input: usize, id: u64, steps: &mut Vec<Step>) {
+        self.barrier_of(input, id, None, steps);
     }
 
     fn status(change: ValveChange, steps: &mut Vec<Step>) {
@@ -162,6 +199,9 @@ impl InputGate {
                 }
             }
             MessageKind::Barrier(id) => self.barrier(input, id, steps),
+            MessageKind::Overtaking { id, overtaken } => self.barrier_of(input, id, Some(overtaken), steps),
+            // (The inbox hands these over as `Overtaking`.)
+            MessageKind::Priority { id, .. } => self.barrier_of(input, id, Some(Vec::new()), steps),
             MessageKind::End => {
                 self.ended[input] = true;
                 self.check_aligned(steps);
@@ -250,6 +290,25 @@ mod tests {
         assert_eq!(steps(&mut g, 0, MessageKind::Barrier(1)), vec![Step::Hold(0)]);
         assert_eq!(steps(&mut g, 2, MessageKind::End), vec![Step::Checkpoint(1)], "an ended input counts as aligned");
         assert_eq!(steps(&mut g, 0, MessageKind::Barrier(1)), vec![], "a checkpoint completes once");
+    }
+
+    #[test]
+    fn an_unaligned_barrier_snapshots_at_once_and_completes_when_every_input_delivered_its_own() {
+        let mut g = InputGate::new(3, Duration::from_secs(1), Instant::now());
+        let overtaking = |id, n| MessageKind::Overtaking { id, overtaken: vec![batch(&[], n); 1] };
+        assert!(!g.in_flight(0));
+        let s = steps(&mut g, 1, overtaking(2, 3));
+        assert_eq!(s, vec![Step::Snapshot(2), Step::Overtaken(1, vec![batch(&[], 3)])], "nothing is held");
+        assert!(g.in_flight(0) && !g.in_flight(1), "input 0's data before its barrier is in flight");
+        assert_eq!(steps(&mut g, 0, MessageKind::Data(batch(&[], 1))), vec![Step::Run(batch(&[], 1))]);
+        let empty = MessageKind::Overtaking { id: 2, overtaken: Vec::new() };
+        assert_eq!(steps(&mut g, 0, empty), vec![]);
+        assert_eq!(steps(&mut g, 2, MessageKind::End), vec![Step::Complete(2)], "an ended input counts as delivered");
+        assert!(!g.in_flight(0));
+        // A newer one abandons one that is still going on.
+        steps(&mut g, 0, overtaking(3, 1));
+        let s = steps(&mut g, 1, MessageKind::Overtaking { id: 4, overtaken: Vec::new() });
+        assert_eq!(s, vec![Step::Release, Step::Snapshot(4)]);
     }
 
     #[test]

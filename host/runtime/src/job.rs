@@ -464,6 +464,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 retain: c.retain as usize,
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
                 incremental: c.incremental,
+                unaligned: c.unaligned,
                 restored: restore.map(|r| r.checkpoint),
                 vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism, v.kind_name())).collect(),
                 max_parallelism: graph.max_parallelism,
@@ -639,14 +640,22 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                     }
                 }
                 _ => {
-                    let gate = InputGate::new(graph.input_layout(head).0, options.tick_interval, Instant::now())
-                        .aligned(exactly_once);
+                    let inputs = graph.input_layout(head).0;
+                    let gate = InputGate::new(inputs, options.tick_interval, Instant::now()).aligned(exactly_once);
                     let gate = match resume {
                         Some(w) => gate.resume(restored_id, w),
                         None if restore.is_some() => gate.resume(restored_id, i64::MIN),
                         None => gate,
                     };
-                    Head::Input { inbox: inboxes[&(head, s)].clone(), gate }
+                    // Restored at the same parallelism (see `check_restorable`),
+                    // the task has its own part, whose inputs are as they were.
+                    let replay = match head_parts.as_slice() {
+                        [own] => crate::checkpoint::read_in_flight(&own.channels, inputs).map_err(|e| {
+                            start_err(head, s, format!("its in-flight data in the checkpoint is damaged: {e}"))
+                        })?,
+                        _ => Vec::new(),
+                    };
+                    Head::Input { inbox: inboxes[&(head, s)].clone(), gate, replay }
                 }
             };
             tasks.push((h, Chain { stages, tail, notified: restored_id, rebased: 0 }, resume));
@@ -772,6 +781,21 @@ fn check_restorable(r: &Restored, graph: &JobGraph, allow_non_restored: bool) ->
         .filter(|v| r.stages.iter().any(|((id, _), s)| *id == v.id && s.holds_state()))
         .map(|v| v.id.as_str())
         .collect();
+    let rescaled: Vec<&str> = r
+        .metadata
+        .vertices
+        .iter()
+        .filter(|v| graph.vertices.iter().any(|g| g.id == v.id && g.parallelism != v.parallelism))
+        .map(|v| v.id.as_str())
+        .collect();
+    if !rescaled.is_empty() && r.stages.values().any(|s| !s.channels.is_empty()) {
+        return Err(format!(
+            "{at} is an unaligned checkpoint that holds in-flight data, which restores only at the parallelism it \
+             was taken at, and `{}` changed it. Keep the parallelism, or stop the job with a savepoint (always \
+             aligned) and rescale from that",
+            rescaled.join("`, `")
+        ));
+    }
     if !gone.is_empty() && !allow_non_restored {
         return Err(format!(
             "{at} holds state of {} the job no longer has: `{}`. State is matched to operators by `id`: keep \

@@ -3,7 +3,7 @@
 //! routers. Output flows stage to stage as each stage emits it.
 
 use crate::checkpoint::{StagePart, TaskAck, Writer};
-use crate::exchange::{Closed, Inbox, Recv, RouteError, Router};
+use crate::exchange::{Closed, Inbox, MessageKind, Recv, RouteError, Router};
 use crate::gate::{InputGate, Step};
 use crate::job::JobShared;
 use crate::operators::{Emit, Fail, Groups, OpError, Operator, TIMER_ORIGIN};
@@ -285,12 +285,46 @@ impl Chain {
 
     /// Checkpoint `id`'s barrier passed the chain's input at `watermark`:
     /// snapshot every stage (the source's position standing in for its
-    /// own stage), hand the parts to the checkpointer, pass the barrier on.
-    fn checkpoint(&mut self, id: u64, watermark: i64, mut source: Option<Vec<u8>>) -> Result<(), TaskError> {
+    /// own stage), hand the parts to the checkpointer, pass the barrier on
+    /// (ahead of queued data when the checkpoint is unaligned).
+    fn checkpoint(&mut self, id: u64, watermark: i64, source: Option<Vec<u8>>) -> Result<(), TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
+        let ack = self.snapshot(&cp, id, watermark, source)?;
+        cp.ack(ack);
+        self.barriers(id, cp.unaligned && !cp.is_savepoint(id))
+    }
+
+    /// The first barrier of unaligned checkpoint `id` came: snapshot every
+    /// stage and pass the barrier on ahead of queued data. The parts go
+    /// to the checkpointer once the in-flight data is complete
+    /// ([`Chain::ack_unaligned`]).
+    fn checkpoint_unaligned(&mut self, id: u64, watermark: i64) -> Result<Option<InFlight>, TaskError> {
+        let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(None) };
+        let ack = self.snapshot(&cp, id, watermark, None)?;
+        self.barriers(id, true)?;
+        Ok(Some(InFlight { ack, data: Vec::new() }))
+    }
+
+    /// Hands an unaligned checkpoint's parts, with its in-flight data, to
+    /// the checkpointer.
+    fn ack_unaligned(&mut self, mut flight: InFlight) {
+        let Some(cp) = self.tail.shared.checkpoints.clone() else { return };
+        if let Some(head) = flight.ack.stages.first_mut() {
+            head.channels = crate::checkpoint::write_in_flight(&flight.data);
+        }
+        cp.ack(flight.ack);
+    }
+
+    fn snapshot(
+        &mut self,
+        cp: &crate::checkpoint::CheckpointShared,
+        id: u64,
+        watermark: i64,
+        mut source: Option<Vec<u8>>,
+    ) -> Result<TaskAck, TaskError> {
         // A checkpoint that completed just before this barrier came is
         // the base, even when the task has not been told yet.
-        self.rebase(&cp);
+        self.rebase(cp);
         let mut stages = Vec::with_capacity(self.stages.len());
         let snap = Snap { checkpoint: id, incremental: cp.incremental && !cp.is_savepoint(id) };
         for stage in &mut self.stages {
@@ -305,11 +339,16 @@ impl Chain {
                 }
             };
             let vertex = self.tail.names[stage.vertex].id.clone();
-            stages.push(StagePart { vertex, subtask: self.tail.subtask, watermark, state, shape, operator });
+            let subtask = self.tail.subtask;
+            stages.push(StagePart { vertex, subtask, watermark, state, shape, operator, channels: Vec::new() });
         }
-        cp.ack(TaskAck { checkpoint: id, task: self.tail.task, stages });
+        Ok(TaskAck { checkpoint: id, task: self.tail.task, stages })
+    }
+
+    /// Passes checkpoint `id`'s barrier on to every consumer.
+    fn barriers(&self, id: u64, unaligned: bool) -> Result<(), TaskError> {
         for r in self.all_routers() {
-            r.barrier(id)?;
+            r.barrier(id, unaligned)?;
         }
         Ok(())
     }
@@ -359,8 +398,26 @@ impl Chain {
 
 /// How a task is fed.
 pub(crate) enum Head {
-    Source { source: Box<dyn Source>, idle_timeout: Option<Duration>, batch_size: usize },
-    Input { inbox: Arc<Inbox>, gate: InputGate },
+    Source {
+        source: Box<dyn Source>,
+        idle_timeout: Option<Duration>,
+        batch_size: usize,
+    },
+    /// `replay`: the in-flight data of the unaligned checkpoint restored
+    /// from, per input, taken before anything new.
+    Input {
+        inbox: Arc<Inbox>,
+        gate: InputGate,
+        replay: Vec<(usize, Batch)>,
+    },
+}
+
+/// An unaligned checkpoint a task has snapshotted, and the in-flight data
+/// it keeps until every input's barrier has come.
+pub(crate) struct InFlight {
+    ack: TaskAck,
+    /// (input, data), in the order they came.
+    data: Vec<(usize, Batch)>,
 }
 
 /// Runs a task to its end; returns its chain for the summary. A task
@@ -375,7 +432,7 @@ pub(crate) fn run_task(head: Head, chain: &mut Chain, resume: Option<i64>) -> Re
         Head::Source { source, idle_timeout, batch_size } => {
             run_source(source, chain, batch_size, idle_timeout, resume.unwrap_or(i64::MIN))
         }
-        Head::Input { inbox, gate } => run_input(&inbox, gate, chain),
+        Head::Input { inbox, gate, replay } => run_input(&inbox, gate, replay, chain),
     }
 }
 
@@ -472,20 +529,40 @@ fn stopped(chain: &mut Chain) -> Result<(), TaskError> {
     }
 }
 
-fn run_input(inbox: &Inbox, mut gate: InputGate, chain: &mut Chain) -> Result<(), TaskError> {
+fn run_input(
+    inbox: &Inbox,
+    mut gate: InputGate,
+    replay: Vec<(usize, Batch)>,
+    chain: &mut Chain,
+) -> Result<(), TaskError> {
     let mut steps = Vec::new();
     let release = |gate: &InputGate| (0..gate.inputs()).for_each(|i| inbox.hold(i, false));
+    // The unaligned checkpoint in progress, if any.
+    let mut flight: Option<InFlight> = None;
+    let mut replay = replay.into_iter();
     loop {
-        chain.notify()?;
-        let now = Instant::now();
-        if gate.tick_due(now) {
-            // Under steady input recv never times out: check the clock here.
-            chain.tick(chain.tail.clock.now())?;
-        }
-        let (input, message) = match inbox.recv(gate.until_tick(now))? {
-            Recv::Message(input, message) => (input, message),
-            Recv::Timeout => continue,
+        let (input, message) = match replay.next() {
+            // What was in flight at the checkpoint restored from comes
+            // first, as it came then.
+            Some((input, batch)) => (input, MessageKind::Data(batch)),
+            None => {
+                chain.notify()?;
+                let now = Instant::now();
+                if gate.tick_due(now) {
+                    // Under steady input recv never times out: check the clock here.
+                    chain.tick(chain.tail.clock.now())?;
+                }
+                match inbox.recv(gate.until_tick(now))? {
+                    Recv::Message(input, message) => (input, message),
+                    Recv::Timeout => continue,
+                }
+            }
         };
+        if let (Some(f), MessageKind::Data(batch)) = (&mut flight, &message)
+            && gate.in_flight(input)
+        {
+            f.data.push((input, batch.clone()));
+        }
         gate.on_message(input, message, &mut steps);
         for step in steps.drain(..) {
             match step {
@@ -497,7 +574,22 @@ fn run_input(inbox: &Inbox, mut gate: InputGate, chain: &mut Chain) -> Result<()
                     chain.checkpoint(id, gate.watermark(), None)?;
                     release(&gate);
                 }
-                Step::Release => release(&gate),
+                Step::Release => {
+                    // (An abandoned unaligned checkpoint is never acknowledged.)
+                    flight = None;
+                    release(&gate);
+                }
+                Step::Snapshot(id) => flight = chain.checkpoint_unaligned(id, gate.watermark())?,
+                Step::Overtaken(input, data) => {
+                    if let Some(f) = &mut flight {
+                        f.data.extend(data.into_iter().map(|b| (input, b)));
+                    }
+                }
+                Step::Complete(_) => {
+                    if let Some(f) = flight.take() {
+                        chain.ack_unaligned(f);
+                    }
+                }
             }
         }
     }

@@ -51,6 +51,9 @@ fn report(path: &Path, operator: Option<&str>, key: Option<&str>) -> Result<Stri
             );
             for op in &r.operators {
                 println!("{} ({}, parallelism {}): {} bytes", op.id, op.kind, op.parallelism, op.bytes);
+                if op.in_flight > 0 {
+                    println!("  in flight (unaligned checkpoint): {} records", op.in_flight);
+                }
                 for (state, groups) in &op.keys {
                     let total: u64 = groups.values().sum();
                     println!("  {state}: {total} keys in {} key groups", groups.len());

@@ -24,7 +24,9 @@ pub struct CheckpointSpec {
     /// file sink writes straight through).
     #[serde(default)]
     pub mode: CheckpointMode,
-    /// Unaligned checkpoints (barriers overtake buffered data).
+    /// Unaligned checkpoints (exactly-once only): barriers overtake queued
+    /// data, which goes into the checkpoint, so a back-pressured job
+    /// checkpoints as fast as barriers travel. Savepoints stay aligned.
     #[serde(default)]
     pub unaligned: bool,
     /// Incremental checkpoints: with the `lsm` state backend, a
@@ -91,9 +93,9 @@ impl CheckpointSpec {
         if self.max_concurrent == 0 {
             return Err("checkpoints: max-concurrent must be at least 1".into());
         }
-        if self.unaligned {
-            return Err("checkpoints: `unaligned: true` is not supported yet; remove it (aligned checkpoints are \
-                        taken instead)"
+        if self.unaligned && self.mode == CheckpointMode::AtLeastOnce {
+            return Err("checkpoints: `unaligned: true` goes with `mode: exactly-once` (at-least-once aligns \
+                        nothing already); remove one of them"
                 .into());
         }
         if self.dir.as_os_str().is_empty() {

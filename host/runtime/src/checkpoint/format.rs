@@ -6,6 +6,7 @@
 //! the groups it owns.
 
 use std::ops::RangeInclusive;
+use weir_core::Batch;
 use weir_state::{Change, KeyedStateBackend, Piece, Scope, StateKind, TimerDomain};
 use weir_wasm::{OperatorList, Redistribution};
 
@@ -310,6 +311,73 @@ pub(crate) fn read_lists(bytes: &[u8]) -> Result<Vec<OperatorList>, ReadError> {
     Ok(lists)
 }
 
+/// A task's in-flight data of an unaligned checkpoint: per batch its
+/// input, its events (key, key group, value, timestamp, origin) and its
+/// watermarks. None: no bytes.
+pub(crate) fn write_in_flight(data: &[(usize, Batch)]) -> Vec<u8> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    let mut w = Writer::default();
+    w.u32(data.len() as u32);
+    for (input, b) in data {
+        w.u32(*input as u32);
+        w.u32(b.len() as u32);
+        for i in 0..b.len() {
+            let e = b.event(i);
+            w.bytes(e.key);
+            w.u32(u32::from(b.key_groups()[i]));
+            w.bytes(e.value);
+            w.i64(e.timestamp);
+            w.u64(e.origin);
+        }
+        w.u32(b.marks().len() as u32);
+        for m in b.marks() {
+            w.u32(m.after);
+            w.i64(m.watermark);
+        }
+    }
+    w.buf
+}
+
+/// Reads what [`write_in_flight`] wrote; inputs at or past `inputs` are
+/// refused (the job's inputs changed).
+pub(crate) fn read_in_flight(bytes: &[u8], inputs: usize) -> Result<Vec<(usize, Batch)>, ReadError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = Reader::new(bytes);
+    let n = r.u32()?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let input = r.u32()? as usize;
+        if input >= inputs {
+            return Err(format!("in-flight data of input {input}, and the task has {inputs} inputs"));
+        }
+        let mut b = Batch::new();
+        for _ in 0..r.u32()? {
+            let key = r.bytes()?;
+            let group = u16::try_from(r.u32()?).map_err(|_| "a key group past 65535".to_owned())?;
+            let value = r.bytes()?;
+            b.push_keyed(key, group, value, r.i64()?, r.u64()?);
+        }
+        let mut last = 0;
+        for _ in 0..r.u32()? {
+            let after = r.u32()?;
+            if after as usize > b.len() || after < last {
+                return Err(format!("a watermark after event {after} of a batch of {}", b.len()));
+            }
+            last = after;
+            b.mark_at(after, r.i64()?);
+        }
+        out.push((input, b));
+    }
+    if !r.is_empty() {
+        return Err("in-flight data has bytes after its last batch".into());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +452,22 @@ mod tests {
         // count (4), name length (4), "offsets" (7): then the mode.
         mode[15] = 9;
         assert!(read_lists(&mode).unwrap_err().contains("unknown mode 9"));
+    }
+
+    #[test]
+    fn in_flight_data_reads_back_as_written_and_damage_is_refused() {
+        assert!(write_in_flight(&[]).is_empty());
+        let mut b = Batch::new();
+        b.push_keyed(b"k", 7, b"v", 5, 11);
+        b.mark(9);
+        b.push(b"", b"w", 6, 12);
+        let data = vec![(1, b.clone()), (0, Batch::watermark(3))];
+        let bytes = write_in_flight(&data);
+        let back = read_in_flight(&bytes, 2).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].0, &back[0].1), (1, &b));
+        assert_eq!(back[1].1.marks(), Batch::watermark(3).marks());
+        assert!(read_in_flight(&bytes, 1).unwrap_err().contains("input 1, and the task has 1 inputs"));
+        assert!(read_in_flight(&bytes[..bytes.len() - 2], 2).is_err(), "truncated");
     }
 }

@@ -40,6 +40,8 @@ pub struct OperatorState {
     pub keys: BTreeMap<String, BTreeMap<u16, u64>>,
     /// Operator-state lists, by name.
     pub lists: BTreeMap<String, ListReport>,
+    /// Records in flight into its subtasks at an unaligned checkpoint.
+    pub in_flight: u64,
 }
 
 /// One operator-state list of an operator, over its subtasks.
@@ -152,10 +154,13 @@ pub fn inspect(dir: &std::path::Path) -> Result<StateReport, String> {
             bytes: 0,
             keys: BTreeMap::new(),
             lists: BTreeMap::new(),
+            in_flight: 0,
         };
         for s in 0..v.parallelism {
             let Some(stage) = r.stages.get(&(v.id.clone(), s)) else { continue };
             op.bytes += stage.chain().iter().map(|p| p.len() as u64).sum::<u64>() + stage.operator.len() as u64;
+            let in_flight = super::read_in_flight(&stage.channels, usize::MAX).map_err(|e| format!("{}: {e}", v.id))?;
+            op.in_flight += in_flight.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
             for l in super::read_lists(&stage.operator).map_err(|e| format!("{}: {e}", v.id))? {
                 let report = op.lists.entry(l.name.clone()).or_default();
                 report.union = l.mode == weir_wasm::Redistribution::Union;

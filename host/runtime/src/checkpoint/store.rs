@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 const MAGIC_LEN: usize = MAGIC.len();
 
 /// The format written: 2 adds each stage's operator state to the task
-/// files; format 1 is still read.
-pub(crate) const FORMAT: u32 = 2;
+/// files, 3 the in-flight data of unaligned checkpoints; formats 1 and 2
+/// are still read.
+pub(crate) const FORMAT: u32 = 3;
 
 /// The name of a completed checkpoint's metadata file.
 pub const METADATA: &str = "_metadata";
@@ -92,6 +93,9 @@ pub(crate) struct StageState {
     /// Its operator state (lists, as `format::write_lists` writes them;
     /// empty when it keeps none).
     pub operator: Vec<u8>,
+    /// For a task's first stage: the in-flight data of an unaligned
+    /// checkpoint (`format::write_in_flight`; empty: none).
+    pub channels: Vec<u8>,
 }
 
 impl StageState {
@@ -406,6 +410,8 @@ pub(crate) struct StageRecord<'a> {
     pub state: &'a [u8],
     /// Its operator state.
     pub operator: &'a [u8],
+    /// The task's in-flight data (first stage only).
+    pub channels: &'a [u8],
 }
 
 /// A task file's body, in format [`FORMAT`].
@@ -421,6 +427,8 @@ pub(crate) fn write_stages(stages: &[StageRecord<'_>]) -> Vec<u8> {
         w.buf.extend_from_slice(s.state);
         w.u64(s.operator.len() as u64);
         w.buf.extend_from_slice(s.operator);
+        w.u64(s.channels.len() as u64);
+        w.buf.extend_from_slice(s.channels);
     }
     w.buf
 }
@@ -438,7 +446,8 @@ fn read_stages(body: &[u8], format: u32, out: &mut HashMap<(String, u32), StageS
         let watermark = r.i64()?;
         let state = long(&mut r)?;
         let operator = if format >= 2 { long(&mut r)? } else { Vec::new() };
-        out.insert((vertex, subtask), StageState { watermark, state, chain: Vec::new(), operator });
+        let channels = if format >= 3 { long(&mut r)? } else { Vec::new() };
+        out.insert((vertex, subtask), StageState { watermark, state, chain: Vec::new(), operator, channels });
     }
     if !r.is_empty() {
         return Err("it has bytes after its last stage".into());
@@ -453,7 +462,14 @@ mod tests {
     fn complete_one(store: &CheckpointStore, id: u64, state: &[u8]) {
         let dir = store.checkpoint_dir(id);
         begin(&dir).unwrap();
-        let body = write_stages(&[StageRecord { vertex: "op", subtask: 0, watermark: 5, state, operator: &[] }]);
+        let body = write_stages(&[StageRecord {
+            vertex: "op",
+            subtask: 0,
+            watermark: 5,
+            state,
+            operator: &[],
+            channels: &[],
+        }]);
         let file = write_task(&dir, "op-0", &body).unwrap();
         let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
         let m = Metadata {
@@ -502,7 +518,14 @@ mod tests {
         let file = write_task(
             &dir,
             "task-0",
-            &write_stages(&[StageRecord { vertex: "op", subtask: 0, watermark: 5, state: &[], operator: &[] }]),
+            &write_stages(&[StageRecord {
+                vertex: "op",
+                subtask: 0,
+                watermark: 5,
+                state: &[],
+                operator: &[],
+                channels: &[],
+            }]),
         )
         .unwrap();
         let vertices = vec![VertexParallelism { id: "op".into(), parallelism: 1, kind: "process".into() }];
@@ -558,9 +581,15 @@ mod tests {
         read_stages(&w.buf, 1, &mut stages).unwrap();
         let st = &stages[&("op".to_owned(), 0)];
         assert_eq!((st.state.as_slice(), st.operator.is_empty(), st.watermark), (&b"old"[..], true, 5));
-        assert!(read_stages(&w.buf, 2, &mut HashMap::new()).is_err(), "format 2 expects the operator state");
-        let body =
-            write_stages(&[StageRecord { vertex: "op", subtask: 0, watermark: 5, state: b"new", operator: b"ls" }]);
+        assert!(read_stages(&w.buf, 3, &mut HashMap::new()).is_err(), "format 3 expects more");
+        let body = write_stages(&[StageRecord {
+            vertex: "op",
+            subtask: 0,
+            watermark: 5,
+            state: b"new",
+            operator: b"ls",
+            channels: &[],
+        }]);
         let mut stages = HashMap::new();
         read_stages(&body, FORMAT, &mut stages).unwrap();
         assert_eq!(stages[&("op".to_owned(), 0)].operator, b"ls");
