@@ -802,6 +802,24 @@ impl Coordinator {
             };
             problems.push(problem(what, message));
         }
+        // Object storage is allowed by name only: `--allow-path s3://bucket/prefix`.
+        if let Some(c) = spec.checkpoints.as_ref().filter(|c| c.is_object_storage()) {
+            let url = c.dir.to_string_lossy();
+            let allowed =
+                self.config.allow_paths.iter().filter_map(|p| p.to_str()).filter(|p| p.contains("://")).any(|p| {
+                    let p = p.trim_end_matches('/');
+                    url == p || url.starts_with(&format!("{p}/"))
+                });
+            if !allowed {
+                problems.push(problem(
+                    "checkpoints `dir`".to_owned(),
+                    format!(
+                        "{url} is in object storage the coordinator does not allow; start it with `--allow-path {url}` \
+                         (or a prefix of it)"
+                    ),
+                ));
+            }
+        }
         if problems.is_empty() { Ok(()) } else { Err(ApiError::problems(problems)) }
     }
 
@@ -842,7 +860,15 @@ impl Coordinator {
         };
         // A fresh start restarts only from its own checkpoints, never from
         // an earlier run's in the same folder.
-        let floor = store.as_ref().map_or(0, |s| if checkpoints.resume { 0 } else { s.next_id() });
+        let floor = match store.as_ref().filter(|_| !checkpoints.resume).map(CheckpointStore::next_id) {
+            None => 0,
+            Some(Ok(next)) => next,
+            Some(Err(e)) => {
+                fail(e);
+                self.end_job(job, &wd, Some(worker));
+                return;
+            }
+        };
         let mut initial = None;
         if let Some(path) = &checkpoints.from_savepoint {
             match weir_runtime::load_from(path) {

@@ -213,6 +213,9 @@ pub(crate) struct Plan {
     pub exactly_once: bool,
     pub incremental: bool,
     pub unaligned: bool,
+    /// The first checkpoint's number: past every folder's, even one of a
+    /// damaged checkpoint recovery skipped, and past the one restored.
+    pub first: u64,
     /// The checkpoint restored from (numbering goes on after it).
     pub restored: Option<u64>,
     /// (id, parallelism, kind) of every vertex.
@@ -373,7 +376,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
     store.discard_incomplete();
     // Never reuse a folder's number, even one of a damaged checkpoint
     // that recovery skipped.
-    let first = store.ids().last().copied().unwrap_or(0).max(plan.restored.unwrap_or(0)) + 1;
+    let first = plan.first;
     let t0 = Instant::now();
     let now_ms = || t0.elapsed().as_millis() as u64;
     let mut tracker = CheckpointTracker::new(plan.timing, tasks, first, now_ms());

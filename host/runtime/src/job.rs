@@ -457,9 +457,14 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
         None => None,
         Some(c) => {
             let name = options.checkpoint_name.clone().or_else(|| spec.name.clone()).unwrap_or_else(|| "job".into());
+            let store = CheckpointStore::new(&c.dir.join(&name)).map_err(JobError::State)?;
+            // Never a folder's number again (the store cannot be listed:
+            // the job does not start, rather than overwrite checkpoints).
+            let first = store.next_id().map_err(JobError::State)?.max(restore.map_or(0, |r| r.checkpoint) + 1);
             let plan = crate::checkpoint::Plan {
                 timing: weir_core::checkpoint::CheckpointTiming::of(c),
-                store: CheckpointStore::new(&c.dir.join(&name)).map_err(JobError::State)?,
+                store,
+                first,
                 job: name,
                 retain: c.retain as usize,
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,

@@ -80,6 +80,11 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     let slots = a.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let mut allow_paths = Vec::new();
     for p in &a.allow_paths {
+        if p.to_str().is_some_and(|s| s.starts_with("s3://")) {
+            // Object storage for checkpoints, allowed by its prefix.
+            allow_paths.push(p.clone());
+            continue;
+        }
         let real = std::fs::canonicalize(p)
             .map_err(|e| format!("--allow-path {}: {e} (give an existing folder)", p.display()))?;
         allow_paths.push(real);

@@ -88,22 +88,42 @@ impl Folder {
             return Ok(Folder { at: At::Local(location.to_owned()) });
         }
         let text = location.to_str().unwrap_or_default();
-        let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
-        if url.scheme() != "s3" {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            let scheme = text.split("://").next().unwrap_or_default();
             return Err(format!(
-                "`{text}`: checkpoints go on the local file system or on S3-compatible storage (`s3://bucket/prefix`), \
-                 not `{}://`",
-                url.scheme()
+                "`{text}`: checkpoints go on the local file system or on S3-compatible storage \
+                 (`s3://bucket/prefix`), not `{scheme}://`"
+            ));
+        };
+        // Taken as text, segment by segment (a URL parser would cut at `#`
+        // or `?`, fold `..` and re-encode `%`): such names are refused.
+        if text.contains(['%', '#', '?', '\\']) || rest.split('/').any(|s| s == ".." || s == ".") {
+            return Err(format!(
+                "`{text}`: an object-storage location (and the job's name in it) takes no `%`, `#`, `?`, `\\`, `.` \
+                 or `..`; rename the job or the prefix"
             ));
         }
-        let Some(bucket) = url.host_str().filter(|b| !b.is_empty()) else {
+        let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
             return Err(format!("`{text}` names no bucket: write `s3://bucket/prefix`"));
+        }
+        // Bounded waits: a checkpoint against an unreachable store fails
+        // within about a minute per request, rather than three.
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(60),
+            ..Default::default()
         };
-        let store = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| format!("cannot use `{text}`: {e}. Set AWS_REGION, the credentials and, for a store other than AWS, AWS_ENDPOINT_URL"))?;
-        let prefix = url.path().trim_matches('/').to_owned();
+        let store =
+            object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry).build().map_err(
+                |e| {
+                    format!(
+                        "cannot use `{text}`: {e}. Set AWS_REGION, the credentials and, for a store other than AWS, \
+                     AWS_ENDPOINT_URL"
+                    )
+                },
+            )?;
+        let prefix = path.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
         let bucket = Arc::new(Bucket { url: format!("s3://{bucket}"), store: Box::new(store) });
         Ok(Folder { at: At::Object { bucket, prefix } })
     }
@@ -170,13 +190,13 @@ impl Folder {
 
     /// Writes file `name`, durably: synced, or uploaded whole. With
     /// `atomic`, a local file is written beside and renamed into place.
-    pub fn put(&self, name: &str, data: &[u8], atomic: bool) -> std::io::Result<()> {
+    pub fn put(&self, name: &str, data: Vec<u8>, atomic: bool) -> std::io::Result<()> {
         match &self.at {
             At::Local(p) => {
                 let target = p.join(name);
                 let written = if atomic { p.join(format!("{name}.tmp")) } else { target.clone() };
                 let mut f = std::fs::File::create(&written)?;
-                f.write_all(data)?;
+                f.write_all(&data)?;
                 f.sync_all()?;
                 if atomic {
                     std::fs::rename(&written, &target)?;
@@ -186,17 +206,29 @@ impl Folder {
             At::Object { bucket, prefix } => {
                 let path = Self::object(prefix, name);
                 let bucket = bucket.clone();
-                // (One copy into the request's buffer: the upload outlives
-                // the borrow.)
-                let data = data.to_vec();
                 wait(async move {
                     if data.len() <= PART {
-                        bucket.store.put(&path, data.into()).await.map(|_| ())
-                    } else {
-                        let upload = bucket.store.put_multipart(&path).await?;
-                        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
-                        w.write(&data);
-                        w.finish().await.map(|_| ())
+                        return bucket.store.put(&path, data.into()).await.map(|_| ());
+                    }
+                    // In parts, a few at a time; a failed one aborts the
+                    // upload (no parts are left behind in the bucket).
+                    let upload = bucket.store.put_multipart(&path).await?;
+                    let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+                    let mut rest = bytes::Bytes::from(data);
+                    let mut sent = Ok(());
+                    while sent.is_ok() && !rest.is_empty() {
+                        sent = w.wait_for_capacity(4).await;
+                        w.put(rest.split_to(rest.len().min(PART)));
+                    }
+                    if sent.is_ok() {
+                        sent = w.wait_for_capacity(0).await;
+                    }
+                    match sent {
+                        Ok(()) => w.finish().await.map(|_| ()),
+                        Err(e) => {
+                            let _ = w.abort().await;
+                            Err(e)
+                        }
                     }
                 })
                 .map_err(io)
@@ -220,40 +252,56 @@ impl Folder {
             At::Object { bucket, prefix } => {
                 let path = Self::object(prefix, name);
                 let bucket = bucket.clone();
-                wait(async move { bucket.store.get(&path).await?.bytes().await }).map(|b| b.to_vec()).map_err(io)
+                wait(async move { bucket.store.get(&path).await?.bytes().await }).map(Vec::from).map_err(io)
             }
         }
     }
 
-    /// Whether file `name` exists.
-    pub fn exists(&self, name: &str) -> bool {
+    /// Whether file `name` exists; `Err` when that cannot be told (only
+    /// "not found" is absence).
+    pub fn exists(&self, name: &str) -> std::io::Result<bool> {
         match &self.at {
-            At::Local(p) => p.join(name).is_file(),
+            At::Local(p) => match std::fs::metadata(p.join(name)) {
+                Ok(m) => Ok(m.is_file()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            },
             At::Object { bucket, prefix } => {
                 let path = Self::object(prefix, name);
                 let bucket = bucket.clone();
-                wait(async move { bucket.store.head(&path).await }).is_ok()
+                match wait(async move { bucket.store.head(&path).await }) {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(io(e)),
+                }
             }
         }
     }
 
     /// The names of its files and subfolders (none when it does not
-    /// exist).
-    pub fn list(&self) -> Vec<String> {
+    /// exist); `Err` when it cannot be listed.
+    pub fn list(&self) -> std::io::Result<Vec<String>> {
         match &self.at {
             At::Local(p) => {
-                let Ok(entries) = std::fs::read_dir(p) else { return Vec::new() };
-                entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect()
+                let entries = match std::fs::read_dir(p) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
+                let mut names = Vec::new();
+                for e in entries {
+                    if let Some(n) = e?.file_name().to_str() {
+                        names.push(n.to_owned());
+                    }
+                }
+                Ok(names)
             }
             At::Object { bucket, prefix } => {
                 let bucket = bucket.clone();
                 let at = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.as_str()));
-                let listed = wait(async move { bucket.store.list_with_delimiter(at.as_ref()).await });
-                let Ok(listed) = listed.inspect_err(|e| tracing::warn!("cannot list {}: {e}", self.display())) else {
-                    return Vec::new();
-                };
+                let listed = wait(async move { bucket.store.list_with_delimiter(at.as_ref()).await }).map_err(io)?;
                 let names = listed.common_prefixes.iter().chain(listed.objects.iter().map(|o| &o.location));
-                names.filter_map(|p| p.filename().map(str::to_owned)).collect()
+                Ok(names.filter_map(|p| p.filename().map(str::to_owned)).collect())
             }
         }
     }
@@ -281,6 +329,9 @@ impl Folder {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             },
+            At::Object { prefix, .. } if prefix.is_empty() => {
+                Err(std::io::Error::other("refusing to remove a whole bucket"))
+            }
             At::Object { bucket, prefix } => {
                 use futures::{StreamExt, TryStreamExt};
                 let bucket = bucket.clone();
@@ -292,5 +343,102 @@ impl Folder {
                 .map_err(io)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    /// moto's S3 server (installed by `scripts/py-tools.sh`) on a free
+    /// loopback port with bucket `weir-unit`, stopped when dropped.
+    struct Moto(std::process::Child, u16);
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn moto() -> Moto {
+        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py/bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run `bash scripts/py-tools.sh` (scripts/test.sh does)",
+            server.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned at once: dropped (killed and waited for) on every path.
+        let m = Moto(child, port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let request = format!(
+                    "PUT /weir-unit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                s.write_all(request.as_bytes()).unwrap();
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                assert!(answer.starts_with("HTTP/1.1 200"), "cannot make bucket `weir-unit`: {answer}");
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn folder(port: u16, prefix: &str) -> Folder {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("weir-unit")
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .build()
+            .unwrap();
+        let bucket = Arc::new(Bucket { url: "s3://weir-unit".into(), store: Box::new(store) });
+        Folder { at: At::Object { bucket, prefix: prefix.into() } }
+    }
+
+    #[test]
+    fn object_storage_keeps_files_small_and_in_parts_lists_and_removes_them() {
+        let m = moto();
+        let job = folder(m.1, "checkpoints/job");
+        let chk = job.join("chk-1");
+        // Three and a half parts, and a small file.
+        let big: Vec<u8> = (0..(PART * 7 / 2)).map(|i| (i % 251) as u8).collect();
+        chk.put("task-0", big.clone(), false).unwrap();
+        chk.put("_metadata", b"{}".to_vec(), true).unwrap();
+        job.join("chk-10").put("task-0", b"x".to_vec(), false).unwrap();
+        assert_eq!(chk.get("task-0").unwrap(), big);
+        assert!(chk.exists("_metadata").unwrap() && !chk.exists("task-1").unwrap());
+        let mut names = job.list().unwrap();
+        names.sort();
+        assert_eq!(names, ["chk-1", "chk-10"]);
+        assert_eq!(chk.get("nothing").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        chk.remove_all().unwrap();
+        assert_eq!(job.list().unwrap(), ["chk-10"], "chk-1 went, chk-10 stayed");
+        assert_eq!(folder(m.1, "").display(), "s3://weir-unit");
+        assert!(folder(m.1, "").remove_all().is_err(), "never a whole bucket");
+    }
+
+    #[test]
+    fn locations_are_checked_as_text() {
+        assert!(matches!(Folder::at(Path::new("/tmp/x")).unwrap().at, At::Local(_)));
+        for bad in ["s3://b/a#b", "s3://b/a/../c", "s3://b/%20", "s3:///p"] {
+            assert!(Folder::at(Path::new(bad)).is_err(), "{bad}");
+        }
+        let e = Folder::at(Path::new("gs://b/p")).unwrap_err();
+        assert!(e.contains("not `gs://`"), "{e}");
     }
 }

@@ -155,21 +155,37 @@ impl CheckpointStore {
 
     /// The number the next checkpoint of a fresh run gets: one past every
     /// folder's.
-    pub fn next_id(&self) -> u64 {
-        self.ids().last().copied().unwrap_or(0) + 1
+    pub fn next_id(&self) -> Result<u64, String> {
+        Ok(self.ids()?.last().copied().unwrap_or(0) + 1)
     }
 
     /// The numbers of every `chk-N` folder, complete or not, lowest first.
-    pub fn ids(&self) -> Vec<u64> {
+    /// `Err` when the folder cannot be listed (never taken for empty: a
+    /// restart would start over).
+    pub fn ids(&self) -> Result<Vec<u64>, String> {
+        let names = self.dir.list().map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
         let mut ids: Vec<u64> =
-            self.dir.list().iter().filter_map(|n| n.strip_prefix("chk-").and_then(|n| n.parse().ok())).collect();
-        ids.dedup();
+            names.iter().filter_map(|n| n.strip_prefix("chk-").and_then(|n| n.parse().ok())).collect();
         ids.sort_unstable();
-        ids
+        ids.dedup();
+        Ok(ids)
     }
 
-    fn is_complete(&self, id: u64) -> bool {
-        self.checkpoint_dir(id).exists(METADATA)
+    fn is_complete(&self, id: u64) -> Result<bool, String> {
+        let dir = self.checkpoint_dir(id);
+        dir.exists(METADATA).map_err(|e| format!("cannot look for {}: {e}", dir.display_file(METADATA)))
+    }
+
+    /// Every folder's number, and those of the completed ones.
+    fn listing(&self) -> Result<(Vec<u64>, Vec<u64>), String> {
+        let ids = self.ids()?;
+        let mut complete = Vec::new();
+        for &id in &ids {
+            if self.is_complete(id)? {
+                complete.push(id);
+            }
+        }
+        Ok((ids, complete))
     }
 
     /// Removes checkpoint `id` (aborted, or past retention).
@@ -183,8 +199,10 @@ impl CheckpointStore {
     /// Keeps the `keep` latest completed checkpoints and removes every
     /// folder older than the oldest of them.
     pub(crate) fn retain(&self, keep: usize) {
-        let ids = self.ids();
-        let complete: Vec<u64> = ids.iter().copied().filter(|&id| self.is_complete(id)).collect();
+        let (ids, complete) = match self.listing() {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!("{e}: old checkpoints stay until the next one"),
+        };
         if complete.len() < keep || keep == 0 {
             return;
         }
@@ -197,10 +215,12 @@ impl CheckpointStore {
     /// Removes folders of checkpoints that never completed (a crash
     /// during one): they hold nothing recovery may use.
     pub(crate) fn discard_incomplete(&self) {
-        for id in self.ids() {
-            if !self.is_complete(id) {
-                self.discard(id);
-            }
+        let (ids, complete) = match self.listing() {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!("{e}: incomplete checkpoints stay for now"),
+        };
+        for id in ids.into_iter().filter(|id| !complete.contains(id)) {
+            self.discard(id);
         }
     }
 
@@ -226,7 +246,11 @@ impl CheckpointStore {
     /// metadata cannot be read keeps every file (nothing is removed).
     pub(crate) fn collect_shared(&self, live: &std::collections::HashSet<String>) {
         let mut keep = live.clone();
-        for id in self.ids().into_iter().filter(|&id| self.is_complete(id)) {
+        let complete = match self.listing() {
+            Ok((_, complete)) => complete,
+            Err(e) => return tracing::warn!("{e}: keeping every shared checkpoint file"),
+        };
+        for id in complete {
             let dir = self.checkpoint_dir(id);
             let Some(m) = dir.get(METADATA).ok().and_then(|t| serde_json::from_slice::<Metadata>(&t).ok()) else {
                 tracing::warn!("cannot read {}: keeping every shared checkpoint file", dir.display_file(METADATA));
@@ -235,7 +259,11 @@ impl CheckpointStore {
             keep.extend(m.shared.into_iter().flat_map(|c| c.files).map(|f| f.file));
         }
         let shared = self.dir.join(SHARED);
-        for n in shared.list() {
+        let names = match shared.list() {
+            Ok(names) => names,
+            Err(e) => return tracing::warn!("cannot list {}: {e}", shared.display()),
+        };
+        for n in names {
             if !keep.contains(&format!("{SHARED}/{n}"))
                 && let Err(err) = shared.remove(&n)
             {
@@ -269,7 +297,8 @@ impl CheckpointStore {
     /// higher (those of this run of a job that started fresh).
     pub fn latest_since(&self, first: u64) -> Result<Option<Restored>, String> {
         let mut problems = Vec::new();
-        for id in self.ids().into_iter().rev().filter(|&id| id >= first && self.is_complete(id)) {
+        let (_, complete) = self.listing()?;
+        for id in complete.into_iter().rev().filter(|&id| id >= first) {
             match self.load(id) {
                 Ok(r) => {
                     for p in &problems {
@@ -307,7 +336,7 @@ fn load_folder(dir: &Folder) -> Result<Restored, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
                 "{} has no `{METADATA}`: it is not a completed checkpoint or savepoint (a folder `chk-N` or \
-                 `savepoint-…`)",
+                 `savepoint-…`) ({e})",
                 dir.display()
             ));
         }
@@ -387,15 +416,16 @@ pub(crate) fn begin(dir: &Folder) -> std::io::Result<()> {
 /// the metadata.
 pub(crate) fn write_task(dir: &Folder, name: &str, body: &[u8]) -> std::io::Result<TaskFile> {
     let data = seal(body);
-    dir.put(name, &data, false)?;
-    Ok(TaskFile { file: name.to_owned(), bytes: data.len() as u64, crc32: crc32fast::hash(&data) })
+    let file = TaskFile { file: name.to_owned(), bytes: data.len() as u64, crc32: crc32fast::hash(&data) };
+    dir.put(name, data, false)?;
+    Ok(file)
 }
 
 /// Completes the checkpoint or savepoint in `dir`: its metadata, written
 /// last and atomically.
 pub(crate) fn complete(dir: &Folder, metadata: &Metadata) -> std::io::Result<()> {
     dir.sync()?;
-    dir.put(METADATA, &serde_json::to_vec_pretty(metadata).expect("invariant: metadata serializes"), true)?;
+    dir.put(METADATA, serde_json::to_vec_pretty(metadata).expect("invariant: metadata serializes"), true)?;
     // The savepoint's own folder entry, too.
     let _ = dir.parent().sync();
     dir.sync()
@@ -562,9 +592,9 @@ mod tests {
         }
         begin(&store.checkpoint_dir(5)).unwrap();
         store.retain(2);
-        assert_eq!(store.ids(), vec![3, 4, 5]);
+        assert_eq!(store.ids().unwrap(), vec![3, 4, 5]);
         store.discard_incomplete();
-        assert_eq!(store.ids(), vec![3, 4]);
+        assert_eq!(store.ids().unwrap(), vec![3, 4]);
     }
 
     #[test]
