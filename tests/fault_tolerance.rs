@@ -341,6 +341,40 @@ fn with_unaligned_checkpoints_kills_change_nothing() {
 }
 
 #[test]
+fn checkpoints_go_on_after_a_source_finished_and_kills_change_nothing() {
+    let seed = seed();
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    // `short` ends at once; `long` runs for about three seconds: the sink
+    // reads both, and checkpoints go on once `short` has finished (its
+    // final state stands for it), as in Flink since FLIP-147.
+    let spec = "name: mixed\n\
+         sources:\n  - {id: short, type: generator, parallelism: 1, count: 2000, keys: 10, pattern: sequence}\n  \
+         - {id: long, type: generator, parallelism: 1, count: 60000, keys: 97, pattern: sequence, rate: 20000}\n\
+         sinks:\n  - {id: out, type: file, path: out/lines.txt, format: text, input: [short, long]}\n\
+         checkpoints: {interval-ms: 100, dir: checkpoints}\n";
+    let path = dir.path().join("mixed.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let calm = Command::new(weir_bin())
+        .args(["run", path.to_str().unwrap(), "--no-server"])
+        .env("WEIR_CACHE_DIR", cache.path())
+        .env("WEIR_LOG", "warn,weir_runtime=info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&calm.stderr);
+    assert!(calm.status.success(), "{log}");
+    let completed = log.lines().filter(|l| l.contains("checkpoint") && l.contains(" completed: ")).count();
+    assert!(completed >= 10, "checkpoints went on after `short` finished: {completed} completed\n{log}");
+    let expected = sorted_lines(&dir.path().join("out/lines.txt"));
+    assert_eq!(expected.len(), 62_000);
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+    kill_and_resume_into(&path, "out/lines.txt", kills(), &mut rng, &expected, true);
+}
+
+#[test]
 fn at_least_once_killed_at_random_moments_loses_nothing() {
     let seed = seed();
     println!("seed {seed}");

@@ -35,7 +35,12 @@ pub(crate) struct TaskAck {
     pub stages: Vec<StagePart>,
 }
 
+/// The "checkpoint" of a task's final snapshot, sent once it finished:
+/// it stands for the task in every checkpoint after.
+pub(crate) const FINISHED: u64 = u64::MAX;
+
 /// One stage's snapshot.
+#[derive(Clone)]
 pub(crate) struct StagePart {
     pub vertex: String,
     pub subtask: u32,
@@ -213,6 +218,9 @@ pub(crate) struct Plan {
     pub exactly_once: bool,
     pub incremental: bool,
     pub unaligned: bool,
+    /// The tasks whose head is a source: once they have all finished no
+    /// barrier can come any more.
+    pub sources: Vec<usize>,
     /// The first checkpoint's number: past every folder's, even one of a
     /// damaged checkpoint recovery skipped, and past the one restored.
     pub first: u64,
@@ -234,6 +242,8 @@ struct InFlight {
     dir: store::Folder,
     /// For a savepoint: who waits for it.
     savepoint: Option<Arc<Savepoint>>,
+    /// Tasks whose part is written.
+    acked: HashSet<usize>,
 }
 
 impl InFlight {
@@ -246,6 +256,7 @@ impl InFlight {
             bytes: 0,
             dir,
             savepoint,
+            acked: HashSet::new(),
         }
     }
 
@@ -264,9 +275,9 @@ impl InFlight {
 pub(crate) type Checkpointer = Box<dyn FnOnce(Arc<JobShared>) + Send>;
 
 /// Starts the checkpointer of a job with `tasks` tasks; the shared part
-/// goes to the tasks. It stops by itself when the job ends, and takes no
-/// more checkpoints once a task has finished (as Flink did before
-/// FLIP-147: a finished task has no barrier to pass on).
+/// goes to the tasks. It stops by itself when the job ends. A finished
+/// task's final snapshot stands for it in every later checkpoint
+/// (FLIP-147); once every source has finished no more are taken.
 pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpointer) {
     let (tx, rx) = mpsc::channel();
     let restored = plan.restored.unwrap_or(0);
@@ -397,6 +408,16 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         f.fail(why);
     };
     let mut stopped = false;
+    // Finished tasks' final snapshots, which stand for them in every
+    // checkpoint after (FLIP-147), and the acknowledgements made of them.
+    let mut finished: BTreeMap<usize, Vec<StagePart>> = BTreeMap::new();
+    let mut made: std::collections::VecDeque<TaskAck> = std::collections::VecDeque::new();
+    let stand_in =
+        |finished: &BTreeMap<usize, Vec<StagePart>>, id: u64, made: &mut std::collections::VecDeque<TaskAck>| {
+            for (&task, stages) in finished {
+                made.push_back(TaskAck { checkpoint: id, task, stages: stages.clone() });
+            }
+        };
     // Per completed checkpoint (not savepoint), the chains of its stages
     // kept in shared files: what incremental snapshots diff against.
     let mut chains: Chains = BTreeMap::new();
@@ -406,11 +427,13 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         if ended {
             break;
         }
-        if !stopped && running < tasks {
+        // Once every source has finished no barrier can come: no more
+        // checkpoints (as the tasks still draining finish, the job ends).
+        if !stopped && (running == 0 || plan.sources.iter().all(|t| finished.contains_key(t))) {
             stopped = true;
             if running > 0 {
                 tracing::info!(
-                    "a task of `{}` finished: no more checkpoints (output of exactly-once file sinks becomes \
+                    "every source of `{}` finished: no more checkpoints (output of exactly-once file sinks becomes \
                      visible at the end of the job)",
                     plan.job
                 );
@@ -424,8 +447,8 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         let requests = std::mem::take(&mut *shared.requests.lock().unwrap_or_else(|p| p.into_inner()));
         for (request, ticket) in requests {
             if stopped {
-                ticket.finish(Err("a task of the job has finished (its input ended), so no savepoint can be \
-                                   taken any more"
+                ticket.finish(Err("every source of the job has finished (its input ended), so no savepoint \
+                                   can be taken any more"
                     .into()));
                 continue;
             }
@@ -448,6 +471,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             let flight = InFlight::new(dir, Some(ticket));
             shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
             flights.insert(id, flight);
+            stand_in(&finished, id, &mut made);
             shared.trigger.store(id, Ordering::Release);
         }
         for event in tracker.poll(now_ms()) {
@@ -462,6 +486,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                     }
                     shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
                     flights.insert(id, flight);
+                    stand_in(&finished, id, &mut made);
                     shared.trigger.store(id, Ordering::Release);
                 }
                 CheckpointEvent::Expired(id) => {
@@ -476,7 +501,21 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         // against an older base was sent before its task moved on, so it
         // has been received by then (see `collect`).
         let floor = shared.rebased.iter().map(|r| r.load(Ordering::Acquire)).min().unwrap_or(0);
-        let ack = match rx.recv_timeout(Duration::from_millis(5)) {
+        let received = match made.pop_front() {
+            Some(ack) => Ok(ack),
+            None => rx.recv_timeout(Duration::from_millis(5)),
+        };
+        let ack = match received {
+            Ok(ack) if ack.checkpoint == FINISHED => {
+                // It stands in for the task in what it has not acknowledged.
+                for (&id, f) in &flights {
+                    if !f.acked.contains(&ack.task) {
+                        made.push_back(TaskAck { checkpoint: id, task: ack.task, stages: ack.stages.clone() });
+                    }
+                }
+                finished.insert(ack.task, ack.stages);
+                continue;
+            }
             Ok(ack) => ack,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if collect_due || floor > collected_at {
@@ -489,6 +528,9 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         };
         let id = ack.checkpoint;
         let Some(flight) = flights.get_mut(&id) else { continue };
+        if !flight.acked.insert(ack.task) {
+            continue;
+        }
         match write_part(store, flight, id, ack.task, ack.stages, &chains) {
             Ok(()) => {}
             Err(e) => {

@@ -470,11 +470,20 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                 exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
                 incremental: c.incremental,
                 unaligned: c.unaligned,
+                sources: Vec::new(),
                 restored: restore.map(|r| r.checkpoint),
                 vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism, v.kind_name())).collect(),
                 max_parallelism: graph.max_parallelism,
             };
-            let tasks: usize = chains.iter().map(|c| graph.vertices[c[0]].parallelism as usize).sum();
+            let mut plan = plan;
+            let mut tasks = 0;
+            for c in &chains {
+                let p = graph.vertices[c[0]].parallelism as usize;
+                if matches!(graph.vertices[c[0]].kind, VertexKind::Source(_)) {
+                    plan.sources.extend(tasks..tasks + p);
+                }
+                tasks += p;
+            }
             let (cp, run) = crate::checkpoint::start(plan, tasks);
             checkpointer = Some(run);
             Some(cp)

@@ -294,6 +294,20 @@ impl Chain {
         self.barriers(id, cp.unaligned && !cp.is_savepoint(id))
     }
 
+    /// The task finished: its final snapshot stands for it in every later
+    /// checkpoint (FLIP-147), so checkpoints go on while other tasks run.
+    fn finished(&mut self, watermark: i64, source: Option<Vec<u8>>) -> Result<(), TaskError> {
+        let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
+        let ack = self.snapshot(&cp, crate::checkpoint::FINISHED, watermark, source)?;
+        // It diffs against nothing any more: no base of its keeps older
+        // shared files alive.
+        if let Some(r) = cp.rebased.get(self.tail.task) {
+            r.store(u64::MAX, Ordering::Release);
+        }
+        cp.ack(ack);
+        Ok(())
+    }
+
     /// The first barrier of unaligned checkpoint `id` came: snapshot every
     /// stage and pass the barrier on ahead of queued data. The parts go
     /// to the checkpointer once the in-flight data is complete
@@ -326,7 +340,9 @@ impl Chain {
         // the base, even when the task has not been told yet.
         self.rebase(cp);
         let mut stages = Vec::with_capacity(self.stages.len());
-        let snap = Snap { checkpoint: id, incremental: cp.incremental && !cp.is_savepoint(id) };
+        // (A final snapshot is whole: it is used again and again.)
+        let whole = cp.is_savepoint(id) || id == crate::checkpoint::FINISHED;
+        let snap = Snap { checkpoint: id, incremental: cp.incremental && !whole };
         for stage in &mut self.stages {
             let (state, shape, operator) = match source.take() {
                 Some(position) => (position, Shape::Inline, Vec::new()),
@@ -509,7 +525,8 @@ fn run_source(
                 // The end makes this input active again downstream (the
                 // valve), so the final watermark is never held back.
                 chain.run(Batch::watermark(MAX_WATERMARK))?;
-                return chain.finish();
+                chain.finish()?;
+                return chain.finished(MAX_WATERMARK, Some(source.position()));
             }
         }
     }
@@ -568,7 +585,10 @@ fn run_input(
             match step {
                 Step::Run(batch) => chain.run(batch)?,
                 Step::Idle(idle) => chain.set_idle(idle)?,
-                Step::Finish => return chain.finish(),
+                Step::Finish => {
+                    chain.finish()?;
+                    return chain.finished(gate.watermark(), None);
+                }
                 Step::Hold(input) => inbox.hold(input, true),
                 Step::Checkpoint(id) => {
                     chain.checkpoint(id, gate.watermark(), None)?;
