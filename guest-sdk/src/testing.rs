@@ -118,17 +118,28 @@ impl<M: Map + crate::CheckpointedFunction> MapHarness<M> {
     /// an earlier instance took (marked restored), or, for a fresh start,
     /// `OperatorState::default()`.
     pub fn initialize_state(&mut self, state: &crate::OperatorState) -> Result<()> {
-        let restored = crate::OperatorState { restored: !state.lists.is_empty() || state.restored, ..state.clone() };
-        self.op.initialize_state(&restored)
+        initialize(&mut self.op, state)
     }
 
     /// The operator's lists at checkpoint `checkpoint`, as the host takes
     /// them.
     pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<crate::OperatorState> {
-        let mut state = crate::OperatorState::default();
-        self.op.snapshot_state(checkpoint, &mut state)?;
-        Ok(state)
+        snapshot(&mut self.op, checkpoint)
     }
+}
+
+/// Hands `op` its lists as the host would (lists from a snapshot count as
+/// restored).
+fn initialize(op: &mut dyn crate::CheckpointedFunction, state: &crate::OperatorState) -> Result<()> {
+    let restored = crate::OperatorState { restored: !state.lists.is_empty() || state.restored, ..state.clone() };
+    op.initialize_state(&restored)
+}
+
+/// `op`'s lists at checkpoint `checkpoint`.
+fn snapshot(op: &mut dyn crate::CheckpointedFunction, checkpoint: u64) -> Result<crate::OperatorState> {
+    let mut state = crate::OperatorState::default();
+    op.snapshot_state(checkpoint, &mut state)?;
+    Ok(state)
 }
 
 /// State of one (state id, key).
@@ -266,15 +277,12 @@ impl<P: KeyedProcessFunction + crate::CheckpointedFunction> ProcessHarness<P> {
     /// Hands a checkpointed function its operator state, as
     /// [`MapHarness::initialize_state`] does.
     pub fn initialize_state(&mut self, state: &crate::OperatorState) -> Result<()> {
-        let restored = crate::OperatorState { restored: !state.lists.is_empty() || state.restored, ..state.clone() };
-        self.op.initialize_state(&restored)
+        initialize(&mut self.op, state)
     }
 
     /// The function's operator-state lists at checkpoint `checkpoint`.
     pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<crate::OperatorState> {
-        let mut state = crate::OperatorState::default();
-        self.op.snapshot_state(checkpoint, &mut state)?;
-        Ok(state)
+        snapshot(&mut self.op, checkpoint)
     }
 }
 

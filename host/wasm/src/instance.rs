@@ -544,19 +544,13 @@ impl MapInstance {
     /// Hands a stateful operator its operator state, once, before any
     /// batch (`restored`: the job was restored). Nothing for one without.
     pub fn restore_state(&mut self, lists: &[OperatorList], restored: bool) -> Result<(), CallError> {
-        match &self.state {
-            Some(s) => s.restore(&mut self.store, self.limits, lists, restored),
-            None => Ok(()),
-        }
+        StateExport::restore_in(&self.state, &mut self.store, self.limits, lists, restored)
     }
 
     /// A stateful operator's lists at checkpoint `checkpoint` (none for
     /// one without).
     pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<Vec<OperatorList>, CallError> {
-        match &self.state {
-            Some(s) => s.snapshot(&mut self.store, self.limits, checkpoint),
-            None => Ok(Vec::new()),
-        }
+        StateExport::snapshot_in(&self.state, &mut self.store, self.limits, checkpoint)
     }
 
     /// Maps one batch.
@@ -629,19 +623,13 @@ impl ProcessInstance {
     /// Hands a stateful operator its operator state, once, before any
     /// call (`restored`: the job was restored). Nothing for one without.
     pub fn restore_state(&mut self, lists: &[OperatorList], restored: bool) -> Result<(), CallError> {
-        match &self.state {
-            Some(s) => s.restore(&mut self.store, self.limits, lists, restored),
-            None => Ok(()),
-        }
+        StateExport::restore_in(&self.state, &mut self.store, self.limits, lists, restored)
     }
 
     /// A stateful operator's lists at checkpoint `checkpoint` (none for
     /// one without).
     pub fn snapshot_state(&mut self, checkpoint: u64) -> Result<Vec<OperatorList>, CallError> {
-        match &self.state {
-            Some(s) => s.snapshot(&mut self.store, self.limits, checkpoint),
-            None => Ok(Vec::new()),
-        }
+        StateExport::snapshot_in(&self.state, &mut self.store, self.limits, checkpoint)
     }
 
     /// The state the operator declared.

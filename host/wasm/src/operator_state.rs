@@ -167,6 +167,29 @@ impl StateExport {
         })
     }
 
+    /// [`StateExport::restore`] for an instance that may have none (then
+    /// nothing happens).
+    pub fn restore_in(
+        state: &Option<StateExport>,
+        store: &mut Store<HostState>,
+        limits: Limits,
+        lists: &[OperatorList],
+        restored: bool,
+    ) -> Result<(), CallError> {
+        state.as_ref().map_or(Ok(()), |s| s.restore(store, limits, lists, restored))
+    }
+
+    /// [`StateExport::snapshot`] for an instance that may have none (no
+    /// lists).
+    pub fn snapshot_in(
+        state: &Option<StateExport>,
+        store: &mut Store<HostState>,
+        limits: Limits,
+        checkpoint: u64,
+    ) -> Result<Vec<OperatorList>, CallError> {
+        state.as_ref().map_or(Ok(Vec::new()), |s| s.snapshot(store, limits, checkpoint))
+    }
+
     /// Hands the instance its lists (`restored`: the job was restored).
     pub fn restore(
         &self,
