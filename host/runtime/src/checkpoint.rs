@@ -33,6 +33,10 @@ pub(crate) struct TaskAck {
     pub checkpoint: u64,
     pub task: usize,
     pub stages: Vec<StagePart>,
+    /// For a final snapshot ([`FINISHED`]): the latest checkpoint whose
+    /// barrier the task saw (acknowledged, or abandoned). It stands in
+    /// only for later ones: one it abandoned cannot complete.
+    pub seen: u64,
 }
 
 /// The "checkpoint" of a task's final snapshot, sent once it finished:
@@ -415,7 +419,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
     let stand_in =
         |finished: &BTreeMap<usize, Vec<StagePart>>, id: u64, made: &mut std::collections::VecDeque<TaskAck>| {
             for (&task, stages) in finished {
-                made.push_back(TaskAck { checkpoint: id, task, stages: stages.clone() });
+                made.push_back(TaskAck { checkpoint: id, task, stages: stages.clone(), seen: 0 });
             }
         };
     // Per completed checkpoint (not savepoint), the chains of its stages
@@ -440,7 +444,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             }
             for id in tracker.stop() {
                 if let Some(f) = flights.remove(&id) {
-                    fail(id, f, "a task of the job finished before every task acknowledged it");
+                    fail(id, f, "every source of the job finished before every task acknowledged it");
                 }
             }
         }
@@ -507,10 +511,23 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         };
         let ack = match received {
             Ok(ack) if ack.checkpoint == FINISHED => {
-                // It stands in for the task in what it has not acknowledged.
+                // It stands in for the task in checkpoints it never saw; one
+                // it saw and did not acknowledge was abandoned there.
+                let mut abandoned = Vec::new();
                 for (&id, f) in &flights {
-                    if !f.acked.contains(&ack.task) {
-                        made.push_back(TaskAck { checkpoint: id, task: ack.task, stages: ack.stages.clone() });
+                    if f.acked.contains(&ack.task) {
+                        continue;
+                    }
+                    if id <= ack.seen {
+                        abandoned.push(id);
+                    } else {
+                        made.push_back(TaskAck { checkpoint: id, task: ack.task, stages: ack.stages.clone(), seen: 0 });
+                    }
+                }
+                for id in abandoned {
+                    tracker.abort(id, now_ms());
+                    if let Some(f) = flights.remove(&id) {
+                        fail(id, f, &format!("task {} abandoned it before it finished", ack.task));
                     }
                 }
                 finished.insert(ack.task, ack.stages);

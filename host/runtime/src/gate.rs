@@ -98,6 +98,12 @@ impl InputGate {
         self
     }
 
+    /// The latest checkpoint whose barrier came (completed here, or
+    /// abandoned), once none is aligning.
+    pub fn last_seen(&self) -> u64 {
+        self.aligning.unwrap_or(self.last).max(self.last)
+    }
+
     /// The combined watermark.
     pub fn watermark(&self) -> i64 {
         self.valve.current()

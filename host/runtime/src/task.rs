@@ -296,9 +296,11 @@ impl Chain {
 
     /// The task finished: its final snapshot stands for it in every later
     /// checkpoint (FLIP-147), so checkpoints go on while other tasks run.
-    fn finished(&mut self, watermark: i64, source: Option<Vec<u8>>) -> Result<(), TaskError> {
+    /// `seen`: the latest checkpoint whose barrier it saw.
+    fn finished(&mut self, watermark: i64, source: Option<Vec<u8>>, seen: u64) -> Result<(), TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
-        let ack = self.snapshot(&cp, crate::checkpoint::FINISHED, watermark, source)?;
+        let mut ack = self.snapshot(&cp, crate::checkpoint::FINISHED, watermark, source)?;
+        ack.seen = seen;
         // It diffs against nothing any more: no base of its keeps older
         // shared files alive.
         if let Some(r) = cp.rebased.get(self.tail.task) {
@@ -358,7 +360,7 @@ impl Chain {
             let subtask = self.tail.subtask;
             stages.push(StagePart { vertex, subtask, watermark, state, shape, operator, channels: Vec::new() });
         }
-        Ok(TaskAck { checkpoint: id, task: self.tail.task, stages })
+        Ok(TaskAck { checkpoint: id, task: self.tail.task, stages, seen: 0 })
     }
 
     /// Passes checkpoint `id`'s barrier on to every consumer.
@@ -448,7 +450,13 @@ pub(crate) fn run_task(head: Head, chain: &mut Chain, resume: Option<i64>) -> Re
         Head::Source { source, idle_timeout, batch_size } => {
             run_source(source, chain, batch_size, idle_timeout, resume.unwrap_or(i64::MIN))
         }
-        Head::Input { inbox, gate, replay } => run_input(&inbox, gate, replay, chain),
+        // Restored from its final snapshot (its input had ended): it only
+        // waits for its inputs to end again, and fires no processing-time
+        // timer it would never have fired.
+        Head::Input { inbox, gate, replay } => {
+            let finished = resume == Some(MAX_WATERMARK);
+            run_input(&inbox, gate, replay, chain, finished)
+        }
     }
 }
 
@@ -526,7 +534,7 @@ fn run_source(
                 // valve), so the final watermark is never held back.
                 chain.run(Batch::watermark(MAX_WATERMARK))?;
                 chain.finish()?;
-                return chain.finished(MAX_WATERMARK, Some(source.position()));
+                return chain.finished(MAX_WATERMARK, Some(source.position()), injected);
             }
         }
     }
@@ -551,6 +559,7 @@ fn run_input(
     mut gate: InputGate,
     replay: Vec<(usize, Batch)>,
     chain: &mut Chain,
+    finished: bool,
 ) -> Result<(), TaskError> {
     let mut steps = Vec::new();
     let release = |gate: &InputGate| (0..gate.inputs()).for_each(|i| inbox.hold(i, false));
@@ -565,7 +574,7 @@ fn run_input(
             None => {
                 chain.notify()?;
                 let now = Instant::now();
-                if gate.tick_due(now) {
+                if gate.tick_due(now) && !finished {
                     // Under steady input recv never times out: check the clock here.
                     chain.tick(chain.tail.clock.now())?;
                 }
@@ -587,7 +596,7 @@ fn run_input(
                 Step::Idle(idle) => chain.set_idle(idle)?,
                 Step::Finish => {
                     chain.finish()?;
-                    return chain.finished(gate.watermark(), None);
+                    return chain.finished(gate.watermark(), None, gate.last_seen());
                 }
                 Step::Hold(input) => inbox.hold(input, true),
                 Step::Checkpoint(id) => {
