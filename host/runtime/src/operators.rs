@@ -358,6 +358,8 @@ pub(crate) fn restore_keyed(
             }
         })
         .map_err(damaged)?;
+        // Before the next file's resets (see `restore_end`).
+        backend.restore_end();
         if let Some(e) = bad {
             return Err(damaged(e));
         }

@@ -255,6 +255,13 @@ pub trait KeyedStateBackend: Send {
         }
     }
 
+    /// Ends the restore of one snapshot's pieces (each file of a chain):
+    /// a backend that held restored pieces back, to put them in at once in
+    /// an order of its own, puts them in now. Until then reads may miss
+    /// them, and a reset (`value_clear`, ...) does not reach them, so a
+    /// restore calls this after each file, before the next one's resets.
+    fn restore_end(&mut self) {}
+
     /// Marks this moment for incremental snapshots: what changes after it
     /// is what a later [`KeyedStateBackend::scan_changed`] from the mark
     /// returns. `None` when the backend cannot tell what changed (then

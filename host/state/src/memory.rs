@@ -153,6 +153,16 @@ impl Composite {
         }
     }
 
+    /// The small composite of three words (as [`words`] reads them).
+    #[inline(always)]
+    fn from_words(w: [u64; 3]) -> Self {
+        let mut a = [0u8; 24];
+        for (i, w) in w.iter().enumerate() {
+            a[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        Composite::Small(a)
+    }
+
     pub(crate) fn group(&self) -> u16 {
         match self {
             Composite::Small(a) => u16::from_le_bytes([a[1], a[2]]),
@@ -463,6 +473,71 @@ pub struct MemoryBackend {
     /// a chain replace or add to the same keys).
     hint: usize,
     sized: bool,
+    /// Restored values not yet in their table (until `restore_end`).
+    staging: Option<Staging>,
+}
+
+/// Restored values held back, to go into their table in the order of its
+/// buckets. Put in a snapshot's order (another table's), 38 M values
+/// touch a 4 GB table at random: a cache miss and, past the TLB's reach, a
+/// page walk per value (37 s into `lsm`, `docs/benchmarks.md`). In bucket
+/// order each run of values fills one region of the table, a megabyte or
+/// so, while it is in the cache. The values are cut into runs by the top
+/// bits of the bucket their hash picks (hashbrown's first probe is the
+/// hash's low bits under the bucket mask); within a run they keep the
+/// order they came in, so a later piece of a key still replaces an
+/// earlier one.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    /// The value state staged (one per restore: the first one restored).
+    pub(crate) state: u32,
+    mask: u64,
+    shift: u32,
+    runs: Vec<Vec<(Composite, Bytes)>>,
+}
+
+/// The fewest announced pieces worth staging: below, values go straight
+/// into the table.
+pub(crate) const STAGE_FROM: usize = 1 << 16;
+
+/// At most `1 << RUN_BITS` runs: of a 4 GB table, a megabyte each.
+const RUN_BITS: u32 = 12;
+
+impl Staging {
+    /// Staging for about `pieces` values of `state`, going into `table`
+    /// once it has room for them all (so its bucket count is final).
+    pub(crate) fn new<V>(state: u32, table: &FastMap<Composite, V>, pieces: usize) -> Self {
+        // hashbrown keeps 7 of each 8 buckets usable from 16 buckets up.
+        let buckets = (table.capacity() / 7 * 8).next_power_of_two().max(16);
+        let bits = buckets.trailing_zeros();
+        let run_bits = RUN_BITS.min(bits - 4);
+        let per = (pieces >> run_bits) + (pieces >> run_bits) / 8 + 4;
+        Staging {
+            state,
+            mask: buckets as u64 - 1,
+            shift: bits - run_bits,
+            runs: (0..1usize << run_bits).map(|_| Vec::with_capacity(per)).collect(),
+        }
+    }
+
+    /// Holds back value `value` at `at`, with the table's `hasher`.
+    #[inline]
+    pub(crate) fn push(&mut self, hasher: &MapSeed, at: Scope<'_>, value: &[u8]) {
+        // Short keys without a namespace (most keyed state) from the
+        // words of the key, without byte copies.
+        let c = match at.namespace.is_empty() && at.key.len() < SMALL {
+            true => Composite::from_words(small_key(at.group, at.key)),
+            false => composite(at),
+        };
+        let bucket = std::hash::BuildHasher::hash_one(hasher, &c) & self.mask;
+        self.runs[(bucket >> self.shift) as usize].push((c, Bytes::new(value)));
+    }
+
+    /// The values held back, run by run (each run's memory goes as soon
+    /// as it has been handed out).
+    pub(crate) fn drain(self) -> impl Iterator<Item = (Composite, Bytes)> {
+        self.runs.into_iter().flatten()
+    }
 }
 
 fn get<'a, V>(maps: &'a PerState<V>, state: u32, at: Scope<'_>) -> Option<&'a V> {
@@ -594,18 +669,35 @@ impl KeyedStateBackend for MemoryBackend {
     }
 
     fn restore(&mut self, piece: Piece<'_>) {
-        if let Piece::Value { state, .. } = piece
-            && self.hint > 0
-            && !self.sized
-        {
-            slot(&mut self.values, state).reserve(self.hint);
-            self.sized = true;
+        if let Piece::Value { state, at, value } = piece {
+            if self.hint > 0 && !self.sized {
+                let m = slot(&mut self.values, state);
+                m.reserve(self.hint);
+                self.sized = true;
+                if self.hint >= STAGE_FROM {
+                    self.staging = Some(Staging::new(state, m, self.hint));
+                }
+            }
+            if let Some(s) = &mut self.staging
+                && s.state == state
+            {
+                return s.push(self.values[state as usize].hasher(), at, value);
+            }
         }
         match piece {
             Piece::Value { state, at, value } => self.value_put(state, at, value),
             Piece::List { state, at, element } => self.list_add(state, at, element),
             Piece::Map { state, at, map_key, value } => self.map_put(state, at, map_key, value),
             Piece::Timer { domain, at, timestamp } => self.timer_register(domain, at, timestamp),
+        }
+    }
+
+    fn restore_end(&mut self) {
+        if let Some(s) = self.staging.take() {
+            let m = slot(&mut self.values, s.state);
+            for (c, v) in s.drain() {
+                m.insert(c, v);
+            }
         }
     }
 

@@ -442,6 +442,10 @@ impl KeyedStateBackend for TtlBackend {
         self.inner.restore(piece);
     }
 
+    fn restore_end(&mut self) {
+        self.inner.restore_end();
+    }
+
     fn retain(&mut self, kind: StateKind, state: u32, keep: &mut dyn FnMut(&[u8]) -> bool) {
         self.inner.retain(kind, state, keep);
     }
