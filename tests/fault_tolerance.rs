@@ -227,7 +227,8 @@ fn on_the_lsm_backend_with_incremental_checkpoints_kills_change_nothing() {
     let mut rng = Rng(seed);
     // A 1 MiB budget: most windows are on disk, so what changed is found
     // in memory and in fjall both.
-    let edit = |s: String| s.replace("name: exactly-once", "name: eo-lsm\nstate: {backend: lsm, memory-mb: 1}");
+    let edit =
+        |s: String| s.replace("name: exactly-once", "name: eo-lsm\nstate: {backend: lsm, memory-mb: 1, path: .}");
     let (dir, expected) = crash_example(1_500_000, seed, edit);
     kill_and_resume(&dir.path().join("pipeline.yaml"), kills(), &mut rng, &expected, true);
 }
@@ -243,7 +244,7 @@ fn keyed_counts_restored_from_chains_of_incremental_checkpoints_are_exactly_once
     // grow to a few files before the next full one.
     write_events(&dir.path().join("events.csv"), 600_000, 200_000, seed, None);
     let spec = format!(
-        "name: chains\nstate: {{backend: lsm, memory-mb: 4}}\n\
+        "name: chains\nstate: {{backend: lsm, memory-mb: 4, path: .}}\n\
          sources:\n  - {{id: events, type: file, path: events.csv, format: csv, timestamp: timestamp_ms}}\n\
          operators:\n  - id: count\n    kind: process\n    input: events\n    key-by: key\n    component: {}\n\
          sinks:\n  - {{id: out, type: file, path: out/counts.csv, format: text, input: count}}\n\

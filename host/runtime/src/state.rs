@@ -25,15 +25,11 @@ impl Backends {
             StateBackendKind::Lsm => {
                 // Always a new folder of its own, inside `path`: a removed
                 // (temporary) store takes nothing else with it.
-                let run = RUNS.fetch_add(1, Ordering::Relaxed);
+                // A folder is claimed by creating it: one left by a
+                // process that was killed (whose pid may be ours now) is
+                // never opened again, and the next number is tried.
                 let parent = spec.path.clone().unwrap_or_else(std::env::temp_dir);
-                let path = parent.join(format!("weir-state-{}-{run}", std::process::id()));
-                if path.exists() {
-                    return Err(format!(
-                        "state: {} exists already; remove it or choose another `path`",
-                        path.display()
-                    ));
-                }
+                let path = claim(&parent)?;
                 // fjall's cache and memtable take a quarter of the budget,
                 // the entries in memory the rest.
                 let total = spec.memory_mb.saturating_mul(1 << 20);
@@ -50,4 +46,27 @@ impl Backends {
             Backends::Lsm { store, budget } => Box::new(store.backend(*budget)),
         }
     }
+}
+
+/// Creates a new `weir-state-<pid>-<n>` folder in `parent`.
+fn claim(parent: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let pid = std::process::id();
+    for _ in 0..10_000 {
+        let path = parent.join(format!("weir-state-{pid}-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(format!(
+                    "state: cannot create {}: {e}; check that `path` ({}) is a writable folder",
+                    path.display(),
+                    parent.display()
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "state: {} holds 10,000 `weir-state-{pid}-*` folders already; remove those of jobs that ended",
+        parent.display()
+    ))
 }
