@@ -36,7 +36,7 @@ fn read_file_source(format: &str, timestamp: bool, contents: &[u8]) -> Result<us
         match poll {
             Poll::Ready => {}
             Poll::End => return Ok(events),
-            Poll::Wait(_) => panic!("a file source never waits"),
+            Poll::Wait(_) | Poll::Idle(_) => panic!("a file source never waits"),
         }
     }
     panic!("a file source of {} bytes did not end", contents.len())

@@ -81,6 +81,14 @@ fn run_then_stop_id(c: &Coordinator, spec: &str, extra: &[&str]) -> (String, Str
     (id, location)
 }
 
+/// [`spec`] with a source that follows the job's parallelism: each
+/// subtask of a fresh start makes a split of 30,000 events, and a
+/// restored job shares out the splits there are (at parallelism 3, two
+/// subtasks read one each and the third none).
+fn splits(spec: &str) -> String {
+    spec.replace("parallelism: 1, count: 60000", "count: 30000")
+}
+
 #[test]
 fn a_savepoint_round_trip_rescales_changes_backend_and_upgrades_and_writes_what_an_undisturbed_run_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +97,7 @@ fn a_savepoint_round_trip_rescales_changes_backend_and_upgrades_and_writes_what_
     // The undisturbed run, in this process's own way: `weir run`.
     let undisturbed = root.join("undisturbed");
     std::fs::create_dir_all(&undisturbed).unwrap();
-    let spec_path = write_spec(&undisturbed, "spec", &spec(&undisturbed, "flaky-count", "memory"));
+    let spec_path = write_spec(&undisturbed, "spec", &splits(&spec(&undisturbed, "flaky-count", "memory")));
     let cache = tempfile::tempdir().unwrap();
     let out = weir(&["run", &spec_path, "--parallelism", "2", "--no-server"], cache.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -101,11 +109,17 @@ fn a_savepoint_round_trip_rescales_changes_backend_and_upgrades_and_writes_what_
     // memory. (Going back to the first component is refused: the
     // savepoint holds the upgrade's new state `seen`, which it lacks.)
     let c = Coordinator::start_with_slots(3, &["--allow-path", root.to_str().unwrap()]);
-    let v1 = write_spec(&root, "v1", &spec(&root, "flaky-count", "memory"));
-    let v2 = write_spec(&root, "v2", &spec(&root, "count-v2", "lsm"));
-    let v2_memory = write_spec(&root, "v2-memory", &spec(&root, "count-v2", "memory"));
+    let v1 = write_spec(&root, "v1", &splits(&spec(&root, "flaky-count", "memory")));
+    let v2 = write_spec(&root, "v2", &splits(&spec(&root, "count-v2", "lsm")));
+    let v2_memory = write_spec(&root, "v2-memory", &splits(&spec(&root, "count-v2", "memory")));
     let first = run_then_stop(&c, &v1, &["--parallelism", "2"]);
     let second = run_then_stop(&c, &v2, &["--parallelism", "3", "--from-savepoint", &first]);
+    let listing = c.ok(&["state", &second]);
+    assert!(
+        listing.contains("events (source, parallelism 3)")
+            && listing.contains("operator list `splits` (even-split): 2 elements"),
+        "the source's two splits on three subtasks: {listing}"
+    );
     let back = c.weir(&["submit", &v1, "--parallelism", "1", "--from-savepoint", &second, "--wait"]);
     let stderr = String::from_utf8_lossy(&back.stderr);
     assert!(!back.status.success() && stderr.contains("value state `seen`"), "{stderr}");
@@ -128,6 +142,25 @@ fn state_that_cannot_be_restored_is_refused_by_name() {
     assert!(cps["counts"]["completed"].as_u64().unwrap() >= 2, "periodic checkpoints and the savepoint: {cps:#}");
     let last = &cps["latest-completed"];
     assert!(last["is-savepoint"] == true && last["external-path"] == savepoint.as_str(), "{cps:#}");
+    // One checkpoint's parts: every task of the job (source, count, sink
+    // at parallelism 1) with its bytes and when its barrier came.
+    let first = cps["history"].as_array().unwrap().iter().find(|c| c["status"] == "COMPLETED").unwrap();
+    let (status, detail) = c.get(&format!("/v1/jobs/{job}/checkpoints/{}", first["id"]));
+    assert_eq!(status, 200, "{detail}");
+    let tasks = detail["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), first["num-subtasks"].as_u64().unwrap() as usize, "{detail:#}");
+    let bytes: u64 = tasks.iter().map(|t| t["state-size"].as_u64().unwrap()).sum();
+    assert_eq!(bytes, detail["checkpoint"]["state-size"].as_u64().unwrap(), "parts add up: {detail:#}");
+    let count = tasks.iter().find(|t| t["vertices"].as_array().unwrap().contains(&"count".into())).unwrap();
+    assert!(count["state-size"].as_u64().unwrap() > 0 && !count["finished"].as_bool().unwrap(), "{detail:#}");
+    assert!(
+        tasks.iter().all(|t| t["start-delay"].as_u64().unwrap() <= t["end-to-end-duration"].as_u64().unwrap()),
+        "{detail:#}"
+    );
+    let (status, none) = c.get(&format!("/v1/jobs/{job}/checkpoints/999999"));
+    assert!(status == 404 && none.to_string().contains("no checkpoint 999999"), "{none}");
+    let (status, bad) = c.get(&format!("/v1/jobs/{job}/checkpoints/latest"));
+    assert!(status == 400 && bad.to_string().contains("not a checkpoint number"), "{bad}");
     assert!(c.text("/metrics").contains(&format!("weir_job_numberOfCompletedCheckpoints{{job_id=\"{job}\"")));
 
     // Read offline: operators, state names, keys per key group; one key.

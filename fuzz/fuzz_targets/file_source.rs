@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         match source.next_batch(&mut batch, max) {
             Ok(Poll::Ready) => {}
             Ok(Poll::End) | Err(_) => return,
-            Ok(Poll::Wait(_)) => panic!("a file source never waits"),
+            Ok(Poll::Wait(_) | Poll::Idle(_)) => panic!("a file source never waits"),
         }
     }
     panic!("a file source of {} bytes did not end", contents.len());

@@ -234,11 +234,15 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn position(&self) -> Vec<u8> {
-        crate::encode_position(self.next_offset(), self.watermarks.max_seen())
+    /// One split: the whole file (a file source reads with parallelism 1).
+    fn position(&self) -> Vec<Vec<u8>> {
+        vec![crate::encode_position(self.next_offset(), self.watermarks.max_seen())]
     }
 
-    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+    fn seek(&mut self, splits: &[&[u8]]) -> Result<(), SourceError> {
+        let [position] = splits else {
+            return Err(self.err(0, format!("the checkpoint holds {} splits for this file source, which reads one; restore from another checkpoint", splits.len())));
+        };
         let (offset, max_seen) = crate::decode_position(position)
             .ok_or_else(|| self.err(0, "the checkpointed position of this source is damaged".into()))?;
         self.watermarks.resume(max_seen);

@@ -40,22 +40,30 @@ pub enum Poll {
     Ready,
     /// Nothing is due yet; call again after this long.
     Wait(Duration),
+    /// Nothing to read for now, nor until something changes outside (a
+    /// subtask given no split): the caller marks the subtask idle at once,
+    /// so it holds back no watermark, and calls again after this long.
+    Idle(Duration),
     /// The input ended (a bounded source). The final watermark is the
     /// caller's to send.
     End,
 }
 
 /// A source subtask. Sources are replayable: a checkpoint keeps their
-/// [`Source::position`], and recovery [`Source::seek`]s back to it.
+/// [`Source::position`], one element per split they read, as operator
+/// state redistributed by even split; recovery [`Source::seek`]s to the
+/// splits a subtask is given (its own when the parallelism is unchanged).
 pub trait Source: Send {
     /// Appends up to `max` events, with watermark marks, to `batch`.
     fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<Poll, SourceError>;
-    /// Where the next batch starts (with the watermark generator's state),
-    /// for a checkpoint taken between batches.
-    fn position(&self) -> Vec<u8>;
-    /// Goes to a position [`Source::position`] gave, before the first
-    /// batch.
-    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError>;
+    /// Where the next batch starts: one element per split (with the
+    /// watermark generator's state), for a checkpoint taken between
+    /// batches.
+    fn position(&self) -> Vec<Vec<u8>>;
+    /// Reads from now on the splits given, as [`Source::position`] gave
+    /// them (or one position of a checkpoint from before splits), before
+    /// the first batch.
+    fn seek(&mut self, splits: &[&[u8]]) -> Result<(), SourceError>;
 }
 
 /// Encodes an offset and a watermark generator's highest timestamp.

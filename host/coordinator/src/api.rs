@@ -463,6 +463,53 @@ pub struct CheckpointInfo {
     pub num_subtasks: usize,
     /// A savepoint's folder.
     pub external_path: Option<String>,
+    /// The longest barrier alignment of a task, ms.
+    pub alignment_duration: u64,
+    /// The longest synchronous snapshot of a task, µs.
+    pub sync_duration_us: u64,
+    /// Bytes of in-flight data kept with it (unaligned checkpoints).
+    pub persisted_data: u64,
+    /// Why it failed.
+    pub failure_message: Option<String>,
+}
+
+/// One checkpoint with every task's part (Flink's
+/// `/jobs/{id}/checkpoints/details/{checkpoint}` with its subtasks).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckpointDetail {
+    /// The checkpoint.
+    pub checkpoint: CheckpointInfo,
+    /// Every task that acknowledged it, in the order they did.
+    pub tasks: Vec<TaskCheckpointInfo>,
+}
+
+/// One task's part of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskCheckpointInfo {
+    /// The ids of the vertices chained in the task, first to last.
+    pub vertices: Vec<String>,
+    /// Its subtask index.
+    pub subtask: u32,
+    /// From trigger to its acknowledgement, ms.
+    pub end_to_end_duration: u64,
+    /// From trigger to its first barrier reaching it: how long the
+    /// barrier waited behind data, ms.
+    pub start_delay: u64,
+    /// From its first barrier to its last (aligned), or to its in-flight
+    /// data being complete (unaligned), ms.
+    pub alignment_duration: u64,
+    /// Its synchronous snapshot, µs.
+    pub sync_duration_us: u64,
+    /// Bytes written for it.
+    pub state_size: u64,
+    /// Bytes of in-flight data kept with it.
+    pub persisted_data: u64,
+    /// Whether it took the checkpoint unaligned.
+    pub unaligned: bool,
+    /// Whether it had finished, and its final snapshot stood in for it.
+    pub finished: bool,
 }
 
 /// A worker and its slots.

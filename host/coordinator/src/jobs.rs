@@ -8,9 +8,10 @@
 //! outlive the coordinator.
 
 use crate::api::{
-    Backpressure, CheckpointCounts, CheckpointInfo, Checkpoints, ErrorItem, ExceptionInfo, Exceptions, JobDetail,
-    JobInfo, JobList, JobState, Metrics, Operation, OperationStatus, SavepointBody, SavepointOperation, SubmitRequest,
-    Submitted, SubtaskInfo, Triggered, UserMetricInfo, VertexInfo,
+    Backpressure, CheckpointCounts, CheckpointDetail, CheckpointInfo, Checkpoints, ErrorItem, ExceptionInfo,
+    Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation, OperationStatus, SavepointBody,
+    SavepointOperation, SubmitRequest, Submitted, SubtaskInfo, TaskCheckpointInfo, Triggered, UserMetricInfo,
+    VertexInfo,
 };
 use crate::blobs::{is_sha256, write_atomic};
 use crate::worker::{Deployment, Execution};
@@ -23,7 +24,7 @@ use weir_core::restart::{RestartDecision, RestartTracker};
 use weir_core::spec::{Spec, StateBackendKind};
 use weir_runtime::{
     CheckpointStats, CheckpointStatus, CheckpointStore, JobStatus, JobSummary, Savepoint, SavepointRequest,
-    SubtaskMetrics, TaskError, VertexMetrics,
+    SubtaskMetrics, TaskCheckpointStats, TaskError, VertexMetrics,
 };
 use weir_wasm::{UserMetric, World};
 
@@ -1211,6 +1212,26 @@ impl Coordinator {
         Ok(checkpoints_of(&run.checkpoints))
     }
 
+    /// One checkpoint of a job's current execution, with every task's
+    /// part.
+    pub fn checkpoint(&self, id: &str, checkpoint: u64) -> Result<CheckpointDetail, ApiError> {
+        let job = self.job(id)?;
+        let run = lock(&job.run);
+        let c = run.checkpoints.iter().rev().find(|c| c.id == checkpoint).ok_or_else(|| {
+            ApiError::not_found(
+                "checkpoint",
+                format!(
+                    "job `{id}` has no checkpoint {checkpoint} in its history \
+                     (GET /v1/jobs/{id}/checkpoints lists those it keeps)"
+                ),
+            )
+        })?;
+        Ok(CheckpointDetail {
+            checkpoint: checkpoint_info(c),
+            tasks: c.parts.iter().map(task_checkpoint_info).collect(),
+        })
+    }
+
     /// Asks a job to stop; poll the trigger id for when it has.
     pub fn cancel(&self, id: &str) -> Result<Triggered, ApiError> {
         let job = self.job(id)?;
@@ -1450,6 +1471,25 @@ fn checkpoint_info(c: &CheckpointStats) -> CheckpointInfo {
         num_acknowledged_subtasks: c.acknowledged,
         num_subtasks: c.tasks,
         external_path: c.savepoint.as_ref().map(|p| p.display().to_string()),
+        alignment_duration: c.parts.iter().map(|t| t.alignment_ms).max().unwrap_or(0),
+        sync_duration_us: c.parts.iter().map(|t| t.sync_us).max().unwrap_or(0),
+        persisted_data: c.parts.iter().map(|t| t.in_flight_bytes).sum(),
+        failure_message: c.failure.clone(),
+    }
+}
+
+fn task_checkpoint_info(t: &TaskCheckpointStats) -> TaskCheckpointInfo {
+    TaskCheckpointInfo {
+        vertices: t.vertices.clone(),
+        subtask: t.subtask,
+        end_to_end_duration: t.ack_ms,
+        start_delay: t.start_delay_ms,
+        alignment_duration: t.alignment_ms,
+        sync_duration_us: t.sync_us,
+        state_size: t.bytes,
+        persisted_data: t.in_flight_bytes,
+        unaligned: t.unaligned,
+        finished: t.finished,
     }
 }
 

@@ -8,8 +8,9 @@
 //! something need the coordinator's token when it has one.
 
 use crate::api::{
-    BundleInfo, BundleList, Checkpoints, ComponentUploaded, Errors, Exceptions, JobDetail, JobList, Operation,
-    Overview, SavepointBody, SavepointOperation, SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
+    BundleInfo, BundleList, CheckpointDetail, Checkpoints, ComponentUploaded, Errors, Exceptions, JobDetail, JobList,
+    Operation, Overview, SavepointBody, SavepointOperation, SubmitRequest, Submitted, Triggered, VertexInfo,
+    WorkerList,
 };
 use crate::{ApiError, Coordinator};
 use axum::body::Bytes;
@@ -267,6 +268,25 @@ async fn get_checkpoints(State(c): Shared, Path(id): Path<String>) -> Answer<Jso
     blocking(move || c.checkpoints(&id).map(Json)).await
 }
 
+/// One checkpoint of a job's current execution with every task's part:
+/// when its barrier reached the task, its alignment, its synchronous
+/// snapshot and the bytes written.
+#[utoipa::path(get, path = "/v1/jobs/{id}/checkpoints/{checkpoint}", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("checkpoint" = u64, Path, description = "The checkpoint's number")
+    ),
+    responses((status = 200, body = CheckpointDetail), (status = 400, body = Errors), (status = 404, body = Errors)))]
+async fn get_checkpoint(
+    State(c): Shared,
+    Path((id, checkpoint)): Path<(String, String)>,
+) -> Answer<Json<CheckpointDetail>> {
+    let checkpoint: u64 = checkpoint.parse().map_err(|_| {
+        ApiError::bad_request("checkpoint", format!("`{checkpoint}` is not a checkpoint number: give its id, e.g. 3"))
+    })?;
+    blocking(move || c.checkpoint(&id, checkpoint).map(Json)).await
+}
+
 /// Takes a savepoint of a running job (`stop: true` stops it once the
 /// savepoint is committed); poll the request id for its folder.
 #[utoipa::path(post, path = "/v1/jobs/{id}/savepoints", tag = "jobs",
@@ -413,6 +433,7 @@ fn api_routes() -> OpenApiRouter<Arc<Coordinator>> {
         .routes(routes!(cancel_job))
         .routes(routes!(get_cancellation))
         .routes(routes!(get_checkpoints))
+        .routes(routes!(get_checkpoint))
         .routes(routes!(trigger_savepoint))
         .routes(routes!(get_savepoint))
 }

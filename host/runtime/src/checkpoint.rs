@@ -37,6 +37,23 @@ pub(crate) struct TaskAck {
     /// barrier the task saw (acknowledged, or abandoned). It stands in
     /// only for later ones: one it abandoned cannot complete.
     pub seen: u64,
+    /// How the task took it.
+    pub timing: AckTiming,
+}
+
+/// How a task took a checkpoint, for its statistics.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AckTiming {
+    /// When its first barrier reached the task (a source: when it injected
+    /// it); `None` for a final snapshot standing in.
+    pub barrier_at: Option<Instant>,
+    /// First barrier to the last (aligned), or to the in-flight data being
+    /// complete (unaligned).
+    pub alignment: Duration,
+    /// Its synchronous snapshot of every stage.
+    pub sync: Duration,
+    /// Whether it took it unaligned.
+    pub unaligned: bool,
 }
 
 /// The "checkpoint" of a task's final snapshot, sent once it finished:
@@ -89,6 +106,40 @@ pub struct CheckpointStats {
     pub tasks: usize,
     /// For a savepoint: its folder.
     pub savepoint: Option<std::path::PathBuf>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// Every task that acknowledged it, in the order they did.
+    pub parts: Vec<TaskCheckpointStats>,
+}
+
+/// One task's part of a checkpoint (Flink's subtask checkpoint
+/// statistics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskCheckpointStats {
+    /// The task's number in the job.
+    pub task: usize,
+    /// The ids of the vertices chained in it, first to last.
+    pub vertices: Vec<String>,
+    /// Its subtask index.
+    pub subtask: u32,
+    /// From trigger to its acknowledgement reaching the checkpointer.
+    pub ack_ms: u64,
+    /// From trigger to its first barrier reaching it (a source: injecting
+    /// it); the backpressure a barrier waited behind.
+    pub start_delay_ms: u64,
+    /// From its first barrier to the last (aligned checkpoints), or to its
+    /// in-flight data being complete (unaligned).
+    pub alignment_ms: u64,
+    /// Its synchronous snapshot, microseconds.
+    pub sync_us: u64,
+    /// Bytes written for it.
+    pub bytes: u64,
+    /// Bytes of in-flight data kept with it (unaligned checkpoints).
+    pub in_flight_bytes: u64,
+    /// Whether it took the checkpoint unaligned.
+    pub unaligned: bool,
+    /// Whether it had finished, and its final snapshot stood in for it.
+    pub finished: bool,
 }
 
 /// Checkpoints kept in a job's history.
@@ -248,6 +299,8 @@ struct InFlight {
     savepoint: Option<Arc<Savepoint>>,
     /// Tasks whose part is written.
     acked: HashSet<usize>,
+    /// Their statistics.
+    tasks: Vec<TaskCheckpointStats>,
 }
 
 impl InFlight {
@@ -261,6 +314,7 @@ impl InFlight {
             dir,
             savepoint,
             acked: HashSet::new(),
+            tasks: Vec::new(),
         }
     }
 
@@ -405,9 +459,13 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         acknowledged,
         tasks,
         savepoint: f.savepoint.as_ref().map(|_| f.dir.path()),
+        failure: None,
+        parts: f.tasks.clone(),
     };
     let fail = |id: u64, f: InFlight, why: &str| {
-        shared.record(stats(id, &f, CheckpointStatus::Failed, f.files.len()));
+        let failed =
+            CheckpointStats { failure: Some(why.to_owned()), ..stats(id, &f, CheckpointStatus::Failed, f.files.len()) };
+        shared.record(failed);
         shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         f.fail(why);
     };
@@ -419,7 +477,13 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
     let stand_in =
         |finished: &BTreeMap<usize, Vec<StagePart>>, id: u64, made: &mut std::collections::VecDeque<TaskAck>| {
             for (&task, stages) in finished {
-                made.push_back(TaskAck { checkpoint: id, task, stages: stages.clone(), seen: 0 });
+                made.push_back(TaskAck {
+                    checkpoint: id,
+                    task,
+                    stages: stages.clone(),
+                    seen: 0,
+                    timing: AckTiming::default(),
+                });
             }
         };
     // Per completed checkpoint (not savepoint), the chains of its stages
@@ -521,7 +585,13 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                     if id <= ack.seen {
                         abandoned.push(id);
                     } else {
-                        made.push_back(TaskAck { checkpoint: id, task: ack.task, stages: ack.stages.clone(), seen: 0 });
+                        made.push_back(TaskAck {
+                            checkpoint: id,
+                            task: ack.task,
+                            stages: ack.stages.clone(),
+                            seen: 0,
+                            timing: AckTiming::default(),
+                        });
                     }
                 }
                 for id in abandoned {
@@ -548,8 +618,25 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         if !flight.acked.insert(ack.task) {
             continue;
         }
+        let task_stats = TaskCheckpointStats {
+            task: ack.task,
+            vertices: ack.stages.iter().map(|st| st.vertex.clone()).collect(),
+            subtask: ack.stages.first().map_or(0, |st| st.subtask),
+            ack_ms: flight.triggered.elapsed().as_millis() as u64,
+            start_delay_ms: ack
+                .timing
+                .barrier_at
+                .map_or(0, |at| at.saturating_duration_since(flight.triggered).as_millis() as u64),
+            alignment_ms: ack.timing.alignment.as_millis() as u64,
+            sync_us: ack.timing.sync.as_micros() as u64,
+            bytes: 0,
+            in_flight_bytes: ack.stages.iter().map(|st| st.channels.len() as u64).sum(),
+            unaligned: ack.timing.unaligned,
+            finished: ack.timing.barrier_at.is_none(),
+        };
+        let before = flight.bytes;
         match write_part(store, flight, id, ack.task, ack.stages, &chains) {
-            Ok(()) => {}
+            Ok(()) => flight.tasks.push(TaskCheckpointStats { bytes: flight.bytes - before, ..task_stats }),
             Err(e) => {
                 let why = format!("cannot write task {}'s part: {e}", ack.task);
                 tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);

@@ -65,6 +65,8 @@ pub(crate) struct InputGate {
     last: u64,
     /// Whether the checkpoint in `aligning` is unaligned.
     unaligned: bool,
+    /// When the first barrier of the latest checkpoint aligned came.
+    first_barrier: Option<Instant>,
 }
 
 impl InputGate {
@@ -81,6 +83,7 @@ impl InputGate {
             ended: vec![false; inputs],
             last: 0,
             unaligned: false,
+            first_barrier: None,
         }
     }
 
@@ -102,6 +105,12 @@ impl InputGate {
     /// abandoned), once none is aligning.
     pub fn last_seen(&self) -> u64 {
         self.aligning.unwrap_or(self.last).max(self.last)
+    }
+
+    /// When the first barrier of the checkpoint aligning (or aligned last)
+    /// came.
+    pub fn first_barrier(&self) -> Option<Instant> {
+        self.first_barrier
     }
 
     /// The combined watermark.
@@ -148,6 +157,7 @@ impl InputGate {
         }
         if self.aligning.is_none() {
             self.aligning = Some(id);
+            self.first_barrier = Some(Instant::now());
             self.unaligned = overtaken.is_some();
             self.seen.iter_mut().for_each(|s| *s = false);
             if self.unaligned {

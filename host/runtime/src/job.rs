@@ -634,17 +634,31 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
                     let p = graph.vertices[head].parallelism;
                     let mut source = open_source(src, s, p)
                         .map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?;
+                    let seek_err =
+                        |e: weir_connectors::SourceError| start_err(head, s, format!("{}: {}", e.place, e.message));
+                    let same = restore.and_then(|r| r.parallelism(&src.id)) == Some(p);
                     match head_parts.as_slice() {
                         [] => {}
-                        [one] if restore.and_then(|r| r.parallelism(&src.id)) == Some(p) => source
-                            .seek(&one.state)
-                            .map_err(|e| start_err(head, s, format!("{}: {}", e.place, e.message)))?,
-                        _ => {
+                        // Before splits: the subtask's own position.
+                        [one] if one.operator.is_empty() && !one.state.is_empty() && same => {
+                            source.seek(&[&one.state]).map_err(seek_err)?
+                        }
+                        parts if parts.iter().any(|p| p.operator.is_empty() && !p.state.is_empty()) => {
                             return Err(start_err(
                                 head,
                                 s,
-                                "a source's parallelism cannot change when it is restored from a checkpoint".into(),
+                                "this checkpoint was taken before sources kept splits: a source restored from it \
+                                 keeps its parallelism"
+                                    .into(),
                             ));
+                        }
+                        _ => {
+                            let (lists, _) =
+                                restored_lists(restore, &src.id, s, p).map_err(|m| start_err(head, s, m))?;
+                            let splits = lists.iter().find(|l| l.name == SPLITS);
+                            let splits: Vec<&[u8]> =
+                                splits.map_or_else(Vec::new, |l| (0..l.len()).map(|i| l.element(i)).collect());
+                            source.seek(&splits).map_err(seek_err)?;
                         }
                     }
                     Head::Source {
@@ -820,6 +834,9 @@ fn check_restorable(r: &Restored, graph: &JobGraph, allow_non_restored: bool) ->
     }
     Ok(())
 }
+
+/// The operator-state list a source keeps its splits in (even split).
+pub(crate) const SPLITS: &str = "splits";
 
 /// What checkpoint `r` holds for subtask `s` of vertex `id`, now of
 /// `parallelism`: its own part when the parallelism is the same, every

@@ -24,7 +24,7 @@ mod window;
 
 pub use checkpoint::{
     CheckpointStats, CheckpointStatus, CheckpointStore, KeyState, ListReport, OperatorState, Restored, Savepoint,
-    SavepointRequest, StateReport, inspect, key_state, load_from,
+    SavepointRequest, StateReport, TaskCheckpointStats, inspect, key_state, load_from,
 };
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};

@@ -287,9 +287,17 @@ impl Chain {
     /// snapshot every stage (the source's position standing in for its
     /// own stage), hand the parts to the checkpointer, pass the barrier on
     /// (ahead of queued data when the checkpoint is unaligned).
-    fn checkpoint(&mut self, id: u64, watermark: i64, source: Option<Vec<u8>>) -> Result<(), TaskError> {
+    fn checkpoint(
+        &mut self,
+        id: u64,
+        watermark: i64,
+        source: Option<Vec<Vec<u8>>>,
+        barrier_at: Instant,
+    ) -> Result<(), TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
-        let ack = self.snapshot(&cp, id, watermark, source)?;
+        let mut ack = self.snapshot(&cp, id, watermark, source)?;
+        ack.timing.barrier_at = Some(barrier_at);
+        ack.timing.alignment = barrier_at.elapsed().saturating_sub(ack.timing.sync);
         cp.ack(ack);
         self.barriers(id, cp.unaligned && !cp.is_savepoint(id))
     }
@@ -297,7 +305,7 @@ impl Chain {
     /// The task finished: its final snapshot stands for it in every later
     /// checkpoint (FLIP-147), so checkpoints go on while other tasks run.
     /// `seen`: the latest checkpoint whose barrier it saw.
-    fn finished(&mut self, watermark: i64, source: Option<Vec<u8>>, seen: u64) -> Result<(), TaskError> {
+    fn finished(&mut self, watermark: i64, source: Option<Vec<Vec<u8>>>, seen: u64) -> Result<(), TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(()) };
         let mut ack = self.snapshot(&cp, crate::checkpoint::FINISHED, watermark, source)?;
         ack.seen = seen;
@@ -316,7 +324,10 @@ impl Chain {
     /// ([`Chain::ack_unaligned`]).
     fn checkpoint_unaligned(&mut self, id: u64, watermark: i64) -> Result<Option<InFlight>, TaskError> {
         let Some(cp) = self.tail.shared.checkpoints.clone() else { return Ok(None) };
-        let ack = self.snapshot(&cp, id, watermark, None)?;
+        let barrier_at = Instant::now();
+        let mut ack = self.snapshot(&cp, id, watermark, None)?;
+        ack.timing.barrier_at = Some(barrier_at);
+        ack.timing.unaligned = true;
         self.barriers(id, true)?;
         Ok(Some(InFlight { ack, data: Vec::new() }))
     }
@@ -328,6 +339,8 @@ impl Chain {
         if let Some(head) = flight.ack.stages.first_mut() {
             head.channels = crate::checkpoint::write_in_flight(&flight.data);
         }
+        let t = &mut flight.ack.timing;
+        t.alignment = t.barrier_at.map_or(Duration::ZERO, |at| at.elapsed().saturating_sub(t.sync));
         cp.ack(flight.ack);
     }
 
@@ -336,18 +349,27 @@ impl Chain {
         cp: &crate::checkpoint::CheckpointShared,
         id: u64,
         watermark: i64,
-        mut source: Option<Vec<u8>>,
+        mut source: Option<Vec<Vec<u8>>>,
     ) -> Result<TaskAck, TaskError> {
         // A checkpoint that completed just before this barrier came is
         // the base, even when the task has not been told yet.
         self.rebase(cp);
+        let started = Instant::now();
         let mut stages = Vec::with_capacity(self.stages.len());
         // (A final snapshot is whole: it is used again and again.)
         let whole = cp.is_savepoint(id) || id == crate::checkpoint::FINISHED;
         let snap = Snap { checkpoint: id, incremental: cp.incremental && !whole };
         for stage in &mut self.stages {
             let (state, shape, operator) = match source.take() {
-                Some(position) => (position, Shape::Inline, Vec::new()),
+                Some(splits) => {
+                    let mut list =
+                        weir_wasm::OperatorList::new(crate::job::SPLITS, weir_wasm::Redistribution::EvenSplit);
+                    for split in &splits {
+                        list.push(split)
+                            .map_err(|m| self.tail.error(stage.vertex, OpError { origin: None, message: m }))?;
+                    }
+                    (Vec::new(), Shape::Inline, crate::checkpoint::write_lists(&[list]))
+                }
                 None => {
                     let mut w = Writer::default();
                     let r = stage.op.snapshot(snap, &stage.groups, &mut w);
@@ -360,7 +382,8 @@ impl Chain {
             let subtask = self.tail.subtask;
             stages.push(StagePart { vertex, subtask, watermark, state, shape, operator, channels: Vec::new() });
         }
-        Ok(TaskAck { checkpoint: id, task: self.tail.task, stages, seen: 0 })
+        let timing = crate::checkpoint::AckTiming { sync: started.elapsed(), ..Default::default() };
+        Ok(TaskAck { checkpoint: id, task: self.tail.task, stages, seen: 0, timing })
     }
 
     /// Passes checkpoint `id`'s barrier on to every consumer.
@@ -486,7 +509,7 @@ fn run_source(
             let due = cp.trigger.load(Ordering::Acquire);
             while injected < due {
                 injected += 1;
-                chain.checkpoint(injected, watermark, Some(source.position()))?;
+                chain.checkpoint(injected, watermark, Some(source.position()), Instant::now())?;
                 if injected == cp.stop_at.load(Ordering::Acquire) {
                     // Stop with a savepoint: nothing after its barrier.
                     return stopped(chain);
@@ -508,6 +531,16 @@ fn run_source(
                 }
                 last_data = Instant::now();
                 chain.run(batch)?;
+            }
+            Poll::Idle(d) => {
+                if !idle {
+                    idle = true;
+                    chain.set_idle(true)?;
+                }
+                chain.tick(chain.tail.clock.now())?;
+                let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
+                std::thread::sleep(d);
+                waiting.end();
             }
             Poll::Wait(d) => {
                 if !batch.is_void() {
@@ -600,7 +633,8 @@ fn run_input(
                 }
                 Step::Hold(input) => inbox.hold(input, true),
                 Step::Checkpoint(id) => {
-                    chain.checkpoint(id, gate.watermark(), None)?;
+                    let first = gate.first_barrier().unwrap_or_else(Instant::now);
+                    chain.checkpoint(id, gate.watermark(), None, first)?;
                     release(&gate);
                 }
                 Step::Release => {
