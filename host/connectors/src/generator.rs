@@ -138,7 +138,7 @@ impl Generator {
                 let g = i * of + index;
                 let key = self.key_buf.format(g % keys);
                 let digits = self.value_buf.format(g);
-                batch.push_with(key, g as i64, i, |buf| {
+                batch.push_with(key, g as i64, g, |buf| {
                     buf.extend_from_slice(b"{\"value\":");
                     buf.extend_from_slice(digits);
                     buf.push(b'}');
@@ -146,9 +146,11 @@ impl Generator {
             }
         } else {
             let size = s.filler.len();
+            // The origin tells splits apart (a subtask may read several).
+            let (index, of) = (u64::from(s.index), u64::from(s.of));
             for i in s.next..s.next + n {
                 let key = self.key_buf.format(mix(s.seed ^ i) % keys);
-                batch.push_with(key, i as i64, i, |buf| {
+                batch.push_with(key, i as i64, i * of + index, |buf| {
                     let seq = i.to_le_bytes();
                     let head = size.min(8);
                     buf.extend_from_slice(&seq[..head]);

@@ -330,7 +330,7 @@ pub(crate) fn restore_keyed(
         backend.restore_hint(r.clone().u64().unwrap_or(0) as usize);
         let mut bad = None;
         let unlisted = || Some("a piece of state names a state its table does not list".to_owned());
-        read_keyed(&mut r, &keep, last, &mut |change| {
+        let read = read_keyed(&mut r, &keep, last, &mut |change| {
             let piece = match change {
                 Change::Piece(Piece::Value { state, at, value }) => {
                     id(0, state).map(|state| Piece::Value { state, at, value })
@@ -356,10 +356,11 @@ pub(crate) fn restore_keyed(
                 Some(p) => backend.restore(p),
                 None => bad = unlisted(),
             }
-        })
-        .map_err(damaged)?;
-        // Before the next file's resets (see `restore_end`).
+        });
+        // Before the next file's resets (see `restore_end`), and before an
+        // error: nothing stays held back in a backend.
         backend.restore_end();
+        read.map_err(damaged)?;
         if let Some(e) = bad {
             return Err(damaged(e));
         }

@@ -538,8 +538,10 @@ fn run_source(
                     chain.set_idle(true)?;
                 }
                 chain.tick(chain.tail.clock.now())?;
+                // In short naps: a barrier, a cancel or a stop is not
+                // kept waiting by an idle subtask.
                 let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
-                std::thread::sleep(d);
+                std::thread::sleep(d.min(Duration::from_millis(10)));
                 waiting.end();
             }
             Poll::Wait(d) => {

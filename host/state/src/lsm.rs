@@ -1195,13 +1195,22 @@ impl KeyedStateBackend for LsmBackend {
             tables[i].reserve(room);
             self.sized = true;
             if room >= STAGE_FROM {
-                self.staging = Some(Staging::new(state, &tables[i], room));
+                // Held back: at most the values room was made for, and
+                // half the budget left in bytes; past that, what was held
+                // goes in and the rest streams (and spills) as before.
+                let bytes = self.budget.saturating_sub(self.used) / 2;
+                self.staging = Some(Staging::new(state, &tables[i], room, (room, bytes)));
             }
         }
-        match &mut self.staging {
-            Some(s) if s.state == state => s.push(tables[i].hasher(), at, value),
-            _ => self.restore_value(state, composite(at), Bytes::new(value)),
+        if let Some(s) = &mut self.staging
+            && s.state == state
+        {
+            if s.push(tables[i].hasher(), at, value) {
+                return;
+            }
+            self.restore_end();
         }
+        self.restore_value(state, composite(at), Bytes::new(value));
     }
 
     fn restore_end(&mut self) {
@@ -1702,7 +1711,14 @@ mod tests {
         };
         let value = |i: usize, round: u8| [&[round][..], &i.to_le_bytes(), &[7u8; 200]].concat();
         let mut backends: Vec<Box<dyn KeyedStateBackend>> =
-            vec![Box::new(MemoryBackend::new()), Box::new(store.backend(1 << 30)), Box::new(store.backend(17 << 20))];
+            // (The two small budgets hold back only part of the ~18 MB
+            // of values: they put what they held and stream the rest.)
+            vec![
+                Box::new(MemoryBackend::new()),
+                Box::new(store.backend(1 << 30)),
+                Box::new(store.backend(17 << 20)),
+                Box::new(store.backend(10 << 20)),
+            ];
         for b in &mut backends {
             // The first file: every key, a tenth of them twice (the later
             // piece wins), and another value state between them.

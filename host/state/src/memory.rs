@@ -494,6 +494,12 @@ pub(crate) struct Staging {
     mask: u64,
     shift: u32,
     runs: Vec<Vec<(Composite, Bytes)>>,
+    /// Values and bytes held back, and at most how many of each: a
+    /// backend with a memory budget stops staging there (and puts what it
+    /// held), so a restore larger than its budget still spills as it goes.
+    held: usize,
+    bytes: usize,
+    limit: (usize, usize),
 }
 
 /// The fewest announced pieces worth staging: below, values go straight
@@ -506,7 +512,8 @@ const RUN_BITS: u32 = 12;
 impl Staging {
     /// Staging for about `pieces` values of `state`, going into `table`
     /// once it has room for them all (so its bucket count is final).
-    pub(crate) fn new<V>(state: u32, table: &FastMap<Composite, V>, pieces: usize) -> Self {
+    /// At most `limit` values of at most `limit.1` bytes in all are held.
+    pub(crate) fn new<V>(state: u32, table: &FastMap<Composite, V>, pieces: usize, limit: (usize, usize)) -> Self {
         // hashbrown keeps 7 of each 8 buckets usable from 16 buckets up.
         let buckets = (table.capacity() / 7 * 8).next_power_of_two().max(16);
         let bits = buckets.trailing_zeros();
@@ -517,12 +524,24 @@ impl Staging {
             mask: buckets as u64 - 1,
             shift: bits - run_bits,
             runs: (0..1usize << run_bits).map(|_| Vec::with_capacity(per)).collect(),
+            held: 0,
+            bytes: 0,
+            limit,
         }
     }
 
-    /// Holds back value `value` at `at`, with the table's `hasher`.
+    /// Holds back value `value` at `at`, with the table's `hasher`; false
+    /// (holding nothing) once the limit is reached: the caller puts what
+    /// was held and the rest straight in.
     #[inline]
-    pub(crate) fn push(&mut self, hasher: &MapSeed, at: Scope<'_>, value: &[u8]) {
+    #[must_use]
+    pub(crate) fn push(&mut self, hasher: &MapSeed, at: Scope<'_>, value: &[u8]) -> bool {
+        let size = at.key.len() + at.namespace.len() + value.len() + 64;
+        if self.held >= self.limit.0 || self.bytes.saturating_add(size) > self.limit.1 {
+            return false;
+        }
+        self.held += 1;
+        self.bytes += size;
         // Short keys without a namespace (most keyed state) from the
         // words of the key, without byte copies.
         let c = match at.namespace.is_empty() && at.key.len() < SMALL {
@@ -531,6 +550,7 @@ impl Staging {
         };
         let bucket = std::hash::BuildHasher::hash_one(hasher, &c) & self.mask;
         self.runs[(bucket >> self.shift) as usize].push((c, Bytes::new(value)));
+        true
     }
 
     /// The values held back, run by run (each run's memory goes as soon
@@ -675,13 +695,14 @@ impl KeyedStateBackend for MemoryBackend {
                 m.reserve(self.hint);
                 self.sized = true;
                 if self.hint >= STAGE_FROM {
-                    self.staging = Some(Staging::new(state, m, self.hint));
+                    self.staging = Some(Staging::new(state, m, self.hint, (usize::MAX, usize::MAX)));
                 }
             }
             if let Some(s) = &mut self.staging
                 && s.state == state
+                && s.push(self.values[state as usize].hasher(), at, value)
             {
-                return s.push(self.values[state as usize].hasher(), at, value);
+                return;
             }
         }
         match piece {
