@@ -44,6 +44,9 @@ pub struct Overview {
     pub jobs: BTreeMap<String, u32>,
     /// Bundles stored.
     pub bundles: u32,
+    /// Whether calls that change something are refused (a local `weir
+    /// run`'s API).
+    pub read_only: bool,
 }
 
 /// One component of a stored bundle.
@@ -594,4 +597,122 @@ pub struct Operation {
     pub job_state: JobState,
     /// Why it did not work, once completed, if it did not.
     pub failure_cause: Option<String>,
+}
+
+/// A spec to check (`POST /v1/specs/validate`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SpecText {
+    /// The spec, YAML text.
+    pub spec: String,
+}
+
+/// What is wrong with a spec, at its line.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SpecProblem {
+    /// Its line (1-based), when known.
+    pub line: Option<usize>,
+    /// Its column (1-based), when known.
+    pub column: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// A spec checked: its problems, or what it needs to be submitted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SpecCheck {
+    /// Whether it parses and validates.
+    pub valid: bool,
+    /// Its problems (the first the parser met).
+    pub problems: Vec<SpecProblem>,
+    /// Its job name.
+    pub name: Option<String>,
+    /// The components it names (`component:` values), each to be
+    /// uploaded and mapped in a submission's `components`.
+    pub components: Vec<ComponentRef>,
+}
+
+/// A component a spec names.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ComponentRef {
+    /// The `component:` value.
+    pub path: String,
+    /// The world it must implement.
+    pub world: String,
+}
+
+/// What a job's latest completed checkpoint (or savepoint) holds, read
+/// from its files (`weir state PATH`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobStateInfo {
+    /// The checkpoint's number.
+    pub checkpoint: u64,
+    /// Its folder.
+    pub path: String,
+    /// When it completed, epoch ms.
+    pub completed_at: u64,
+    /// Key groups of the job.
+    pub max_parallelism: u32,
+    /// Every vertex, in job order.
+    pub operators: Vec<OperatorStateInfo>,
+}
+
+/// One vertex's state in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct OperatorStateInfo {
+    /// Its id.
+    pub id: String,
+    /// `source`, `sink`, `map`, `process`, `window` or `window-all`.
+    pub kind: String,
+    /// Its parallelism then.
+    pub parallelism: u32,
+    /// Bytes of state over its subtasks.
+    pub bytes: u64,
+    /// Keyed state: per state, its keys.
+    pub states: Vec<NamedStateInfo>,
+    /// Operator-state lists.
+    pub lists: Vec<OperatorListInfo>,
+    /// Records in flight into it (unaligned checkpoints).
+    pub in_flight: u64,
+}
+
+/// One keyed state of an operator.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct NamedStateInfo {
+    /// Its kind and name (`value count`, `timers`, …).
+    pub name: String,
+    /// Keys with an entry.
+    pub keys: u64,
+    /// Key group → keys with an entry in it.
+    pub keys_per_group: BTreeMap<u16, u64>,
+}
+
+/// One operator-state list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct OperatorListInfo {
+    /// Its name.
+    pub name: String,
+    /// Redistributed as a union (else: even split).
+    pub union: bool,
+    /// Subtask → its elements as text.
+    pub elements: BTreeMap<u32, Vec<String>>,
+}
+
+/// One key's state in one operator.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct KeyStateInfo {
+    /// The checkpoint read.
+    pub checkpoint: u64,
+    /// The key's key group.
+    pub key_group: u16,
+    /// State → its entries, decoded.
+    pub states: BTreeMap<String, Vec<String>>,
 }

@@ -8,9 +8,10 @@
 //! outlive the coordinator.
 
 use crate::api::{
-    Backpressure, CheckpointCounts, CheckpointDetail, CheckpointInfo, Checkpoints, ErrorItem, ExceptionInfo,
-    Exceptions, JobDetail, JobInfo, JobList, JobState, Metrics, Operation, OperationStatus, SavepointBody,
-    SavepointOperation, SubmitRequest, Submitted, SubtaskInfo, TaskCheckpointInfo, Triggered, UserMetricInfo,
+    Backpressure, CheckpointCounts, CheckpointDetail, CheckpointInfo, Checkpoints, ComponentRef, ErrorItem,
+    ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, JobStateInfo, KeyStateInfo, Metrics,
+    NamedStateInfo, Operation, OperationStatus, OperatorListInfo, OperatorStateInfo, SavepointBody, SavepointOperation,
+    SpecCheck, SpecProblem, SubmitRequest, Submitted, SubtaskInfo, TaskCheckpointInfo, Triggered, UserMetricInfo,
     VertexInfo,
 };
 use crate::blobs::{is_sha256, write_atomic};
@@ -184,6 +185,11 @@ impl Run {
         }
         if self.checkpoints.len() > 1000 {
             self.checkpoints.drain(..self.checkpoints.len() - 1000);
+        }
+        // Per-task parts of the last hundred only (the REST API's history).
+        let old = self.checkpoints.len().saturating_sub(100);
+        for c in self.checkpoints[..old].iter_mut().rev().take_while(|c| !c.parts.is_empty()) {
+            c.parts = Default::default();
         }
         let now_metrics = exec.metrics();
         let now = Instant::now();
@@ -518,6 +524,35 @@ impl Coordinator {
         let placed = Placed { spec, name, checkpoints, bundle: None, blobs: Vec::new(), data: Vec::new() };
         let id = random_id();
         Ok(JobWatch { job: self.start_job(&id, placed, false)? })
+    }
+
+    /// Parses and validates a spec without running it: its problems at
+    /// their lines, or the components a submission must map.
+    pub fn check_spec(&self, text: &str) -> SpecCheck {
+        match Spec::parse(Path::new("spec.yaml"), text) {
+            Ok(spec) => {
+                let mut components: Vec<ComponentRef> = Vec::new();
+                for op in &spec.operators {
+                    for (path, world) in op.components() {
+                        let path = path.display().to_string();
+                        if !components.iter().any(|c| c.path == path) {
+                            components.push(ComponentRef { path, world: world.to_owned() });
+                        }
+                    }
+                }
+                SpecCheck { valid: true, problems: Vec::new(), name: spec.name.clone(), components }
+            }
+            Err(e) => SpecCheck {
+                valid: false,
+                problems: vec![SpecProblem {
+                    line: e.location.map(|l| l.0),
+                    column: e.location.map(|l| l.1),
+                    message: e.message,
+                }],
+                name: None,
+                components: Vec::new(),
+            },
+        }
     }
 
     fn place(&self, req: SubmitRequest) -> Result<Placed, ApiError> {
@@ -1212,7 +1247,7 @@ impl Coordinator {
         Ok(checkpoints_of(&run.checkpoints))
     }
 
-    /// One checkpoint of a job's current execution, with every task's
+    /// One checkpoint in a job's history (any execution), with every task's
     /// part.
     pub fn checkpoint(&self, id: &str, checkpoint: u64) -> Result<CheckpointDetail, ApiError> {
         let job = self.job(id)?;
@@ -1230,6 +1265,83 @@ impl Coordinator {
             checkpoint: checkpoint_info(c),
             tasks: c.parts.iter().map(task_checkpoint_info).collect(),
         })
+    }
+
+    /// The folder of a job's checkpoint `checkpoint` (default: its latest
+    /// completed one, savepoints included).
+    fn checkpoint_folder(&self, id: &str, checkpoint: Option<u64>) -> Result<(u64, PathBuf), ApiError> {
+        let job = self.job(id)?;
+        let run = lock(&job.run);
+        let done = |c: &&CheckpointStats| c.status == CheckpointStatus::Completed;
+        let found = match checkpoint {
+            Some(n) => run.checkpoints.iter().rev().filter(done).find(|c| c.id == n),
+            None => run.checkpoints.iter().rev().find(done),
+        };
+        match found {
+            Some(c) => Ok((c.id, c.folder.clone())),
+            None if checkpoint.is_some() => Err(ApiError::not_found(
+                "checkpoint",
+                format!("job `{id}` has no completed checkpoint {} in its history", checkpoint.unwrap_or(0)),
+            )),
+            None => Err(ApiError::not_found(
+                "checkpoint",
+                format!(
+                    "job `{id}` has no completed checkpoint yet: state is read from checkpoints, so give the spec \
+                     a `checkpoints:` section, or take a savepoint"
+                ),
+            )),
+        }
+    }
+
+    /// What a job's latest completed checkpoint holds: operators, state
+    /// names, keys per key group (`weir state PATH`).
+    pub fn job_state(&self, id: &str, checkpoint: Option<u64>) -> Result<JobStateInfo, ApiError> {
+        let (n, folder) = self.checkpoint_folder(id, checkpoint)?;
+        let gone = |e: String| ApiError::conflict("checkpoint", format!("cannot read checkpoint {n}: {e}"));
+        let r = weir_runtime::inspect(&folder).map_err(gone)?;
+        let operators = r
+            .operators
+            .into_iter()
+            .map(|o| OperatorStateInfo {
+                id: o.id,
+                kind: o.kind,
+                parallelism: o.parallelism,
+                bytes: o.bytes,
+                states: o
+                    .keys
+                    .into_iter()
+                    .map(|(name, groups)| NamedStateInfo { name, keys: groups.values().sum(), keys_per_group: groups })
+                    .collect(),
+                lists: o
+                    .lists
+                    .into_iter()
+                    .map(|(name, l)| OperatorListInfo { name, union: l.union, elements: l.elements })
+                    .collect(),
+                in_flight: o.in_flight,
+            })
+            .collect();
+        Ok(JobStateInfo {
+            checkpoint: r.checkpoint,
+            path: r.path.display().to_string(),
+            completed_at: r.completed_at_ms,
+            max_parallelism: r.max_parallelism,
+            operators,
+        })
+    }
+
+    /// One key's state in operator `operator` of a job's latest completed
+    /// checkpoint (`weir state PATH --operator ID --key K`).
+    pub fn key_state(
+        &self,
+        id: &str,
+        operator: &str,
+        key: &str,
+        checkpoint: Option<u64>,
+    ) -> Result<KeyStateInfo, ApiError> {
+        let (n, folder) = self.checkpoint_folder(id, checkpoint)?;
+        let k = weir_runtime::key_state(&folder, operator, key.as_bytes())
+            .map_err(|e| ApiError::bad_request("operator", format!("checkpoint {n}: {e}")))?;
+        Ok(KeyStateInfo { checkpoint: n, key_group: k.group, states: k.states })
     }
 
     /// Asks a job to stop; poll the trigger id for when it has.

@@ -23,6 +23,7 @@
 pub mod api;
 mod blobs;
 mod bundles;
+pub mod dashboard;
 mod jobs;
 mod paths;
 mod reference;
@@ -245,6 +246,7 @@ impl Coordinator {
             slots_available: free,
             jobs,
             bundles: lock(&self.bundles).len() as u32,
+            read_only: self.config.read_only,
         }
     }
 

@@ -9,13 +9,13 @@
 
 use crate::api::{
     BundleInfo, BundleList, CheckpointDetail, Checkpoints, ComponentUploaded, Errors, Exceptions, JobDetail, JobList,
-    Operation, Overview, SavepointBody, SavepointOperation, SubmitRequest, Submitted, Triggered, VertexInfo,
-    WorkerList,
+    JobStateInfo, KeyStateInfo, Operation, Overview, SavepointBody, SavepointOperation, SpecCheck, SpecText,
+    SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
 };
 use crate::{ApiError, Coordinator};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -268,7 +268,7 @@ async fn get_checkpoints(State(c): Shared, Path(id): Path<String>) -> Answer<Jso
     blocking(move || c.checkpoints(&id).map(Json)).await
 }
 
-/// One checkpoint of a job's current execution with every task's part:
+/// One checkpoint of the job (of any of its executions) with every task's part:
 /// when its barrier reached the task, its alignment, its synchronous
 /// snapshot and the bytes written.
 #[utoipa::path(get, path = "/v1/jobs/{id}/checkpoints/{checkpoint}", tag = "jobs",
@@ -285,6 +285,87 @@ async fn get_checkpoint(
         ApiError::bad_request("checkpoint", format!("`{checkpoint}` is not a checkpoint number: give its id, e.g. 3"))
     })?;
     blocking(move || c.checkpoint(&id, checkpoint).map(Json)).await
+}
+
+/// Which checkpoint to read: the latest completed when not given.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StateQuery {
+    /// A completed checkpoint's (or savepoint's) number.
+    checkpoint: Option<u64>,
+}
+
+/// What a job's latest completed checkpoint (or savepoint) holds, read
+/// from its files: operators, state names, keys per key group.
+#[utoipa::path(get, path = "/v1/jobs/{id}/state", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), StateQuery),
+    responses(
+        (status = 200, body = JobStateInfo),
+        (status = 404, description = "No such job, or no completed checkpoint", body = Errors),
+        (status = 409, description = "The checkpoint's files are gone or damaged", body = Errors)
+    ))]
+async fn get_state(
+    State(c): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<StateQuery>,
+) -> Answer<Json<JobStateInfo>> {
+    blocking(move || c.job_state(&id, q.checkpoint).map(Json)).await
+}
+
+/// One key of a keyed operator.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct KeyQuery {
+    /// The key, as text (its UTF-8 bytes).
+    key: String,
+    /// A completed checkpoint's (or savepoint's) number.
+    checkpoint: Option<u64>,
+}
+
+/// One key's state in a keyed operator of a job's latest completed
+/// checkpoint, decoded.
+#[utoipa::path(get, path = "/v1/jobs/{id}/state/{operator}", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("operator" = String, Path, description = "The operator's id"),
+        KeyQuery
+    ),
+    responses(
+        (status = 200, body = KeyStateInfo),
+        (status = 400, description = "No such operator, or not a keyed one", body = Errors),
+        (status = 404, description = "No such job, or no completed checkpoint", body = Errors)
+    ))]
+async fn get_key_state(
+    State(c): Shared,
+    Path((id, operator)): Path<(String, String)>,
+    Query(q): Query<KeyQuery>,
+) -> Answer<Json<KeyStateInfo>> {
+    blocking(move || c.key_state(&id, &operator, &q.key, q.checkpoint).map(Json)).await
+}
+
+/// Checks a spec without running it: its problems at their lines, or the
+/// components a submission of it must map.
+#[utoipa::path(post, path = "/v1/specs/validate", tag = "jobs",
+    request_body = SpecText,
+    responses(
+        (status = 200, body = SpecCheck),
+        (status = 400, description = "Not a request with a spec", body = Errors),
+        (status = 413, description = "Larger than 4 MiB", body = Errors),
+        (status = 415, description = "Not JSON", body = Errors)
+    ))]
+async fn validate_spec(
+    State(c): Shared,
+    headers: axum::http::HeaderMap,
+    b: axum::body::Body,
+) -> Answer<Json<SpecCheck>> {
+    content_type(&headers, &["application/json"])?;
+    let b = axum::body::to_bytes(b, JSON_BYTES).await.map_err(|_| ApiError {
+        status: 413,
+        ..ApiError::bad_request("request", format!("a spec to check has at most {JSON_BYTES} bytes"))
+    })?;
+    let req: SpecText = serde_json::from_slice(&b)
+        .map_err(|e| ApiError::bad_request("request", format!("not a spec to check: {e}")))?;
+    blocking(move || Ok(Json(c.check_spec(&req.spec)))).await
 }
 
 /// Takes a savepoint of a running job (`stop: true` stops it once the
@@ -434,6 +515,9 @@ fn api_routes() -> OpenApiRouter<Arc<Coordinator>> {
         .routes(routes!(get_cancellation))
         .routes(routes!(get_checkpoints))
         .routes(routes!(get_checkpoint))
+        .routes(routes!(get_state))
+        .routes(routes!(get_key_state))
+        .routes(routes!(validate_spec))
         .routes(routes!(trigger_savepoint))
         .routes(routes!(get_savepoint))
 }
@@ -459,6 +543,8 @@ pub fn router(c: Arc<Coordinator>, loopback: bool) -> (Router, utoipa::openapi::
     let metrics_state = c.clone();
     let router = router
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document) }))
+        .route("/", axum::routing::get(crate::dashboard::index))
+        .route("/assets/{*path}", axum::routing::get(crate::dashboard::asset))
         .route(
             "/metrics",
             axum::routing::get(move || async move {

@@ -54,6 +54,9 @@ pub(crate) struct AckTiming {
     pub sync: Duration,
     /// Whether it took it unaligned.
     pub unaligned: bool,
+    /// When the task handed its part over (not when the checkpointer,
+    /// writing earlier parts, took it).
+    pub acked_at: Option<Instant>,
 }
 
 /// The "checkpoint" of a task's final snapshot, sent once it finished:
@@ -106,10 +109,14 @@ pub struct CheckpointStats {
     pub tasks: usize,
     /// For a savepoint: its folder.
     pub savepoint: Option<std::path::PathBuf>,
+    /// Its folder (`weir state` reads it; a checkpoint's may be removed
+    /// once newer ones are retained).
+    pub folder: std::path::PathBuf,
     /// Why it failed.
     pub failure: Option<String>,
-    /// Every task that acknowledged it, in the order they did.
-    pub parts: Vec<TaskCheckpointStats>,
+    /// Every task that acknowledged it, in the order they did (once it
+    /// has completed or failed; empty while in progress).
+    pub parts: Arc<Vec<TaskCheckpointStats>>,
 }
 
 /// One task's part of a checkpoint (Flink's subtask checkpoint
@@ -223,7 +230,8 @@ impl Savepoint {
 impl CheckpointShared {
     /// A task's part of a checkpoint. The checkpointer may have stopped
     /// (the job is ending): then the part is dropped with the checkpoint.
-    pub fn ack(&self, ack: TaskAck) {
+    pub fn ack(&self, mut ack: TaskAck) {
+        ack.timing.acked_at = Some(Instant::now());
         let _ = self.acks.lock().unwrap_or_else(|p| p.into_inner()).send(ack);
     }
 
@@ -288,6 +296,9 @@ pub(crate) struct Plan {
 
 struct InFlight {
     triggered: Instant,
+    /// When its barriers were asked for, its folder made: start delays
+    /// count from here.
+    injected: Instant,
     triggered_at_ms: u64,
     files: Vec<store::TaskFile>,
     /// Chains of the stages kept in shared files.
@@ -307,6 +318,7 @@ impl InFlight {
     fn new(dir: store::Folder, savepoint: Option<Arc<Savepoint>>) -> InFlight {
         InFlight {
             triggered: Instant::now(),
+            injected: Instant::now(),
             triggered_at_ms: epoch_ms(),
             files: Vec::new(),
             shared: Vec::new(),
@@ -459,8 +471,14 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         acknowledged,
         tasks,
         savepoint: f.savepoint.as_ref().map(|_| f.dir.path()),
+        folder: f.dir.path(),
         failure: None,
-        parts: f.tasks.clone(),
+        // Parts once it has ended: copied on every acknowledgement, they
+        // would cost tasks² per checkpoint.
+        parts: match status {
+            CheckpointStatus::InProgress => Arc::default(),
+            _ => Arc::new(f.tasks.clone()),
+        },
     };
     let fail = |id: u64, f: InFlight, why: &str| {
         let failed =
@@ -536,8 +554,9 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                 shared.stop_at.store(id, Ordering::Release);
                 tracker.pause();
             }
-            let flight = InFlight::new(dir, Some(ticket));
+            let mut flight = InFlight::new(dir, Some(ticket));
             shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
+            flight.injected = Instant::now();
             flights.insert(id, flight);
             stand_in(&finished, id, &mut made);
             shared.trigger.store(id, Ordering::Release);
@@ -545,7 +564,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
         for event in tracker.poll(now_ms()) {
             match event {
                 CheckpointEvent::Trigger(id) => {
-                    let flight = InFlight::new(store.checkpoint_dir(id), None);
+                    let mut flight = InFlight::new(store.checkpoint_dir(id), None);
                     if let Err(e) = store::begin(&flight.dir) {
                         tracing::warn!("checkpoint {id} of `{}` cannot start: {e}", plan.job);
                         tracker.abort(id, now_ms());
@@ -553,6 +572,7 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                         continue;
                     }
                     shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
+                    flight.injected = Instant::now();
                     flights.insert(id, flight);
                     stand_in(&finished, id, &mut made);
                     shared.trigger.store(id, Ordering::Release);
@@ -622,11 +642,15 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             task: ack.task,
             vertices: ack.stages.iter().map(|st| st.vertex.clone()).collect(),
             subtask: ack.stages.first().map_or(0, |st| st.subtask),
-            ack_ms: flight.triggered.elapsed().as_millis() as u64,
+            ack_ms: ack
+                .timing
+                .acked_at
+                .map_or_else(|| flight.triggered.elapsed(), |at| at.saturating_duration_since(flight.triggered))
+                .as_millis() as u64,
             start_delay_ms: ack
                 .timing
                 .barrier_at
-                .map_or(0, |at| at.saturating_duration_since(flight.triggered).as_millis() as u64),
+                .map_or(0, |at| at.saturating_duration_since(flight.injected).as_millis() as u64),
             alignment_ms: ack.timing.alignment.as_millis() as u64,
             sync_us: ack.timing.sync.as_micros() as u64,
             bytes: 0,

@@ -104,6 +104,9 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     let server =
         Server::start(c.clone(), a.listen, false).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
     eprintln!("weir coordinator {} listening on http://{}", env!("CARGO_PKG_VERSION"), server.addr());
+    if weir_coordinator::dashboard::embedded() {
+        eprintln!("  dashboard: http://{}/", server.addr());
+    }
     eprintln!("  data directory: {}", data_dir.display());
     eprintln!("  embedded worker: {slots} slot{}", if slots == 1 { "" } else { "s" });
     if token.is_some() {
@@ -145,6 +148,9 @@ pub(crate) fn local(spec: Spec, no_server: bool, start: Start) -> Result<JobSumm
     } else {
         match Server::start(c.clone(), SocketAddr::from(([127, 0, 0, 1], 8081)), true) {
             Ok(s) => {
+                if weir_coordinator::dashboard::embedded() {
+                    eprintln!("dashboard of this run: http://{}/", s.addr());
+                }
                 eprintln!("REST API of this run: http://{}/v1/overview", s.addr());
                 Some(s)
             }
