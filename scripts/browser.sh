@@ -15,4 +15,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing Debian's chromium for the browser tests"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null

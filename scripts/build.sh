@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
-bash scripts/web.sh
+bash scripts/web.sh --optional
 cargo build --release --workspace
 guests=()
 for g in $(bash scripts/guests.sh); do guests+=(-p "$g"); done

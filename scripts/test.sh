@@ -11,5 +11,6 @@ cargo fmt --all --check
 bash scripts/build.sh
 bash scripts/py-tools.sh
 bash scripts/browser.sh
+bash scripts/web.sh
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace

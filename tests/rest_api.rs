@@ -66,6 +66,9 @@ fn a_bundle_uploaded_and_submitted_runs_to_finished_with_its_metrics_and_output(
     assert_eq!(vertex(&job, "split")["metrics"]["numRecordsOut"], 59);
     assert_eq!(vertex(&job, "count")["metrics"]["numRecordsIn"], 59);
     assert_eq!(vertex(&job, "counts")["metrics"]["numRecordsIn"], 40);
+    // Nothing flows in an ended job: its rates are zero, its totals stay.
+    let rated = |m: &serde_json::Value| m["numRecordsInPerSecond"].as_f64() == Some(0.0);
+    assert!(job["vertices"].as_array().unwrap().iter().all(|v| rated(&v["metrics"])), "{job:#}");
     // The split operator's own counter, as it reported it.
     let words = &vertex(&job, "split")["subtasks"][0]["user-metrics"][0];
     assert_eq!((&words["name"], &words["kind"], &words["value"]), (&json!("words"), &json!("counter"), &json!(59.0)));

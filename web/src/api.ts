@@ -210,9 +210,18 @@ function headers(extra: Record<string, string> = {}): Record<string, string> {
   return t ? { ...extra, Authorization: `Bearer ${t}` } : extra;
 }
 
+/** A body as JSON, or null when it is not (a proxy's HTML page, say). */
+function json(text: string): any {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
 async function answer<T>(r: Response): Promise<T> {
   const text = await r.text();
-  const body = text ? JSON.parse(text) : null;
+  const body = json(text);
   if (!r.ok) {
     const errors: ErrorItem[] = body?.errors ?? [{ place: "response", message: text || r.statusText }];
     throw new ApiError(r.status, errors);
@@ -243,9 +252,9 @@ export function upload<T>(path: string, file: Blob, progress: (fraction: number)
     }
     x.upload.onprogress = (e) => e.lengthComputable && progress(e.loaded / e.total);
     x.onload = () => {
-      const body = x.responseText ? JSON.parse(x.responseText) : null;
-      if (x.status >= 200 && x.status < 300) resolve(body as T);
-      else reject(new ApiError(x.status, body?.errors ?? [{ place: "upload", message: x.statusText }]));
+      const body = json(x.responseText);
+      if (x.status >= 200 && x.status < 300 && body !== null) resolve(body as T);
+      else reject(new ApiError(x.status, body?.errors ?? [{ place: "upload", message: `HTTP ${x.status} ${x.statusText}` }]));
     };
     x.onerror = () => reject(new ApiError(0, [{ place: "upload", message: "the connection failed" }]));
     x.send(file);

@@ -8,7 +8,14 @@ import "./style.css";
 
 /** The part of the address after `#`, split at slashes. */
 function useRoute(): string[] {
-  const read = () => window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  const read = () => window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decode);
   const [route, setRoute] = useState(read);
   useEffect(() => {
     const on = () => setRoute(read());
@@ -48,7 +55,9 @@ function App() {
   const overview = usePoll<Overview>("/v1/overview", 2000);
   const [page, id, tab] = route;
   let body;
-  if (page === "jobs" && id) body = <JobPage id={id} tab={tab ?? "graph"} readOnly={overview.data?.["read-only"]} />;
+  // Keyed by the job: another job starts with fresh charts and actions.
+  if (page === "jobs" && id)
+    body = <JobPage key={id} id={id} tab={tab ?? "graph"} readOnly={overview.data?.["read-only"]} />;
   else if (page === "submit") body = <SubmitPage readOnly={overview.data?.["read-only"]} />;
   else body = <OverviewPage overview={overview} />;
   return (

@@ -16,9 +16,12 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 const url = need("WEIR_URL");
-const bundle = need("WEIR_BUNDLE");
-const trapBundle = need("WEIR_TRAP_BUNDLE");
 const shots = need("WEIR_SCREENSHOTS");
+// `local`: a `weir run` of examples/live (read-only API), else a
+// coordinator that takes the two bundles.
+const local = process.env.WEIR_MODE === "local";
+const bundle = local ? "" : need("WEIR_BUNDLE");
+const trapBundle = local ? "" : need("WEIR_TRAP_BUNDLE");
 mkdirSync(shots, { recursive: true });
 
 function need(name) {
@@ -77,7 +80,24 @@ async function submitBundle(path, parallelism) {
   return decodeURIComponent(await page.evaluate(() => location.hash.split("/")[2]));
 }
 
-try {
+async function localRun() {
+  step("the running job of `weir run`, from the printed address");
+  await page.goto(`${url}/`);
+  const jobs = page.getByRole("table", { name: "Jobs" });
+  await until(jobs, (t) => t.includes("live") && t.includes("RUNNING"), "the job `live` running");
+  await jobs.getByRole("link", { name: "live" }).click();
+  await jobState("RUNNING");
+  const sums = page.locator('[data-vertex="sums"]');
+  await until(sums, (t) => /in [1-9][0-9.]*( k| M)?\/s/.test(t), "a non-zero input rate on `sums`");
+  await until(sums, (t) => /wm /.test(t) && !t.includes("none yet"), "a watermark on `sums`");
+  const cancel = page.getByRole("button", { name: "Cancel job" });
+  if (!(await cancel.isDisabled()) || !(await cancel.getAttribute("title"))?.includes("read-only")) {
+    throw new Error("a local run's API is read-only: its actions are off, saying why");
+  }
+  await shot("local");
+}
+
+async function coordinator() {
   step("overview");
   await page.goto(`${url}/#/`);
   await page.getByRole("heading", { name: "Overview" }).waitFor();
@@ -110,7 +130,12 @@ try {
   await page.getByRole("button", { name: "Trigger savepoint" }).click();
   const dialog = page.getByRole("dialog", { name: "Take a savepoint?" });
   await dialog.getByRole("button", { name: "Take savepoint" }).click();
-  await until(page.getByRole("status"), (t) => t.startsWith("Savepoint completed:"), "the savepoint's folder", 60_000);
+  const first = await until(
+    page.getByRole("status"),
+    (t) => t.startsWith("Savepoint completed:"),
+    "the savepoint's folder",
+    60_000,
+  );
 
   step("checkpoints: history and one checkpoint per subtask");
   await page.getByRole("link", { name: "Checkpoints" }).click();
@@ -131,9 +156,17 @@ try {
   await until(state.getByLabel("State of key 5"), (t) => /value .count./.test(t) && /\d/.test(t), "key 5's count");
   await shot("state");
 
-  step("the job finishes");
+  step("stop with a savepoint: the job finishes");
   await page.getByRole("link", { name: "Graph" }).click();
-  await jobState("FINISHED", 120_000);
+  await page.getByRole("button", { name: "Stop with savepoint" }).click();
+  await page.getByRole("dialog", { name: "Stop with a savepoint?" }).getByRole("button", { name: "Stop job" }).click();
+  await until(
+    page.getByRole("status"),
+    (t) => t.startsWith("Savepoint completed:") && t !== first,
+    "the stop's savepoint",
+    60_000,
+  );
+  await jobState("FINISHED", 60_000);
 
   step("the exception of a trapping operator, with the guest's message");
   await submitBundle(trapBundle);
@@ -154,7 +187,11 @@ try {
   await page.goto(`${url}/#/jobs/${encodeURIComponent(job)}`);
   await page.locator('[data-vertex="count"]').waitFor();
   await shot("job-wide");
+}
 
+try {
+  if (local) await localRun();
+  else await coordinator();
   if (problems.length) throw new Error(problems.join("\n"));
   console.log("dashboard: every step passed");
 } catch (e) {

@@ -148,6 +148,29 @@ impl Run {
             self.detail.timestamps.insert(state.name().to_owned(), now_ms());
             if state.is_terminal() {
                 self.detail.end_time = Some(now_ms());
+                self.still();
+            }
+        }
+    }
+
+    /// Nothing flows in an ended job: the last second's rates and times
+    /// would say it still does.
+    fn still(&mut self) {
+        let rest = |m: &mut Metrics| {
+            m.num_records_in_per_second = 0.0;
+            m.num_records_out_per_second = 0.0;
+            m.num_bytes_in_per_second = 0.0;
+            m.num_bytes_out_per_second = 0.0;
+            m.busy_time_ms_per_second = 0.0;
+            m.idle_time_ms_per_second = 0.0;
+            m.back_pressured_time_ms_per_second = 0.0;
+        };
+        for v in &mut self.detail.vertices {
+            rest(&mut v.metrics);
+            v.backpressure = Backpressure::Ok;
+            for st in &mut v.subtasks {
+                rest(&mut st.metrics);
+                st.backpressure = Backpressure::Ok;
             }
         }
     }
@@ -175,6 +198,13 @@ impl Run {
     /// Reads the execution's metrics into the vertices; with `sample`, and
     /// half a second or more since the last sample, the rates too.
     fn refresh(&mut self, sample: bool) {
+        self.read_metrics(sample);
+        if self.detail.state.is_terminal() {
+            self.still();
+        }
+    }
+
+    fn read_metrics(&mut self, sample: bool) {
         let Some(exec) = &self.execution else { return };
         // Checkpoint ids grow across executions: merge by id.
         for c in exec.checkpoints() {
@@ -1271,7 +1301,9 @@ impl Coordinator {
     /// completed one, savepoints included).
     fn checkpoint_folder(&self, id: &str, checkpoint: Option<u64>) -> Result<(u64, PathBuf), ApiError> {
         let job = self.job(id)?;
-        let run = lock(&job.run);
+        let mut run = lock(&job.run);
+        // The newest: an older one may be gone (only `retain` are kept).
+        run.refresh(false);
         let done = |c: &&CheckpointStats| c.status == CheckpointStatus::Completed;
         let found = match checkpoint {
             Some(n) => run.checkpoints.iter().rev().filter(done).find(|c| c.id == n),
@@ -1296,9 +1328,7 @@ impl Coordinator {
     /// What a job's latest completed checkpoint holds: operators, state
     /// names, keys per key group (`weir state PATH`).
     pub fn job_state(&self, id: &str, checkpoint: Option<u64>) -> Result<JobStateInfo, ApiError> {
-        let (n, folder) = self.checkpoint_folder(id, checkpoint)?;
-        let gone = |e: String| ApiError::conflict("checkpoint", format!("cannot read checkpoint {n}: {e}"));
-        let r = weir_runtime::inspect(&folder).map_err(gone)?;
+        let r = self.read_checkpoint(id, checkpoint, |folder| weir_runtime::inspect(folder).map_err(|e| (false, e)))?.1;
         let operators = r
             .operators
             .into_iter()
@@ -1338,10 +1368,46 @@ impl Coordinator {
         key: &str,
         checkpoint: Option<u64>,
     ) -> Result<KeyStateInfo, ApiError> {
-        let (n, folder) = self.checkpoint_folder(id, checkpoint)?;
-        let k = weir_runtime::key_state(&folder, operator, key.as_bytes())
-            .map_err(|e| ApiError::bad_request("operator", format!("checkpoint {n}: {e}")))?;
+        // An operator the checkpoint lacks, or one without keyed state, is
+        // the request's mistake; files that went or broke are not.
+        let (n, k) = self.read_checkpoint(id, checkpoint, |folder| {
+            weir_runtime::key_state(folder, operator, key.as_bytes()).map_err(|e| {
+                let asked = e.contains(&format!("has no operator `{operator}`")) || e.contains("keeps no keyed state");
+                (asked, e)
+            })
+        })?;
         Ok(KeyStateInfo { checkpoint: n, key_group: k.group, states: k.states })
+    }
+
+    /// `read` of a job's checkpoint `checkpoint` (default: the latest
+    /// completed). The latest may be removed while it is read, as newer
+    /// ones are retained: then the one after it is read.
+    fn read_checkpoint<T>(
+        &self,
+        id: &str,
+        checkpoint: Option<u64>,
+        read: impl Fn(&Path) -> Result<T, (bool, String)>,
+    ) -> Result<(u64, T), ApiError> {
+        let mut last = None;
+        for _ in 0..3 {
+            let (n, folder) = self.checkpoint_folder(id, checkpoint)?;
+            match read(&folder) {
+                Ok(t) => return Ok((n, t)),
+                Err((true, e)) => {
+                    let e = e.replace(&folder.display().to_string(), &format!("job `{id}`"));
+                    return Err(ApiError::bad_request("operator", format!("checkpoint {n}: {e}")));
+                }
+                Err((false, e)) if last == Some(n) || checkpoint.is_some() => {
+                    return Err(ApiError::conflict("checkpoint", format!("cannot read checkpoint {n}: {e}")));
+                }
+                Err((false, _)) => last = Some(n),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(ApiError::conflict(
+            "checkpoint",
+            format!("job `{id}`'s checkpoints were removed while they were read (newer ones retained); ask again"),
+        ))
     }
 
     /// Asks a job to stop; poll the trigger id for when it has.

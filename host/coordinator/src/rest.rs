@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::{ApiError, Coordinator};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -287,6 +287,14 @@ async fn get_checkpoint(
     blocking(move || c.checkpoint(&id, checkpoint).map(Json)).await
 }
 
+/// A query string that does not fit, as the API's own 400.
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad_request(
+        "query",
+        format!("{}: give `key=TEXT` (look-ups) and optionally `checkpoint=N`, a checkpoint's number", e.body_text()),
+    )
+}
+
 /// Which checkpoint to read: the latest completed when not given.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -301,14 +309,17 @@ struct StateQuery {
     params(("id" = String, Path, description = "The job id"), StateQuery),
     responses(
         (status = 200, body = JobStateInfo),
+        (status = 401, description = "The coordinator has a token, and it is missing or wrong", body = Errors),
+        (status = 400, description = "A query that is not a checkpoint number", body = Errors),
         (status = 404, description = "No such job, or no completed checkpoint", body = Errors),
         (status = 409, description = "The checkpoint's files are gone or damaged", body = Errors)
     ))]
 async fn get_state(
     State(c): Shared,
     Path(id): Path<String>,
-    Query(q): Query<StateQuery>,
+    q: Result<Query<StateQuery>, QueryRejection>,
 ) -> Answer<Json<JobStateInfo>> {
+    let Query(q) = q.map_err(query_error)?;
     blocking(move || c.job_state(&id, q.checkpoint).map(Json)).await
 }
 
@@ -332,14 +343,16 @@ struct KeyQuery {
     ),
     responses(
         (status = 200, body = KeyStateInfo),
+        (status = 401, description = "The coordinator has a token, and it is missing or wrong", body = Errors),
         (status = 400, description = "No such operator, or not a keyed one", body = Errors),
         (status = 404, description = "No such job, or no completed checkpoint", body = Errors)
     ))]
 async fn get_key_state(
     State(c): Shared,
     Path((id, operator)): Path<(String, String)>,
-    Query(q): Query<KeyQuery>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Answer<Json<KeyStateInfo>> {
+    let Query(q) = q.map_err(query_error)?;
     blocking(move || c.key_state(&id, &operator, &q.key, q.checkpoint).map(Json)).await
 }
 
@@ -433,8 +446,8 @@ fn loopback_host(host: &str) -> bool {
 
 /// Refuses requests of other sites (an `Origin` that is not this host's),
 /// requests to a loopback API under another name (DNS rebinding), calls
-/// that change something of a read-only API, and without the token when
-/// the coordinator has one.
+/// that change something of a read-only API, and, when the coordinator has
+/// a token, calls that change something or read a job's state without it.
 async fn authorize(State((c, loopback)): State<(Arc<Coordinator>, bool)>, req: Request, next: Next) -> Response {
     let refuse = |status: u16, place: &str, message: String| {
         ApiError { status, ..ApiError::bad_request(place, message) }.into_response()
@@ -449,7 +462,12 @@ async fn authorize(State((c, loopback)): State<(Arc<Coordinator>, bool)>, req: R
             ),
         );
     }
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let path = req.uri().path();
+    // Checking a spec changes nothing, though it is a POST (a body).
+    let changes =
+        !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && path != "/v1/specs/validate";
+    // Keyed state is the job's data: as guarded as a change.
+    let guarded = changes || (path.starts_with("/v1/jobs/") && path.split('/').nth(4) == Some("state"));
     if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
         // `null`: a sandboxed or data: page, which may not change anything.
@@ -479,7 +497,7 @@ async fn authorize(State((c, loopback)): State<(Arc<Coordinator>, bool)>, req: R
         );
     }
     if let Some(token) = &c.config().token
-        && changes
+        && guarded
     {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let given = given.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");

@@ -148,10 +148,10 @@ pub(crate) fn local(spec: Spec, no_server: bool, start: Start) -> Result<JobSumm
     } else {
         match Server::start(c.clone(), SocketAddr::from(([127, 0, 0, 1], 8081)), true) {
             Ok(s) => {
+                eprintln!("REST API of this run: http://{}/v1/overview", s.addr());
                 if weir_coordinator::dashboard::embedded() {
                     eprintln!("dashboard of this run: http://{}/", s.addr());
                 }
-                eprintln!("REST API of this run: http://{}/v1/overview", s.addr());
                 Some(s)
             }
             Err(e) => {

@@ -215,16 +215,30 @@ function Actions({ job, readOnly }: { job: JobDetail; readOnly?: boolean }) {
   const [asking, setAsking] = useState<Pending | null>(null);
   const [progress, setProgress] = useState<string | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
-  const [parallelism, setParallelism] = useState(job.parallelism);
+  const [busy, setBusy] = useState(false);
+  const [parallelism, setParallelism] = useState(String(job.parallelism));
+  // Operations stop being followed once the page goes.
+  const alive = useRef(true);
+  useEffect(() => {
+    alive.current = true;
+    return () => {
+      alive.current = false;
+    };
+  }, []);
   const ended = TERMINAL.includes(job.state);
   const running = job.state === "RUNNING";
+  const wanted = Number(parallelism);
+  const validParallelism = Number.isInteger(wanted) && wanted >= 1 && wanted <= job["max-parallelism"];
 
+  /** Polls `path` until the operation completes (five minutes at most). */
   async function follow<T extends Operation>(path: string): Promise<T> {
-    for (;;) {
+    const deadline = Date.now() + 300_000;
+    while (alive.current && Date.now() < deadline) {
       const op = await get<T>(path);
       if (op.status === "COMPLETED") return op;
       await new Promise((r) => setTimeout(r, 500));
     }
+    throw new Error(alive.current ? "not completed within five minutes: see the job's exceptions" : "left the page");
   }
 
   async function savepoint(stop: boolean): Promise<string> {
@@ -234,8 +248,21 @@ function Actions({ job, readOnly }: { job: JobDetail; readOnly?: boolean }) {
     return op.location;
   }
 
+  /** Waits until the job has ended (the slots of a stopped job are free). */
+  async function ended_(): Promise<void> {
+    const deadline = Date.now() + 120_000;
+    while (alive.current && Date.now() < deadline) {
+      const j = await get<JobDetail>(base);
+      if (TERMINAL.includes(j.state)) return;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    throw new Error("the job did not end within two minutes");
+  }
+
   async function act(p: Pending) {
     setFailure(null);
+    setBusy(true);
+    let folder: string | null = null;
     try {
       if (p.kind === "cancel") {
         setProgress("Cancelling…");
@@ -248,33 +275,53 @@ function Actions({ job, readOnly }: { job: JobDetail; readOnly?: boolean }) {
         setProgress(`Savepoint completed: ${at}`);
       } else {
         setProgress(`Rescaling to ${p.parallelism}: stopping with a savepoint…`);
-        const at = await savepoint(true);
-        setProgress(`Rescaling to ${p.parallelism}: starting from ${at}…`);
+        folder = await savepoint(true);
+        setProgress(`Rescaling to ${p.parallelism}: waiting for the job to stop…`);
+        await ended_();
+        setProgress(`Rescaling to ${p.parallelism}: starting from ${folder}…`);
         const s = await post<{ id: string }>("/v1/jobs", {
           bundle: job.bundle,
           name: job.name,
           parallelism: p.parallelism,
-          "from-savepoint": at,
+          "from-savepoint": folder,
         });
-        setProgress(`Rescaled: the new job runs from ${at}.`);
-        window.location.hash = `#/jobs/${encodeURIComponent(s.id)}`;
+        setProgress(`Rescaled: the new job runs from ${folder}.`);
+        if (alive.current) window.location.hash = `#/jobs/${encodeURIComponent(s.id)}`;
       }
     } catch (e) {
       setProgress(null);
-      setFailure((e as Error).message);
+      const saved = folder ? ` The job stopped with a savepoint at ${folder}: resubmit from it.` : "";
+      setFailure(`${(e as Error).message}${saved}`);
+    } finally {
+      setBusy(false);
     }
   }
 
   const why = readOnly ? "This API is read-only (a local `weir run`): actions need `weir coordinator`." : undefined;
   return (
     <div className="actions">
-      <button type="button" disabled={ended || readOnly} title={why} onClick={() => setAsking({ kind: "cancel" })}>
+      <button
+        type="button"
+        disabled={ended || readOnly || busy}
+        title={why}
+        onClick={() => setAsking({ kind: "cancel" })}
+      >
         Cancel job
       </button>
-      <button type="button" disabled={!running || readOnly} title={why} onClick={() => setAsking({ kind: "savepoint" })}>
+      <button
+        type="button"
+        disabled={!running || readOnly || busy}
+        title={why}
+        onClick={() => setAsking({ kind: "savepoint" })}
+      >
         Trigger savepoint
       </button>
-      <button type="button" disabled={!running || readOnly} title={why} onClick={() => setAsking({ kind: "stop" })}>
+      <button
+        type="button"
+        disabled={!running || readOnly || busy}
+        title={why}
+        onClick={() => setAsking({ kind: "stop" })}
+      >
         Stop with savepoint
       </button>
       <label>
@@ -283,16 +330,25 @@ function Actions({ job, readOnly }: { job: JobDetail; readOnly?: boolean }) {
           type="number"
           min={1}
           max={job["max-parallelism"]}
+          step={1}
           value={parallelism}
           aria-label="New parallelism"
-          onChange={(e) => setParallelism(Number(e.target.value))}
+          aria-invalid={!validParallelism}
+          onChange={(e) => setParallelism(e.target.value)}
         />
       </label>
       <button
         type="button"
-        disabled={!running || readOnly || !job.bundle || parallelism < 1}
-        title={why ?? (job.bundle ? undefined : "Only a job submitted from a bundle can be rescaled here")}
-        onClick={() => setAsking({ kind: "rescale", parallelism })}
+        disabled={!running || readOnly || busy || !job.bundle || !validParallelism}
+        title={
+          why ??
+          (!job.bundle
+            ? "Only a job submitted from a bundle can be rescaled here"
+            : !validParallelism
+              ? `A whole number from 1 to ${job["max-parallelism"]}`
+              : undefined)
+        }
+        onClick={() => setAsking({ kind: "rescale", parallelism: wanted })}
       >
         Rescale
       </button>

@@ -99,7 +99,7 @@ function Lookup({ job, operator }: { job: string; operator: string }) {
 }
 
 export function StateTab({ job }: { job: string }) {
-  const st = usePoll<JobStateInfo>(`/v1/jobs/${encodeURIComponent(job)}/state`, 5000);
+  const st = usePoll<JobStateInfo>(`/v1/jobs/${encodeURIComponent(job)}/state`, 10_000);
   const s = st.data;
   if (!s) return st.error ? <p className="error">{st.error.message}</p> : <p>Loading state…</p>;
   return (

@@ -109,7 +109,7 @@ function BundleSubmit({ readOnly }: { readOnly?: boolean }) {
           e.preventDefault();
           setOver(false);
           const f = e.dataTransfer.files[0];
-          if (f) send(f);
+          if (f && !readOnly) send(f);
         }}
       >
         <p>Drop a <span className="mono">.weir</span> bundle here (made by <span className="mono">weir bundle</span>), or</p>
@@ -172,7 +172,7 @@ operators:
   - id: sums
     kind: window
     input: events
-    key-by: key
+    key-by: "@key"
     window: {type: tumbling, size-ms: 1000}
     function: {type: sum, field: value}
 sinks:
@@ -187,16 +187,25 @@ function SpecSubmit({ readOnly }: { readOnly?: boolean }) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
 
-  // Checked by the coordinator a moment after typing stops.
+  // Checked by the coordinator a moment after typing stops; an answer
+  // for text that changed since is dropped.
   useEffect(() => {
+    let current = true;
     const t = window.setTimeout(async () => {
       try {
-        setCheck(await post<SpecCheck>("/v1/specs/validate", { spec: text }));
+        const c = await post<SpecCheck>("/v1/specs/validate", { spec: text });
+        if (current) {
+          setCheck(c);
+          setError(null);
+        }
       } catch (e) {
-        setError((e as Error).message);
+        if (current) setError((e as Error).message);
       }
     }, 400);
-    return () => window.clearTimeout(t);
+    return () => {
+      current = false;
+      window.clearTimeout(t);
+    };
   }, [text]);
 
   const bad = new Set((check?.problems ?? []).map((p) => p.line).filter((l): l is number => l !== null));
