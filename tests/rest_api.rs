@@ -138,6 +138,18 @@ fn a_long_running_job_shows_rates_and_is_cancelled_through_its_trigger_id() {
     assert!(m["numBytesIn"].as_u64().unwrap() > 0 && m["currentInputWatermark"].as_i64().unwrap() > i64::MIN, "{m:#}");
     let (_, workers) = c.get("/v1/workers");
     assert_eq!(workers["workers"][0]["jobs"][0], id.as_str(), "{workers}");
+    // The rates kept for charts: a sample a second or so, per vertex.
+    let (status, rates) = c.get(&format!("/v1/jobs/{id}/rates"));
+    assert_eq!(status, 200, "{rates}");
+    let times = rates["timestamps"].as_array().unwrap();
+    let pass_in = rates["vertices"]["pass"]["records-in-per-second"].as_array().unwrap();
+    assert!(!times.is_empty() && pass_in.len() == times.len(), "{rates}");
+    assert!(pass_in.iter().any(|r| r.as_f64().unwrap() > 0.0), "{rates}");
+    let last = times.last().unwrap().as_u64().unwrap();
+    let (_, newer) = c.get(&format!("/v1/jobs/{id}/rates?since={last}"));
+    assert!(newer["timestamps"].as_array().unwrap().iter().all(|t| t.as_u64().unwrap() > last), "{newer}");
+    let (status, bad) = c.get(&format!("/v1/jobs/{id}/rates?since=yesterday"));
+    assert!(status == 400 && bad.to_string().contains("since=MS"), "{bad}");
 
     let (status, t) = c.post(&format!("/v1/jobs/{id}/cancel"), b"", &[]);
     assert_eq!(status, 202, "{t}");

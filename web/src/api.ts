@@ -168,6 +168,19 @@ export interface BundleInfo {
   jobs: string[];
 }
 
+export interface RateHistory {
+  timestamps: number[];
+  vertices: Record<
+    string,
+    {
+      "records-in-per-second": number[];
+      "records-out-per-second": number[];
+      "busy-time-ms-per-second": number[];
+      "back-pressured-time-ms-per-second": number[];
+    }
+  >;
+}
+
 export interface Operation {
   status: "IN_PROGRESS" | "COMPLETED";
   "job-state": JobState;

@@ -124,6 +124,8 @@ async function coordinator() {
   await until(panel.getByRole("table", { name: "Subtasks of count" }), (t) => /Subtask/.test(t), "the subtasks of `count`");
   if ((await panel.getByRole("table", { name: "Subtasks of count" }).locator("tbody tr").count()) !== 2) throw new Error("`count` at parallelism 2 shows 2 subtasks");
   await panel.getByRole("figure", { name: "Records per second" }).waitFor();
+  // A few more samples in the charts for the screenshot.
+  await page.waitForTimeout(6000);
   await shot("job");
 
   step("trigger a savepoint, confirmed");

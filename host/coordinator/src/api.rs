@@ -716,3 +716,28 @@ pub struct KeyStateInfo {
     /// State → its entries, decoded.
     pub states: BTreeMap<String, Vec<String>>,
 }
+
+/// A job's rates over the last ten minutes, one sample a second or so
+/// (`GET /v1/jobs/{id}/rates`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RateHistory {
+    /// When each sample was taken, epoch ms, oldest first.
+    pub timestamps: Vec<u64>,
+    /// Vertex id → its values at those times.
+    pub vertices: BTreeMap<String, VertexRates>,
+}
+
+/// One vertex's rates, a value per sample.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct VertexRates {
+    /// Records received per second (summed over subtasks).
+    pub records_in_per_second: Vec<f64>,
+    /// Records sent per second.
+    pub records_out_per_second: Vec<f64>,
+    /// Its busiest subtask's busy ms per second.
+    pub busy_time_ms_per_second: Vec<f64>,
+    /// Its most back-pressured subtask's back-pressured ms per second.
+    pub back_pressured_time_ms_per_second: Vec<f64>,
+}

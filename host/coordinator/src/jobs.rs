@@ -10,9 +10,9 @@
 use crate::api::{
     Backpressure, CheckpointCounts, CheckpointDetail, CheckpointInfo, Checkpoints, ComponentRef, ErrorItem,
     ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, JobStateInfo, KeyStateInfo, Metrics,
-    NamedStateInfo, Operation, OperationStatus, OperatorListInfo, OperatorStateInfo, SavepointBody, SavepointOperation,
-    SpecCheck, SpecProblem, SubmitRequest, Submitted, SubtaskInfo, TaskCheckpointInfo, Triggered, UserMetricInfo,
-    VertexInfo,
+    NamedStateInfo, Operation, OperationStatus, OperatorListInfo, OperatorStateInfo, RateHistory, SavepointBody,
+    SavepointOperation, SpecCheck, SpecProblem, SubmitRequest, Submitted, SubtaskInfo, TaskCheckpointInfo, Triggered,
+    UserMetricInfo, VertexInfo, VertexRates,
 };
 use crate::blobs::{is_sha256, write_atomic};
 use crate::worker::{Deployment, Execution};
@@ -121,7 +121,20 @@ struct Run {
     stopping: Option<Arc<Savepoint>>,
     /// Checkpoints of every execution so far, oldest first.
     checkpoints: Vec<CheckpointStats>,
+    /// The rates of every sample of the last ten minutes.
+    history: std::collections::VecDeque<RateSample>,
 }
+
+/// One sample of a job's rates: when, and per vertex (in job order)
+/// records in and out per second, busy and back-pressured ms per second.
+#[derive(Debug, Clone)]
+struct RateSample {
+    at_ms: u64,
+    vertices: Vec<[f64; 4]>,
+}
+
+/// How long rates are kept for the dashboard's charts.
+const HISTORY_MS: u64 = 10 * 60 * 1000;
 
 impl Run {
     fn new(detail: JobDetail, exceptions: Vec<ExceptionInfo>, ended: bool) -> Run {
@@ -139,6 +152,7 @@ impl Run {
             savepoints: HashMap::new(),
             stopping: None,
             checkpoints: Vec::new(),
+            history: std::collections::VecDeque::new(),
         }
     }
 
@@ -246,6 +260,27 @@ impl Run {
             v.user_metrics = aggregate_user(&subtasks);
             v.backpressure = Backpressure::of(v.metrics.back_pressured_time_ms_per_second);
             v.subtasks = subtasks;
+        }
+        if rated {
+            let at_ms = now_ms();
+            let vertices = self
+                .detail
+                .vertices
+                .iter()
+                .map(|v| {
+                    let m = &v.metrics;
+                    [
+                        m.num_records_in_per_second,
+                        m.num_records_out_per_second,
+                        m.busy_time_ms_per_second,
+                        m.back_pressured_time_ms_per_second,
+                    ]
+                })
+                .collect();
+            self.history.push_back(RateSample { at_ms, vertices });
+            while self.history.front().is_some_and(|s| s.at_ms + HISTORY_MS < at_ms) {
+                self.history.pop_front();
+            }
         }
         // A new sample once the rates were taken over half a second or
         // more (the job master looks more often than that).
@@ -1261,6 +1296,30 @@ impl Coordinator {
         d.vertices.into_iter().find(|v| v.id == vertex).ok_or_else(|| {
             ApiError::not_found("vertex", format!("job `{id}` has no vertex `{vertex}` (GET /v1/jobs/{id} lists them)"))
         })
+    }
+
+    /// A job's rates over the last ten minutes, per vertex: the samples
+    /// taken after `since` (epoch ms; all when 0).
+    pub fn rate_history(&self, id: &str, since: u64) -> Result<RateHistory, ApiError> {
+        let job = self.job(id)?;
+        let mut run = lock(&job.run);
+        run.refresh(false);
+        let ids: Vec<String> = run.detail.vertices.iter().map(|v| v.id.clone()).collect();
+        let mut out = RateHistory {
+            timestamps: Vec::new(),
+            vertices: ids.iter().map(|id| (id.clone(), VertexRates::default())).collect(),
+        };
+        for s in run.history.iter().filter(|s| s.at_ms > since) {
+            out.timestamps.push(s.at_ms);
+            for (id, r) in ids.iter().zip(&s.vertices) {
+                let v = out.vertices.get_mut(id).expect("invariant: every vertex has an entry");
+                v.records_in_per_second.push(r[0]);
+                v.records_out_per_second.push(r[1]);
+                v.busy_time_ms_per_second.push(r[2]);
+                v.back_pressured_time_ms_per_second.push(r[3]);
+            }
+        }
+        Ok(out)
     }
 
     /// A job's failures.

@@ -9,8 +9,8 @@
 
 use crate::api::{
     BundleInfo, BundleList, CheckpointDetail, Checkpoints, ComponentUploaded, Errors, Exceptions, JobDetail, JobList,
-    JobStateInfo, KeyStateInfo, Operation, Overview, SavepointBody, SavepointOperation, SpecCheck, SpecText,
-    SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
+    JobStateInfo, KeyStateInfo, Operation, Overview, RateHistory, SavepointBody, SavepointOperation, SpecCheck,
+    SpecText, SubmitRequest, Submitted, Triggered, VertexInfo, WorkerList,
 };
 use crate::{ApiError, Coordinator};
 use axum::body::Bytes;
@@ -291,8 +291,38 @@ async fn get_checkpoint(
 fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request(
         "query",
-        format!("{}: give `key=TEXT` (look-ups) and optionally `checkpoint=N`, a checkpoint's number", e.body_text()),
+        format!(
+            "{}: give `key=TEXT` (look-ups), `checkpoint=N` (a checkpoint's number) or `since=MS` (epoch ms) as the call takes",
+            e.body_text()
+        ),
     )
+}
+
+/// From when.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SinceQuery {
+    /// Only samples taken after this, epoch ms (default: all kept).
+    since: Option<u64>,
+}
+
+/// A job's rates per vertex over the last ten minutes (records in and out
+/// per second, busy and back-pressured time), for charts; `since` gives
+/// only the samples after it.
+#[utoipa::path(get, path = "/v1/jobs/{id}/rates", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), SinceQuery),
+    responses(
+        (status = 200, body = RateHistory),
+        (status = 400, description = "`since` is not a number of milliseconds", body = Errors),
+        (status = 404, body = Errors)
+    ))]
+async fn get_rates(
+    State(c): Shared,
+    Path(id): Path<String>,
+    q: Result<Query<SinceQuery>, QueryRejection>,
+) -> Answer<Json<RateHistory>> {
+    let Query(q) = q.map_err(query_error)?;
+    blocking(move || c.rate_history(&id, q.since.unwrap_or(0)).map(Json)).await
 }
 
 /// Which checkpoint to read: the latest completed when not given.
@@ -534,6 +564,7 @@ fn api_routes() -> OpenApiRouter<Arc<Coordinator>> {
         .routes(routes!(get_checkpoints))
         .routes(routes!(get_checkpoint))
         .routes(routes!(get_state))
+        .routes(routes!(get_rates))
         .routes(routes!(get_key_state))
         .routes(routes!(validate_spec))
         .routes(routes!(trigger_savepoint))

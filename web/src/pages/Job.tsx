@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import {
   type JobDetail,
+  type RateHistory,
   type Operation,
   type SavepointOperation,
   type VertexInfo,
@@ -24,8 +25,8 @@ const TABS = [
   ["state", "State"],
 ] as const;
 
-/** Samples kept per vertex: ten minutes at one a second. */
-const KEEP = 600;
+/** Seconds of rates kept per vertex, as the coordinator keeps them. */
+const KEEP_SECONDS = 600;
 
 interface History {
   t: number[];
@@ -42,26 +43,45 @@ export function JobPage({ id, tab, readOnly }: { id: string; tab: string; readOn
   const history = useRef(new Map<string, History>());
   const [, setSamples] = useState(0);
 
-  // Each new answer is a sample of every vertex's rates.
+  // The coordinator's last ten minutes of rates, then what it adds.
   useEffect(() => {
-    const j = job.data;
-    if (!j || !job.at) return;
-    const t = job.at / 1000;
-    for (const v of j.vertices) {
-      let h = history.current.get(v.id);
-      if (!h) {
-        h = { t: [], in: [], out: [], busy: [], back: [] };
-        history.current.set(v.id, h);
+    let stop = false;
+    let since = 0;
+    let timer: number | undefined;
+    const tick = async () => {
+      try {
+        const r = await get<RateHistory>(`${base}/rates${since ? `?since=${since}` : ""}`);
+        if (stop) return;
+        const t = r.timestamps.map((ms) => ms / 1000);
+        for (const [vertex, rates] of Object.entries(r.vertices)) {
+          let h = history.current.get(vertex);
+          if (!h) {
+            h = { t: [], in: [], out: [], busy: [], back: [] };
+            history.current.set(vertex, h);
+          }
+          h.t.push(...t);
+          h.in.push(...rates["records-in-per-second"]);
+          h.out.push(...rates["records-out-per-second"]);
+          h.busy.push(...rates["busy-time-ms-per-second"]);
+          h.back.push(...rates["back-pressured-time-ms-per-second"]);
+          const from = h.t.findIndex((x) => x >= Date.now() / 1000 - KEEP_SECONDS);
+          if (from > 0) for (const a of Object.values(h)) a.splice(0, from);
+        }
+        if (r.timestamps.length) {
+          since = r.timestamps[r.timestamps.length - 1];
+          setSamples((n) => n + 1);
+        }
+      } catch {
+        // The job's own poll shows why; try again.
       }
-      h.t.push(t);
-      h.in.push(v.metrics.numRecordsInPerSecond);
-      h.out.push(v.metrics.numRecordsOutPerSecond);
-      h.busy.push(v.metrics.busyTimeMsPerSecond);
-      h.back.push(v.metrics.backPressuredTimeMsPerSecond);
-      if (h.t.length > KEEP) for (const a of Object.values(h)) a.splice(0, a.length - KEEP);
-    }
-    setSamples((n) => n + 1);
-  }, [job.at, job.data]);
+      if (!stop) timer = window.setTimeout(tick, 1000);
+    };
+    tick();
+    return () => {
+      stop = true;
+      window.clearTimeout(timer);
+    };
+  }, [base]);
 
   const j = job.data;
   if (!j) {
