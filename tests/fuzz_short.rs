@@ -143,3 +143,40 @@ proptest! {
         prop_assert!(checked.is_err(), "a changed cache entry was accepted");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A data frame from a peer (weir-net): any bytes, and real frames of
+    /// arbitrary batches changed and given a checksum that fits (what a
+    /// sender's bug would send), decode to a checked batch or an error.
+    #[test]
+    fn any_data_frame_decodes_to_a_checked_batch_or_an_error(
+        noise in proptest::collection::vec(any::<u8>(), 0..300),
+        seed in proptest::collection::vec(any::<u8>(), 0..400),
+        edits in proptest::collection::vec((any::<usize>(), 1u8..), 0..4),
+    ) {
+        use weir_net::frame::{Frame, Received, WireBatch, decode, encode};
+        let _ = decode(&noise, 128);
+        let batch = Batch::arbitrary(&mut Unstructured::new(&seed)).unwrap_or_default();
+        let bytes = encode(&Frame::Data(WireBatch::of(&batch)));
+        let mut archive = bytes[..bytes.len() - 4].to_vec();
+        for &(at, flip) in &edits {
+            let n = archive.len();
+            archive[at % n] ^= flip;
+        }
+        archive.extend_from_slice(&crc32fast::hash(&archive).to_le_bytes());
+        // (Arbitrary batches have key groups of any u16.)
+        match decode(&archive, 1 << 16) {
+            Ok(Received::Data(b)) => {
+                let end = b.offsets().last().copied().unwrap_or(0) as usize;
+                prop_assert!(end <= b.data().len() && b.key_groups().len() == b.len());
+                if edits.is_empty() {
+                    prop_assert_eq!(b, batch);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => prop_assert!(!edits.is_empty() && e.to_string().starts_with("malformed data frame"), "{}", e),
+        }
+    }
+}

@@ -138,6 +138,38 @@ impl Batch {
         Ok(Batch { data, offsets, timestamps, origins, key_groups: vec![NO_KEY_GROUP; n], marks: Vec::new() })
     }
 
+    /// A batch from all its columns as another process sent them (a data
+    /// frame), checked as [`Batch::from_parts`] checks, and besides: one
+    /// key group per event, each below `key_groups` or [`NO_KEY_GROUP`];
+    /// marks at most at the end of the events and in order.
+    pub fn from_columns(
+        data: Vec<u8>,
+        offsets: Vec<u32>,
+        timestamps: Vec<i64>,
+        origins: Vec<u64>,
+        groups: Vec<u16>,
+        marks: Vec<Mark>,
+        key_groups: u32,
+    ) -> Result<Batch, BatchError> {
+        let n = timestamps.len();
+        if offsets.is_empty() {
+            return Err(BatchError("no offsets (even an empty batch has one)".into()));
+        }
+        if groups.len() != n {
+            return Err(BatchError(format!("{n} events need {n} key groups, got {}", groups.len())));
+        }
+        if let Some(g) = groups.iter().find(|&&g| g != NO_KEY_GROUP && u32::from(g) >= key_groups) {
+            return Err(BatchError(format!("key group {g} is not below the job's {key_groups}")));
+        }
+        if marks.iter().any(|m| m.after as usize > n) || marks.windows(2).any(|w| w[0].after > w[1].after) {
+            return Err(BatchError(format!("marks out of order or past the batch's {n} events")));
+        }
+        let mut b = Batch::from_parts(data, offsets, timestamps, origins)?;
+        b.key_groups = groups;
+        b.marks = marks;
+        Ok(b)
+    }
+
     /// Number of events.
     #[inline]
     pub fn len(&self) -> usize {

@@ -1,9 +1,11 @@
 //! The Weir cluster's network (issue 11, in progress): its certificate
 //! authority and join tokens ([`pki`]), the mutual-TLS configurations
 //! every connection between coordinator and workers uses ([`tls`]), and
-//! joining over QUIC ([`join`]). The control and data planes' frames build
-//! on these.
+//! joining over QUIC ([`join`]), and the data plane's frames, validated on
+//! receipt ([`frame`]). The control and data planes' streams build on
+//! these.
 
+pub mod frame;
 pub mod join;
 pub mod pki;
 pub mod tls;
