@@ -2,9 +2,10 @@
 //! authority and join tokens ([`pki`]), the mutual-TLS configurations
 //! every connection between coordinator and workers uses ([`tls`]), and
 //! joining over QUIC ([`join`]), and the data plane's frames, validated on
-//! receipt ([`frame`]). The control and data planes' streams build on
-//! these.
+//! receipt ([`frame`]), sent one QUIC stream per channel with the stream's
+//! flow control as credit ([`channel`]).
 
+pub mod channel;
 pub mod frame;
 pub mod join;
 pub mod pki;
