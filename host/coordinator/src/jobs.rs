@@ -1385,8 +1385,22 @@ impl Coordinator {
     }
 
     /// What a job's latest completed checkpoint holds: operators, state
-    /// names, keys per key group (`weir state PATH`).
+    /// names, keys per key group (`weir state PATH`); read once per
+    /// checkpoint.
     pub fn job_state(&self, id: &str, checkpoint: Option<u64>) -> Result<JobStateInfo, ApiError> {
+        let (newest, _) = self.checkpoint_folder(id, checkpoint)?;
+        if let Some((job, n, info)) = &*lock(&self.state_read)
+            && job == id
+            && *n == newest
+        {
+            return Ok(info.clone());
+        }
+        let info = self.read_state(id, checkpoint)?;
+        *lock(&self.state_read) = Some((id.to_owned(), info.checkpoint, info.clone()));
+        Ok(info)
+    }
+
+    fn read_state(&self, id: &str, checkpoint: Option<u64>) -> Result<JobStateInfo, ApiError> {
         let r = self.read_checkpoint(id, checkpoint, |folder| weir_runtime::inspect(folder).map_err(|e| (false, e)))?.1;
         let operators = r
             .operators

@@ -154,6 +154,9 @@ pub struct Coordinator {
     standalone: Mutex<std::collections::HashSet<String>>,
     slots: Mutex<Slots>,
     slots_freed: Condvar,
+    /// The last state report read (job, checkpoint): a checkpoint never
+    /// changes, and the dashboard asks again and again.
+    state_read: Mutex<Option<(String, u64, api::JobStateInfo)>>,
 }
 // Lock order, where several are held: `jobs` → `bundles` → `standalone`;
 // `slots` → a job's `run`. No lock is held across a call into a worker.
@@ -223,6 +226,7 @@ impl Coordinator {
             standalone: Mutex::new(standalone),
             slots: Mutex::new(slots),
             slots_freed: Condvar::new(),
+            state_read: Mutex::new(None),
         }))
     }
 
