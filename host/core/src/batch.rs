@@ -141,7 +141,8 @@ impl Batch {
     /// A batch from all its columns as another process sent them (a data
     /// frame), checked as [`Batch::from_parts`] checks, and besides: one
     /// key group per event, each below `key_groups` or [`NO_KEY_GROUP`];
-    /// marks at most at the end of the events and in order.
+    /// marks at most at the end of the events, their positions and
+    /// watermarks rising, as [`Batch::mark_at`] makes them.
     pub fn from_columns(
         data: Vec<u8>,
         offsets: Vec<u32>,
@@ -161,8 +162,11 @@ impl Batch {
         if let Some(g) = groups.iter().find(|&&g| g != NO_KEY_GROUP && u32::from(g) >= key_groups) {
             return Err(BatchError(format!("key group {g} is not below the job's {key_groups}")));
         }
-        if marks.iter().any(|m| m.after as usize > n) || marks.windows(2).any(|w| w[0].after > w[1].after) {
-            return Err(BatchError(format!("marks out of order or past the batch's {n} events")));
+        if marks.iter().any(|m| m.after as usize > n) {
+            return Err(BatchError(format!("a mark past the batch's {n} events")));
+        }
+        if marks.windows(2).any(|w| w[0].after >= w[1].after || w[0].watermark >= w[1].watermark) {
+            return Err(BatchError("marks out of order: positions and watermarks must rise".into()));
         }
         let mut b = Batch::from_parts(data, offsets, timestamps, origins)?;
         b.key_groups = groups;

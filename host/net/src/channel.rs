@@ -51,6 +51,13 @@ pub fn transport(channels: u32) -> Arc<quinn::TransportConfig> {
 /// consumer's credit is used up.
 pub async fn send(stream: &mut quinn::SendStream, frame: &Frame) -> Result<(), ChannelError> {
     let bytes = frame::encode(frame);
+    if bytes.len() > frame::MAX_FRAME {
+        return Err(ChannelError::Frame(FrameError(format!(
+            "{} bytes, more than the {} a frame may have: cut the batch smaller",
+            bytes.len(),
+            frame::MAX_FRAME
+        ))));
+    }
     let mut out = Vec::with_capacity(4 + bytes.len());
     out.extend_from_slice(&frame::prefix(bytes.len()));
     out.extend_from_slice(&bytes);

@@ -17,7 +17,7 @@ use rkyv::rancor;
 use weir_core::{Batch, Mark};
 
 /// The largest frame a receiver takes: batches are cut well below it.
-pub const MAX_FRAME: usize = 64 << 20;
+pub const MAX_FRAME: usize = 16 << 20;
 
 /// One frame, as sent.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -218,7 +218,9 @@ mod tests {
         assert!(wire(&|w| w.offsets.pop().map(|_| ()).unwrap_or(())).contains("offsets"));
         assert!(wire(&|w| w.key_groups[2] = 128).contains("key group 128 is not below the job's 128"));
         assert!(wire(&|w| w.key_groups.truncate(1)).contains("key groups"));
-        assert!(wire(&|w| w.marks.push((9, 1))).contains("marks out of order"));
+        assert!(wire(&|w| w.marks.push((9, 1))).contains("a mark past the batch's 3 events"));
+        assert!(wire(&|w| w.marks.push((0, 100))).contains("marks out of order"));
+        assert!(wire(&|w| w.marks.push((2, 5))).contains("marks out of order"), "a falling watermark");
         assert!(wire(&|w| w.origins.clear()).contains("origins"));
         assert!(announced(prefix(MAX_FRAME + 1)).is_err() && announced(prefix(10)) == Ok(10));
         let big = vec![0u8; MAX_FRAME + 1];

@@ -104,6 +104,13 @@ pub fn answer(ca: &ClusterCa, request: &JoinRequest) -> JoinAnswer {
     if let Err(e) = valid_name(&request.name) {
         return refuse(e);
     }
+    if request.name == crate::pki::COORDINATOR_NAME || request.name.starts_with("weir-") {
+        // The coordinator's name would let the joiner pose as it.
+        return refuse(format!(
+            "`{}` is reserved (names starting with `weir-`): choose another worker name",
+            request.name
+        ));
+    }
     match ca.issue(&request.name, &request.request) {
         Ok(certificate) => JoinAnswer::Accepted { certificate, ca: ca.cert_pem().to_owned() },
         Err(e) => refuse(e.to_string()),
@@ -137,12 +144,26 @@ pub async fn write_message<T: Serialize>(
     send.finish().map_err(|e| JoinError(format!("cannot send the {what}: {e}")))
 }
 
+/// A joining peer has this long to send its request: an unauthenticated
+/// connection holds nothing longer.
+pub const JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves one joining connection (one without a client certificate):
-/// its first stream's request gets its answer.
+/// its first stream's request, sent within [`JOIN_DEADLINE`], gets its
+/// answer.
 pub async fn serve_join(ca: &ClusterCa, connection: quinn::Connection) -> Result<JoinAnswer, JoinError> {
-    let (mut send, mut recv) =
-        connection.accept_bi().await.map_err(|e| JoinError(format!("no join request came: {e}")))?;
-    let answer = match read_message::<JoinRequest>(&mut recv, "join request").await {
+    let asked = async {
+        let (send, mut recv) =
+            connection.accept_bi().await.map_err(|e| JoinError(format!("no join request came: {e}")))?;
+        let request = read_message::<JoinRequest>(&mut recv, "join request").await;
+        Ok::<_, JoinError>((send, request))
+    };
+    let Ok(asked) = tokio::time::timeout(JOIN_DEADLINE, asked).await else {
+        connection.close(1u32.into(), b"no join request in time");
+        return Err(JoinError(format!("no join request within {} s", JOIN_DEADLINE.as_secs())));
+    };
+    let (mut send, request) = asked?;
+    let answer = match request {
         Ok(request) => answer(ca, &request),
         Err(e) => JoinAnswer::Refused { message: e.0 },
     };

@@ -70,14 +70,21 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join(private)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{private} is the owner's only");
         }
-        // A first start cut off before the certificate was written is
-        // made again; a certificate without its key is an error.
+        // A key readable by others is refused.
+        let key = dir.path().join("ca.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = ClusterCa::open_or_create(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("readable by others") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Part of a CA is never replaced: it is an error naming what is
+        // missing; with none of it left, a new CA is made.
         std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
+        let e = ClusterCa::open_or_create(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("holds part of a cluster CA") && e.contains("ca.pem"), "{e}");
+        std::fs::remove_file(dir.path().join("ca.key")).unwrap();
+        std::fs::remove_file(dir.path().join("join-token")).unwrap();
         let other = ClusterCa::open_or_create(dir.path()).unwrap();
         assert_ne!(other.fingerprint(), ca.fingerprint());
-        std::fs::remove_file(dir.path().join("ca.key")).unwrap();
-        let e = ClusterCa::open_or_create(dir.path()).err().unwrap().to_string();
-        assert!(e.contains("ca.key") && e.contains("is missing beside ca.pem"), "{e}");
     }
 
     #[test]
@@ -146,6 +153,13 @@ mod tests {
         handshake(join.clone(), tls::joining(ca.token().ca).unwrap(), tls::coordinator_name()).unwrap();
         let e = handshake(join.clone(), tls::joining([1; 32]).unwrap(), tls::coordinator_name()).err().unwrap();
         assert!(e.contains("not of the CA the join token names"), "{e}");
+        // A server of another CA that shows the real CA certificate beside
+        // its own is refused: the chain is checked under the CA found.
+        let stranger_dir = tempfile::tempdir().unwrap();
+        let stranger = ClusterCa::open_or_create(stranger_dir.path()).unwrap();
+        let forged = tls::server(&stranger.identity(COORDINATOR_NAME).unwrap(), ca.cert_der(), false).unwrap();
+        let e = handshake(forged, tls::joining(ca.token().ca).unwrap(), tls::coordinator_name()).err().unwrap();
+        assert!(e.starts_with("client:"), "{e}");
         // The name is checked under the CA too.
         let other = ServerName::try_from("someone-else").unwrap();
         let e = handshake(join, tls::joining(ca.token().ca).unwrap(), other).err().unwrap();

@@ -144,7 +144,8 @@ pub struct ClusterCa {
 /// it, synced, then renamed over it; `private`: readable by the owner only.
 fn write_whole(path: &Path, bytes: &[u8], private: bool) -> Result<(), PkiError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!("{name}.tmp.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -153,7 +154,12 @@ fn write_whole(path: &Path, bytes: &[u8], private: bool) -> Result<(), PkiError>
         .open(&tmp)
         .map_err(|e| file_err(&tmp, format!("cannot write: {e}")))?;
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| file_err(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_err(path, format!("cannot put in place: {e}")))
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, format!("cannot put in place: {e}")))?;
+    // The rename itself, durable.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| file_err(dir, format!("cannot sync: {e}")))?;
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -161,14 +167,31 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 impl ClusterCa {
-    /// The CA in `dir`, made (with its join token) if there is none. The
-    /// certificate is written last: a folder with `ca.pem` holds a whole
-    /// CA, and a `ca.key` alone (a first start that was cut off before any
-    /// worker could join) is made again.
+    /// The CA in `dir`, made (with its join token) when none of its files
+    /// is there. Any other mix — a key without its certificate, say — is
+    /// an error naming what to do: a CA is never replaced behind the
+    /// workers' backs.
     pub fn open_or_create(dir: &Path) -> Result<ClusterCa, PkiError> {
         let (cert_path, key_path, token_path) = (dir.join("ca.pem"), dir.join("ca.key"), dir.join("join-token"));
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot make the folder: {e}")))?;
-        if !cert_path.exists() {
+        let present = [&cert_path, &key_path, &token_path].map(|p| p.exists());
+        if present.iter().any(|&p| p) && !present.iter().all(|&p| p) {
+            let missing: Vec<String> = [&cert_path, &key_path, &token_path]
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| !p)
+                .map(|(path, _)| path.display().to_string())
+                .collect();
+            return Err(file_err(
+                dir,
+                format!(
+                    "holds part of a cluster CA ({} missing): restore it from a backup, or remove ca.pem, ca.key \
+                     and join-token to make a new CA (every worker must then join again with the new token)",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        if !present[0] {
             let key = KeyPair::generate().map_err(|e| PkiError::Certificate(format!("cannot make the CA key: {e}")))?;
             let mut params = CertificateParams::default();
             params.distinguished_name.push(DnType::CommonName, "weir cluster CA");
@@ -186,13 +209,20 @@ impl ClusterCa {
             write_whole(&cert_path, cert.pem().as_bytes(), false)?;
         }
         let cert_pem = read(&cert_path)?;
-        let key_pem = read(&key_path).map_err(|_| {
-            file_err(
-                &key_path,
-                "is missing beside ca.pem: restore it from a backup, or remove ca.pem and join-token to make a \
-                 new CA (every worker must then join again with the new token)",
-            )
-        })?;
+        use std::os::unix::fs::PermissionsExt;
+        for private in [&key_path, &token_path] {
+            let mode = std::fs::metadata(private).map_err(|e| file_err(private, e.to_string()))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(file_err(
+                    private,
+                    format!(
+                        "is readable by others (mode {:o}): `chmod 600` it, and make a new CA if others read it",
+                        mode & 0o777
+                    ),
+                ));
+            }
+        }
+        let key_pem = read(&key_path)?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| file_err(&key_path, format!("not a key: {e}")))?;
         let cert_der = rustls::pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
@@ -257,6 +287,11 @@ fn leaf_params(name: &str) -> Result<CertificateParams, PkiError> {
     let dns =
         name.try_into().map_err(|e| PkiError::Certificate(format!("`{name}` cannot be a certificate's name: {e}")))?;
     let mut params = CertificateParams::default();
+    // A random serial (rcgen's default comes from the key).
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).map_err(|e| PkiError::Certificate(format!("no randomness for a serial: {e}")))?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params.distinguished_name.push(DnType::CommonName, name);
     params.subject_alt_names = vec![SanType::DnsName(dns)];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -288,7 +323,10 @@ impl Request {
     /// A new key and a request for `name`.
     pub fn new(name: &str) -> Result<Request, PkiError> {
         let key = KeyPair::generate().map_err(|e| PkiError::Certificate(format!("cannot make a key: {e}")))?;
-        let request = leaf_params(name)?
+        let mut params = leaf_params(name)?;
+        // The CA picks the serial (a request cannot carry one).
+        params.serial_number = None;
+        let request = params
             .serialize_request(&key)
             .map_err(|e| PkiError::Certificate(format!("cannot make a certificate request: {e}")))?;
         let request_pem =

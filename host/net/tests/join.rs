@@ -95,4 +95,12 @@ fn a_worker_of_another_protocol_version_is_refused_by_name() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(join::answer(&ca, &asked(join::PROTOCOL)), join::JoinAnswer::Accepted { .. }));
+    // Names the coordinator checks itself, whatever a client checked.
+    for (name, says) in [("weir-coordinator", "reserved"), ("weir-x", "reserved"), ("Worker_1", "not a worker name")] {
+        let request = JoinRequest { name: name.into(), ..asked(join::PROTOCOL) };
+        match join::answer(&ca, &request) {
+            join::JoinAnswer::Refused { message } => assert!(message.contains(says), "{name}: {message}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
 }
