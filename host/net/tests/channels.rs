@@ -23,6 +23,39 @@ fn batch(i: usize) -> Batch {
     b
 }
 
+/// Two endpoints on loopback under mutual TLS of one CA, connected;
+/// `channels`: their transport for that many channels (else quinn's).
+struct Link {
+    out: quinn::Connection,
+    inbound: quinn::Connection,
+    _endpoints: (quinn::Endpoint, quinn::Endpoint),
+    _dir: tempfile::TempDir,
+}
+
+impl Link {
+    async fn new(channels: Option<u32>) -> Link {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::open_or_create(dir.path()).unwrap();
+        let (server_id, client_id) = (ca.identity(COORDINATOR_NAME).unwrap(), ca.identity("worker-1").unwrap());
+        let mut server = quic_server(tls::server(&server_id, ca.cert_der(), true).unwrap()).unwrap();
+        let mut client_config = quic_client(tls::client(&client_id, ca.cert_der()).unwrap()).unwrap();
+        if let Some(n) = channels {
+            server.transport_config(transport(n));
+            client_config.transport_config(transport(n));
+        }
+        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let accepting = tokio::spawn(async move {
+            let c = endpoint.accept().await.unwrap().await.unwrap();
+            (endpoint, c)
+        });
+        let out = client.connect_with(client_config, addr, COORDINATOR_NAME).unwrap().await.unwrap();
+        let (endpoint, inbound) = accepting.await.unwrap();
+        Link { out, inbound, _endpoints: (endpoint, client), _dir: dir }
+    }
+}
+
 /// Reads a channel to its end: the events it carried.
 async fn drain(mut recv: quinn::RecvStream) -> usize {
     let mut events = 0;
@@ -39,23 +72,8 @@ async fn drain(mut recv: quinn::RecvStream) -> usize {
 fn a_stalled_channel_stalls_only_itself() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = ClusterCa::open_or_create(dir.path()).unwrap();
-        let (server_id, client_id) = (ca.identity(COORDINATOR_NAME).unwrap(), ca.identity("worker-1").unwrap());
-        let mut server = quic_server(tls::server(&server_id, ca.cert_der(), true).unwrap()).unwrap();
-        server.transport_config(transport(8));
-        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = endpoint.local_addr().unwrap();
-        let mut client_config = quic_client(tls::client(&client_id, ca.cert_der()).unwrap()).unwrap();
-        client_config.transport_config(transport(8));
-        let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-
-        let connecting = tokio::spawn(async move {
-            let c = endpoint.accept().await.unwrap().await.unwrap();
-            (endpoint, c)
-        });
-        let out = client.connect_with(client_config, addr, COORDINATOR_NAME).unwrap().await.unwrap();
-        let (_endpoint, inbound) = connecting.await.unwrap();
+        let link = Link::new(Some(8)).await;
+        let (out, inbound) = (&link.out, &link.inbound);
 
         let mut senders = Vec::new();
         for _ in 0..3 {
@@ -98,20 +116,8 @@ fn a_stalled_channel_stalls_only_itself() {
 fn a_frame_cut_short_or_damaged_fails_its_channel_with_what_is_wrong() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = ClusterCa::open_or_create(dir.path()).unwrap();
-        let (server_id, client_id) = (ca.identity(COORDINATOR_NAME).unwrap(), ca.identity("worker-1").unwrap());
-        let server = quic_server(tls::server(&server_id, ca.cert_der(), true).unwrap()).unwrap();
-        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = endpoint.local_addr().unwrap();
-        let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let config = quic_client(tls::client(&client_id, ca.cert_der()).unwrap()).unwrap();
-        let accepting = tokio::spawn(async move {
-            let c = endpoint.accept().await.unwrap().await.unwrap();
-            (endpoint, c)
-        });
-        let out = client.connect_with(config, addr, COORDINATOR_NAME).unwrap().await.unwrap();
-        let (_endpoint, inbound) = accepting.await.unwrap();
+        let link = Link::new(None).await;
+        let (out, inbound) = (&link.out, &link.inbound);
         let good = weir_net::frame::encode(&Frame::Data(WireBatch::of(&batch(0))));
         let mut damaged = good.clone();
         damaged[10] ^= 0xff;
