@@ -76,6 +76,15 @@ mod tests {
         let e = ClusterCa::open_or_create(dir.path()).err().unwrap().to_string();
         assert!(e.contains("readable by others") && e.contains("chmod 600"), "{e}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Another CA's key beside this certificate is refused.
+        let elsewhere = tempfile::tempdir().unwrap();
+        ClusterCa::open_or_create(elsewhere.path()).unwrap();
+        let own = std::fs::read(&key).unwrap();
+        std::fs::write(&key, std::fs::read(elsewhere.path().join("ca.key")).unwrap()).unwrap();
+        let e = ClusterCa::open_or_create(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("is not the key of ca.pem"), "{e}");
+        std::fs::write(&key, own).unwrap();
+        assert_eq!(ClusterCa::open_or_create(dir.path()).unwrap().fingerprint(), ca.fingerprint());
         // Part of a CA is never replaced: it is an error naming what is
         // missing; with none of it left, a new CA is made.
         std::fs::remove_file(dir.path().join("ca.pem")).unwrap();

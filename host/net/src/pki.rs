@@ -227,6 +227,12 @@ impl ClusterCa {
         let cert_der = rustls::pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
             .map_err(|e| file_err(&cert_path, format!("not a PEM certificate: {e}")))?;
+        // The pair belongs together (rcgen would sign with any key).
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|e| file_err(&cert_path, format!("not a certificate: {e}")))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != rcgen::PublicKeyData::der_bytes(&key) {
+            return Err(file_err(&key_path, "is not the key of ca.pem: restore the pair from the same backup"));
+        }
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
             .map_err(|e| file_err(&cert_path, format!("not a CA certificate: {e}")))?;
         let token: JoinToken = read(&token_path)?.parse().map_err(|e| file_err(&token_path, format!("{e}")))?;
