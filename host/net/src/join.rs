@@ -94,8 +94,8 @@ pub fn answer(ca: &ClusterCa, request: &JoinRequest) -> JoinAnswer {
             request.version
         ));
     }
-    let secret = hex_bytes(&request.secret);
-    if !secret.as_deref().is_some_and(|s| ca.token().secret_matches(s)) {
+    let secret = crate::pki::unhex::<16>(&request.secret, "secret").ok();
+    if !secret.is_some_and(|s| ca.token().secret_matches(&s)) {
         return refuse(
             "the join token's secret is not this coordinator's: use the token in its data dir, file `join-token`"
                 .into(),
@@ -115,13 +115,6 @@ pub fn answer(ca: &ClusterCa, request: &JoinRequest) -> JoinAnswer {
         Ok(certificate) => JoinAnswer::Accepted { certificate, ca: ca.cert_pem().to_owned() },
         Err(e) => refuse(e.to_string()),
     }
-}
-
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
 
 /// Reads one message of at most [`MAX_MESSAGE`] bytes (the whole stream).
@@ -210,11 +203,10 @@ pub async fn join(
         .map_err(|e| JoinError(format!("cannot reach the coordinator at {coordinator}: {e}")))?;
     let (mut send, mut recv) =
         connection.open_bi().await.map_err(|e| JoinError(format!("cannot ask {coordinator} to join: {e}")))?;
-    let secret: String = token.secret.iter().map(|b| format!("{b:02x}")).collect();
     let message = JoinRequest {
         protocol: PROTOCOL,
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        secret,
+        secret: token.secret_hex(),
         name: name.to_owned(),
         request: request.request_pem,
     };

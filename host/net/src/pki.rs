@@ -62,7 +62,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], PkiError> {
+pub(crate) fn unhex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], PkiError> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(PkiError::Token(format!("its {what} is not {} hex digits", 2 * N)));
     }
@@ -90,6 +90,11 @@ impl JoinToken {
         getrandom::fill(&mut secret)
             .map_err(|e| PkiError::Certificate(format!("no randomness for a join token's secret: {e}")))?;
         Ok(JoinToken { ca, secret })
+    }
+
+    /// The secret in hex, as a join request carries it.
+    pub fn secret_hex(&self) -> String {
+        hex(&self.secret)
     }
 
     /// Whether `secret` is this token's, compared in time independent of

@@ -76,7 +76,7 @@ fn a_worker_joins_over_quic_and_then_speaks_mutual_tls() {
 fn a_worker_of_another_protocol_version_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let ca = ClusterCa::open_or_create(dir.path()).unwrap();
-    let secret: String = ca.token().secret.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = ca.token().secret_hex();
     let request = weir_net::pki::Request::new("worker-2").unwrap();
     let asked = |protocol: u32| JoinRequest {
         protocol,
