@@ -165,6 +165,8 @@ pub struct Coordinator {
     pub url: String,
     /// Its data directory.
     pub data: tempfile::TempDir,
+    /// Its stderr lines after the address.
+    pub log: mpsc::Receiver<String>,
 }
 
 impl Coordinator {
@@ -201,7 +203,19 @@ impl Coordinator {
                 break line[at + "listening on ".len()..].trim().to_owned();
             }
         };
-        Coordinator { child, url, data }
+        Coordinator { child, url, data, log: rx }
+    }
+
+    /// The next line of its stderr containing `needle` (within `secs`).
+    pub fn line_with(&self, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.log.recv_timeout(left).unwrap_or_else(|_| panic!("no line with `{needle}` in {secs} s"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
     }
 
     pub fn agent() -> ureq::Agent {

@@ -934,7 +934,7 @@ impl Coordinator {
     /// latest checkpoint under the restart strategy, the end.
     fn run_job(&self, job: &JobMaster, spec: Spec, wd: PathBuf, checkpoints: CheckpointPlan) {
         let need = lock(&job.run).detail.slots;
-        let Some(worker) = self.acquire_slots(job, need) else {
+        let Some(mut worker) = self.acquire_slots(job, need) else {
             self.end_job(job, &wd, None);
             return;
         };
@@ -1009,7 +1009,7 @@ impl Coordinator {
         let started = Instant::now();
         // What a restart restores: the latest checkpoint of this run, else
         // the savepoint it started from, else nothing. `Err`: the job failed.
-        let reload = || match store.as_ref().map(|s| s.latest_since(floor)) {
+        let reload = |worker: usize| match store.as_ref().map(|s| s.latest_since(floor)) {
             None | Some(Ok(None)) => Ok(initial.clone()),
             Some(Ok(Some(r))) => Ok(Some(Arc::new(r))),
             Some(Err(e)) => {
@@ -1019,13 +1019,25 @@ impl Coordinator {
             }
         };
         // After a failure: restart (what to restore), or `None`: the job ended.
-        let again = |run: std::sync::MutexGuard<'_, Run>, restarts: &mut RestartTracker| {
+        let again = |run: std::sync::MutexGuard<'_, Run>, restarts: &mut RestartTracker, worker: usize| {
             if !self.restart_after_failure(job, run, restarts, started, &wd, worker) {
                 return None;
             }
-            reload().ok()
+            reload(worker).ok()
         };
         loop {
+            if !self.worker_alive(worker) {
+                // Its worker was lost: the slots of another, once free.
+                self.release_slots(job, worker);
+                match self.acquire_slots(job, need) {
+                    Some(w) => worker = w,
+                    None => {
+                        self.end_job(job, &wd, None);
+                        return;
+                    }
+                }
+            }
+            let deployer = lock(&self.slots).workers[worker].clone();
             let deployment = Deployment {
                 job: job.id.clone(),
                 spec: spec.clone(),
@@ -1034,8 +1046,22 @@ impl Coordinator {
                 restore: restore.take(),
                 allow_non_restored_state: checkpoints.allow_non_restored_state,
             };
-            let exec = match self.workers[worker].deploy(deployment) {
+            let exec = match deployer.deploy(deployment) {
                 Ok(exec) => exec,
+                Err(errors) if !deployer.alive() && !lock(&job.run).cancel_requested => {
+                    // Its worker was lost on the way: not the job's failure,
+                    // so no restart is spent; the top of the loop finds
+                    // other slots, and the restore is read again.
+                    let mut run = lock(&job.run);
+                    run.add_errors(errors);
+                    run.exec_errors = 0;
+                    drop(run);
+                    match reload(worker) {
+                        Ok(r) => restore = r,
+                        Err(()) => return,
+                    }
+                    continue;
+                }
                 Err(errors) => {
                     let mut run = lock(&job.run);
                     run.add_errors(errors);
@@ -1044,7 +1070,7 @@ impl Coordinator {
                     // file it restores cannot be read now) goes through its
                     // restart strategy; one that never ran fails at once.
                     if restarts.restarts() > 0 && !run.cancel_requested {
-                        match again(run, &mut restarts) {
+                        match again(run, &mut restarts, worker) {
                             Some(r) => restore = r,
                             None => return,
                         }
@@ -1112,7 +1138,7 @@ impl Coordinator {
             run.exec_errors = 0;
             if status == JobStatus::Failed && !run.cancel_requested {
                 run.summary = summary;
-                match again(run, &mut restarts) {
+                match again(run, &mut restarts, worker) {
                     Some(r) => restore = r,
                     None => return,
                 }
@@ -1209,8 +1235,11 @@ impl Coordinator {
     /// cancelled while it waited (it is then CANCELED) or no worker has
     /// that many slots (it is then FAILED).
     fn acquire_slots(&self, job: &JobMaster, need: u32) -> Option<usize> {
-        if !self.workers.iter().any(|w| w.slots() >= need) {
-            let most = self.workers.iter().map(|w| w.slots()).max().unwrap_or(0);
+        let accepts_workers = self.accepts_workers.load(std::sync::atomic::Ordering::Acquire);
+        let mut slots = lock(&self.slots);
+        let most = slots.alive().map(|(_, w)| w.slots()).max().unwrap_or(0);
+        if most < need && !accepts_workers {
+            drop(slots);
             let mut run = lock(&job.run);
             let name = run.detail.name.clone();
             let message = format!(
@@ -1222,30 +1251,44 @@ impl Coordinator {
             run.set_state(JobState::Failed);
             return None;
         }
-        let mut slots = lock(&self.slots);
         loop {
             if lock(&job.run).cancel_requested {
                 lock(&job.run).set_state(JobState::Canceled);
                 return None;
             }
-            let free =
-                |w: usize, held: &BTreeMap<String, u32>| self.workers[w].slots().saturating_sub(held.values().sum());
-            if let Some(w) = (0..self.workers.len()).find(|&w| free(w, &slots.held[w]) >= need) {
+            if let Some(w) = (0..slots.workers.len()).find(|&w| slots.free(w) >= need) {
                 slots.held[w].insert(job.id.clone(), need);
                 return Some(w);
             }
-            let free_now: u32 = (0..self.workers.len()).map(|w| free(w, &slots.held[w])).sum();
-            lock(&job.run).detail.status_message =
-                Some(format!("waiting for {need} free slots on one worker ({free_now} free now)"));
+            let free_now: u32 = (0..slots.workers.len()).map(|w| slots.free(w)).sum();
+            let workers = slots.alive().count();
+            lock(&job.run).detail.status_message = Some(format!(
+                "waiting for a worker with {need} free slots ({workers} workers, {free_now} slots free now{})",
+                if accepts_workers {
+                    format!("; start one with `weir worker --slots {need}` or more")
+                } else {
+                    String::new()
+                }
+            ));
             slots = self.slots_freed.wait_timeout(slots, Duration::from_secs(1)).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
+    /// Whether worker `w` is still there.
+    fn worker_alive(&self, w: usize) -> bool {
+        lock(&self.slots).workers[w].alive()
+    }
+
+    /// Gives back the slots job `job` holds on worker `w`.
+    fn release_slots(&self, job: &JobMaster, w: usize) {
+        let mut slots = lock(&self.slots);
+        slots.held[w].remove(&job.id);
+        self.slots_freed.notify_all();
+    }
+
     fn end_job(&self, job: &JobMaster, _wd: &Path, worker: Option<usize>) {
         if let Some(w) = worker {
-            let mut slots = lock(&self.slots);
-            slots.held[w].remove(&job.id);
-            self.slots_freed.notify_all();
+            self.release_slots(job, w);
         }
         job.persist(&self.config.data_dir);
         lock(&job.run).ended = true;

@@ -23,6 +23,7 @@
 pub mod api;
 mod blobs;
 mod bundles;
+pub mod cluster;
 pub mod dashboard;
 mod jobs;
 mod paths;
@@ -134,10 +135,29 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// Slots of the workers and who holds them.
+/// The workers, their slots and who holds them. Workers are only ever
+/// added (a lost one stays, not [`Worker::alive`], offering nothing), so
+/// a job master's index of its worker stays valid.
 struct Slots {
+    /// Every worker that registered, in order.
+    workers: Vec<Arc<dyn Worker>>,
     /// Per worker: the jobs holding its slots, and how many each.
     held: Vec<BTreeMap<String, u32>>,
+}
+
+impl Slots {
+    /// Slots worker `w` has free now (none once lost).
+    fn free(&self, w: usize) -> u32 {
+        match self.workers[w].alive() {
+            true => self.workers[w].slots().saturating_sub(self.held[w].values().sum()),
+            false => 0,
+        }
+    }
+
+    /// The workers still alive, with their indices.
+    fn alive(&self) -> impl Iterator<Item = (usize, &Arc<dyn Worker>)> {
+        self.workers.iter().enumerate().filter(|(_, w)| w.alive())
+    }
 }
 
 /// The coordinator: blob store, bundles, dispatcher, workers.
@@ -146,7 +166,9 @@ pub struct Coordinator {
     blobs: BlobStore,
     /// Loads untrusted uploads to check them: no compiled-code cache.
     check_rt: WasmRuntime,
-    workers: Vec<Arc<dyn Worker>>,
+    /// Whether workers can join (a cluster address is open): a job
+    /// lacking slots then waits for them instead of failing.
+    accepts_workers: std::sync::atomic::AtomicBool,
     bundles: Mutex<BTreeMap<String, bundles::BundleRecord>>,
     jobs: Mutex<jobs::Jobs>,
     /// Components uploaded alone (`POST /v1/components`), kept whatever
@@ -215,12 +237,12 @@ impl Coordinator {
             if config.slots > 0 { vec![Arc::new(EmbeddedWorker::new(rt, config.slots))] } else { Vec::new() };
         let bundles = bundles::load_records(&dir.join("bundles")).map_err(|e| fail("cannot read bundles", &e))?;
         let jobs = jobs::Jobs::load(&dir.join("jobs"));
-        let slots = Slots { held: workers.iter().map(|_| BTreeMap::new()).collect() };
+        let slots = Slots { held: workers.iter().map(|_| BTreeMap::new()).collect(), workers };
         Ok(Arc::new(Coordinator {
             config,
             blobs,
             check_rt,
-            workers,
+            accepts_workers: std::sync::atomic::AtomicBool::new(false),
             bundles: Mutex::new(bundles),
             jobs: Mutex::new(jobs),
             standalone: Mutex::new(standalone),
@@ -245,7 +267,7 @@ impl Coordinator {
         api::Overview {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             wit: weir_bundle::wit_version(),
-            workers: self.workers.len() as u32,
+            workers: lock(&self.slots).alive().count() as u32,
             slots_total: total,
             slots_available: free,
             jobs,
@@ -257,16 +279,14 @@ impl Coordinator {
     /// The workers and their slots.
     pub fn workers(&self) -> api::WorkerList {
         let slots = lock(&self.slots);
-        let workers = self
-            .workers
-            .iter()
-            .zip(&slots.held)
-            .map(|(w, held)| api::WorkerInfo {
+        let workers = slots
+            .alive()
+            .map(|(i, w)| api::WorkerInfo {
                 id: w.id().to_owned(),
                 address: w.address().to_owned(),
                 slots_total: w.slots(),
-                slots_free: w.slots().saturating_sub(held.values().sum()),
-                jobs: held.keys().cloned().collect(),
+                slots_free: slots.free(i),
+                jobs: slots.held[i].keys().cloned().collect(),
             })
             .collect();
         api::WorkerList { workers }
@@ -274,8 +294,22 @@ impl Coordinator {
 
     fn slot_counts(&self) -> (u32, u32) {
         let slots = lock(&self.slots);
-        let total: u32 = self.workers.iter().map(|w| w.slots()).sum();
-        let held: u32 = slots.held.iter().flat_map(|h| h.values()).sum();
-        (total, total.saturating_sub(held))
+        let total: u32 = slots.alive().map(|(_, w)| w.slots()).sum();
+        let free: u32 = (0..slots.workers.len()).map(|w| slots.free(w)).sum();
+        (total, free)
+    }
+
+    /// Adds a worker that registered: its slots are free for jobs at once.
+    pub(crate) fn add_worker(&self, worker: Arc<dyn Worker>) {
+        let mut slots = lock(&self.slots);
+        slots.workers.push(worker);
+        slots.held.push(BTreeMap::new());
+        self.slots_freed.notify_all();
+    }
+
+    /// Wakes job masters waiting for slots (a worker was lost or joined).
+    pub(crate) fn workers_changed(&self) {
+        let _slots = lock(&self.slots);
+        self.slots_freed.notify_all();
     }
 }

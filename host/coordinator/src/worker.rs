@@ -41,6 +41,11 @@ pub trait Worker: Send + Sync {
     fn address(&self) -> &str;
     /// How many slots it offers.
     fn slots(&self) -> u32;
+    /// Whether it is still there (a remote worker that missed its
+    /// heartbeats is not, and offers no slots).
+    fn alive(&self) -> bool {
+        true
+    }
     /// Starts `deployment`. Errors before anything runs (a component that
     /// does not load, a file that cannot be opened) come back here as the
     /// job's exceptions; later ones through the execution.

@@ -5,8 +5,8 @@
 //! parallelism, what each source type needs). Relative paths resolve
 //! against the spec's folder. The rest of Weir trusts a `Spec`.
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ pub struct SpecError {
 }
 
 /// A pipeline: sources, operators and sinks connected by `input` names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Spec {
@@ -67,7 +67,7 @@ pub struct Spec {
 }
 
 /// The `state:` section: which backend keeps keyed state, and its budget.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StateSpec {
@@ -100,7 +100,7 @@ fn default_state_memory_mb() -> u64 {
 }
 
 /// State backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum StateBackendKind {
@@ -130,7 +130,7 @@ fn default_batch_size() -> usize {
 }
 
 /// Source types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceType {
@@ -141,7 +141,7 @@ pub enum SourceType {
 }
 
 /// What a generator's events look like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum GeneratorPattern {
@@ -153,7 +153,7 @@ pub enum GeneratorPattern {
 }
 
 /// Formats of a file source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum FileFormat {
@@ -167,7 +167,7 @@ pub enum FileFormat {
 }
 
 /// A source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SourceSpec {
@@ -223,7 +223,7 @@ fn default_value_size() -> usize {
 }
 
 /// Watermark strategy of a source.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WatermarkSpec {
@@ -237,7 +237,7 @@ pub struct WatermarkSpec {
 }
 
 /// Operator kinds, one per WIT world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum OperatorKind {
@@ -269,7 +269,7 @@ impl OperatorKind {
 }
 
 /// An operator backed by a component.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OperatorSpec {
@@ -323,7 +323,7 @@ pub struct OperatorSpec {
 }
 
 /// Sink types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum SinkType {
@@ -336,7 +336,7 @@ pub enum SinkType {
 }
 
 /// A sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SinkSpec {
@@ -358,7 +358,7 @@ pub struct SinkSpec {
 }
 
 /// Line formats of file and stdout sinks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum SinkFormat {
@@ -394,6 +394,13 @@ impl<'de> Deserialize<'de> for Inputs {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Inputs {
+    /// Always as a list (which reads back the same).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
     }
 }
 

@@ -36,6 +36,11 @@ pub enum ChannelError {
 /// connections are kept alive every second and one silent for 4 s is
 /// dead: a lost peer is found within 5 s.
 pub fn transport(channels: u32) -> Arc<quinn::TransportConfig> {
+    Arc::new(transport_config(channels))
+}
+
+/// [`transport`], to be changed further.
+pub fn transport_config(channels: u32) -> quinn::TransportConfig {
     let connection = u64::from(STREAM_WINDOW) * u64::from(channels.max(4));
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW));
@@ -44,7 +49,7 @@ pub fn transport(channels: u32) -> Arc<quinn::TransportConfig> {
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(channels.max(4)));
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(4_000))));
-    Arc::new(t)
+    t
 }
 
 /// Sends `frame` on `stream`: its length, then its bytes. Waits while the

@@ -104,10 +104,11 @@ pub fn answer(ca: &ClusterCa, request: &JoinRequest) -> JoinAnswer {
     if let Err(e) = valid_name(&request.name) {
         return refuse(e);
     }
-    if request.name == crate::pki::COORDINATOR_NAME || request.name.starts_with("weir-") {
-        // The coordinator's name would let the joiner pose as it.
+    if request.name == crate::pki::COORDINATOR_NAME || request.name.starts_with("weir-") || request.name == "embedded" {
+        // The coordinator's name would let the joiner pose as it; its
+        // embedded worker's would be mistaken for it.
         return refuse(format!(
-            "`{}` is reserved (names starting with `weir-`): choose another worker name",
+            "`{}` is reserved (`embedded`, and names starting with `weir-`): choose another worker name",
             request.name
         ));
     }

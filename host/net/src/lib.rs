@@ -3,9 +3,11 @@
 //! every connection between coordinator and workers uses ([`tls`]), and
 //! joining over QUIC ([`join`]), and the data plane's frames, validated on
 //! receipt ([`frame`]), sent one QUIC stream per channel with the stream's
-//! flow control as credit ([`channel`]).
+//! flow control as credit ([`channel`]), and the control plane's
+//! length-prefixed JSON messages ([`control`]).
 
 pub mod channel;
+pub mod control;
 pub mod frame;
 pub mod join;
 pub mod pki;

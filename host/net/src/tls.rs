@@ -148,3 +148,16 @@ impl ServerCertVerifier for ByFingerprint {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// The worker name a connection's peer proved with its certificate (the
+/// DNS name the cluster CA wrote in it); `None` for a peer without one (a
+/// joining worker).
+pub fn peer_name(connection: &quinn::Connection) -> Option<String> {
+    let certs = connection.peer_identity()?.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    let names = cert.subject_alternative_name().ok()??;
+    names.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+        _ => None,
+    })
+}

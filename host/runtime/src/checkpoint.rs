@@ -80,7 +80,7 @@ pub(crate) struct StagePart {
 }
 
 /// How a checkpoint ended, for the REST API and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CheckpointStatus {
     /// Still being taken.
     InProgress,
@@ -91,7 +91,7 @@ pub enum CheckpointStatus {
 }
 
 /// One checkpoint of the job: when, how long and how large.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointStats {
     /// Its number.
     pub id: u64,
@@ -121,7 +121,7 @@ pub struct CheckpointStats {
 
 /// One task's part of a checkpoint (Flink's subtask checkpoint
 /// statistics).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskCheckpointStats {
     /// The task's number in the job.
     pub task: usize,
@@ -212,6 +212,25 @@ impl Savepoint {
             *o = Some(outcome);
         }
         self.done.notify_all();
+    }
+
+    /// A savepoint taken elsewhere (by a remote worker's job): its number
+    /// and outcome are set as that worker reports them.
+    pub fn reported(id: u64, outcome: Option<Result<std::path::PathBuf, String>>) -> Arc<Savepoint> {
+        let s = Arc::new(Savepoint::default());
+        s.update(id, outcome);
+        s
+    }
+
+    /// Sets what a remote worker reported: its number, and its outcome
+    /// once it has one (the first outcome stays).
+    pub fn update(&self, id: u64, outcome: Option<Result<std::path::PathBuf, String>>) {
+        if id > 0 {
+            self.id.store(id, Ordering::Release);
+        }
+        if let Some(o) = outcome {
+            self.finish(o);
+        }
     }
 
     /// Its outcome, if it has one yet.

@@ -54,7 +54,7 @@ pub enum JobError {
 }
 
 /// The states of a job, after Flink's `JobStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JobStatus {
     /// Tasks are running.
     Running,
@@ -79,7 +79,7 @@ impl JobStatus {
 
 /// Records in and out of one vertex, over all its subtasks, and each
 /// subtask's metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VertexMetrics {
     /// The vertex id.
     pub id: String,
@@ -107,7 +107,7 @@ impl VertexMetrics {
 }
 
 /// What a finished job did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobSummary {
     /// Per vertex, in spec order.
     pub vertices: Vec<VertexMetrics>,

@@ -132,7 +132,7 @@ fn clock_ns() -> u64 {
 
 /// One subtask's metrics at one moment. Counters are totals since the
 /// job started; rates are the control plane's to take.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskMetrics {
     /// The subtask index.
     pub subtask: u32,

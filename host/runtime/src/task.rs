@@ -18,7 +18,7 @@ use weir_core::time::MAX_WATERMARK;
 use weir_wasm::SideEvent;
 
 /// A task failed: which vertex and subtask, which record, and why.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
 #[error("{what} `{vertex}` (subtask {subtask}){}: {message}", record.as_ref().map(|r| format!(", {r}")).unwrap_or_default())]
 pub struct TaskError {
     /// "operator", "source" or "sink" ("job" for the job as a whole).
@@ -32,6 +32,32 @@ pub struct TaskError {
     /// What went wrong.
     pub message: String,
     pub(crate) cancelled: bool,
+}
+
+/// A task error read back (from a remote worker's report): its `what`
+/// one of the words this host writes, else `task`.
+impl<'de> serde::Deserialize<'de> for TaskError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            what: String,
+            vertex: String,
+            subtask: u32,
+            record: Option<String>,
+            message: String,
+            cancelled: bool,
+        }
+        let w = Wire::deserialize(d)?;
+        let what = ["operator", "source", "sink", "job"].into_iter().find(|k| *k == w.what).unwrap_or("task");
+        Ok(TaskError {
+            what,
+            vertex: w.vertex,
+            subtask: w.subtask,
+            record: w.record,
+            message: w.message,
+            cancelled: w.cancelled,
+        })
+    }
 }
 
 impl TaskError {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 pub const MAX_METRICS: usize = 256;
 
 /// One metric's value.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum UserMetric {
     /// A counter: the sum of its increments.
     Counter(i64),

@@ -69,6 +69,9 @@ enum Command {
     /// Run a coordinator: the REST API, stored bundles, jobs and an
     /// embedded worker, until SIGINT or SIGTERM.
     Coordinator(serve::CoordinatorArgs),
+    /// Run a worker: join a coordinator's cluster with its join token and
+    /// run the jobs it deploys in this process's slots.
+    Worker(serve::WorkerArgs),
     /// Submit a job to a coordinator: a bundle, or a spec (bundled first).
     Submit(client::SubmitArgs),
     /// List a coordinator's jobs.
@@ -250,6 +253,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => done(bench::run(args)),
         Command::Bundle(cmd) => done(bundle::run(cmd)),
         Command::Coordinator(args) => done(serve::coordinator(args)),
+        Command::Worker(args) => done(serve::worker(args)),
         Command::Submit(args) => client::submit(args),
         Command::List(args) => client::list(args),
         Command::Info(args) => client::info(args),

@@ -40,6 +40,96 @@ pub(crate) struct CoordinatorArgs {
     /// Most MiB of one upload (a bundle or component).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_upload_mb: u64,
+    /// Accept workers (`weir worker`) on this UDP address, `HOST` or
+    /// `HOST:PORT` (port 6123 when left out). Without it the coordinator
+    /// runs jobs in its embedded worker only.
+    #[arg(long, value_name = "ADDR", value_parser = cluster_addr)]
+    cluster_listen: Option<SocketAddr>,
+}
+
+/// Flink's port for its cluster, ours too.
+pub(crate) const CLUSTER_PORT: u16 = 6123;
+
+/// `HOST[:PORT]` as a socket address, port [`CLUSTER_PORT`] if none.
+pub(crate) fn cluster_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let with_port = match s.parse::<std::net::IpAddr>() {
+        Ok(ip) => return Ok(SocketAddr::new(ip, CLUSTER_PORT)),
+        Err(_) if s.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) => s.to_owned(),
+        Err(_) => format!("{s}:{CLUSTER_PORT}"),
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not an address to listen on: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+/// `weir worker`'s arguments.
+#[derive(clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// The coordinator's cluster address, `HOST[:PORT]` (port 6123 when
+    /// left out).
+    #[arg(long, value_name = "HOST:PORT")]
+    coordinator: String,
+    /// The join token the coordinator printed (also in its
+    /// `<data-dir>/join-token`).
+    #[arg(long, env = "WEIR_JOIN_TOKEN", hide_env_values = true)]
+    join_token: String,
+    /// Slots: one holds one parallel slice of a job (default: the number
+    /// of CPUs).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Its name in the cluster: lowercase letters, digits and dashes
+    /// (default: the host name and a random suffix).
+    #[arg(long, env = "WEIR_WORKER_NAME")]
+    name: Option<String>,
+    /// Where it keeps fetched components (default: a `weir-worker` folder
+    /// beside the coordinator's default data directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// A worker name from the host name: what a certificate and the REST API
+/// show, unique enough to rejoin while the old registration times out.
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let mut name: String = host
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    name = name.trim_matches('-').to_owned();
+    if name.is_empty() || name.starts_with("weir-") {
+        name = format!("worker{}", if name.is_empty() { String::new() } else { format!("-{name}") });
+    }
+    let mut b = [0u8; 3];
+    let _ = getrandom::fill(&mut b);
+    format!("{name}-{:02x}{:02x}{:02x}", b[0], b[1], b[2])
+}
+
+pub(crate) fn worker(a: WorkerArgs) -> Result<(), String> {
+    let token: weir_net::pki::JoinToken = a.join_token.parse().map_err(|e| format!("--join-token: {e}"))?;
+    let name = a.name.unwrap_or_else(default_worker_name);
+    weir_net::join::valid_name(&name).map_err(|e| format!("--name: {e}"))?;
+    let coordinator = if a.coordinator.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        a.coordinator
+    } else {
+        format!("{}:{CLUSTER_PORT}", a.coordinator)
+    };
+    let data_dir = match a.data_dir {
+        Some(d) => d,
+        None => default_data_dir()
+            .map(|d| d.with_file_name("weir-worker"))
+            .ok_or("no data directory: give --data-dir (neither XDG_DATA_HOME nor HOME is set)")?,
+    };
+    let slots = a.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let rt = WasmRuntime::new(Some(data_dir.join("cache"))).map_err(|e| e.to_string())?;
+    eprintln!("weir worker `{name}` {} joining the coordinator at {coordinator}", env!("CARGO_PKG_VERSION"));
+    let config = weir_coordinator::cluster::member::MemberConfig { coordinator, token, name, slots, data_dir };
+    weir_coordinator::cluster::member::run(config, Arc::new(rt)).map_err(|e| e.to_string())
 }
 
 fn default_data_dir() -> Option<PathBuf> {
@@ -108,7 +198,23 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
         eprintln!("  dashboard: http://{}/", server.addr());
     }
     eprintln!("  data directory: {}", data_dir.display());
-    eprintln!("  embedded worker: {slots} slot{}", if slots == 1 { "" } else { "s" });
+    if slots > 0 {
+        eprintln!("  embedded worker: {slots} slot{}", if slots == 1 { "" } else { "s" });
+    }
+    let cluster = match a.cluster_listen {
+        None => None,
+        Some(addr) => {
+            let cluster = c.listen_for_workers(addr).map_err(|e| e.to_string())?;
+            eprintln!("  workers join on {} (UDP) with:", cluster.addr());
+            eprintln!(
+                "    weir worker --coordinator HOST:{} --join-token {}",
+                cluster.addr().port(),
+                cluster.join_token()
+            );
+            eprintln!("  (the token is also in {})", data_dir.join("join-token").display());
+            Some(cluster)
+        }
+    };
     if token.is_some() {
         eprintln!("  calls that change something need the token in {}", data_dir.join("token").display());
     }
@@ -117,6 +223,7 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     // No new submissions while the running jobs stop.
     server.stop();
     c.shutdown(Duration::from_secs(10));
+    drop(cluster);
     Ok(())
 }
 

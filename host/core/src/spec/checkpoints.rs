@@ -1,14 +1,14 @@
 //! The `checkpoints:` and `restart:` sections of a spec.
 
 use crate::restart::RestartStrategy;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The `checkpoints:` section: how often the job's state is snapshotted,
 /// where, and with which guarantee. Without it a job takes no
 /// checkpoints, and a failure fails it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CheckpointSpec {
@@ -68,7 +68,7 @@ fn one() -> u32 {
 }
 
 /// The guarantee checkpoints give.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointMode {
@@ -125,7 +125,7 @@ impl CheckpointSpec {
 /// The `restart:` section: what the job does when a task fails, after
 /// Flink's restart strategies. Default: `exponential-delay` with Flink's
 /// settings when the job takes checkpoints, `none` when it does not.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case", tag = "type")]
 pub enum RestartSpec {

@@ -168,3 +168,26 @@ fn bad_checkpoint_and_restart_settings_are_refused_with_what_to_do() {
     let e = parse(&format!("{GOOD}restart: {{type: exponential-delay, multiplier-percent: 50}}\n")).unwrap_err();
     assert!(e.message.contains("multiplier-percent must be at least 100"), "{e}");
 }
+
+#[test]
+fn every_example_spec_survives_json_as_workers_receive_it() {
+    // A coordinator sends a placed spec to a remote worker as JSON: what
+    // arrives must be the spec that left, whatever its sections.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for dir in std::fs::read_dir(&root).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let spec = Spec::parse(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let json = serde_json::to_string(&spec).unwrap();
+            let back: Spec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e}\n{json}", path.display()));
+            assert_eq!(format!("{back:?}"), format!("{spec:?}"), "{}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "the examples' specs were found ({seen})");
+}

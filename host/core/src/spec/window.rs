@@ -2,10 +2,10 @@
 //! assigner, trigger, evictor, lateness and function, after Flink's
 //! `WindowedStream`. Checked here; the runtime trusts what passes.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Which windows an element belongs to (Flink's `WindowAssigner`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case", tag = "type")]
 pub enum WindowSpec {
@@ -66,7 +66,7 @@ pub enum WindowSpec {
 }
 
 /// A Wasm component with its config.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ComponentSpec {
@@ -81,7 +81,7 @@ pub struct ComponentSpec {
 impl Eq for ComponentSpec {}
 
 /// Which clock a time window follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum TimeKind {
@@ -94,7 +94,7 @@ pub enum TimeKind {
 
 /// When a window's function runs and when its contents go (Flink's
 /// built-in `Trigger`s).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case", tag = "type")]
 pub enum TriggerSpec {
@@ -162,7 +162,7 @@ impl TriggerSpec {
 /// Which elements leave a window before or after its function runs
 /// (Flink's built-in `Evictor`s). An evictor keeps every element, so the
 /// function cannot pre-aggregate.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case", tag = "type")]
 pub enum EvictorSpec {
@@ -211,7 +211,7 @@ impl Eq for TriggerSpec {}
 impl Eq for WindowFunctionSpec {}
 
 /// What a window computes when it fires.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WindowFunctionSpec {
@@ -233,7 +233,7 @@ pub struct WindowFunctionSpec {
 }
 
 /// Built-in aggregates over one numeric JSON field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(rename_all = "kebab-case")]
 pub enum AggregateKind {

@@ -1,0 +1,174 @@
+//! The cluster with real processes on loopback: a `weir coordinator`
+//! without slots of its own, and `weir worker` processes that join it
+//! with its join token over QUIC and mutual TLS. A keyed job run on the
+//! workers writes what local mode writes; a worker killed with SIGKILL in
+//! the middle of a job is noticed by its missed heartbeats, and the job
+//! restarts from its latest checkpoint on another worker and writes
+//! every line exactly once.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use weir_tests::{Coordinator, component, weir, weir_bin};
+
+/// A `weir worker` process, killed when dropped.
+struct Worker {
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A coordinator with no slots of its own and `workers` workers of 2
+/// slots each, all registered.
+fn cluster(workers: usize, root: &Path) -> (Coordinator, Vec<Worker>) {
+    let c =
+        Coordinator::start_with_slots(0, &["--cluster-listen", "127.0.0.1:0", "--allow-path", root.to_str().unwrap()]);
+    let line = c.line_with("--join-token", 30);
+    let port =
+        line.split("HOST:").nth(1).and_then(|r| r.split_whitespace().next()).expect("the join command names the port");
+    let token = std::fs::read_to_string(c.data.path().join("join-token")).unwrap();
+    assert!(line.contains(token.trim()), "the printed token is the one in <data-dir>/join-token: {line}");
+    let workers: Vec<Worker> = (1..=workers).map(|n| start_worker(&format!("w{n}"), port, token.trim())).collect();
+    let registered = |c: &Coordinator| c.get("/v1/workers").1["workers"].as_array().map_or(0, Vec::len);
+    wait_for(&c, 60, "registered workers", |c| registered(c) == workers.len());
+    (c, workers)
+}
+
+fn start_worker(name: &str, port: &str, token: &str) -> Worker {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(weir_bin())
+        .args(["worker", "--coordinator", &format!("127.0.0.1:{port}"), "--slots", "2", "--name", name, "--data-dir"])
+        .arg(data.path())
+        .env("WEIR_JOIN_TOKEN", token)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start weir worker");
+    let stderr = child.stderr.take().unwrap();
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{name}] {line}");
+        }
+    });
+    Worker { child, _data: data }
+}
+
+fn wait_for(c: &Coordinator, secs: u64, what: &str, done: impl Fn(&Coordinator) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(c) {
+        assert!(Instant::now() < deadline, "no {what} within {secs} s: {:#}", c.get("/v1/workers").1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A keyed job: a generator of `events` events at 20,000 events/s over
+/// 97 keys, counted per key by a Wasm component at parallelism 2, one
+/// `key,count` line per event into `dir/out/counts.csv` (exactly once),
+/// checkpoints every 200 ms.
+fn write_spec(dir: &Path, events: u32) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        "name: counts\nparallelism: 2\nsources:\n  - {{id: events, type: generator, parallelism: 1, count: {events}, keys: 97, pattern: sequence, rate: 20000}}\n\
+         operators:\n  - id: count\n    kind: process\n    input: events\n    key-by: \"@key\"\n    component: {}\n\
+         sinks:\n  - {{id: out, type: file, path: {}, format: text, input: count}}\n\
+         checkpoints: {{interval-ms: 200, dir: {}}}\n\
+         restart: {{type: fixed-delay, attempts: 3, delay-ms: 200}}\n",
+        component("flaky-count").display(),
+        dir.join("out/counts.csv").display(),
+        dir.join("checkpoints").display(),
+    );
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// What `weir run` (local mode) writes for the spec.
+fn local_output(dir: &Path, events: u32) -> Vec<String> {
+    let spec = write_spec(dir, events);
+    let cache = tempfile::tempdir().unwrap();
+    let out = weir(&["run", &spec, "--no-server"], cache.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = sorted_lines(&dir.join("out/counts.csv"));
+    assert_eq!(lines.len(), events as usize);
+    lines
+}
+
+/// The worker whose slots job `id` holds.
+fn worker_of(c: &Coordinator, id: &str) -> Option<String> {
+    let workers = c.get("/v1/workers").1;
+    workers["workers"].as_array()?.iter().find_map(|w| {
+        let holds = w["jobs"].as_array()?.iter().any(|j| j == id);
+        holds.then(|| w["id"].as_str().unwrap_or_default().to_owned())
+    })
+}
+
+#[test]
+fn a_keyed_job_on_worker_processes_writes_what_local_mode_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let expected = local_output(&root.join("local"), 40_000);
+    let (c, _workers) = cluster(3, &root);
+    let overview = c.get("/v1/overview").1;
+    assert_eq!((overview["workers"].as_u64(), overview["slots-total"].as_u64()), (Some(3), Some(6)), "{overview:#}");
+
+    let spec = write_spec(&root.join("remote"), 40_000);
+    let id = c.ok(&["submit", &spec]);
+    let job = c.wait_job(&id, 120, |j| j["state"].as_str().is_some_and(|s| s != "CREATED" && s != "RUNNING"));
+    assert_eq!(job["state"], "FINISHED", "{job:#}");
+    assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "the same lines as local mode");
+    let counted = job["vertices"][1]["metrics"]["numRecordsIn"].as_u64();
+    assert_eq!(counted, Some(40_000), "the worker's metrics reach the coordinator: {job:#}");
+}
+
+#[test]
+fn a_worker_killed_with_sigkill_is_noticed_and_its_job_fails_over_with_exactly_once_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let expected = local_output(&root.join("local"), 200_000);
+    let (c, mut workers) = cluster(3, &root);
+    let spec = write_spec(&root.join("remote"), 200_000);
+    let id = c.ok(&["submit", &spec]);
+
+    // Running, with a checkpoint to come back to.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.get(&format!("/v1/jobs/{id}/checkpoints")).1["counts"]["completed"].as_u64().unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints: {:#}", c.get(&format!("/v1/jobs/{id}")).1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let job = c.get(&format!("/v1/jobs/{id}")).1;
+    assert_eq!(job["state"], "RUNNING", "the job must still run when its worker is killed: {job:#}");
+    let victim = worker_of(&c, &id).expect("a worker holds the job's slots");
+    let n: usize = victim.trim_start_matches('w').parse().unwrap();
+    workers[n - 1].child.kill().unwrap(); // SIGKILL
+    let killed = Instant::now();
+
+    wait_for(&c, 30, "failover", |c| c.get(&format!("/v1/jobs/{id}")).1["restarts"].as_u64().unwrap_or(0) >= 1);
+    let noticed = killed.elapsed();
+    eprintln!("worker {victim} killed; its job was restarting after {} ms", noticed.as_millis());
+    let workers_now = c.get("/v1/workers").1;
+    let ids: Vec<&str> = workers_now["workers"].as_array().unwrap().iter().filter_map(|w| w["id"].as_str()).collect();
+    assert!(!ids.contains(&victim.as_str()) && ids.len() == 2, "the lost worker is gone from the list: {ids:?}");
+
+    let job = c.wait_job(&id, 120, |j| j["state"] == "FINISHED" || j["state"] == "FAILED");
+    assert_eq!(job["state"], "FINISHED", "{job:#}");
+    let exceptions = c.ok(&["exceptions", &id]);
+    assert!(exceptions.contains(&format!("worker `{victim}`")) && exceptions.contains("was lost"), "{exceptions}");
+    let now_on = worker_of(&c, &id);
+    assert_ne!(now_on.as_deref(), Some(victim.as_str()));
+    assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "every line exactly once");
+}
