@@ -97,11 +97,26 @@ fn sorted_lines(path: &Path) -> Vec<String> {
     lines
 }
 
+/// [`write_spec`] without checkpoints, at parallelism `parallelism`: a
+/// job the coordinator spreads over workers, a slot on each.
+fn write_spread_spec(dir: &Path, events: u32, parallelism: u32) -> String {
+    let path = write_spec(dir, events);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let checkpoints = text.lines().find(|l| l.starts_with("checkpoints:")).unwrap().to_owned();
+    let text = text.replace(&checkpoints, "").replace("parallelism: 2\n", &format!("parallelism: {parallelism}\n"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// What `weir run` (local mode) writes for the spec.
 fn local_output(dir: &Path, events: u32) -> Vec<String> {
     let spec = write_spec(dir, events);
+    local_output_of(dir, &spec, events)
+}
+
+fn local_output_of(dir: &Path, spec: &str, events: u32) -> Vec<String> {
     let cache = tempfile::tempdir().unwrap();
-    let out = weir(&["run", &spec, "--no-server"], cache.path());
+    let out = weir(&["run", spec, "--no-server"], cache.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines = sorted_lines(&dir.join("out/counts.csv"));
     assert_eq!(lines.len(), events as usize);
@@ -171,4 +186,38 @@ fn a_worker_killed_with_sigkill_is_noticed_and_its_job_fails_over_with_exactly_o
     let now_on = worker_of(&c, &id);
     assert_ne!(now_on.as_deref(), Some(victim.as_str()));
     assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "every line exactly once");
+}
+
+#[test]
+fn a_keyed_job_spread_over_three_workers_sends_its_keys_between_them_and_writes_what_local_mode_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let local = root.join("local");
+    let spec = write_spread_spec(&local, 60_000, 3);
+    let expected = local_output_of(&local, &spec, 60_000);
+    let (c, _workers) = cluster(3, &root);
+
+    let spec = write_spread_spec(&root.join("remote"), 60_000, 3);
+    let id = c.ok(&["submit", &spec]);
+    c.wait_job(&id, 60, |j| j["state"] == "RUNNING");
+    let holding: Vec<String> = (1..=3)
+        .map(|n| format!("w{n}"))
+        .filter(|w| {
+            let workers = c.get("/v1/workers").1;
+            workers["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["id"] == w.as_str() && x["jobs"].as_array().unwrap().iter().any(|j| j == id.as_str()))
+        })
+        .collect();
+    assert_eq!(holding.len(), 3, "a slot of the job on every worker: {holding:?}");
+    let job = c.wait_job(&id, 120, |j| j["state"].as_str().is_some_and(|s| s != "CREATED" && s != "RUNNING"));
+    assert_eq!(job["state"], "FINISHED", "{job:#}");
+    assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "the same lines as local mode");
+    let count = &job["vertices"][1];
+    let per_subtask: Vec<u64> =
+        count["subtasks"].as_array().unwrap().iter().map(|s| s["metrics"]["numRecordsIn"].as_u64().unwrap()).collect();
+    assert_eq!(per_subtask.iter().sum::<u64>(), 60_000, "each subtask's metrics from its own worker: {per_subtask:?}");
+    assert!(per_subtask.iter().all(|&n| n > 10_000), "every worker counted its keys: {per_subtask:?}");
 }

@@ -864,8 +864,11 @@ impl Coordinator {
                         let _ = exec.summary();
                     }
                     lock(&master.run).set_state(JobState::Failed);
-                    let worker = lock(&coordinator.slots).held.iter().position(|h| h.contains_key(&master.id));
-                    coordinator.end_job(&master, &wd2, worker);
+                    let held: Vec<usize> = {
+                        let slots = lock(&coordinator.slots);
+                        (0..slots.held.len()).filter(|&w| slots.held[w].contains_key(&master.id)).collect()
+                    };
+                    coordinator.end_job(&master, &wd2, Some(&held));
                 }
             })
             .map_err(|e| {
@@ -934,13 +937,16 @@ impl Coordinator {
     /// latest checkpoint under the restart strategy, the end.
     fn run_job(&self, job: &JobMaster, spec: Spec, wd: PathBuf, checkpoints: CheckpointPlan) {
         let need = lock(&job.run).detail.slots;
-        let Some(mut worker) = self.acquire_slots(job, need) else {
+        // A job taking checkpoints runs on one worker (checkpoints across
+        // workers are not built yet); one without may be spread.
+        let spreadable = spec.checkpoints.is_none();
+        let Some(mut placed) = self.acquire_slots(job, need, spreadable) else {
             self.end_job(job, &wd, None);
             return;
         };
         if lock(&job.run).cancel_requested {
             lock(&job.run).set_state(JobState::Canceled);
-            self.end_job(job, &wd, Some(worker));
+            self.end_job(job, &wd, Some(&placed));
             return;
         }
         let fail = |message: String| {
@@ -955,7 +961,7 @@ impl Coordinator {
             Some(Ok(store)) => Some(store),
             Some(Err(e)) => {
                 fail(e);
-                self.end_job(job, &wd, Some(worker));
+                self.end_job(job, &wd, Some(&placed));
                 return;
             }
         };
@@ -966,7 +972,7 @@ impl Coordinator {
             Some(Ok(next)) => next,
             Some(Err(e)) => {
                 fail(e);
-                self.end_job(job, &wd, Some(worker));
+                self.end_job(job, &wd, Some(&placed));
                 return;
             }
         };
@@ -979,7 +985,7 @@ impl Coordinator {
                 }
                 Err(e) => {
                     fail(e);
-                    self.end_job(job, &wd, Some(worker));
+                    self.end_job(job, &wd, Some(&placed));
                     return;
                 }
             }
@@ -1000,7 +1006,7 @@ impl Coordinator {
                 }
                 Some(Err(e)) => {
                     fail(e);
-                    self.end_job(job, &wd, Some(worker));
+                    self.end_job(job, &wd, Some(&placed));
                     return;
                 }
             }
@@ -1009,35 +1015,35 @@ impl Coordinator {
         let started = Instant::now();
         // What a restart restores: the latest checkpoint of this run, else
         // the savepoint it started from, else nothing. `Err`: the job failed.
-        let reload = |worker: usize| match store.as_ref().map(|s| s.latest_since(floor)) {
+        let reload = |placed: &[usize]| match store.as_ref().map(|s| s.latest_since(floor)) {
             None | Some(Ok(None)) => Ok(initial.clone()),
             Some(Ok(Some(r))) => Ok(Some(Arc::new(r))),
             Some(Err(e)) => {
                 fail(e);
-                self.end_job(job, &wd, Some(worker));
+                self.end_job(job, &wd, Some(placed));
                 Err(())
             }
         };
         // After a failure: restart (what to restore), or `None`: the job ended.
-        let again = |run: std::sync::MutexGuard<'_, Run>, restarts: &mut RestartTracker, worker: usize| {
-            if !self.restart_after_failure(job, run, restarts, started, &wd, worker) {
+        let again = |run: std::sync::MutexGuard<'_, Run>, restarts: &mut RestartTracker, placed: &[usize]| {
+            if !self.restart_after_failure(job, run, restarts, started, &wd, placed) {
                 return None;
             }
-            reload(worker).ok()
+            reload(placed).ok()
         };
         loop {
-            if !self.worker_alive(worker) {
-                // Its worker was lost: the slots of another, once free.
-                self.release_slots(job, worker);
-                match self.acquire_slots(job, need) {
-                    Some(w) => worker = w,
+            if !self.workers_alive(&placed) {
+                // A worker of it was lost: the slots of others, once free.
+                self.release_slots(job, &placed);
+                match self.acquire_slots(job, need, spreadable) {
+                    Some(p) => placed = p,
                     None => {
                         self.end_job(job, &wd, None);
                         return;
                     }
                 }
             }
-            let deployer = lock(&self.slots).workers[worker].clone();
+            let deployer = self.deployer(&job.id, &placed);
             let deployment = Deployment {
                 job: job.id.clone(),
                 spec: spec.clone(),
@@ -1045,6 +1051,7 @@ impl Coordinator {
                 checkpoint_name: checkpoints.name.clone(),
                 restore: restore.take(),
                 allow_non_restored_state: checkpoints.allow_non_restored_state,
+                spread: None,
             };
             let exec = match deployer.deploy(deployment) {
                 Ok(exec) => exec,
@@ -1056,7 +1063,7 @@ impl Coordinator {
                     run.add_errors(errors);
                     run.exec_errors = 0;
                     drop(run);
-                    match reload(worker) {
+                    match reload(&placed) {
                         Ok(r) => restore = r,
                         Err(()) => return,
                     }
@@ -1070,7 +1077,7 @@ impl Coordinator {
                     // file it restores cannot be read now) goes through its
                     // restart strategy; one that never ran fails at once.
                     if restarts.restarts() > 0 && !run.cancel_requested {
-                        match again(run, &mut restarts, worker) {
+                        match again(run, &mut restarts, &placed) {
                             Some(r) => restore = r,
                             None => return,
                         }
@@ -1079,7 +1086,7 @@ impl Coordinator {
                     run.detail.status_message = run.exceptions.last().map(|e| e.exception.clone());
                     run.set_state(JobState::Failed);
                     drop(run);
-                    self.end_job(job, &wd, Some(worker));
+                    self.end_job(job, &wd, Some(&placed));
                     return;
                 }
             };
@@ -1138,7 +1145,7 @@ impl Coordinator {
             run.exec_errors = 0;
             if status == JobStatus::Failed && !run.cancel_requested {
                 run.summary = summary;
-                match again(run, &mut restarts, worker) {
+                match again(run, &mut restarts, &placed) {
                     Some(r) => restore = r,
                     None => return,
                 }
@@ -1164,7 +1171,7 @@ impl Coordinator {
                 None => run.set_state(to_state(status)),
             }
             drop(run);
-            self.end_job(job, &wd, Some(worker));
+            self.end_job(job, &wd, Some(&placed));
             return;
         }
     }
@@ -1179,7 +1186,7 @@ impl Coordinator {
         restarts: &mut RestartTracker,
         started: Instant,
         wd: &Path,
-        worker: usize,
+        placed: &[usize],
     ) -> bool {
         let cause = run.exceptions.last().map(|e| e.exception.clone()).unwrap_or_default();
         match restarts.on_failure(started.elapsed().as_millis() as u64, random_fraction()) {
@@ -1196,7 +1203,7 @@ impl Coordinator {
                 tracing::warn!("job {} restarts in {} ms after: {cause}", job.id, delay.as_millis());
                 if !self.wait_unless_cancelled(job, delay) {
                     lock(&job.run).set_state(JobState::Canceled);
-                    self.end_job(job, wd, Some(worker));
+                    self.end_job(job, wd, Some(placed));
                     return false;
                 }
                 true
@@ -1205,7 +1212,7 @@ impl Coordinator {
                 run.detail.status_message = Some(format!("{cause} (not restarted: {why})"));
                 run.set_state(JobState::Failed);
                 drop(run);
-                self.end_job(job, wd, Some(worker));
+                self.end_job(job, wd, Some(placed));
                 false
             }
         }
@@ -1231,10 +1238,12 @@ impl Coordinator {
         }
     }
 
-    /// Waits for `need` slots on one worker; `None` if the job was
-    /// cancelled while it waited (it is then CANCELED) or no worker has
-    /// that many slots (it is then FAILED).
-    fn acquire_slots(&self, job: &JobMaster, need: u32) -> Option<usize> {
+    /// Waits for `need` slots: on one worker, or (`spread`) one slot
+    /// each on workers with a data plane in turn, when there are at least
+    /// two of those with room. Per slot, the worker that holds it; `None`
+    /// if the job was cancelled while it waited (it is then CANCELED) or
+    /// no worker can ever have that many slots (it is then FAILED).
+    fn acquire_slots(&self, job: &JobMaster, need: u32, spread: bool) -> Option<Vec<usize>> {
         let accepts_workers = self.accepts_workers.load(std::sync::atomic::Ordering::Acquire);
         let mut slots = lock(&self.slots);
         let most = slots.alive().map(|(_, w)| w.slots()).max().unwrap_or(0);
@@ -1256,16 +1265,22 @@ impl Coordinator {
                 lock(&job.run).set_state(JobState::Canceled);
                 return None;
             }
-            if let Some(w) = (0..slots.workers.len()).find(|&w| slots.free(w) >= need) {
-                slots.held[w].insert(job.id.clone(), need);
-                return Some(w);
+            let placed = if spread { spread_over(&slots, need) } else { None };
+            let placed = placed
+                .or_else(|| (0..slots.workers.len()).find(|&w| slots.free(w) >= need).map(|w| vec![w; need as usize]));
+            if let Some(placed) = placed {
+                for &w in &placed {
+                    *slots.held[w].entry(job.id.clone()).or_default() += 1;
+                }
+                return Some(placed);
             }
             let free_now: u32 = (0..slots.workers.len()).map(|w| slots.free(w)).sum();
             let workers = slots.alive().count();
+            let wanted = if spread { "free slots" } else { "a worker with free slots" };
             lock(&job.run).detail.status_message = Some(format!(
-                "waiting for a worker with {need} free slots ({workers} workers, {free_now} slots free now{})",
+                "waiting for {need} {wanted} ({workers} workers, {free_now} slots free now{})",
                 if accepts_workers {
-                    format!("; start one with `weir worker --slots {need}` or more")
+                    format!("; start a worker with `weir worker --slots {need}`")
                 } else {
                     String::new()
                 }
@@ -1274,21 +1289,39 @@ impl Coordinator {
         }
     }
 
-    /// Whether worker `w` is still there.
-    fn worker_alive(&self, w: usize) -> bool {
-        lock(&self.slots).workers[w].alive()
+    /// Whether every worker of `placed` is still there.
+    fn workers_alive(&self, placed: &[usize]) -> bool {
+        let slots = lock(&self.slots);
+        placed.iter().all(|&w| slots.workers[w].alive())
     }
 
-    /// Gives back the slots job `job` holds on worker `w`.
-    fn release_slots(&self, job: &JobMaster, w: usize) {
+    /// Gives back the slots job `job` holds on the workers of `placed`.
+    fn release_slots(&self, job: &JobMaster, placed: &[usize]) {
         let mut slots = lock(&self.slots);
-        slots.held[w].remove(&job.id);
+        for &w in placed {
+            slots.held[w].remove(&job.id);
+        }
         self.slots_freed.notify_all();
     }
 
-    fn end_job(&self, job: &JobMaster, _wd: &Path, worker: Option<usize>) {
-        if let Some(w) = worker {
-            self.release_slots(job, w);
+    /// What deploys job `id` on the workers of `placed`: the one worker,
+    /// or the workers of a spread job together.
+    fn deployer(&self, id: &str, placed: &[usize]) -> Arc<dyn crate::worker::Worker> {
+        let slots = lock(&self.slots);
+        let mut workers: Vec<usize> = placed.to_vec();
+        workers.sort_unstable();
+        workers.dedup();
+        if let [one] = workers.as_slice() {
+            return slots.workers[*one].clone();
+        }
+        let parts = workers.iter().map(|&w| slots.workers[w].clone()).collect();
+        let slot_part = placed.iter().map(|w| workers.binary_search(w).unwrap_or(0)).collect();
+        Arc::new(crate::cluster::spread::SpreadDeployer { job: id.to_owned(), parts, slot_part })
+    }
+
+    fn end_job(&self, job: &JobMaster, _wd: &Path, placed: Option<&[usize]>) {
+        if let Some(placed) = placed {
+            self.release_slots(job, placed);
         }
         job.persist(&self.config.data_dir);
         lock(&job.run).ended = true;
@@ -1808,4 +1841,29 @@ fn checkpoints_of(all: &[CheckpointStats]) -> Checkpoints {
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// `need` slots, one each on the workers with a data plane in turn (most
+/// free slots first), when at least two of them have room; `None`
+/// otherwise.
+fn spread_over(slots: &crate::Slots, need: u32) -> Option<Vec<usize>> {
+    let mut free: Vec<(usize, u32)> = (0..slots.workers.len())
+        .filter(|&w| slots.workers[w].data_address().is_some())
+        .map(|w| (w, slots.free(w)))
+        .filter(|&(_, f)| f > 0)
+        .collect();
+    if free.len() < 2 || free.iter().map(|&(_, f)| u64::from(f)).sum::<u64>() < u64::from(need) {
+        return None;
+    }
+    free.sort_by_key(|&(w, f)| (std::cmp::Reverse(f), w));
+    let mut placed = Vec::with_capacity(need as usize);
+    while placed.len() < need as usize {
+        for (w, f) in free.iter_mut() {
+            if *f > 0 && placed.len() < need as usize {
+                placed.push(*w);
+                *f -= 1;
+            }
+        }
+    }
+    Some(placed)
 }

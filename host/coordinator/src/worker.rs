@@ -31,6 +31,9 @@ pub struct Deployment {
     pub restore: Option<Arc<Restored>>,
     /// Drop restored state of operators the job no longer has.
     pub allow_non_restored_state: bool,
+    /// When the job is spread over several workers: who runs which slot
+    /// (this worker runs its own, with channels to the others).
+    pub spread: Option<crate::cluster::protocol::Spread>,
 }
 
 /// A worker: slots to run jobs in.
@@ -45,6 +48,11 @@ pub trait Worker: Send + Sync {
     /// heartbeats is not, and offers no slots).
     fn alive(&self) -> bool {
         true
+    }
+    /// Where other workers reach its data plane; `None`: it has none (the
+    /// embedded worker), so no job is spread over it.
+    fn data_address(&self) -> Option<std::net::SocketAddr> {
+        None
     }
     /// Starts `deployment`. Errors before anything runs (a component that
     /// does not load, a file that cannot be opened) come back here as the
@@ -103,10 +111,22 @@ impl Worker for EmbeddedWorker {
     }
 
     fn deploy(&self, d: Deployment) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
+        self.deploy_part(d, None)
+    }
+}
+
+impl EmbeddedWorker {
+    /// Starts `d`, or (with `placement`) this worker's part of it.
+    pub(crate) fn deploy_part(
+        &self,
+        d: Deployment,
+        placement: Option<weir_runtime::Placement>,
+    ) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
         let options = RunOptions {
             checkpoint_name: Some(d.checkpoint_name),
             restore: d.restore,
             allow_non_restored_state: d.allow_non_restored_state,
+            placement,
             ..RunOptions::default()
         };
         match weir_runtime::start(&d.spec, &self.rt, options) {

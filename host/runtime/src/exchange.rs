@@ -239,20 +239,82 @@ impl Inbox {
     }
 }
 
-/// One input of a consumer task: its inbox and the queue index.
+/// One input of a consumer task: its inbox and the queue index, or a
+/// channel to it in another process.
 #[derive(Clone)]
-pub(crate) struct InputSender {
-    pub inbox: Arc<Inbox>,
-    pub input: usize,
+pub(crate) enum InputSender {
+    /// In this process.
+    Local {
+        /// The consumer's inbox.
+        inbox: Arc<Inbox>,
+        /// Which of its queues.
+        input: usize,
+    },
+    /// In another process.
+    Remote(Arc<RemoteInput>),
+}
+
+/// A channel to a consumer in another process.
+pub(crate) struct RemoteInput {
+    pub sender: Mutex<Box<dyn crate::remote::RemoteSender>>,
+    /// The consumer, for errors.
+    pub consumer: String,
+    pub subtask: u32,
+    /// A broken channel fails the job (and the sender sees [`Closed`]).
+    pub job: std::sync::Weak<crate::job::JobShared>,
+    /// The producer, for errors: (what, vertex, subtask).
+    pub producer: (&'static str, String, u32),
+}
+
+impl RemoteInput {
+    fn send(&self, message: crate::remote::ChannelMessage) -> Result<(), Closed> {
+        let mut sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = if sender.has_room() {
+            sender.send(message)
+        } else {
+            let waiting = crate::metrics::begin(crate::metrics::Wait::Backpressured);
+            let sent = sender.send(message);
+            waiting.end();
+            sent
+        };
+        sent.map_err(|e| {
+            if let Some(job) = self.job.upgrade() {
+                let (what, vertex, subtask) = &self.producer;
+                job.fail(crate::task::TaskError {
+                    what,
+                    vertex: vertex.clone(),
+                    subtask: *subtask,
+                    record: None,
+                    message: format!("its channel to `{}` subtask {} failed: {e}", self.consumer, self.subtask),
+                    cancelled: false,
+                });
+            }
+            Closed
+        })
+    }
 }
 
 impl InputSender {
     fn send(&self, message: MessageKind) -> Result<(), Closed> {
-        self.inbox.send(self.input, message)
+        use crate::remote::ChannelMessage;
+        match self {
+            InputSender::Local { inbox, input } => inbox.send(*input, message),
+            InputSender::Remote(r) => r.send(match message {
+                MessageKind::Data(b) => ChannelMessage::Data(b),
+                MessageKind::Idle(idle) => ChannelMessage::Idle(idle),
+                MessageKind::Barrier(id) => ChannelMessage::Barrier(id),
+                MessageKind::End => ChannelMessage::End,
+                MessageKind::Priority { id, .. } | MessageKind::Overtaking { id, .. } => ChannelMessage::Priority(id),
+            }),
+        }
     }
 
     fn send_first(&self, id: u64) -> Result<(), Closed> {
-        self.inbox.send_first(self.input, id)
+        match self {
+            InputSender::Local { inbox, input } => inbox.send_first(*input, id),
+            // It overtakes what is queued on the consumer's side.
+            InputSender::Remote(r) => r.send(crate::remote::ChannelMessage::Priority(id)),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! whatever the graph's shape and order.
 
 use crate::checkpoint::{CheckpointShared, CheckpointStats, CheckpointStore, Restored, Savepoint, SavepointRequest};
-use crate::exchange::{Inbox, InputSender, Route, Router};
+use crate::exchange::{Inbox, InputSender, RemoteInput, Route, Router};
 use crate::gate::InputGate;
 use crate::graph::{JobGraph, Partition, VertexKind};
 use crate::metrics::{SubtaskCounters, SubtaskMetrics, TaskTimes};
@@ -191,6 +191,18 @@ impl JobShared {
         }
     }
 
+    /// Something outside the tasks failed the job (a channel from another
+    /// process broke): it is the job's error, and every task stops.
+    pub(crate) fn fail(&self, e: TaskError) {
+        let mut p = self.progress();
+        p.errors.push(e);
+        if p.status == JobStatus::Running {
+            p.status = JobStatus::Failing;
+        }
+        drop(p);
+        self.stop_all();
+    }
+
     /// A task ended with `result`.
     fn task_ended(&self, result: Result<Vec<(usize, String, u64)>, TaskError>) {
         let mut p = self.progress();
@@ -355,9 +367,16 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
 /// on their threads. Errors before anything runs (a component that does
 /// not load, a file that cannot be opened, an instance that cannot be
 /// created) come back here; later ones through the handle.
-pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHandle, JobError> {
+pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<JobHandle, JobError> {
     let started = Instant::now();
     let graph = JobGraph::from_spec(spec);
+    let placement = options.placement.take();
+    let local = |s: u32| placement.as_ref().is_none_or(|p| p.is_local(s));
+    if placement.is_some() && spec.checkpoints.is_some() {
+        return Err(JobError::State(
+            "checkpoints of a job spread over several workers are not built yet: run it on one worker".into(),
+        ));
+    }
     let instances: usize = graph
         .vertices
         .iter()
@@ -501,8 +520,20 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             continue;
         }
         let inputs = graph.input_layout(head).0;
-        for s in 0..graph.vertices[head].parallelism {
-            inboxes.insert((head, s), Inbox::new(inputs, options.channel_bytes));
+        for s in (0..graph.vertices[head].parallelism).filter(|&s| local(s)) {
+            let inbox = Inbox::new(inputs, options.channel_bytes);
+            if let Some(p) = &placement {
+                let remote = crate::remote::RemoteInbox {
+                    inbox: inbox.clone(),
+                    inputs,
+                    vertex: graph.vertices[head].id.clone(),
+                    subtask: s,
+                    what: names[head].what,
+                    job: Arc::downgrade(&shared),
+                };
+                p.exchange.serve(&graph.vertices[head].id, s, remote);
+            }
+            inboxes.insert((head, s), inbox);
         }
     }
     *shared.inboxes.lock().unwrap_or_else(|p| p.into_inner()) = inboxes.values().cloned().collect();
@@ -516,7 +547,16 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
             let base = graph.input_layout(c).1[ei];
             let p = graph.vertices[c].parallelism;
             let id = graph.vertices[c].id.clone();
-            let to = |t: u32, input: usize| InputSender { inbox: inboxes[&(c, t)].clone(), input };
+            let to = |t: u32, input: usize| match &placement {
+                Some(p) if !p.is_local(t) => InputSender::Remote(Arc::new(RemoteInput {
+                    sender: Mutex::new(p.exchange.connect(&graph.vertices[c].id, t, input)),
+                    consumer: graph.vertices[c].id.clone(),
+                    subtask: t,
+                    job: Arc::downgrade(&shared),
+                    producer: (names[v].what, names[v].id.clone(), s),
+                })),
+                _ => InputSender::Local { inbox: inboxes[&(c, t)].clone(), input },
+            };
             out.push(match &e.partition {
                 Partition::Forward => Router::new(id, Route::Forward, vec![to(s, base)]),
                 Partition::Hash(sel) => Router::new(
@@ -546,7 +586,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobHa
     for chain in &chains {
         let head = chain[0];
         let last = *chain.last().expect("invariant: chains are not empty");
-        for s in 0..graph.vertices[head].parallelism {
+        for s in (0..graph.vertices[head].parallelism).filter(|&s| local(s)) {
             let mut stages = Vec::new();
             let task = tasks.len();
             for &v in chain {

@@ -18,6 +18,7 @@ mod job;
 mod metrics;
 mod operator_state;
 mod operators;
+mod remote;
 mod state;
 mod task;
 mod window;
@@ -31,6 +32,7 @@ pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
 pub use metrics::SubtaskMetrics;
 pub use operators::{NativeMapFn, NativeProcessFn};
+pub use remote::{ChannelMessage, Placement, RemoteExchange, RemoteInbox, RemoteSender};
 pub use task::TaskError;
 
 use std::collections::HashMap;
@@ -82,6 +84,9 @@ pub struct RunOptions {
     /// Restore even when the checkpoint holds state of operators the job
     /// no longer has (dropping it); refused otherwise, naming them.
     pub allow_non_restored_state: bool,
+    /// Run only part of the job here (a cluster worker's slots), with
+    /// channels to the rest; `None`: all of it.
+    pub placement: Option<Placement>,
 }
 
 impl Default for RunOptions {
@@ -97,6 +102,7 @@ impl Default for RunOptions {
             checkpoint_name: None,
             restore: None,
             allow_non_restored_state: false,
+            placement: None,
         }
     }
 }

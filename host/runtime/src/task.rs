@@ -756,7 +756,7 @@ mod tests {
     }
 
     fn to(inbox: &Arc<Inbox>) -> Router {
-        Router::new("next".into(), Route::Forward, vec![InputSender { inbox: inbox.clone(), input: 0 }])
+        Router::new("next".into(), Route::Forward, vec![InputSender::Local { inbox: inbox.clone(), input: 0 }])
     }
 
     fn stage(vertex: usize, op: impl Operator + 'static) -> Stage {

@@ -7,7 +7,7 @@
 //! coordinator restarts them from their checkpoints) and joins again.
 
 use super::protocol::{Deploy, FENCE, Fetch, HEARTBEAT, JobReport, MAX_BLOB, SavepointReport, ToCoordinator, ToWorker};
-use crate::worker::{Deployment, EmbeddedWorker, Execution, Worker};
+use crate::worker::{Deployment, EmbeddedWorker, Execution};
 use sha2::Digest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,9 +133,17 @@ async fn connected(
         .map_err(|e| lost(format!("cannot connect to {addr}: {e}")))?
         .await
         .map_err(|e| lost(format!("cannot connect to {addr} with the worker's certificate: {e}")))?;
+    // Other workers reach this one's slots here, with certificates of
+    // the same CA.
+    let plane = super::data::DataPlane::open(&config.name, &identity, &ca, bind, &tokio::runtime::Handle::current())
+        .map_err(Ended::Refused)?;
     let mut to = connection.open_uni().await.map_err(|e| lost(format!("cannot open the control stream: {e}")))?;
-    let hello =
-        ToCoordinator::Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").to_owned(), slots: config.slots };
+    let hello = ToCoordinator::Hello {
+        protocol: PROTOCOL,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        slots: config.slots,
+        data_port: plane.port(),
+    };
     control::write(&mut to, &hello).await.map_err(|e| lost(e.0))?;
     let mut from = connection.accept_uni().await.map_err(|e| lost(format!("no answer to the hello: {e}")))?;
     match control::read::<ToWorker>(&mut from).await.map_err(|e| lost(e.0))? {
@@ -178,7 +186,7 @@ async fn connected(
         // The coordinator pings: silence means it is gone or cut off, and
         // is about to restart these jobs elsewhere.
         match tokio::time::timeout(FENCE, control::read::<ToWorker>(&mut from)).await {
-            Ok(Ok(Some(m))) => command(m, worker, &jobs, &tx, &connection, &config.data_dir),
+            Ok(Ok(Some(m))) => command(m, worker, &jobs, &tx, &connection, &config.data_dir, &plane),
             Ok(Ok(None)) => break "the coordinator closed the control stream".to_owned(),
             Ok(Err(e)) => break format!("lost the coordinator: {e}"),
             Err(_) => break format!("no word from the coordinator for {} s", FENCE.as_secs()),
@@ -199,6 +207,7 @@ async fn connected(
     for exec in &stopping {
         exec.wait_timeout(Duration::from_secs(1));
     }
+    plane.close();
     connection.close(0u32.into(), b"lost");
     Err(lost(reason))
 }
@@ -210,18 +219,20 @@ fn command(
     tx: &Sender<ToCoordinator>,
     connection: &quinn::Connection,
     data_dir: &Path,
+    plane: &Arc<super::data::DataPlane>,
 ) {
     match message {
         ToWorker::Welcome | ToWorker::Refused { .. } | ToWorker::Ping => {}
         ToWorker::Deploy(d) => {
             let (worker, jobs, tx, connection) = (worker.clone(), jobs.clone(), tx.clone(), connection.clone());
+            let plane = plane.clone();
             let blobs = data_dir.join("blobs");
             let handle = tokio::runtime::Handle::current();
             // Fetching and compiling take long: off the network threads.
             tokio::task::spawn_blocking(move || {
                 let (job, attempt) = (d.job.clone(), d.attempt);
                 let key = (job.clone(), attempt);
-                let errors = match deploy(*d, &worker, &handle, &connection, &blobs) {
+                let errors = match deploy(*d, &worker, &handle, &connection, &blobs, &plane) {
                     Ok(exec) => {
                         let mut jobs = lock(&jobs);
                         if jobs.closed || jobs.cancelled.remove(&key) {
@@ -275,6 +286,7 @@ fn deploy(
     handle: &tokio::runtime::Handle,
     connection: &quinn::Connection,
     blobs: &Path,
+    plane: &Arc<super::data::DataPlane>,
 ) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
     let name = d.spec.name.clone().unwrap_or_else(|| d.job.clone());
     let fail = |m: String| vec![TaskError::job(&name, m)];
@@ -290,14 +302,25 @@ fn deploy(
         None => None,
         Some(path) => Some(Arc::new(weir_runtime::load_from(path).map_err(fail)?)),
     };
-    worker.deploy(Deployment {
+    let placement = d.spread.map(|spread| weir_runtime::Placement {
+        local: spread.slots.iter().map(|p| p.name == plane.name()).collect(),
+        exchange: Arc::new(super::data::JobExchange {
+            plane: plane.clone(),
+            exchange: spread.exchange,
+            slots: spread.slots,
+            key_groups: spec.max_parallelism,
+        }),
+    });
+    let deployment = Deployment {
         job: d.job,
         spec,
         working_dir: PathBuf::new(),
         checkpoint_name: d.checkpoint_name,
         restore,
         allow_non_restored_state: d.allow_non_restored_state,
-    })
+        spread: None,
+    };
+    worker.deploy_part(deployment, placement)
 }
 
 /// Component `sha` in the worker's cache, fetched from the coordinator if

@@ -15,9 +15,11 @@
 //!
 //! [`member`] is the worker's side: `weir worker`.
 
+mod data;
 pub mod member;
 pub mod protocol;
 mod remote;
+pub(crate) mod spread;
 
 use crate::{Coordinator, OpenError};
 use protocol::{Fetch, ToCoordinator, ToWorker};
@@ -176,10 +178,11 @@ async fn member_session(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), connection.closed()).await;
         return Err(format!("refused: {message}"));
     }
-    let Some(ToCoordinator::Hello { slots, .. }) = hello else { unreachable!("refused above") };
+    let Some(ToCoordinator::Hello { slots, data_port, .. }) = hello else { unreachable!("refused above") };
+    let data = SocketAddr::new(peer.ip(), data_port);
     control::write(&mut to, &ToWorker::Welcome).await.map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ToWorker>(256);
-    let worker = Arc::new(remote::RemoteWorker::new(name.to_owned(), peer.to_string(), slots, tx.clone()));
+    let worker = Arc::new(remote::RemoteWorker::new(name.to_owned(), peer.to_string(), slots, data, tx.clone()));
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             if control::write(&mut to, &m).await.is_err() {

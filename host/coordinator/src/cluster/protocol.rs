@@ -44,6 +44,9 @@ pub enum ToCoordinator {
         version: String,
         /// Its slots.
         slots: u32,
+        /// The UDP port of its data plane (on the address it connects
+        /// from).
+        data_port: u16,
     },
     /// A deployment started (`errors` empty) or could not.
     Deployed {
@@ -153,6 +156,18 @@ pub struct Deploy {
     pub restore: Option<PathBuf>,
     /// Drop restored state of operators the job no longer has.
     pub allow_non_restored_state: bool,
+    /// When the job is spread over several workers: who runs which slot.
+    pub spread: Option<Spread>,
+}
+
+/// A job spread over several workers: per slot, the worker that runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Spread {
+    /// The execution's id: its channels carry it.
+    pub exchange: String,
+    /// Per slot (slot `i` holds subtask `i` of every vertex).
+    pub slots: Vec<super::data::Peer>,
 }
 
 /// A worker asks for a component.

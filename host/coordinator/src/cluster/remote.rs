@@ -27,6 +27,7 @@ pub(crate) struct RemoteWorker {
     id: String,
     address: String,
     slots: u32,
+    data: std::net::SocketAddr,
     to: Sender<ToWorker>,
     alive: AtomicBool,
     attempts: AtomicU64,
@@ -41,11 +42,18 @@ struct Inner {
 }
 
 impl RemoteWorker {
-    pub fn new(id: String, address: String, slots: u32, to: Sender<ToWorker>) -> RemoteWorker {
+    pub fn new(
+        id: String,
+        address: String,
+        slots: u32,
+        data: std::net::SocketAddr,
+        to: Sender<ToWorker>,
+    ) -> RemoteWorker {
         RemoteWorker {
             id,
             address,
             slots,
+            data,
             to,
             alive: AtomicBool::new(true),
             attempts: AtomicU64::new(0),
@@ -141,6 +149,10 @@ impl Worker for RemoteWorker {
         self.alive.load(Ordering::Acquire)
     }
 
+    fn data_address(&self) -> Option<std::net::SocketAddr> {
+        Some(self.data)
+    }
+
     fn deploy(&self, d: Deployment) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
         let name = d.spec.name.clone().unwrap_or_else(|| d.job.clone());
         let fail = |m: String| vec![TaskError::job(&name, m)];
@@ -163,6 +175,7 @@ impl Worker for RemoteWorker {
             checkpoint_name: d.checkpoint_name,
             restore: d.restore.map(|r| r.path.clone()),
             allow_non_restored_state: d.allow_non_restored_state,
+            spread: d.spread,
         };
         let forget = |m: String| {
             let mut inner = lock(&self.inner);

@@ -1,0 +1,337 @@
+//! The data plane between workers: a job spread over several workers
+//! sends each channel (producer subtask → consumer subtask) on its own
+//! QUIC stream of the connection between the two workers, mutual TLS
+//! under the cluster CA. A stream starts with a [`ChannelHeader`] saying
+//! which inbox it feeds, then carries `weir-net` frames (rkyv, CRC-32,
+//! checked on receipt). The stream's flow control is the channel's
+//! credit: a consumer that does not keep up stalls only the producers of
+//! its own channels.
+//!
+//! [`JobExchange`] is the runtime's [`RemoteExchange`] for one execution
+//! of one job: channels out are [`QuicSender`]s, each with a writer task;
+//! channels in are read by a thread each ([`DataPlane::receive`]) that
+//! delivers into the subtask's inbox, waiting while it is full.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use weir_net::channel;
+use weir_net::frame::{Frame, Received, WireBatch};
+use weir_net::pki::Identity;
+use weir_runtime::{ChannelMessage, RemoteExchange, RemoteInbox, RemoteSender};
+
+/// Channels one connection between two workers carries before a stalled
+/// one could take another's room (see `weir_net::channel::transport`).
+const CHANNELS: u32 = 64;
+
+/// How long a channel waits for the part of its job it feeds to start.
+const INBOX_WAIT: Duration = Duration::from_secs(60);
+
+/// Frames queued per channel before its producer waits (on top of the
+/// stream's window).
+const QUEUED_FRAMES: usize = 2;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A worker as a channel's other end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Peer {
+    /// Its name (its certificate's).
+    pub name: String,
+    /// Its data-plane address.
+    pub addr: SocketAddr,
+}
+
+/// What a channel's stream starts with.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ChannelHeader {
+    /// The execution of the job (a random id per deployment).
+    exchange: String,
+    /// The consumer vertex.
+    vertex: String,
+    /// Its subtask.
+    subtask: u32,
+    /// Which of its inputs.
+    input: usize,
+}
+
+type InboxKey = (String, String, u32);
+
+/// One worker's data plane: its QUIC endpoint (server and client), its
+/// connections to other workers, and the inboxes that channels feed.
+pub(crate) struct DataPlane {
+    name: String,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    handle: tokio::runtime::Handle,
+    peers: tokio::sync::Mutex<HashMap<String, quinn::Connection>>,
+    inboxes: Mutex<HashMap<InboxKey, (RemoteInbox, u32)>>,
+    registered: Condvar,
+}
+
+impl DataPlane {
+    /// Opens the data plane of worker `name` on `bind` (UDP).
+    pub fn open(
+        name: &str,
+        identity: &Identity,
+        ca: &[u8],
+        bind: SocketAddr,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Arc<DataPlane>, String> {
+        let server = weir_net::tls::server(identity, ca, true).map_err(|e| e.to_string())?;
+        let mut server = weir_net::join::quic_server(server).map_err(|e| e.0)?;
+        server.transport_config(channel::transport(CHANNELS));
+        let client = weir_net::tls::client(identity, ca).map_err(|e| e.to_string())?;
+        let mut client = weir_net::join::quic_client(client).map_err(|e| e.0)?;
+        client.transport_config(channel::transport(CHANNELS));
+        let endpoint = {
+            let _in = handle.enter();
+            quinn::Endpoint::server(server, bind).map_err(|e| format!("cannot open the data plane on {bind}: {e}"))?
+        };
+        let plane = Arc::new(DataPlane {
+            name: name.to_owned(),
+            endpoint,
+            client,
+            handle: handle.clone(),
+            peers: tokio::sync::Mutex::new(HashMap::new()),
+            inboxes: Mutex::new(HashMap::new()),
+            registered: Condvar::new(),
+        });
+        handle.spawn(plane.clone().accept());
+        Ok(plane)
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Closes it: every channel of this worker's jobs ends.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"the worker left the cluster");
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.endpoint.local_addr().map_or(0, |a| a.port())
+    }
+
+    async fn accept(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let plane = self.clone();
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                // The server asks for a certificate of the cluster CA.
+                let from = weir_net::tls::peer_name(&connection).unwrap_or_default();
+                while let Ok(stream) = connection.accept_uni().await {
+                    let (plane, named) = (plane.clone(), from.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("weir-channel-in".into())
+                        .spawn(move || plane.receive(stream, &named));
+                    if let Err(e) = spawned {
+                        tracing::warn!("cannot start a thread for a channel from `{from}`: {e}");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Reads one channel into its inbox, to its end.
+    fn receive(&self, mut stream: quinn::RecvStream, from: &str) {
+        let header = self.handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), weir_net::control::read::<ChannelHeader>(&mut stream)).await
+        });
+        let header = match header {
+            Ok(Ok(Some(h))) => h,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => return tracing::warn!("a channel from `{from}` did not say where it goes: {e}"),
+            Err(_) => return tracing::warn!("a channel from `{from}` did not say where it goes within 10 s"),
+        };
+        let key = (header.exchange.clone(), header.vertex.clone(), header.subtask);
+        let Some((inbox, key_groups)) = self.wait_inbox(&key) else {
+            tracing::warn!(
+                "a channel from `{from}` into `{}` subtask {}: no such part of a job runs here",
+                header.vertex,
+                header.subtask
+            );
+            let _ = stream.stop(1u32.into());
+            return;
+        };
+        let place = format!(
+            "the channel from worker `{from}` into `{}` subtask {} (input {})",
+            header.vertex, header.subtask, header.input
+        );
+        loop {
+            let message = match self.handle.block_on(channel::recv(&mut stream, key_groups)) {
+                Ok(Some(Received::Data(b))) => ChannelMessage::Data(b),
+                Ok(Some(Received::Idle(idle))) => ChannelMessage::Idle(idle),
+                Ok(Some(Received::Barrier(id))) => ChannelMessage::Barrier(id),
+                Ok(Some(Received::Priority(id))) => ChannelMessage::Priority(id),
+                Ok(Some(Received::End)) => ChannelMessage::End,
+                Ok(None) => {
+                    if inbox.alive() {
+                        inbox.fail(format!("{place} ended before the end of its input (its producer stopped)"));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    if inbox.alive() {
+                        inbox.fail(format!("{place} failed: {e}"));
+                    }
+                    let _ = stream.stop(2u32.into());
+                    return;
+                }
+            };
+            let end = matches!(message, ChannelMessage::End);
+            if let Err(e) = inbox.deliver(header.input, message) {
+                if inbox.alive() {
+                    inbox.fail(format!("{place}: {e}"));
+                }
+                let _ = stream.stop(3u32.into());
+                return;
+            }
+            if end {
+                return;
+            }
+        }
+    }
+
+    /// The inbox `key` names, once its part of the job has started here.
+    fn wait_inbox(&self, key: &InboxKey) -> Option<(RemoteInbox, u32)> {
+        let deadline = Instant::now() + INBOX_WAIT;
+        let mut inboxes = lock(&self.inboxes);
+        loop {
+            if let Some(found) = inboxes.get(key) {
+                return Some(found.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            inboxes = self.registered.wait_timeout(inboxes, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn register(&self, key: InboxKey, inbox: RemoteInbox, key_groups: u32) {
+        let mut inboxes = lock(&self.inboxes);
+        // Inboxes of jobs that ended here go.
+        inboxes.retain(|_, (i, _)| i.alive());
+        inboxes.insert(key, (inbox, key_groups));
+        drop(inboxes);
+        self.registered.notify_all();
+    }
+
+    /// The connection to `peer`, made if there is none.
+    async fn connection(&self, peer: &Peer) -> Result<quinn::Connection, String> {
+        let mut peers = self.peers.lock().await;
+        if let Some(c) = peers.get(&peer.name).filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
+        }
+        let c = self
+            .endpoint
+            .connect_with(self.client.clone(), peer.addr, &peer.name)
+            .map_err(|e| format!("cannot connect to worker `{}` at {}: {e}", peer.name, peer.addr))?
+            .await
+            .map_err(|e| format!("cannot reach worker `{}` at {}: {e}", peer.name, peer.addr))?;
+        peers.insert(peer.name.clone(), c.clone());
+        Ok(c)
+    }
+}
+
+/// The channels of one execution of a job spread over workers.
+pub(crate) struct JobExchange {
+    pub plane: Arc<DataPlane>,
+    /// The execution's id.
+    pub exchange: String,
+    /// Per slot: the worker that runs it.
+    pub slots: Vec<Peer>,
+    /// The job's key groups (max parallelism).
+    pub key_groups: u32,
+}
+
+impl RemoteExchange for JobExchange {
+    fn connect(&self, vertex: &str, subtask: u32, input: usize) -> Box<dyn RemoteSender> {
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUED_FRAMES);
+        let failed = Arc::new(Mutex::new(None));
+        let header = ChannelHeader { exchange: self.exchange.clone(), vertex: vertex.to_owned(), subtask, input };
+        match self.slots.get(subtask as usize) {
+            Some(peer) => {
+                let (plane, peer, f) = (self.plane.clone(), peer.clone(), failed.clone());
+                self.plane.handle.spawn(async move {
+                    if let Err(e) = write_channel(&plane, &peer, header, rx).await {
+                        *lock(&f) = Some(e);
+                    }
+                });
+            }
+            None => *lock(&failed) = Some(format!("slot {subtask} has no worker in the job's placement")),
+        }
+        Box::new(QuicSender { tx, failed })
+    }
+
+    fn serve(&self, vertex: &str, subtask: u32, inbox: RemoteInbox) {
+        debug_assert_eq!(self.slots.get(subtask as usize).map(|p| p.name.as_str()), Some(self.plane.name.as_str()));
+        self.plane.register((self.exchange.clone(), vertex.to_owned(), subtask), inbox, self.key_groups);
+    }
+}
+
+async fn write_channel(
+    plane: &DataPlane,
+    peer: &Peer,
+    header: ChannelHeader,
+    mut rx: tokio::sync::mpsc::Receiver<Frame>,
+) -> Result<(), String> {
+    let written = async {
+        let connection = plane.connection(peer).await?;
+        let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+        weir_net::control::write(&mut stream, &header).await.map_err(|e| e.0)?;
+        while let Some(frame) = rx.recv().await {
+            let end = matches!(frame, Frame::End);
+            channel::send(&mut stream, &frame).await.map_err(|e| e.to_string())?;
+            if end {
+                stream.finish().map_err(|e| e.to_string())?;
+                // Until the consumer has it all (or the connection goes).
+                let _ = stream.stopped().await;
+                return Ok(());
+            }
+        }
+        // The producer went without an end (its job stopped): the
+        // stream is reset, and the consumer sees it end early.
+        let _ = stream.reset(4u32.into());
+        Ok::<(), String>(())
+    };
+    let r = written.await;
+    rx.close();
+    r.map_err(|e| format!("to worker `{}` at {}: {e}", peer.name, peer.addr))
+}
+
+/// A channel to a subtask on another worker.
+struct QuicSender {
+    tx: tokio::sync::mpsc::Sender<Frame>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl RemoteSender for QuicSender {
+    fn has_room(&self) -> bool {
+        self.tx.capacity() > 0
+    }
+
+    fn send(&mut self, message: ChannelMessage) -> Result<(), String> {
+        let frame = match message {
+            ChannelMessage::Data(b) => Frame::Data(WireBatch::of(&b)),
+            ChannelMessage::Idle(idle) => Frame::Idle(idle),
+            ChannelMessage::Barrier(id) => Frame::Barrier(id),
+            ChannelMessage::Priority(id) => Frame::Priority(id),
+            ChannelMessage::End => Frame::End,
+        };
+        if self.tx.blocking_send(frame).is_err() {
+            return Err(lock(&self.failed).clone().unwrap_or_else(|| "the channel closed".to_owned()));
+        }
+        Ok(())
+    }
+}

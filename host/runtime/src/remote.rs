@@ -1,0 +1,121 @@
+//! Channels to and from subtasks in other processes: the runtime's side
+//! of a job spread over several workers. The runtime knows nothing of
+//! the network; whoever runs a part of a job gives [`start`](crate::start)
+//! a [`Placement`]: which slots run here, and a [`RemoteExchange`] that
+//! makes a [`RemoteSender`] for every channel into a subtask elsewhere,
+//! and is handed a [`RemoteInbox`] for every subtask here that producers
+//! elsewhere write into. The cluster (`weir-coordinator`) implements it
+//! over QUIC, a stream per channel, its flow control the credit.
+
+use crate::exchange::{Inbox, MessageKind};
+use crate::job::JobShared;
+use crate::task::TaskError;
+use std::sync::{Arc, Weak};
+use weir_core::Batch;
+
+/// What travels on a channel between processes, in order.
+#[derive(Debug)]
+pub enum ChannelMessage {
+    /// Events and the watermarks between them.
+    Data(Batch),
+    /// The producer went idle (`true`) or active again.
+    Idle(bool),
+    /// An aligned checkpoint's barrier.
+    Barrier(u64),
+    /// An unaligned checkpoint's barrier.
+    Priority(u64),
+    /// The producer ended: nothing follows.
+    End,
+}
+
+/// One channel into a subtask in another process. Sends block while the
+/// channel has no credit (backpressure).
+pub trait RemoteSender: Send {
+    /// Whether a message can go now, without waiting for credit.
+    fn has_room(&self) -> bool;
+    /// Sends a message; `Err` says why the channel failed.
+    fn send(&mut self, message: ChannelMessage) -> Result<(), String>;
+}
+
+/// The part of a job that runs in this process.
+pub struct Placement {
+    /// Per slot (slot `i` holds subtask `i` of every vertex): whether it
+    /// runs here.
+    pub local: Vec<bool>,
+    /// The channels to and from the other slots.
+    pub exchange: Arc<dyn RemoteExchange>,
+}
+
+impl Placement {
+    /// Whether subtask `s` of every vertex runs here.
+    pub fn is_local(&self, s: u32) -> bool {
+        self.local.get(s as usize).copied().unwrap_or(false)
+    }
+}
+
+/// Makes and takes a job's channels to and from other processes.
+pub trait RemoteExchange: Send + Sync {
+    /// The channel into input `input` of subtask `subtask` of vertex
+    /// `vertex`, which runs elsewhere.
+    fn connect(&self, vertex: &str, subtask: u32, input: usize) -> Box<dyn RemoteSender>;
+    /// Subtask `subtask` of vertex `vertex` runs here: producers elsewhere
+    /// write into `inbox`.
+    fn serve(&self, vertex: &str, subtask: u32, inbox: RemoteInbox);
+}
+
+/// The inbox of a subtask here, as channels from elsewhere write into it.
+#[derive(Clone)]
+pub struct RemoteInbox {
+    pub(crate) inbox: Arc<Inbox>,
+    pub(crate) inputs: usize,
+    pub(crate) vertex: String,
+    pub(crate) subtask: u32,
+    pub(crate) what: &'static str,
+    pub(crate) job: Weak<JobShared>,
+}
+
+impl RemoteInbox {
+    /// Its number of inputs (one per upstream subtask and edge).
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Whether its job still runs here (a channel for a job that ended
+    /// may be dropped).
+    pub fn alive(&self) -> bool {
+        self.job.upgrade().is_some_and(|j| !j.cancelled())
+    }
+
+    /// Puts `message` into input `input`, waiting while the input is full.
+    /// `Err`: the input does not exist, or the job is being torn down.
+    pub fn deliver(&self, input: usize, message: ChannelMessage) -> Result<(), String> {
+        if input >= self.inputs {
+            return Err(format!(
+                "input {input} of `{}` subtask {} does not exist (it has {})",
+                self.vertex, self.subtask, self.inputs
+            ));
+        }
+        let sent = match message {
+            ChannelMessage::Data(b) => self.inbox.send(input, MessageKind::Data(b)),
+            ChannelMessage::Idle(idle) => self.inbox.send(input, MessageKind::Idle(idle)),
+            ChannelMessage::Barrier(id) => self.inbox.send(input, MessageKind::Barrier(id)),
+            ChannelMessage::Priority(id) => self.inbox.send_first(input, id),
+            ChannelMessage::End => self.inbox.send(input, MessageKind::End),
+        };
+        sent.map_err(|_| "the job is being torn down".to_owned())
+    }
+
+    /// A channel into it broke: its job fails with `message`.
+    pub fn fail(&self, message: String) {
+        if let Some(job) = self.job.upgrade() {
+            job.fail(TaskError {
+                what: self.what,
+                vertex: self.vertex.clone(),
+                subtask: self.subtask,
+                record: None,
+                message,
+                cancelled: false,
+            });
+        }
+    }
+}
