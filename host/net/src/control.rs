@@ -31,6 +31,14 @@ pub async fn write<T: Serialize>(stream: &mut quinn::SendStream, message: &T) ->
 /// Reads the next message; `None` once the peer finished the stream
 /// between messages.
 pub async fn read<T: DeserializeOwned>(stream: &mut quinn::RecvStream) -> Result<Option<T>, ControlError> {
+    read_at_most(stream, MAX_CONTROL).await
+}
+
+/// [`read`], of a message of at most `max` bytes.
+pub async fn read_at_most<T: DeserializeOwned>(
+    stream: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<T>, ControlError> {
     let mut prefix = [0u8; 4];
     match stream.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -38,10 +46,8 @@ pub async fn read<T: DeserializeOwned>(stream: &mut quinn::RecvStream) -> Result
         Err(e) => return Err(ControlError(format!("cannot read: {e}"))),
     }
     let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_CONTROL {
-        return Err(ControlError(format!(
-            "the peer announced a message of {len} bytes, over the control plane's {MAX_CONTROL}"
-        )));
+    if len > max {
+        return Err(ControlError(format!("the peer announced a message of {len} bytes, over the {max} allowed")));
     }
     // Grown as it arrives: an announced length costs nothing until sent.
     let mut bytes = Vec::with_capacity(len.min(64 << 10));

@@ -257,13 +257,8 @@ pub(crate) enum InputSender {
 /// A channel to a consumer in another process.
 pub(crate) struct RemoteInput {
     pub sender: Mutex<Box<dyn crate::remote::RemoteSender>>,
-    /// The consumer, for errors.
-    pub consumer: String,
-    pub subtask: u32,
     /// A broken channel fails the job (and the sender sees [`Closed`]).
-    pub job: std::sync::Weak<crate::job::JobShared>,
-    /// The producer, for errors: (what, vertex, subtask).
-    pub producer: (&'static str, String, u32),
+    pub failure: crate::remote::ChannelFailure,
 }
 
 impl RemoteInput {
@@ -278,17 +273,7 @@ impl RemoteInput {
             sent
         };
         sent.map_err(|e| {
-            if let Some(job) = self.job.upgrade() {
-                let (what, vertex, subtask) = &self.producer;
-                job.fail(crate::task::TaskError {
-                    what,
-                    vertex: vertex.clone(),
-                    subtask: *subtask,
-                    record: None,
-                    message: format!("its channel to `{}` subtask {} failed: {e}", self.consumer, self.subtask),
-                    cancelled: false,
-                });
-            }
+            self.failure.fail(&e);
             Closed
         })
     }

@@ -131,6 +131,9 @@ pub(crate) struct JobShared {
     pub checkpoints: Option<Arc<CheckpointShared>>,
     cancel: AtomicBool,
     inboxes: Mutex<Vec<Arc<Inbox>>>,
+    /// Closers of channels to other processes: stopping the job wakes
+    /// tasks waiting for their credit.
+    pub(crate) remote_closers: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
     /// Per vertex, per subtask.
     pub counters: Vec<Vec<SubtaskCounters>>,
     progress: Mutex<Progress>,
@@ -155,6 +158,7 @@ impl JobShared {
             checkpoints,
             cancel: AtomicBool::new(false),
             inboxes: Mutex::new(Vec::new()),
+            remote_closers: Mutex::new(Vec::new()),
             counters,
             progress: Mutex::new(Progress {
                 running: 0,
@@ -189,20 +193,41 @@ impl JobShared {
         for inbox in self.inboxes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             inbox.close();
         }
+        for close in self.remote_closers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            close();
+        }
+    }
+
+    /// Whether the job still runs (not failing, cancelling or ended).
+    pub(crate) fn running(&self) -> bool {
+        self.progress().status == JobStatus::Running
     }
 
     /// Something outside the tasks failed the job (a channel from another
     /// process broke): it is the job's error, and every task stops.
+    /// Once the job is stopping anyway, channels break as it stops: that
+    /// is no error of its own, and is dropped.
     pub(crate) fn fail(&self, e: TaskError) {
         let mut p = self.progress();
-        p.errors.push(e);
-        if p.status == JobStatus::Running {
-            p.status = JobStatus::Failing;
+        if p.status != JobStatus::Running || self.cancelled() {
+            return;
         }
+        p.errors.push(e);
+        p.status = JobStatus::Failing;
         drop(p);
         self.stop_all();
     }
+}
 
+impl Drop for JobShared {
+    /// A job dropped (one that failed to start, too) closes its inboxes:
+    /// a channel from another process blocked in one wakes.
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+impl JobShared {
     /// A task ended with `result`.
     fn task_ended(&self, result: Result<Vec<(usize, String, u64)>, TaskError>) {
         let mut p = self.progress();
@@ -548,13 +573,16 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
             let p = graph.vertices[c].parallelism;
             let id = graph.vertices[c].id.clone();
             let to = |t: u32, input: usize| match &placement {
-                Some(p) if !p.is_local(t) => InputSender::Remote(Arc::new(RemoteInput {
-                    sender: Mutex::new(p.exchange.connect(&graph.vertices[c].id, t, input)),
-                    consumer: graph.vertices[c].id.clone(),
-                    subtask: t,
-                    job: Arc::downgrade(&shared),
-                    producer: (names[v].what, names[v].id.clone(), s),
-                })),
+                Some(p) if !p.is_local(t) => {
+                    let failure = crate::remote::ChannelFailure {
+                        job: Arc::downgrade(&shared),
+                        producer: (names[v].what, names[v].id.clone(), s),
+                        consumer: (graph.vertices[c].id.clone(), t),
+                    };
+                    let (sender, close) = p.exchange.connect(&graph.vertices[c].id, t, input, s, failure.clone());
+                    shared.remote_closers.lock().unwrap_or_else(|p| p.into_inner()).push(close);
+                    InputSender::Remote(Arc::new(RemoteInput { sender: Mutex::new(sender), failure }))
+                }
                 _ => InputSender::Local { inbox: inboxes[&(c, t)].clone(), input },
             };
             out.push(match &e.partition {

@@ -32,7 +32,7 @@ pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
 pub use metrics::SubtaskMetrics;
 pub use operators::{NativeMapFn, NativeProcessFn};
-pub use remote::{ChannelMessage, Placement, RemoteExchange, RemoteInbox, RemoteSender};
+pub use remote::{ChannelFailure, ChannelMessage, Placement, RemoteExchange, RemoteInbox, RemoteSender};
 pub use task::TaskError;
 
 use std::collections::HashMap;

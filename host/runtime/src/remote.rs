@@ -55,12 +55,50 @@ impl Placement {
 
 /// Makes and takes a job's channels to and from other processes.
 pub trait RemoteExchange: Send + Sync {
-    /// The channel into input `input` of subtask `subtask` of vertex
-    /// `vertex`, which runs elsewhere.
-    fn connect(&self, vertex: &str, subtask: u32, input: usize) -> Box<dyn RemoteSender>;
+    /// The channel from subtask `from` (of a vertex upstream) into input
+    /// `input` of subtask `subtask` of vertex `vertex`, which runs
+    /// elsewhere, and what closes it (waking a sender waiting for
+    /// credit) when the job stops. A channel that breaks later tells
+    /// `failure`.
+    fn connect(
+        &self,
+        vertex: &str,
+        subtask: u32,
+        input: usize,
+        from: u32,
+        failure: ChannelFailure,
+    ) -> (Box<dyn RemoteSender>, Arc<dyn Fn() + Send + Sync>);
     /// Subtask `subtask` of vertex `vertex` runs here: producers elsewhere
     /// write into `inbox`.
     fn serve(&self, vertex: &str, subtask: u32, inbox: RemoteInbox);
+}
+
+/// Where a channel to another process reports that it broke: its job
+/// fails, naming both ends (unless the job is stopping anyway).
+#[derive(Clone)]
+pub struct ChannelFailure {
+    pub(crate) job: Weak<JobShared>,
+    /// (what, vertex, subtask) of the producer.
+    pub(crate) producer: (&'static str, String, u32),
+    /// (vertex, subtask) of the consumer.
+    pub(crate) consumer: (String, u32),
+}
+
+impl ChannelFailure {
+    /// The channel broke: `why`.
+    pub fn fail(&self, why: &str) {
+        if let Some(job) = self.job.upgrade() {
+            let (what, vertex, subtask) = &self.producer;
+            job.fail(TaskError {
+                what,
+                vertex: vertex.clone(),
+                subtask: *subtask,
+                record: None,
+                message: format!("its channel to `{}` subtask {} failed: {why}", self.consumer.0, self.consumer.1),
+                cancelled: false,
+            });
+        }
+    }
 }
 
 /// The inbox of a subtask here, as channels from elsewhere write into it.
@@ -83,12 +121,15 @@ impl RemoteInbox {
     /// Whether its job still runs here (a channel for a job that ended
     /// may be dropped).
     pub fn alive(&self) -> bool {
-        self.job.upgrade().is_some_and(|j| !j.cancelled())
+        self.job.upgrade().is_some_and(|j| !j.cancelled() && j.running())
     }
 
     /// Puts `message` into input `input`, waiting while the input is full.
     /// `Err`: the input does not exist, or the job is being torn down.
     pub fn deliver(&self, input: usize, message: ChannelMessage) -> Result<(), String> {
+        if !self.alive() {
+            return Err("its job is not running here any more".into());
+        }
         if input >= self.inputs {
             return Err(format!(
                 "input {input} of `{}` subtask {} does not exist (it has {})",

@@ -20,14 +20,18 @@ use std::time::{Duration, Instant};
 use weir_net::channel;
 use weir_net::frame::{Frame, Received, WireBatch};
 use weir_net::pki::Identity;
-use weir_runtime::{ChannelMessage, RemoteExchange, RemoteInbox, RemoteSender};
+use weir_runtime::{ChannelFailure, ChannelMessage, RemoteExchange, RemoteInbox, RemoteSender};
 
 /// Channels one connection between two workers carries before a stalled
 /// one could take another's room (see `weir_net::channel::transport`).
 const CHANNELS: u32 = 64;
 
-/// How long a channel waits for the part of its job it feeds to start.
-const INBOX_WAIT: Duration = Duration::from_secs(60);
+/// How long a channel waits for the part of its job it feeds to start
+/// (parts are deployed one after another, each fetching and compiling).
+const INBOX_WAIT: Duration = Duration::from_secs(300);
+
+/// The largest channel header a worker reads.
+const MAX_HEADER: usize = 4096;
 
 /// Frames queued per channel before its producer waits (on top of the
 /// stream's window).
@@ -59,9 +63,21 @@ struct ChannelHeader {
     subtask: u32,
     /// Which of its inputs.
     input: usize,
+    /// The producer's subtask (its slot: the sender must be the worker
+    /// that runs it).
+    from: u32,
 }
 
 type InboxKey = (String, String, u32);
+
+/// An inbox channels may feed: the key groups of its job, and who runs
+/// which slot.
+#[derive(Clone)]
+struct Served {
+    inbox: RemoteInbox,
+    key_groups: u32,
+    slots: Arc<Vec<Peer>>,
+}
 
 /// One worker's data plane: its QUIC endpoint (server and client), its
 /// connections to other workers, and the inboxes that channels feed.
@@ -71,7 +87,7 @@ pub(crate) struct DataPlane {
     client: quinn::ClientConfig,
     handle: tokio::runtime::Handle,
     peers: tokio::sync::Mutex<HashMap<String, quinn::Connection>>,
-    inboxes: Mutex<HashMap<InboxKey, (RemoteInbox, u32)>>,
+    inboxes: Mutex<HashMap<InboxKey, Served>>,
     registered: Condvar,
 }
 
@@ -145,7 +161,8 @@ impl DataPlane {
     /// Reads one channel into its inbox, to its end.
     fn receive(&self, mut stream: quinn::RecvStream, from: &str) {
         let header = self.handle.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), weir_net::control::read::<ChannelHeader>(&mut stream)).await
+            let read = weir_net::control::read_at_most::<ChannelHeader>(&mut stream, MAX_HEADER);
+            tokio::time::timeout(Duration::from_secs(10), read).await
         });
         let header = match header {
             Ok(Ok(Some(h))) => h,
@@ -154,7 +171,7 @@ impl DataPlane {
             Err(_) => return tracing::warn!("a channel from `{from}` did not say where it goes within 10 s"),
         };
         let key = (header.exchange.clone(), header.vertex.clone(), header.subtask);
-        let Some((inbox, key_groups)) = self.wait_inbox(&key) else {
+        let Some(Served { inbox, key_groups, slots }) = self.wait_inbox(&key) else {
             tracing::warn!(
                 "a channel from `{from}` into `{}` subtask {}: no such part of a job runs here",
                 header.vertex,
@@ -163,6 +180,16 @@ impl DataPlane {
             let _ = stream.stop(1u32.into());
             return;
         };
+        if slots.get(header.from as usize).is_none_or(|p| p.name != from) {
+            tracing::warn!(
+                "worker `{from}` sent a channel from slot {} into `{}` subtask {}, and that slot is not its own: refused",
+                header.from,
+                header.vertex,
+                header.subtask
+            );
+            let _ = stream.stop(1u32.into());
+            return;
+        }
         let place = format!(
             "the channel from worker `{from}` into `{}` subtask {} (input {})",
             header.vertex, header.subtask, header.input
@@ -203,12 +230,13 @@ impl DataPlane {
     }
 
     /// The inbox `key` names, once its part of the job has started here.
-    fn wait_inbox(&self, key: &InboxKey) -> Option<(RemoteInbox, u32)> {
+    fn wait_inbox(&self, key: &InboxKey) -> Option<Served> {
         let deadline = Instant::now() + INBOX_WAIT;
         let mut inboxes = lock(&self.inboxes);
         loop {
             if let Some(found) = inboxes.get(key) {
-                return Some(found.clone());
+                // One whose job ended (or never started) takes nothing.
+                return found.inbox.alive().then(|| found.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -218,11 +246,11 @@ impl DataPlane {
         }
     }
 
-    fn register(&self, key: InboxKey, inbox: RemoteInbox, key_groups: u32) {
+    fn register(&self, key: InboxKey, served: Served) {
         let mut inboxes = lock(&self.inboxes);
         // Inboxes of jobs that ended here go.
-        inboxes.retain(|_, (i, _)| i.alive());
-        inboxes.insert(key, (inbox, key_groups));
+        inboxes.retain(|_, s| s.inbox.alive());
+        inboxes.insert(key, served);
         drop(inboxes);
         self.registered.notify_all();
     }
@@ -250,33 +278,51 @@ pub(crate) struct JobExchange {
     /// The execution's id.
     pub exchange: String,
     /// Per slot: the worker that runs it.
-    pub slots: Vec<Peer>,
+    pub slots: Arc<Vec<Peer>>,
     /// The job's key groups (max parallelism).
     pub key_groups: u32,
 }
 
 impl RemoteExchange for JobExchange {
-    fn connect(&self, vertex: &str, subtask: u32, input: usize) -> Box<dyn RemoteSender> {
-        let (tx, rx) = tokio::sync::mpsc::channel(QUEUED_FRAMES);
+    fn connect(
+        &self,
+        vertex: &str,
+        subtask: u32,
+        input: usize,
+        from: u32,
+        failure: ChannelFailure,
+    ) -> (Box<dyn RemoteSender>, Arc<dyn Fn() + Send + Sync>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_FRAMES);
         let failed = Arc::new(Mutex::new(None));
-        let header = ChannelHeader { exchange: self.exchange.clone(), vertex: vertex.to_owned(), subtask, input };
+        let closing = Arc::new(tokio::sync::Notify::new());
+        let header = ChannelHeader { exchange: self.exchange.clone(), vertex: vertex.to_owned(), subtask, input, from };
         match self.slots.get(subtask as usize) {
             Some(peer) => {
-                let (plane, peer, f) = (self.plane.clone(), peer.clone(), failed.clone());
+                let (plane, peer, f, closed) = (self.plane.clone(), peer.clone(), failed.clone(), closing.clone());
                 self.plane.handle.spawn(async move {
-                    if let Err(e) = write_channel(&plane, &peer, header, rx).await {
-                        *lock(&f) = Some(e);
+                    let written = tokio::select! {
+                        r = write_channel(&plane, &peer, header, &mut rx) => r,
+                        // The job stops: the stream goes with the future.
+                        _ = closed.notified() => Ok(()),
+                    };
+                    if let Err(e) = written {
+                        *lock(&f) = Some(e.clone());
+                        failure.fail(&e);
                     }
+                    // A sender waiting for room wakes, refused.
+                    rx.close();
                 });
             }
             None => *lock(&failed) = Some(format!("slot {subtask} has no worker in the job's placement")),
         }
-        Box::new(QuicSender { tx, failed })
+        let close: Arc<dyn Fn() + Send + Sync> = Arc::new(move || closing.notify_one());
+        (Box::new(QuicSender { tx, failed }), close)
     }
 
     fn serve(&self, vertex: &str, subtask: u32, inbox: RemoteInbox) {
         debug_assert_eq!(self.slots.get(subtask as usize).map(|p| p.name.as_str()), Some(self.plane.name.as_str()));
-        self.plane.register((self.exchange.clone(), vertex.to_owned(), subtask), inbox, self.key_groups);
+        let served = Served { inbox, key_groups: self.key_groups, slots: self.slots.clone() };
+        self.plane.register((self.exchange.clone(), vertex.to_owned(), subtask), served);
     }
 }
 
@@ -284,7 +330,7 @@ async fn write_channel(
     plane: &DataPlane,
     peer: &Peer,
     header: ChannelHeader,
-    mut rx: tokio::sync::mpsc::Receiver<Frame>,
+    rx: &mut tokio::sync::mpsc::Receiver<Frame>,
 ) -> Result<(), String> {
     let written = async {
         let connection = plane.connection(peer).await?;
@@ -305,9 +351,7 @@ async fn write_channel(
         let _ = stream.reset(4u32.into());
         Ok::<(), String>(())
     };
-    let r = written.await;
-    rx.close();
-    r.map_err(|e| format!("to worker `{}` at {}: {e}", peer.name, peer.addr))
+    written.await.map_err(|e| format!("to worker `{}` at {}: {e}", peer.name, peer.addr))
 }
 
 /// A channel to a subtask on another worker.
@@ -333,5 +377,14 @@ impl RemoteSender for QuicSender {
             return Err(lock(&self.failed).clone().unwrap_or_else(|| "the channel closed".to_owned()));
         }
         Ok(())
+    }
+}
+
+/// Closes a data plane when dropped.
+pub(crate) struct Closing(pub Arc<DataPlane>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }

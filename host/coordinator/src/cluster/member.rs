@@ -137,6 +137,8 @@ async fn connected(
     // the same CA.
     let plane = super::data::DataPlane::open(&config.name, &identity, &ca, bind, &tokio::runtime::Handle::current())
         .map_err(Ended::Refused)?;
+    // Closed however the session ends.
+    let _closing = super::data::Closing(plane.clone());
     let mut to = connection.open_uni().await.map_err(|e| lost(format!("cannot open the control stream: {e}")))?;
     let hello = ToCoordinator::Hello {
         protocol: PROTOCOL,
@@ -207,7 +209,6 @@ async fn connected(
     for exec in &stopping {
         exec.wait_timeout(Duration::from_secs(1));
     }
-    plane.close();
     connection.close(0u32.into(), b"lost");
     Err(lost(reason))
 }
@@ -307,7 +308,7 @@ fn deploy(
         exchange: Arc::new(super::data::JobExchange {
             plane: plane.clone(),
             exchange: spread.exchange,
-            slots: spread.slots,
+            slots: Arc::new(spread.slots),
             key_groups: spec.max_parallelism,
         }),
     });

@@ -16,16 +16,20 @@ pub(crate) struct SpreadExecution {
     /// Per slot: the part that runs it.
     pub slot_part: Vec<usize>,
     stopped_others: AtomicBool,
+    /// Cancel was asked for: channels that break as the parts stop are
+    /// no failure of the job.
+    cancelled: AtomicBool,
 }
 
 impl SpreadExecution {
     pub fn new(parts: Vec<Arc<dyn Execution>>, slot_part: Vec<usize>) -> SpreadExecution {
-        SpreadExecution { parts, slot_part, stopped_others: AtomicBool::new(false) }
+        SpreadExecution { parts, slot_part, stopped_others: AtomicBool::new(false), cancelled: AtomicBool::new(false) }
     }
 
     /// Each vertex's metrics, each subtask's from the part that runs it.
     fn merge(&self, per_part: Vec<Vec<VertexMetrics>>) -> Vec<VertexMetrics> {
-        let Some(mut out) = per_part.first().cloned() else { return Vec::new() };
+        // A part that has not reported yet has no vertices.
+        let Some(mut out) = per_part.iter().find(|p| !p.is_empty()).cloned() else { return Vec::new() };
         for (v, vertex) in out.iter_mut().enumerate() {
             for (s, sub) in vertex.subtasks.iter_mut().enumerate() {
                 let part = self.slot_part.get(s).copied().unwrap_or(0);
@@ -43,7 +47,8 @@ impl SpreadExecution {
 impl Execution for SpreadExecution {
     fn status(&self) -> JobStatus {
         let statuses: Vec<JobStatus> = self.parts.iter().map(|p| p.status()).collect();
-        let failed = statuses.iter().any(|s| matches!(s, JobStatus::Failed | JobStatus::Failing));
+        let cancelled = self.cancelled.load(Ordering::Acquire);
+        let failed = !cancelled && statuses.iter().any(|s| matches!(s, JobStatus::Failed | JobStatus::Failing));
         if failed && !self.stopped_others.swap(true, Ordering::AcqRel) {
             // A part failed: the rest of the job cannot go on.
             for p in &self.parts {
@@ -72,6 +77,7 @@ impl Execution for SpreadExecution {
     }
 
     fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
         for p in &self.parts {
             p.cancel();
         }
@@ -180,6 +186,10 @@ impl crate::worker::Worker for SpreadDeployer {
                 Err(errors) => {
                     for e in &started {
                         e.cancel();
+                    }
+                    // Ended before their slots go to a restart.
+                    for e in &started {
+                        e.wait_timeout(Duration::from_secs(10));
                     }
                     return Err(errors);
                 }
