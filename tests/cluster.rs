@@ -221,3 +221,44 @@ fn a_keyed_job_spread_over_three_workers_sends_its_keys_between_them_and_writes_
     assert_eq!(per_subtask.iter().sum::<u64>(), 60_000, "each subtask's metrics from its own worker: {per_subtask:?}");
     assert!(per_subtask.iter().all(|&n| n > 10_000), "every worker counted its keys: {per_subtask:?}");
 }
+
+#[test]
+fn a_consumer_slow_on_one_worker_back_pressures_its_producers_and_no_other_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (c, _workers) = cluster(3, &root);
+    let job = root.join("slow");
+    std::fs::create_dir_all(&job).unwrap();
+    // Key "7" costs its subtask 200,000 rounds per event; the others
+    // nothing: one consumer subtask, on one worker, is slow.
+    let spec = job.join("pipeline.yaml");
+    let text = format!(
+        "name: slow\nparallelism: 3\nsources:\n  - {{id: events, type: generator, count: 100000000, keys: 97, pattern: sequence}}\n\
+         operators:\n  - id: work\n    kind: process\n    input: events\n    key-by: \"@key\"\n    component: {}\n    config: {{mode: slow-key, key: \"7\", n: 200000}}\n\
+         sinks:\n  - {{id: out, type: discard, input: work}}\n",
+        component("hostile-process").display()
+    );
+    std::fs::write(&spec, text).unwrap();
+    let id = c.ok(&["submit", spec.to_str().unwrap()]);
+    c.wait_job(&id, 60, |j| j["state"] == "RUNNING");
+    // Rates are per second over the last sample: let a few pass.
+    std::thread::sleep(Duration::from_secs(4));
+    let job = c.get(&format!("/v1/jobs/{id}")).1;
+    let rate =
+        |v: usize, s: usize, name: &str| job["vertices"][v]["subtasks"][s]["metrics"][name].as_f64().unwrap_or(-1.0);
+    let busy: Vec<f64> = (0..3).map(|s| rate(1, s, "busyTimeMsPerSecond")).collect();
+    let slow = (0..3).max_by(|&a, &b| busy[a].total_cmp(&busy[b])).unwrap();
+    assert!(busy[slow] > 600.0, "the subtask with key 7 is busy nearly all the time: {busy:?}\n{job:#}");
+    for s in (0..3).filter(|&s| s != slow) {
+        let back = rate(1, s, "backPressuredTimeMsPerSecond");
+        assert!(back < 50.0, "consumer subtask {s} is not back-pressured ({back} ms/s): {job:#}");
+        assert!(busy[s] < busy[slow] / 2.0, "consumer subtask {s} has little to do while {slow} is slow: {busy:?}");
+    }
+    for s in 0..3 {
+        let back = rate(0, s, "backPressuredTimeMsPerSecond");
+        assert!(back > 300.0, "source subtask {s} waits for the slow consumer's channel ({back} ms/s): {job:#}");
+    }
+    c.ok(&["cancel", &id]);
+    let ended = c.wait_job(&id, 30, |j| j["state"] == "CANCELED" || j["state"] == "FAILED");
+    assert_eq!(ended["state"], "CANCELED", "cancelling a spread job cancels it, whatever its channels say: {ended:#}");
+}
