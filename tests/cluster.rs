@@ -4,7 +4,11 @@
 //! workers writes what local mode writes; a worker killed with SIGKILL in
 //! the middle of a job is noticed by its missed heartbeats, and the job
 //! restarts from its latest checkpoint on another worker and writes
-//! every line exactly once.
+//! every line exactly once. A job without checkpoints is spread over the
+//! workers, its keyed channels between them one QUIC stream each; a
+//! consumer slow on one worker back-pressures only its producers. Where
+//! network namespaces can be made (root, `ip`), a worker in one of them
+//! whose veth link is cut is noticed and its job moves.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -35,16 +39,18 @@ fn cluster(workers: usize, root: &Path) -> (Coordinator, Vec<Worker>) {
         line.split("HOST:").nth(1).and_then(|r| r.split_whitespace().next()).expect("the join command names the port");
     let token = std::fs::read_to_string(c.data.path().join("join-token")).unwrap();
     assert!(line.contains(token.trim()), "the printed token is the one in <data-dir>/join-token: {line}");
-    let workers: Vec<Worker> = (1..=workers).map(|n| start_worker(&format!("w{n}"), port, token.trim())).collect();
+    let coordinator = format!("127.0.0.1:{port}");
+    let workers: Vec<Worker> =
+        (1..=workers).map(|n| start_worker(&format!("w{n}"), token.trim(), &coordinator)).collect();
     let registered = |c: &Coordinator| c.get("/v1/workers").1["workers"].as_array().map_or(0, Vec::len);
     wait_for(&c, 60, "registered workers", |c| registered(c) == workers.len());
     (c, workers)
 }
 
-fn start_worker(name: &str, port: &str, token: &str) -> Worker {
+fn start_worker(name: &str, token: &str, coordinator: &str) -> Worker {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(weir_bin())
-        .args(["worker", "--coordinator", &format!("127.0.0.1:{port}"), "--slots", "2", "--name", name, "--data-dir"])
+        .args(["worker", "--coordinator", coordinator, "--slots", "2", "--name", name, "--data-dir"])
         .arg(data.path())
         .env("WEIR_JOIN_TOKEN", token)
         .stderr(Stdio::piped())
@@ -261,4 +267,112 @@ fn a_consumer_slow_on_one_worker_back_pressures_its_producers_and_no_other_consu
     c.ok(&["cancel", &id]);
     let ended = c.wait_job(&id, 30, |j| j["state"] == "CANCELED" || j["state"] == "FAILED");
     assert_eq!(ended["state"], "CANCELED", "cancelling a spread job cancels it, whatever its channels say: {ended:#}");
+}
+
+/// A network namespace joined to this one by a veth pair (`10.213.n.1`
+/// here, `10.213.n.2` there), removed when dropped.
+struct Netns {
+    name: String,
+    host_if: String,
+    here: String,
+}
+
+impl Netns {
+    /// `None` (and why) where namespaces cannot be made: not root, no `ip`.
+    fn new() -> Result<Netns, String> {
+        let n = std::process::id() % 250 + 1;
+        let (name, host_if, peer_if) = (format!("weir-test-{n}"), format!("wt{n}a"), format!("wt{n}b"));
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        // Left over by a run that was killed.
+        let _ = ip(&["netns", "del", &name]);
+        let _ = ip(&["link", "del", &host_if]);
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name: name.clone(), host_if: host_if.clone(), here: format!("10.213.{n}.1") };
+        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &peer_if])?;
+        ip(&["link", "set", &peer_if, "netns", &name])?;
+        ip(&["addr", "add", &format!("10.213.{n}.1/30"), "dev", &host_if])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("10.213.{n}.2/30"), "dev", &peer_if])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", &peer_if, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Cuts the link: nothing passes any more, and no one is told.
+    fn cut(&self) {
+        let out = Command::new("ip").args(["link", "set", &self.host_if, "down"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+#[test]
+fn a_worker_whose_network_link_is_cut_is_noticed_and_its_job_restarts_on_another_worker() {
+    let ns = match Netns::new() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("SKIPPED: network namespaces are not available here ({e})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let expected = local_output(&root.join("local"), 200_000);
+    let listen = format!("{}:0", ns.here);
+    let c = Coordinator::start_with_slots(0, &["--cluster-listen", &listen, "--allow-path", root.to_str().unwrap()]);
+    let line = c.line_with("--join-token", 30);
+    let port = line.split("HOST:").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
+    let token = std::fs::read_to_string(c.data.path().join("join-token")).unwrap().trim().to_owned();
+    let coordinator = format!("{}:{port}", ns.here);
+
+    // The worker across the link runs the job; the one here takes over.
+    let data = tempfile::tempdir().unwrap();
+    let mut far = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(weir_bin())
+        .args(["worker", "--coordinator", &coordinator, "--slots", "2", "--name", "far", "--data-dir"])
+        .arg(data.path())
+        .env("WEIR_JOIN_TOKEN", &token)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let registered = |c: &Coordinator| c.get("/v1/workers").1["workers"].as_array().map_or(0, Vec::len);
+    wait_for(&c, 60, "the worker across the link", |c| registered(c) == 1);
+    let spec = write_spec(&root.join("remote"), 200_000);
+    let id = c.ok(&["submit", &spec]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.get(&format!("/v1/jobs/{id}/checkpoints")).1["counts"]["completed"].as_u64().unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints: {:#}", c.get(&format!("/v1/jobs/{id}")).1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(worker_of(&c, &id).as_deref(), Some("far"));
+    let near = start_worker("near", &token, &coordinator);
+    wait_for(&c, 60, "the worker here", |c| registered(c) == 2);
+
+    ns.cut();
+    let cut = Instant::now();
+    wait_for(&c, 30, "failover", |c| c.get(&format!("/v1/jobs/{id}")).1["restarts"].as_u64().unwrap_or(0) >= 1);
+    let noticed = cut.elapsed();
+    eprintln!("link cut; the job was restarting after {} ms", noticed.as_millis());
+    assert!(noticed < Duration::from_secs(15), "the cut link was noticed ({} ms)", noticed.as_millis());
+    let job = c.wait_job(&id, 120, |j| j["state"] == "FINISHED" || j["state"] == "FAILED");
+    assert_eq!(job["state"], "FINISHED", "{job:#}");
+    assert_eq!(worker_of(&c, &id), None, "the job's slots are free again");
+    assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "every line exactly once");
+    drop(near);
+    let _ = far.kill();
+    let _ = far.wait();
 }
