@@ -129,6 +129,15 @@ fn local_output_of(dir: &Path, spec: &str, events: u32) -> Vec<String> {
     lines
 }
 
+/// Waits until job `id` has completed `n` checkpoints (2 minutes at most).
+fn completed_checkpoints(c: &Coordinator, id: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.get(&format!("/v1/jobs/{id}/checkpoints")).1["counts"]["completed"].as_u64().unwrap_or(0) < n {
+        assert!(Instant::now() < deadline, "no checkpoints: {:#}", c.get(&format!("/v1/jobs/{id}")).1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The worker whose slots job `id` holds.
 fn worker_of(c: &Coordinator, id: &str) -> Option<String> {
     let workers = c.get("/v1/workers").1;
@@ -166,11 +175,7 @@ fn a_worker_killed_with_sigkill_is_noticed_and_its_job_fails_over_with_exactly_o
     let id = c.ok(&["submit", &spec]);
 
     // Running, with a checkpoint to come back to.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while c.get(&format!("/v1/jobs/{id}/checkpoints")).1["counts"]["completed"].as_u64().unwrap_or(0) < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints: {:#}", c.get(&format!("/v1/jobs/{id}")).1);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    completed_checkpoints(&c, &id, 2);
     let job = c.get(&format!("/v1/jobs/{id}")).1;
     assert_eq!(job["state"], "RUNNING", "the job must still run when its worker is killed: {job:#}");
     let victim = worker_of(&c, &id).expect("a worker holds the job's slots");
@@ -235,12 +240,12 @@ fn a_consumer_slow_on_one_worker_back_pressures_its_producers_and_no_other_consu
     let (c, _workers) = cluster(3, &root);
     let job = root.join("slow");
     std::fs::create_dir_all(&job).unwrap();
-    // Key "7" costs its subtask 200,000 rounds per event; the others
+    // Key "7" costs its subtask 1,000,000 rounds per event; the others
     // nothing: one consumer subtask, on one worker, is slow.
     let spec = job.join("pipeline.yaml");
     let text = format!(
         "name: slow\nparallelism: 3\nsources:\n  - {{id: events, type: generator, count: 100000000, keys: 97, pattern: sequence}}\n\
-         operators:\n  - id: work\n    kind: process\n    input: events\n    key-by: \"@key\"\n    component: {}\n    config: {{mode: slow-key, key: \"7\", n: 200000}}\n\
+         operators:\n  - id: work\n    kind: process\n    input: events\n    key-by: \"@key\"\n    component: {}\n    config: {{mode: slow-key, key: \"7\", n: 1000000}}\n\
          sinks:\n  - {{id: out, type: discard, input: work}}\n",
         component("hostile-process").display()
     );
@@ -353,11 +358,7 @@ fn a_worker_whose_network_link_is_cut_is_noticed_and_its_job_restarts_on_another
     wait_for(&c, 60, "the worker across the link", |c| registered(c) == 1);
     let spec = write_spec(&root.join("remote"), 200_000);
     let id = c.ok(&["submit", &spec]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while c.get(&format!("/v1/jobs/{id}/checkpoints")).1["counts"]["completed"].as_u64().unwrap_or(0) < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints: {:#}", c.get(&format!("/v1/jobs/{id}")).1);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    completed_checkpoints(&c, &id, 2);
     assert_eq!(worker_of(&c, &id).as_deref(), Some("far"));
     let near = start_worker("near", &token, &coordinator);
     wait_for(&c, 60, "the worker here", |c| registered(c) == 2);

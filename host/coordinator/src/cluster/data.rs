@@ -22,9 +22,12 @@ use weir_net::frame::{Frame, Received, WireBatch};
 use weir_net::pki::Identity;
 use weir_runtime::{ChannelFailure, ChannelMessage, RemoteExchange, RemoteInbox, RemoteSender};
 
-/// Channels one connection between two workers carries before a stalled
-/// one could take another's room (see `weir_net::channel::transport`).
-const CHANNELS: u32 = 64;
+/// Channels one connection between two workers carries (all jobs'
+/// together) before a stalled one could take another's room (see
+/// `weir_net::channel::transport`): 256 streams and a 64 MiB window, the
+/// most a peer makes this worker buffer. A keyed edge of parallelism p
+/// spread over w workers needs (p/w)² of them per pair.
+const CHANNELS: u32 = 256;
 
 /// How long a channel waits for the part of its job it feeds to start
 /// (parts are deployed one after another, each fetching and compiling).
