@@ -57,12 +57,13 @@ YAML
 id=$(WEIR_SERVER="$url" "$weir" submit "$work/job/pipeline.yaml" 2>/dev/null)
 echo "job $id: waiting for 100 MiB of checkpointed state ($keys keys)"
 while :; do
-  bytes=$(json "/v1/jobs/$id/checkpoints" | grep -o '"latest-completed":{[^}]*' | grep -o '"state-size":[0-9]*\|"bytes":[0-9]*' | head -1 | cut -d: -f2)
+  bytes=$(json "/v1/jobs/$id/checkpoints" | grep -o '"latest-completed":{[^}]*' | grep -o '"state-size":[0-9]*' | head -1 | cut -d: -f2 || true)
   [ -n "$bytes" ] && [ "$bytes" -ge $((100 << 20)) ] && break
   sleep 1
 done
 echo "latest checkpoint: $((bytes >> 20)) MiB"
-victim=$(json /v1/workers | grep -o "\"id\":\"w[12]\"[^}]*\"$id\"" | grep -o 'w[12]' | head -1)
+victim=$(json /v1/workers | grep -o "\"id\":\"w[12]\"[^}]*\"$id\"" | grep -o 'w[12]' | head -1 || true)
+[ -n "$victim" ] || { echo "no worker holds job $id: $(json /v1/workers)" >&2; exit 1; }
 kill -9 "${worker_pid[$victim]}"
 killed=$(ms)
 echo "killed worker $victim (SIGKILL)"
@@ -72,7 +73,7 @@ before=""
 while :; do
   job=$(json "/v1/jobs/$id")
   if echo "$job" | grep -q '"state":"RUNNING"'; then
-    n=$(echo "$job" | grep -o '"numRecordsIn":[0-9]*' | sed -n 2p | cut -d: -f2)
+    n=$(echo "$job" | grep -o '"numRecordsIn":[0-9]*' | sed -n 2p | cut -d: -f2 || true)
     if [ -n "$before" ] && [ -n "$n" ] && [ "$n" -gt "$before" ]; then break; fi
     before=${n:-0}
   fi
