@@ -105,11 +105,19 @@ pub fn decode(bytes: &[u8], key_groups: u32) -> Result<Received, FrameError> {
             bytes.len()
         )));
     }
-    // The archive is read in place: copied first to an aligned buffer (a
-    // stream's bytes come at any address).
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
-    aligned.extend_from_slice(archive);
-    let archived = rkyv::access::<ArchivedFrame, rancor::Error>(&aligned).map_err(|e| FrameError(e.to_string()))?;
+    // The archive is read in place, at an aligned address: bytes that
+    // come at another (a caller's slice) are copied to one first;
+    // `channel::recv` reads frames into aligned buffers.
+    let copy;
+    let archive = if (archive.as_ptr() as usize).is_multiple_of(16) {
+        archive
+    } else {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
+        aligned.extend_from_slice(archive);
+        copy = aligned;
+        &copy[..]
+    };
+    let archived = rkyv::access::<ArchivedFrame, rancor::Error>(archive).map_err(|e| FrameError(e.to_string()))?;
     Ok(match archived {
         ArchivedFrame::Data(b) => {
             let marks = b.marks.iter().map(|m| Mark { after: m.0.to_native(), watermark: m.1.to_native() }).collect();
