@@ -50,15 +50,22 @@ pub(crate) struct CoordinatorArgs {
 /// Flink's port for its cluster, ours too.
 pub(crate) const CLUSTER_PORT: u16 = 6123;
 
+/// `HOST[:PORT]`, with port [`CLUSTER_PORT`] if it has none.
+fn with_cluster_port(s: &str) -> String {
+    match s.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        true => s.to_owned(),
+        false => format!("{s}:{CLUSTER_PORT}"),
+    }
+}
+
 /// `HOST[:PORT]` as a socket address, port [`CLUSTER_PORT`] if none.
 pub(crate) fn cluster_addr(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    let with_port = match s.parse::<std::net::IpAddr>() {
-        Ok(ip) => return Ok(SocketAddr::new(ip, CLUSTER_PORT)),
-        Err(_) if s.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) => s.to_owned(),
-        Err(_) => format!("{s}:{CLUSTER_PORT}"),
-    };
-    with_port
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        // (An IPv6 address would read as HOST:PORT.)
+        return Ok(SocketAddr::new(ip, CLUSTER_PORT));
+    }
+    with_cluster_port(s)
         .to_socket_addrs()
         .map_err(|e| format!("`{s}` is not an address to listen on: {e}"))?
         .next()
@@ -114,11 +121,7 @@ pub(crate) fn worker(a: WorkerArgs) -> Result<(), String> {
     let token: weir_net::pki::JoinToken = a.join_token.parse().map_err(|e| format!("--join-token: {e}"))?;
     let name = a.name.unwrap_or_else(default_worker_name);
     weir_net::join::valid_name(&name).map_err(|e| format!("--name: {e}"))?;
-    let coordinator = if a.coordinator.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        a.coordinator
-    } else {
-        format!("{}:{CLUSTER_PORT}", a.coordinator)
-    };
+    let coordinator = with_cluster_port(&a.coordinator);
     let data_dir = match a.data_dir {
         Some(d) => d,
         None => default_data_dir()

@@ -12,10 +12,11 @@
 //! channels in are read by a thread each ([`DataPlane::receive`]) that
 //! delivers into the subtask's inbox, waiting while it is full.
 
+use crate::lock;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use weir_net::channel;
 use weir_net::frame::{Frame, Received, WireBatch};
@@ -39,10 +40,6 @@ const MAX_HEADER: usize = 4096;
 /// Frames queued per channel before its producer waits (on top of the
 /// stream's window).
 const QUEUED_FRAMES: usize = 2;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A worker as a channel's other end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,11 +7,11 @@
 //! coordinator restarts them from their checkpoints) and joins again.
 
 use super::protocol::{Deploy, FENCE, Fetch, HEARTBEAT, JobReport, MAX_BLOB, SavepointReport, ToCoordinator, ToWorker};
+use crate::lock;
 use crate::worker::{Deployment, EmbeddedWorker, Execution};
-use sha2::Digest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 use weir_net::control;
@@ -32,10 +32,6 @@ pub struct MemberConfig {
     pub slots: u32,
     /// Where it keeps fetched components.
     pub data_dir: PathBuf,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Why a worker stopped for good.
@@ -342,22 +338,15 @@ async fn fetch(connection: &quinn::Connection, sha: &str, dir: &Path) -> Result<
         }
         e => fail(&e),
     })?;
-    let got: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let got = weir_bundle::sha256_hex(&bytes);
     if got != sha {
         return Err(fail(&format!("it arrived with SHA-256 {got}")));
     }
-    let dir = dir.to_owned();
     let (sha, target) = (sha.to_owned(), path.clone());
-    tokio::task::spawn_blocking(move || {
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        std::io::Write::write_all(&mut tmp, &bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&target).map_err(|e| e.error)?;
-        Ok::<_, std::io::Error>(())
-    })
-    .await
-    .map_err(|e| fail(&e))?
-    .map_err(|e| format!("cannot keep component {sha}: {e}"))?;
+    tokio::task::spawn_blocking(move || crate::blobs::write_atomic(&target, &bytes))
+        .await
+        .map_err(|e| fail(&e))?
+        .map_err(|e| format!("cannot keep component {sha}: {e}"))?;
     Ok(path)
 }
 

@@ -4,10 +4,11 @@
 //! reported.
 
 use super::protocol::{Deploy, JobReport, ToCoordinator, ToWorker};
+use crate::lock;
 use crate::worker::{Deployment, Execution, Worker};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 use weir_runtime::{CheckpointStats, JobStatus, JobSummary, Savepoint, SavepointRequest, TaskError, VertexMetrics};
@@ -15,10 +16,6 @@ use weir_runtime::{CheckpointStats, JobStatus, JobSummary, Savepoint, SavepointR
 /// How long a worker may take to start a deployment (it may fetch and
 /// compile components first).
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 type Key = (String, u64);
 
