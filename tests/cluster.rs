@@ -133,7 +133,8 @@ fn local_output_of(dir: &Path, spec: &str, events: u32) -> Vec<String> {
 fn completed_checkpoints(c: &Coordinator, id: &str, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while c.get(&format!("/v1/jobs/{id}/checkpoints")).1["counts"]["completed"].as_u64().unwrap_or(0) < n {
-        assert!(Instant::now() < deadline, "no checkpoints: {:#}", c.get(&format!("/v1/jobs/{id}")).1);
+        let (job, checkpoints) = (c.get(&format!("/v1/jobs/{id}")).1, c.get(&format!("/v1/jobs/{id}/checkpoints")).1);
+        assert!(Instant::now() < deadline, "not {n} checkpoints: {checkpoints:#}\n{job:#}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -196,6 +197,62 @@ fn a_worker_killed_with_sigkill_is_noticed_and_its_job_fails_over_with_exactly_o
     assert!(exceptions.contains(&format!("worker `{victim}`")) && exceptions.contains("was lost"), "{exceptions}");
     let now_on = worker_of(&c, &id);
     assert_ne!(now_on.as_deref(), Some(victim.as_str()));
+    assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "every line exactly once");
+}
+
+#[test]
+fn a_job_spread_over_workers_takes_checkpoints_and_a_savepoint_each_worker_writing_its_own_tasks_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let expected = local_output(&root.join("local"), 200_000);
+    let (c, _workers) = cluster(3, &root);
+    // Keyed state on fjall: its checkpoints are chains of shared files,
+    // which each worker writes (and collects) for its own tasks.
+    let spec = write_spec(&root.join("remote"), 200_000);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("name: counts\n", "name: counts\nstate: {backend: lsm, memory-mb: 4}\n"))
+        .unwrap();
+    let id = c.ok(&["submit", &spec]);
+    completed_checkpoints(&c, &id, 3);
+    let workers = c.get("/v1/workers").1;
+    let holding = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["jobs"].as_array().is_some_and(|jobs| jobs.iter().any(|j| j == id.as_str())));
+    assert!(holding.count() >= 2, "the job is spread: {workers:#}");
+
+    // A completed checkpoint lists every task's file, from both workers.
+    let folder = root.join("remote/checkpoints");
+    let jobs = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path());
+    let metadata = jobs
+        .flat_map(|job| std::fs::read_dir(job).unwrap().map(|e| e.unwrap().path()))
+        .filter_map(|chk| std::fs::read_to_string(chk.join("_metadata")).ok())
+        .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap())
+        .next()
+        .expect("a completed checkpoint");
+    let mut tasks: Vec<&str> =
+        metadata["tasks"].as_array().unwrap().iter().map(|t| t["file"].as_str().unwrap()).collect();
+    tasks.sort_unstable();
+    // The source, `count` at parallelism 2, and the sink.
+    assert_eq!(tasks, ["task-0", "task-1", "task-2", "task-3"], "{metadata:#}");
+    let shared: Vec<u64> =
+        metadata["shared"].as_array().unwrap().iter().map(|s| s["subtask"].as_u64().unwrap()).collect();
+    assert!(shared.contains(&0) && shared.contains(&1), "both subtasks' keyed state: {metadata:#}");
+
+    // Stopped with a savepoint, and taken up again from it: every line
+    // exactly once.
+    let location = c.ok(&["stop", &id, "--savepoint"]);
+    let info: serde_json::Value = serde_json::from_str(&c.ok(&["info", &id, "--json"])).unwrap();
+    assert_eq!(info["state"], "FINISHED", "{info:#}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&location).join("_metadata")).unwrap()).unwrap();
+    assert_eq!(saved["tasks"].as_array().map(Vec::len), Some(4), "{saved:#}");
+    let written = sorted_lines(&root.join("remote/out/counts.csv")).len();
+    assert!(written < 200_000, "stopped before its input ended ({written} lines)");
+    let again = c.ok(&["submit", &spec, "--from-savepoint", &location]);
+    let job = c.wait_job(&again, 120, |j| j["state"] == "FINISHED" || j["state"] == "FAILED");
+    assert_eq!(job["state"], "FINISHED", "{job:#}");
     assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "every line exactly once");
 }
 

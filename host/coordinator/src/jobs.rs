@@ -937,9 +937,9 @@ impl Coordinator {
     /// latest checkpoint under the restart strategy, the end.
     fn run_job(&self, job: &JobMaster, spec: Spec, wd: PathBuf, checkpoints: CheckpointPlan) {
         let need = lock(&job.run).detail.slots;
-        // A job taking checkpoints runs on one worker (checkpoints across
-        // workers are not built yet); one without may be spread.
-        let spreadable = spec.checkpoints.is_none();
+        // Spread over the workers with a data plane when it needs more
+        // slots than one has free, or there are several.
+        let spreadable = true;
         let Some(mut placed) = self.acquire_slots(job, need, spreadable) else {
             self.end_job(job, &wd, None);
             return;
@@ -1052,6 +1052,7 @@ impl Coordinator {
                 restore: restore.take(),
                 allow_non_restored_state: checkpoints.allow_non_restored_state,
                 spread: None,
+                checkpoints: None,
             };
             let exec = match deployer.deploy(deployment) {
                 Ok(exec) => exec,

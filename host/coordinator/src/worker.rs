@@ -34,6 +34,9 @@ pub struct Deployment {
     /// When the job is spread over several workers: who runs which slot
     /// (this worker runs its own, with channels to the others).
     pub spread: Option<crate::cluster::protocol::Spread>,
+    /// A spread job taking checkpoints: where its part's checkpoint
+    /// reports go (the coordinator's ledger).
+    pub checkpoints: Option<std::sync::mpsc::Sender<weir_runtime::PartReport>>,
 }
 
 /// A worker: slots to run jobs in.
@@ -81,6 +84,10 @@ pub trait Execution: Send + Sync {
     fn savepoint(&self, request: SavepointRequest) -> Result<Arc<Savepoint>, String>;
     /// Whether every running task committed checkpoint `id`.
     fn committed(&self, id: u64) -> bool;
+    /// Passes a spread job's checkpoint command to this part of it.
+    fn coordinate(&self, _command: weir_runtime::CheckpointCommand) -> Result<(), String> {
+        Err("this execution is no part of a spread job".into())
+    }
 }
 
 /// The worker inside the coordinator's process: jobs run on its threads,

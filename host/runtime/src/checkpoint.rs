@@ -10,6 +10,7 @@
 
 mod format;
 mod inspect;
+mod spread;
 mod storage;
 mod store;
 
@@ -17,6 +18,7 @@ pub(crate) use format::{
     Reader, Writer, read_in_flight, read_keyed, read_lists, write_changes, write_in_flight, write_keyed, write_lists,
 };
 pub use inspect::{KeyState, ListReport, OperatorState, StateReport, inspect, key_state};
+pub use spread::{CheckpointCommand, CheckpointLink, Ledger, LedgerLink, PartReport, SavepointTarget, WorkerPart};
 pub use store::{CheckpointStore, Restored, load_from};
 pub(crate) use store::{StageRecord, StageState, write_stages};
 
@@ -311,6 +313,10 @@ pub(crate) struct Plan {
     /// (id, parallelism, kind) of every vertex.
     pub vertices: Vec<(String, u32, &'static str)>,
     pub max_parallelism: u32,
+    /// Per task here: its number in the whole job (empty: the same).
+    pub global: Vec<usize>,
+    /// A job spread over several workers: the coordinator's link.
+    pub link: Option<CheckpointLink>,
 }
 
 struct InFlight {
@@ -349,9 +355,11 @@ impl InFlight {
         }
     }
 
-    /// It failed: its folder goes, and a savepoint's waiter is told why.
-    fn fail(self, why: &str) {
-        if let Err(e) = self.dir.remove_all() {
+    /// It failed: a savepoint's waiter is told why, and (`remove`) its
+    /// folder goes. A spread job's worker leaves that to the coordinator,
+    /// whose folder it is.
+    fn fail(self, why: &str, remove: bool) {
+        if remove && let Err(e) = self.dir.remove_all() {
             tracing::warn!("cannot remove {}: {e}", self.dir.display());
         }
         if let Some(s) = &self.savepoint {
@@ -363,28 +371,42 @@ impl InFlight {
 /// The checkpointer's thread body, to run once the tasks run.
 pub(crate) type Checkpointer = Box<dyn FnOnce(Arc<JobShared>) + Send>;
 
+impl CheckpointShared {
+    /// What a checkpointer of `tasks` tasks shares, and the receiving end
+    /// of their acknowledgements.
+    fn new(plan: &Plan, tasks: usize) -> (Arc<CheckpointShared>, mpsc::Receiver<TaskAck>) {
+        let (tx, rx) = mpsc::channel();
+        let restored = plan.restored.unwrap_or(0);
+        let shared = Arc::new(CheckpointShared {
+            trigger: AtomicU64::new(0),
+            completed: AtomicU64::new(restored),
+            exactly_once: plan.exactly_once,
+            stop_at: AtomicU64::new(0),
+            notified: (0..tasks).map(|_| AtomicU64::new(restored)).collect(),
+            incremental: plan.incremental,
+            unaligned: plan.unaligned,
+            base: AtomicU64::new(0),
+            rebased: (0..tasks).map(|_| AtomicU64::new(0)).collect(),
+            savepoints: Mutex::new(HashSet::new()),
+            acks: Mutex::new(tx),
+            history: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+        });
+        (shared, rx)
+    }
+}
+
 /// Starts the checkpointer of a job with `tasks` tasks; the shared part
 /// goes to the tasks. It stops by itself when the job ends. A finished
 /// task's final snapshot stands for it in every later checkpoint
 /// (FLIP-147); once every source has finished no more are taken.
+///
+/// With [`Plan::link`] (a job spread over several workers) it takes only
+/// this worker's part: the coordinator's [`Ledger`] triggers and
+/// completes checkpoints, and the checkpointer serves its finished tasks'
+/// final snapshots until the coordinator says the job is over.
 pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpointer) {
-    let (tx, rx) = mpsc::channel();
-    let restored = plan.restored.unwrap_or(0);
-    let shared = Arc::new(CheckpointShared {
-        trigger: AtomicU64::new(0),
-        completed: AtomicU64::new(restored),
-        exactly_once: plan.exactly_once,
-        stop_at: AtomicU64::new(0),
-        notified: (0..tasks).map(|_| AtomicU64::new(restored)).collect(),
-        incremental: plan.incremental,
-        unaligned: plan.unaligned,
-        base: AtomicU64::new(0),
-        rebased: (0..tasks).map(|_| AtomicU64::new(0)).collect(),
-        savepoints: Mutex::new(HashSet::new()),
-        acks: Mutex::new(tx),
-        history: Mutex::new(Vec::new()),
-        requests: Mutex::new(Vec::new()),
-    });
+    let (shared, rx) = CheckpointShared::new(&plan, tasks);
     let cp = shared.clone();
     let run = move |job: Arc<JobShared>| run(plan, tasks, cp, rx, job);
     (shared, Box::new(run))
@@ -394,9 +416,10 @@ pub(crate) fn start(plan: Plan, tasks: usize) -> (Arc<CheckpointShared>, Checkpo
 /// files.
 type Chains = BTreeMap<u64, HashMap<(String, u32), Vec<store::TaskFile>>>;
 
-/// Writes a task's part of checkpoint `id`: each stage kept in shared
-/// files gets its own (a delta's chain is its base's plus it), the rest
-/// goes in the task's file.
+/// Writes task `task`'s part of checkpoint `id` (`task` is its number in
+/// the whole job, which names its files): each stage kept in shared files
+/// gets its own (a delta's chain is its base's plus it), the rest goes in
+/// the task's file.
 fn write_part(
     store: &CheckpointStore,
     flight: &mut InFlight,
@@ -451,11 +474,27 @@ fn write_part(
     Ok(())
 }
 
+/// The task (its number in the job) whose part a shared file
+/// (`chk-<id>-task-<task>-<stage>`) holds.
+fn shared_file_task(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix("chk-")?;
+    let (_, rest) = rest.split_once("-task-")?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
 /// Forgets the chains no snapshot can diff against any more (those of
 /// checkpoints before the latest one every task's operators were told
 /// of, `floor`), then removes the shared files that neither they,
-/// checkpoints in progress nor the completed checkpoints kept list.
-fn collect(store: &CheckpointStore, chains: &mut Chains, flights: &HashMap<u64, InFlight>, floor: u64) {
+/// checkpoints in progress nor the completed checkpoints kept list. With
+/// `own` (a spread job's worker) only files of those tasks are
+/// removed: the others are other workers'.
+fn collect(
+    store: &CheckpointStore,
+    chains: &mut Chains,
+    flights: &HashMap<u64, InFlight>,
+    floor: u64,
+    own: Option<&HashSet<usize>>,
+) {
     let newest_below = chains.range(..=floor).next_back().map(|(&id, _)| id);
     if let Some(keep_from) = newest_below {
         chains.retain(|&id, _| id >= keep_from);
@@ -464,24 +503,17 @@ fn collect(store: &CheckpointStore, chains: &mut Chains, flights: &HashMap<u64, 
     let in_chains = chains.values().flat_map(|c| c.values()).flatten();
     let in_flights = flights.values().flat_map(|f| f.shared.iter()).flat_map(|c| c.files.iter());
     live.extend(in_chains.chain(in_flights).map(|f| f.file.clone()));
-    store.collect_shared(&live);
+    let owns = |name: &str| own.is_none_or(|own| shared_file_task(name).is_some_and(|t| own.contains(&t)));
+    store.collect_shared(&live, &owns);
 }
 
 fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiver<TaskAck>, job: Arc<JobShared>) {
-    let store = &plan.store;
-    store.discard_incomplete();
-    // Never reuse a folder's number, even one of a damaged checkpoint
-    // that recovery skipped.
-    let first = plan.first;
-    let t0 = Instant::now();
-    let now_ms = || t0.elapsed().as_millis() as u64;
-    let mut tracker = CheckpointTracker::new(plan.timing, tasks, first, now_ms());
-    let mut flights: HashMap<u64, InFlight> = HashMap::new();
-    let stats = |id: u64, f: &InFlight, status: CheckpointStatus, acknowledged: usize| CheckpointStats {
+/// A checkpoint's statistics now.
+fn stats_of(id: u64, f: &InFlight, status: CheckpointStatus, acknowledged: usize, tasks: usize) -> CheckpointStats {
+    CheckpointStats {
         id,
         status,
         triggered_at_ms: f.triggered_at_ms,
@@ -498,19 +530,112 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             CheckpointStatus::InProgress => Arc::default(),
             _ => Arc::new(f.tasks.clone()),
         },
+    }
+}
+
+/// Checkpoint `id` failed: recorded with why, and its flight ended
+/// (`remove`: its folder too).
+fn fail_flight(shared: &CheckpointShared, id: u64, f: InFlight, why: &str, tasks: usize, remove: bool) {
+    let failed = CheckpointStats {
+        failure: Some(why.to_owned()),
+        ..stats_of(id, &f, CheckpointStatus::Failed, f.files.len(), tasks)
     };
-    let fail = |id: u64, f: InFlight, why: &str| {
-        let failed =
-            CheckpointStats { failure: Some(why.to_owned()), ..stats(id, &f, CheckpointStatus::Failed, f.files.len()) };
-        shared.record(failed);
-        shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        f.fail(why);
+    shared.record(failed);
+    shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    f.fail(why, remove);
+}
+
+/// The metadata that completes checkpoint `id`.
+fn metadata_of(plan: &Plan, id: u64, f: &InFlight) -> store::Metadata {
+    store::Metadata {
+        format: store::FORMAT,
+        job: plan.job.clone(),
+        checkpoint: id,
+        completed_at_ms: epoch_ms(),
+        max_parallelism: plan.max_parallelism,
+        vertices: plan
+            .vertices
+            .iter()
+            .map(|(id, p, kind)| store::VertexParallelism { id: id.clone(), parallelism: *p, kind: (*kind).to_owned() })
+            .collect(),
+        tasks: f.files.clone(),
+        shared: f.shared.clone(),
+    }
+}
+
+/// Checkpoint `id`'s metadata is written: it is recorded, becomes the
+/// base of incremental snapshots (unless a savepoint), tasks may commit
+/// it, a savepoint's waiter is told, and older checkpoints in progress are
+/// subsumed (`remove`: their folders go).
+#[allow(clippy::too_many_arguments)]
+fn on_completed(
+    plan: &Plan,
+    shared: &CheckpointShared,
+    id: u64,
+    f: InFlight,
+    tasks: usize,
+    flights: &mut HashMap<u64, InFlight>,
+    chains: &mut Chains,
+    remove: bool,
+) {
+    let done = stats_of(id, &f, CheckpointStatus::Completed, tasks, tasks);
+    tracing::info!("checkpoint {id} of `{}` completed: {} bytes in {} ms", plan.job, done.bytes, done.duration_ms);
+    shared.record(done);
+    if f.savepoint.is_none() {
+        let stages = f.shared.iter().map(|c| ((c.vertex.clone(), c.subtask), c.files.clone()));
+        chains.insert(id, stages.collect());
+        shared.base.store(id, Ordering::Release);
+    }
+    shared.completed.fetch_max(id, Ordering::AcqRel);
+    if let Some(s) = &f.savepoint {
+        tracing::info!("savepoint of `{}` written to {}", plan.job, f.dir.display());
+        s.finish(Ok(f.dir.path()));
+    }
+    for old in flights.keys().copied().filter(|&o| o < id).collect::<Vec<_>>() {
+        if let Some(f) = flights.remove(&old) {
+            fail_flight(shared, old, f, "a later checkpoint completed first", tasks, remove);
+        }
+    }
+}
+
+fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiver<TaskAck>, job: Arc<JobShared>) {
+    let link = plan.link.take();
+    let remote = link.is_some();
+    let report = |r: PartReport| {
+        if let Some(l) = &link {
+            (l.reports)(r);
+        }
     };
+    // A task's number in the whole job (its files are named by it).
+    let global = |task: usize| plan.global.get(task).copied().unwrap_or(task);
+    let own: Option<HashSet<usize>> = remote.then(|| (0..tasks).map(global).collect());
+    let store = &plan.store;
+    if !remote {
+        store.discard_incomplete();
+    }
+    // Never reuse a folder's number, even one of a damaged checkpoint
+    // that recovery skipped.
+    let first = plan.first;
+    let t0 = Instant::now();
+    let now_ms = || t0.elapsed().as_millis() as u64;
+    let mut tracker = CheckpointTracker::new(plan.timing, tasks, first, now_ms());
+    let mut flights: HashMap<u64, InFlight> = HashMap::new();
+    let stats = |id: u64, f: &InFlight, status: CheckpointStatus, acknowledged: usize| {
+        stats_of(id, f, status, acknowledged, tasks)
+    };
+    // Only the coordinator removes a spread job's folders.
+    let fail = |id: u64, f: InFlight, why: &str| fail_flight(&shared, id, f, why, tasks, !remote);
     let mut stopped = false;
     // Finished tasks' final snapshots, which stand for them in every
     // checkpoint after (FLIP-147), and the acknowledgements made of them.
     let mut finished: BTreeMap<usize, Vec<StagePart>> = BTreeMap::new();
     let mut made: std::collections::VecDeque<TaskAck> = std::collections::VecDeque::new();
+    // A spread job's barriers may come from another worker before the
+    // coordinator's trigger does: their acknowledgements wait for it,
+    // and so does a finished task's last barrier seen.
+    let mut early: BTreeMap<u64, Vec<TaskAck>> = BTreeMap::new();
+    let mut last_seen: HashMap<usize, u64> = HashMap::new();
+    let mut triggered = 0;
     let stand_in =
         |finished: &BTreeMap<usize, Vec<StagePart>>, id: u64, made: &mut std::collections::VecDeque<TaskAck>| {
             for (&task, stages) in finished {
@@ -527,14 +652,17 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
     // kept in shared files: what incremental snapshots diff against.
     let mut chains: Chains = BTreeMap::new();
     let (mut collect_due, mut collected_at) = (true, 0);
-    loop {
+    'run: loop {
         let (running, ended) = job.task_counts();
-        if ended {
+        // A spread job's worker serves its finished tasks' final snapshots
+        // for as long as the rest of the job runs.
+        if ended && !(remote && job.finished()) {
             break;
         }
         // Once every source has finished no barrier can come: no more
         // checkpoints (as the tasks still draining finish, the job ends).
-        if !stopped && (running == 0 || plan.sources.iter().all(|t| finished.contains_key(t))) {
+        // A spread job's coordinator knows when that is.
+        if !remote && !stopped && (running == 0 || plan.sources.iter().all(|t| finished.contains_key(t))) {
             stopped = true;
             if running > 0 {
                 tracing::info!(
@@ -549,12 +677,84 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                 }
             }
         }
+        while let Some(l) = &link {
+            let command = match l.commands.try_recv() {
+                Ok(c) => c,
+                Err(mpsc::TryRecvError::Empty) => break,
+                // The coordinator is gone: so is the job.
+                Err(mpsc::TryRecvError::Disconnected) => break 'run,
+            };
+            match command {
+                CheckpointCommand::Trigger { id, savepoint } => {
+                    let (dir, ticket) = match &savepoint {
+                        None => (store.checkpoint_dir(id), None),
+                        Some(t) => match store::Folder::at(&t.folder) {
+                            Ok(d) => (d, Some(Arc::new(Savepoint::default()))),
+                            Err(e) => {
+                                report(PartReport::Declined { id, why: format!("{}: {e}", t.folder.display()) });
+                                continue;
+                            }
+                        },
+                    };
+                    triggered = triggered.max(id);
+                    let acks = early.remove(&id).unwrap_or_default();
+                    early.retain(|&k, _| k > id);
+                    // A task that finished after this barrier reached it,
+                    // without acknowledging it, abandoned it.
+                    let abandoned = finished
+                        .keys()
+                        .find(|t| last_seen.get(t).is_some_and(|&s| s >= id) && !acks.iter().any(|a| a.task == **t));
+                    if let Some(&t) = abandoned {
+                        let why = format!("task {} abandoned it before it finished", global(t));
+                        report(PartReport::Declined { id, why });
+                        continue;
+                    }
+                    if let Err(e) = store::begin(&dir) {
+                        report(PartReport::Declined { id, why: format!("cannot make {}: {e}", dir.display()) });
+                        continue;
+                    }
+                    if let Some(t) = &savepoint {
+                        shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                        if t.stop {
+                            shared.stop_at.store(id, Ordering::Release);
+                        }
+                    }
+                    let mut flight = InFlight::new(dir, ticket);
+                    shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
+                    flight.injected = Instant::now();
+                    flights.insert(id, flight);
+                    let stood_for: HashSet<usize> = acks.iter().map(|a| a.task).collect();
+                    made.extend(acks);
+                    for (&task, stages) in finished.iter().filter(|(t, _)| !stood_for.contains(t)) {
+                        let timing = AckTiming::default();
+                        made.push_back(TaskAck { checkpoint: id, task, stages: stages.clone(), seen: 0, timing });
+                    }
+                    shared.trigger.fetch_max(id, Ordering::AcqRel);
+                }
+                CheckpointCommand::Complete { id } => {
+                    if let Some(f) = flights.remove(&id) {
+                        shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        on_completed(&plan, &shared, id, f, tasks, &mut flights, &mut chains, false);
+                        collect_due = true;
+                    }
+                }
+                CheckpointCommand::Abort { id, why } => {
+                    if let Some(f) = flights.remove(&id) {
+                        fail(id, f, &why);
+                    }
+                }
+                CheckpointCommand::Over => break 'run,
+            }
+        }
         let requests = std::mem::take(&mut *shared.requests.lock().unwrap_or_else(|p| p.into_inner()));
         for (request, ticket) in requests {
-            if stopped {
-                ticket.finish(Err("every source of the job has finished (its input ended), so no savepoint \
-                                   can be taken any more"
-                    .into()));
+            if stopped || remote {
+                ticket.finish(Err(if remote {
+                    "the job is spread over several workers: its savepoints are asked of the coordinator".into()
+                } else {
+                    "every source of the job has finished (its input ended), so no savepoint can be taken any more"
+                        .into()
+                }));
                 continue;
             }
             let id = tracker.trigger_now(now_ms());
@@ -580,7 +780,8 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             stand_in(&finished, id, &mut made);
             shared.trigger.store(id, Ordering::Release);
         }
-        for event in tracker.poll(now_ms()) {
+        let events = if remote { Vec::new() } else { tracker.poll(now_ms()) };
+        for event in events {
             match event {
                 CheckpointEvent::Trigger(id) => {
                     let mut flight = InFlight::new(store.checkpoint_dir(id), None);
@@ -634,18 +835,24 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
                     }
                 }
                 for id in abandoned {
+                    let why = format!("task {} abandoned it before it finished", global(ack.task));
+                    if remote {
+                        report(PartReport::Declined { id, why: why.clone() });
+                    }
                     tracker.abort(id, now_ms());
                     if let Some(f) = flights.remove(&id) {
-                        fail(id, f, &format!("task {} abandoned it before it finished", ack.task));
+                        fail(id, f, &why);
                     }
                 }
+                report(PartReport::Finished { task: global(ack.task) });
+                last_seen.insert(ack.task, ack.seen);
                 finished.insert(ack.task, ack.stages);
                 continue;
             }
             Ok(ack) => ack,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if collect_due || floor > collected_at {
-                    collect(store, &mut chains, &flights, floor);
+                    collect(store, &mut chains, &flights, floor, own.as_ref());
                     (collect_due, collected_at) = (false, floor);
                 }
                 continue;
@@ -653,12 +860,16 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let id = ack.checkpoint;
+        if remote && id > triggered {
+            early.entry(id).or_default().push(ack);
+            continue;
+        }
         let Some(flight) = flights.get_mut(&id) else { continue };
         if !flight.acked.insert(ack.task) {
             continue;
         }
         let task_stats = TaskCheckpointStats {
-            task: ack.task,
+            task: global(ack.task),
             vertices: ack.stages.iter().map(|st| st.vertex.clone()).collect(),
             subtask: ack.stages.first().map_or(0, |st| st.subtask),
             ack_ms: ack
@@ -678,16 +889,29 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             finished: ack.timing.barrier_at.is_none(),
         };
         let before = flight.bytes;
-        match write_part(store, flight, id, ack.task, ack.stages, &chains) {
+        match write_part(store, flight, id, global(ack.task), ack.stages, &chains) {
             Ok(()) => flight.tasks.push(TaskCheckpointStats { bytes: flight.bytes - before, ..task_stats }),
             Err(e) => {
-                let why = format!("cannot write task {}'s part: {e}", ack.task);
+                let why = format!("cannot write task {}'s part: {e}", global(ack.task));
                 tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
+                if remote {
+                    report(PartReport::Declined { id, why: why.clone() });
+                }
                 tracker.abort(id, now_ms());
                 let f = flights.remove(&id).expect("invariant: the flight was just found");
                 fail(id, f, &why);
                 continue;
             }
+        }
+        if remote {
+            // The worker's part is whole once each of its tasks wrote its
+            // own; the coordinator completes the checkpoint.
+            if flight.acked.len() == tasks {
+                report(PartReport::Part { id, part: spread::WorkerPart::of(flight) });
+            } else {
+                shared.record(stats(id, flight, CheckpointStatus::InProgress, flight.acked.len()));
+            }
+            continue;
         }
         match tracker.ack(id, ack.task, now_ms()) {
             AckResult::Pending => {
@@ -698,55 +922,15 @@ fn run(plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Receiv
             AckResult::Ignored => {}
             AckResult::Complete { .. } => {
                 let f = flights.remove(&id).expect("invariant: the flight was just found");
-                let metadata = store::Metadata {
-                    format: store::FORMAT,
-                    job: plan.job.clone(),
-                    checkpoint: id,
-                    completed_at_ms: epoch_ms(),
-                    max_parallelism: plan.max_parallelism,
-                    vertices: plan
-                        .vertices
-                        .iter()
-                        .map(|(id, p, kind)| store::VertexParallelism {
-                            id: id.clone(),
-                            parallelism: *p,
-                            kind: (*kind).to_owned(),
-                        })
-                        .collect(),
-                    tasks: f.files.clone(),
-                    shared: f.shared.clone(),
-                };
+                let metadata = metadata_of(&plan, id, &f);
                 // The shared files' folder entries are durable before the
                 // metadata that lists them.
                 let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
                 shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 match synced.and_then(|()| store::complete(&f.dir, &metadata)) {
                     Ok(()) => {
-                        let done = stats(id, &f, CheckpointStatus::Completed, tasks);
-                        tracing::info!(
-                            "checkpoint {id} of `{}` completed: {} bytes in {} ms",
-                            plan.job,
-                            done.bytes,
-                            done.duration_ms
-                        );
-                        shared.record(done);
-                        if f.savepoint.is_none() {
-                            let stages = f.shared.iter().map(|c| ((c.vertex.clone(), c.subtask), c.files.clone()));
-                            chains.insert(id, stages.collect());
-                            shared.base.store(id, Ordering::Release);
-                        }
+                        on_completed(&plan, &shared, id, f, tasks, &mut flights, &mut chains, true);
                         collect_due = true;
-                        shared.completed.store(id, Ordering::Release);
-                        if let Some(s) = &f.savepoint {
-                            tracing::info!("savepoint of `{}` written to {}", plan.job, f.dir.display());
-                            s.finish(Ok(f.dir.path()));
-                        }
-                        // Older pending checkpoints are subsumed.
-                        for old in flights.keys().copied().filter(|&o| o < id).collect::<Vec<_>>() {
-                            if let Some(f) = flights.remove(&old) {
-                                fail(old, f, "a later checkpoint completed first");
-                            }
-                        }
                         store.retain(plan.retain);
                     }
                     Err(e) => {

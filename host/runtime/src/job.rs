@@ -198,6 +198,11 @@ impl JobShared {
         }
     }
 
+    /// Whether every task ended, and none failed or was cancelled.
+    pub(crate) fn finished(&self) -> bool {
+        self.progress().status == JobStatus::Finished
+    }
+
     /// Whether the job still runs (not failing, cancelling or ended).
     pub(crate) fn running(&self) -> bool {
         self.progress().status == JobStatus::Running
@@ -395,11 +400,12 @@ pub fn run(spec: &Spec, rt: &WasmRuntime, options: RunOptions) -> Result<JobSumm
 pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<JobHandle, JobError> {
     let started = Instant::now();
     let graph = JobGraph::from_spec(spec);
-    let placement = options.placement.take();
+    let mut placement = options.placement.take();
+    let link = placement.as_mut().and_then(|p| p.checkpoints.take());
     let local = |s: u32| placement.as_ref().is_none_or(|p| p.is_local(s));
-    if placement.is_some() && spec.checkpoints.is_some() {
+    if placement.is_some() && spec.checkpoints.is_some() && link.is_none() {
         return Err(JobError::State(
-            "checkpoints of a job spread over several workers are not built yet: run it on one worker".into(),
+            "a job spread over several workers takes checkpoints only with the coordinator's link to them".into(),
         ));
     }
     let instances: usize = graph
@@ -497,37 +503,13 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
         check_restorable(r, &graph, options.allow_non_restored_state).map_err(JobError::State)?;
     }
     let mut checkpointer = None;
-    let checkpoints = match &spec.checkpoints {
+    // A spread job's checkpointer serves its finished tasks until the
+    // coordinator's end: the job's end does not wait for it.
+    let detached = link.is_some();
+    let checkpoints = match checkpoint_plan(spec, &graph, options.checkpoint_name.clone(), restore, &local)? {
         None => None,
-        Some(c) => {
-            let name = options.checkpoint_name.clone().or_else(|| spec.name.clone()).unwrap_or_else(|| "job".into());
-            let store = CheckpointStore::new(&c.dir.join(&name)).map_err(JobError::State)?;
-            // Never a folder's number again (the store cannot be listed:
-            // the job does not start, rather than overwrite checkpoints).
-            let first = store.next_id().map_err(JobError::State)?.max(restore.map_or(0, |r| r.checkpoint) + 1);
-            let plan = crate::checkpoint::Plan {
-                timing: weir_core::checkpoint::CheckpointTiming::of(c),
-                store,
-                first,
-                job: name,
-                retain: c.retain as usize,
-                exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
-                incremental: c.incremental,
-                unaligned: c.unaligned,
-                sources: Vec::new(),
-                restored: restore.map(|r| r.checkpoint),
-                vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism, v.kind_name())).collect(),
-                max_parallelism: graph.max_parallelism,
-            };
-            let mut plan = plan;
-            let mut tasks = 0;
-            for c in &chains {
-                let p = graph.vertices[c[0]].parallelism as usize;
-                if matches!(graph.vertices[c[0]].kind, VertexKind::Source(_)) {
-                    plan.sources.extend(tasks..tasks + p);
-                }
-                tasks += p;
-            }
+        Some((mut plan, tasks)) => {
+            plan.link = link;
             let (cp, run) = crate::checkpoint::start(plan, tasks);
             checkpointer = Some(run);
             Some(cp)
@@ -847,6 +829,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
     {
         let job = shared.clone();
         match std::thread::Builder::new().name("weir-checkpointer".into()).spawn(move || run(job)) {
+            Ok(_) if detached => {}
             Ok(t) => threads.push(t),
             Err(e) => {
                 tracing::warn!("cannot start the checkpointer ({e}); the job runs without checkpoints");
@@ -855,6 +838,74 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
     }
     *handle.threads.get_mut().unwrap_or_else(|p| p.into_inner()) = threads;
     Ok(handle)
+}
+
+/// What a job's checkpointer needs, and how many tasks run here (those
+/// of the slots `local` says; every task of the job is numbered, its
+/// part named by its number), or `None` without a `checkpoints:` section.
+fn checkpoint_plan(
+    spec: &Spec,
+    graph: &JobGraph,
+    checkpoint_name: Option<String>,
+    restore: Option<&Restored>,
+    local: &dyn Fn(u32) -> bool,
+) -> Result<Option<(crate::checkpoint::Plan, usize)>, JobError> {
+    let Some(c) = &spec.checkpoints else { return Ok(None) };
+    let name = checkpoint_name.or_else(|| spec.name.clone()).unwrap_or_else(|| "job".into());
+    let store = CheckpointStore::new(&c.dir.join(&name)).map_err(JobError::State)?;
+    // Never a folder's number again (the store cannot be listed: the job
+    // does not start, rather than overwrite checkpoints).
+    let first = store.next_id().map_err(JobError::State)?.max(restore.map_or(0, |r| r.checkpoint) + 1);
+    let mut plan = crate::checkpoint::Plan {
+        timing: weir_core::checkpoint::CheckpointTiming::of(c),
+        store,
+        first,
+        job: name,
+        retain: c.retain as usize,
+        exactly_once: c.mode == weir_core::spec::CheckpointMode::ExactlyOnce,
+        incremental: c.incremental,
+        unaligned: c.unaligned,
+        sources: Vec::new(),
+        restored: restore.map(|r| r.checkpoint),
+        vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism, v.kind_name())).collect(),
+        max_parallelism: graph.max_parallelism,
+        global: Vec::new(),
+        link: None,
+    };
+    // Tasks in the order `start` builds them: chain by chain, subtask by
+    // subtask.
+    let mut all = 0;
+    for chain in graph.chains() {
+        let head = &graph.vertices[chain[0]];
+        for s in 0..head.parallelism {
+            if local(s) {
+                if matches!(head.kind, VertexKind::Source(_)) {
+                    plan.sources.push(plan.global.len());
+                }
+                plan.global.push(all);
+            }
+            all += 1;
+        }
+    }
+    let tasks = plan.global.len();
+    Ok(Some((plan, tasks)))
+}
+
+/// The coordinator's side of the checkpoints of a job spread over
+/// several workers: it triggers them, and completes each once every
+/// worker has written its tasks' parts (`None`: the spec takes no
+/// checkpoints).
+pub fn ledger(
+    spec: &Spec,
+    checkpoint_name: Option<String>,
+    restore: Option<&Restored>,
+    link: crate::checkpoint::LedgerLink,
+) -> Result<Option<crate::checkpoint::Ledger>, JobError> {
+    let graph = JobGraph::from_spec(spec);
+    let Some((plan, tasks)) = checkpoint_plan(spec, &graph, checkpoint_name, restore, &|_| true)? else {
+        return Ok(None);
+    };
+    crate::checkpoint::Ledger::start(plan, tasks, link).map(Some).map_err(JobError::State)
 }
 
 /// Refuses a checkpoint or savepoint the job cannot take up: another

@@ -24,12 +24,13 @@ mod task;
 mod window;
 
 pub use checkpoint::{
-    CheckpointStats, CheckpointStatus, CheckpointStore, KeyState, ListReport, OperatorState, Restored, Savepoint,
-    SavepointRequest, StateReport, TaskCheckpointStats, inspect, key_state, load_from,
+    CheckpointCommand, CheckpointLink, CheckpointStats, CheckpointStatus, CheckpointStore, KeyState, Ledger,
+    LedgerLink, ListReport, OperatorState, PartReport, Restored, Savepoint, SavepointRequest, SavepointTarget,
+    StateReport, TaskCheckpointStats, WorkerPart, inspect, key_state, load_from,
 };
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};
-pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, run, start};
+pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, ledger, run, start};
 pub use metrics::SubtaskMetrics;
 pub use operators::{NativeMapFn, NativeProcessFn};
 pub use remote::{ChannelFailure, ChannelMessage, Placement, RemoteExchange, RemoteInbox, RemoteSender};

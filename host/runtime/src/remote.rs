@@ -44,6 +44,8 @@ pub struct Placement {
     pub local: Vec<bool>,
     /// The channels to and from the other slots.
     pub exchange: Arc<dyn RemoteExchange>,
+    /// The coordinator's link, when the job takes checkpoints.
+    pub checkpoints: Option<crate::checkpoint::CheckpointLink>,
 }
 
 impl Placement {

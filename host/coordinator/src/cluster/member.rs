@@ -93,6 +93,10 @@ struct SessionJobs {
     cancelled: std::collections::HashSet<(String, u64)>,
     /// The connection is gone: nothing starts any more.
     closed: bool,
+    /// Spread jobs' checkpointers, by deployment: the coordinator's
+    /// commands go to them until it says the job is over (after its part
+    /// here may have finished). Dropped with the session, they stop.
+    checkpointers: HashMap<(String, u64), std::sync::mpsc::Sender<weir_runtime::CheckpointCommand>>,
 }
 
 type Jobs = Arc<Mutex<SessionJobs>>;
@@ -229,7 +233,17 @@ fn command(
             tokio::task::spawn_blocking(move || {
                 let (job, attempt) = (d.job.clone(), d.attempt);
                 let key = (job.clone(), attempt);
-                let errors = match deploy(*d, &worker, &handle, &connection, &blobs, &plane) {
+                let link = d.coordinated.then(|| {
+                    let (commands, received) = std::sync::mpsc::channel();
+                    lock(&jobs).checkpointers.insert(key.clone(), commands);
+                    let (tx, job) = (tx.clone(), job.clone());
+                    let reports = Box::new(move |report| {
+                        // The session gone, so is the coordinator's ledger.
+                        let _ = tx.blocking_send(ToCoordinator::Checkpoint { job: job.clone(), attempt, report });
+                    });
+                    weir_runtime::CheckpointLink { commands: received, reports }
+                });
+                let errors = match deploy(*d, &worker, &handle, &connection, &blobs, &plane, link) {
                     Ok(exec) => {
                         let mut jobs = lock(&jobs);
                         if jobs.closed || jobs.cancelled.remove(&key) {
@@ -244,12 +258,15 @@ fn command(
                                 waiting: false,
                                 reported: Vec::new(),
                             };
-                            jobs.running.insert(key, running);
+                            jobs.running.insert(key.clone(), running);
                             Vec::new()
                         }
                     }
                     Err(errors) => errors,
                 };
+                if !errors.is_empty() {
+                    lock(&jobs).checkpointers.remove(&key);
+                }
                 let _ = tx.blocking_send(ToCoordinator::Deployed { job, attempt, errors });
             });
         }
@@ -272,6 +289,15 @@ fn command(
                 .unwrap_or_else(|e| Savepoint::reported(0, Some(Err(e))));
             r.savepoints.push((request, sp));
         }
+        ToWorker::Checkpoint { job, attempt, command } => {
+            let key = (job, attempt);
+            let mut jobs = lock(jobs);
+            let over = command == weir_runtime::CheckpointCommand::Over;
+            // A checkpointer that has stopped (its part failed) is gone.
+            if jobs.checkpointers.get(&key).is_some_and(|c| c.send(command).is_err()) || over {
+                jobs.checkpointers.remove(&key);
+            }
+        }
     }
 }
 
@@ -284,6 +310,7 @@ fn deploy(
     connection: &quinn::Connection,
     blobs: &Path,
     plane: &Arc<super::data::DataPlane>,
+    checkpoints: Option<weir_runtime::CheckpointLink>,
 ) -> Result<Arc<dyn Execution>, Vec<TaskError>> {
     let name = d.spec.name.clone().unwrap_or_else(|| d.job.clone());
     let fail = |m: String| vec![TaskError::job(&name, m)];
@@ -307,6 +334,7 @@ fn deploy(
             slots: Arc::new(spread.slots),
             key_groups: spec.max_parallelism,
         }),
+        checkpoints,
     });
     let deployment = Deployment {
         job: d.job,
@@ -316,6 +344,7 @@ fn deploy(
         restore,
         allow_non_restored_state: d.allow_non_restored_state,
         spread: None,
+        checkpoints: None,
     };
     worker.deploy_part(deployment, placement)
 }

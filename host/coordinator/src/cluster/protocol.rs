@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use weir_core::spec::Spec;
-use weir_runtime::{CheckpointStats, JobStatus, JobSummary, TaskError, VertexMetrics};
+use weir_runtime::{CheckpointCommand, CheckpointStats, JobStatus, JobSummary, PartReport, TaskError, VertexMetrics};
 
 /// How often a worker reports (its heartbeat).
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -61,6 +61,16 @@ pub enum ToCoordinator {
     Report {
         /// Its jobs.
         jobs: Vec<JobReport>,
+    },
+    /// Its part of a spread job's checkpoint, for the coordinator's
+    /// ledger of them.
+    Checkpoint {
+        /// The job.
+        job: String,
+        /// Which deployment of it.
+        attempt: u64,
+        /// What its checkpointer says.
+        report: PartReport,
     },
 }
 
@@ -136,6 +146,15 @@ pub enum ToWorker {
         /// Stop the job once it is taken and committed.
         stop: bool,
     },
+    /// A spread job's checkpoint, from the coordinator's ledger.
+    Checkpoint {
+        /// The job.
+        job: String,
+        /// Which deployment of it.
+        attempt: u64,
+        /// What its checkpointer is to do.
+        command: CheckpointCommand,
+    },
 }
 
 /// A job to run: [`crate::worker::Deployment`] as it travels. Components
@@ -158,6 +177,10 @@ pub struct Deploy {
     pub allow_non_restored_state: bool,
     /// When the job is spread over several workers: who runs which slot.
     pub spread: Option<Spread>,
+    /// The job is spread and takes checkpoints: the coordinator keeps
+    /// them ([`ToWorker::Checkpoint`], [`ToCoordinator::Checkpoint`]).
+    #[serde(default)]
+    pub coordinated: bool,
 }
 
 /// A job spread over several workers: per slot, the worker that runs it.

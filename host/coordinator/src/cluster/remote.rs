@@ -36,6 +36,9 @@ struct Inner {
     lost: Option<String>,
     executions: HashMap<Key, Arc<RemoteExecution>>,
     deploys: HashMap<Key, std::sync::mpsc::SyncSender<Vec<TaskError>>>,
+    /// Spread jobs' checkpoint ledgers, by deployment: kept after a part
+    /// has finished, whose final snapshots stand in until the job ends.
+    ledgers: HashMap<Key, std::sync::mpsc::Sender<weir_runtime::PartReport>>,
 }
 
 impl RemoteWorker {
@@ -91,6 +94,13 @@ impl RemoteWorker {
                     if terminal {
                         inner.executions.remove(&key);
                     }
+                }
+            }
+            ToCoordinator::Checkpoint { job, attempt, report } => {
+                let key = (job, attempt);
+                // Its ledger gone (the job ended), the report is moot.
+                if inner.ledgers.get(&key).is_some_and(|l| l.send(report).is_err()) {
+                    inner.ledgers.remove(&key);
                 }
             }
         }
@@ -164,6 +174,9 @@ impl Worker for RemoteWorker {
             }
             inner.executions.insert(key.clone(), exec.clone());
             inner.deploys.insert(key.clone(), reply);
+            if let Some(l) = &d.checkpoints {
+                inner.ledgers.insert(key.clone(), l.clone());
+            }
         }
         let message = Deploy {
             job: d.job.clone(),
@@ -173,11 +186,13 @@ impl Worker for RemoteWorker {
             restore: d.restore.map(|r| r.path.clone()),
             allow_non_restored_state: d.allow_non_restored_state,
             spread: d.spread,
+            coordinated: d.checkpoints.is_some(),
         };
         let forget = |m: String| {
             let mut inner = lock(&self.inner);
             inner.executions.remove(&key);
             inner.deploys.remove(&key);
+            inner.ledgers.remove(&key);
             fail(m)
         };
         self.send(ToWorker::Deploy(Box::new(message))).map_err(forget)?;
@@ -328,5 +343,9 @@ impl Execution for RemoteExecution {
 
     fn committed(&self, id: u64) -> bool {
         lock(&self.state).report.as_ref().is_some_and(|r| r.committed >= id)
+    }
+
+    fn coordinate(&self, command: weir_runtime::CheckpointCommand) -> Result<(), String> {
+        self.command(ToWorker::Checkpoint { job: self.job.clone(), attempt: self.attempt, command })
     }
 }

@@ -1,13 +1,18 @@
 //! A job spread over several workers, as its job master sees it: one
 //! [`Execution`] made of each worker's part. It runs while every part
 //! runs; the first part to fail fails it and stops the others; it has
-//! finished when every part has.
+//! finished when every part has. Its checkpoints are kept here, by a
+//! [`Ledger`]: each worker writes its own tasks' parts, and the ledger
+//! completes each checkpoint once every task's is written.
 
 use crate::worker::Execution;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use weir_runtime::{CheckpointStats, JobStatus, JobSummary, Savepoint, SavepointRequest, TaskError, VertexMetrics};
+use weir_runtime::{
+    CheckpointCommand, CheckpointStats, JobStatus, JobSummary, Ledger, Savepoint, SavepointRequest, TaskError,
+    VertexMetrics,
+};
 
 /// The parts of a spread job.
 pub(crate) struct SpreadExecution {
@@ -19,11 +24,19 @@ pub(crate) struct SpreadExecution {
     /// Cancel was asked for: channels that break as the parts stop are
     /// no failure of the job.
     cancelled: AtomicBool,
+    /// Its checkpoints, when it takes them.
+    ledger: Option<Ledger>,
 }
 
 impl SpreadExecution {
-    pub fn new(parts: Vec<Arc<dyn Execution>>, slot_part: Vec<usize>) -> SpreadExecution {
-        SpreadExecution { parts, slot_part, stopped_others: AtomicBool::new(false), cancelled: AtomicBool::new(false) }
+    pub fn new(parts: Vec<Arc<dyn Execution>>, slot_part: Vec<usize>, ledger: Option<Ledger>) -> SpreadExecution {
+        SpreadExecution {
+            parts,
+            slot_part,
+            stopped_others: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            ledger,
+        }
     }
 
     /// Each vertex's metrics, each subtask's from the part that runs it.
@@ -56,6 +69,10 @@ impl Execution for SpreadExecution {
             }
         }
         let all_ended = statuses.iter().all(|s| s.is_terminal());
+        if all_ended && let Some(l) = &self.ledger {
+            // No more checkpoints; the workers' checkpointers are told.
+            l.stop();
+        }
         match (all_ended, failed) {
             (true, true) => JobStatus::Failed,
             (false, true) => JobStatus::Failing,
@@ -117,17 +134,19 @@ impl Execution for SpreadExecution {
     }
 
     fn checkpoints(&self) -> Vec<CheckpointStats> {
-        Vec::new()
+        self.ledger.as_ref().map_or_else(Vec::new, |l| l.history())
     }
 
-    fn savepoint(&self, _request: SavepointRequest) -> Result<Arc<Savepoint>, String> {
-        Err("the job is spread over several workers, and checkpoints and savepoints of such jobs are not built \
-             yet: give it a `checkpoints:` section, and it runs on one worker"
-            .into())
+    fn savepoint(&self, request: SavepointRequest) -> Result<Arc<Savepoint>, String> {
+        match &self.ledger {
+            Some(l) => Ok(l.savepoint(request)),
+            None => Err("the job takes no checkpoints: savepoints need a `checkpoints:` section in its spec".into()),
+        }
     }
 
-    fn committed(&self, _id: u64) -> bool {
-        true
+    fn committed(&self, id: u64) -> bool {
+        // A part that has ended committed all it will.
+        self.parts.iter().all(|p| p.status().is_terminal() || p.committed(id))
     }
 }
 
@@ -170,6 +189,11 @@ impl crate::worker::Worker for SpreadDeployer {
             slots.push(super::data::Peer { name: self.parts[p].id().to_owned(), addr });
         }
         let spread = super::protocol::Spread { exchange: crate::random_id(), slots };
+        // The parts' checkpoint reports, for the ledger started once every
+        // part runs (none comes before it triggers a checkpoint, but a
+        // task that finished at once).
+        let (reports, received) = std::sync::mpsc::channel();
+        let reports = d.spec.checkpoints.is_some().then_some(reports);
         let mut started: Vec<Arc<dyn Execution>> = Vec::with_capacity(self.parts.len());
         for worker in &self.parts {
             let part = crate::worker::Deployment {
@@ -180,6 +204,7 @@ impl crate::worker::Worker for SpreadDeployer {
                 restore: d.restore.clone(),
                 allow_non_restored_state: d.allow_non_restored_state,
                 spread: Some(spread.clone()),
+                checkpoints: reports.clone(),
             };
             match worker.deploy(part) {
                 Ok(e) => started.push(e),
@@ -195,6 +220,30 @@ impl crate::worker::Worker for SpreadDeployer {
                 }
             }
         }
-        Ok(Arc::new(SpreadExecution::new(started, self.slot_part.clone())))
+        let ledger = match reports {
+            None => None,
+            Some(_) => {
+                let parts = started.clone();
+                let commands = Box::new(move |c: CheckpointCommand| {
+                    for p in &parts {
+                        if let Err(e) = p.coordinate(c.clone()) {
+                            tracing::warn!("checkpoint command not passed on: {e}");
+                        }
+                    }
+                });
+                let link = weir_runtime::LedgerLink { reports: received, commands };
+                let restore = d.restore.as_deref();
+                match weir_runtime::ledger(&d.spec, Some(d.checkpoint_name.clone()), restore, link) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        for p in &started {
+                            p.cancel();
+                        }
+                        return Err(vec![TaskError::job(&name, e.to_string())]);
+                    }
+                }
+            }
+        };
+        Ok(Arc::new(SpreadExecution::new(started, self.slot_part.clone(), ledger)))
     }
 }

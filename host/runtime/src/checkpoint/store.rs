@@ -244,7 +244,9 @@ impl CheckpointStore {
     /// those later snapshots may still diff against) does not name: what
     /// retention and failed checkpoints left. A completed checkpoint whose
     /// metadata cannot be read keeps every file (nothing is removed).
-    pub(crate) fn collect_shared(&self, live: &std::collections::HashSet<String>) {
+    /// Only files `owns` names are removed (a spread job's worker owns
+    /// those of its own tasks).
+    pub(crate) fn collect_shared(&self, live: &std::collections::HashSet<String>, owns: &dyn Fn(&str) -> bool) {
         let mut keep = live.clone();
         let complete = match self.listing() {
             Ok((_, complete)) => complete,
@@ -265,6 +267,7 @@ impl CheckpointStore {
         };
         for n in names {
             if !keep.contains(&format!("{SHARED}/{n}"))
+                && owns(&n)
                 && let Err(err) = shared.remove(&n)
             {
                 tracing::warn!("cannot remove {}: {err}", shared.display_file(&n));
@@ -574,7 +577,7 @@ mod tests {
         let r = store.load(1).unwrap();
         assert_eq!(r.stages[&("op".into(), 0)].chain(), vec![&b"full"[..]]);
 
-        store.collect_shared(&std::collections::HashSet::new());
+        store.collect_shared(&std::collections::HashSet::new(), &|_| true);
         assert!(store.dir().join(&full.file).is_file(), "listed by a completed checkpoint: kept");
         assert!(!store.dir().join(&stray.file).exists(), "listed by nothing: removed");
 
