@@ -325,6 +325,21 @@ fn a_consumer_slow_on_one_worker_back_pressures_its_producers_and_no_other_consu
     for s in 0..3 {
         let back = rate(0, s, "backPressuredTimeMsPerSecond");
         assert!(back > 300.0, "source subtask {s} waits for the slow consumer's channel ({back} ms/s): {job:#}");
+        // The API names the channel: into the slow subtask, and no other.
+        let channels = job["vertices"][0]["subtasks"][s]["channels"].as_array().unwrap();
+        assert_eq!(channels.len(), 3, "a channel to each consumer subtask: {channels:?}");
+        for ch in channels {
+            let (to, waited) =
+                (ch["subtask"].as_u64().unwrap() as usize, ch["backPressuredTimeMsPerSecond"].as_f64().unwrap());
+            assert_eq!(ch["to"], "work");
+            if to == slow {
+                assert!(waited > 300.0, "source {s}'s channel to the slow subtask {slow} is back-pressured: {ch}");
+            } else {
+                assert!(waited < 50.0, "source {s}'s channel to subtask {to} is not: {ch}");
+            }
+        }
+        let remote = channels.iter().filter(|ch| ch["remote"] == true).count();
+        assert_eq!(remote, 2, "two of the three consumers run on other workers: {channels:?}");
     }
     c.ok(&["cancel", &id]);
     let ended = c.wait_job(&id, 30, |j| j["state"] == "CANCELED" || j["state"] == "FAILED");

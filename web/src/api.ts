@@ -68,11 +68,21 @@ export interface UserMetric {
   value: number;
 }
 
+/** A channel to a subtask downstream, and how long it keeps its sender waiting. */
+export interface ChannelInfo {
+  to: string;
+  subtask: number;
+  remote: boolean;
+  backPressuredTimeMsPerSecond: number;
+  backpressure: Backpressure;
+}
+
 export interface SubtaskInfo {
   subtask: number;
   backpressure: Backpressure;
   metrics: Metrics;
   "user-metrics": UserMetric[];
+  channels: ChannelInfo[];
 }
 
 export interface VertexInfo {

@@ -123,6 +123,11 @@ async function coordinator() {
   const panel = page.getByRole("region", { name: "Vertex count details" });
   await until(panel.getByRole("table", { name: "Subtasks of count" }), (t) => /Subtask/.test(t), "the subtasks of `count`");
   if ((await panel.getByRole("table", { name: "Subtasks of count" }).locator("tbody tr").count()) !== 2) throw new Error("`count` at parallelism 2 shows 2 subtasks");
+  await until(
+    panel.getByRole("table", { name: "Subtasks of count" }),
+    (t) => t.includes("Slowest channel") && /(none|→ \S+\[\d+\] \d+ ms\/s)/.test(t),
+    "each subtask's slowest channel downstream",
+  );
   await panel.getByRole("figure", { name: "Records per second" }).waitFor();
   // A few more samples in the charts for the screenshot.
   await page.waitForTimeout(6000);

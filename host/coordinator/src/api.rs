@@ -327,6 +327,30 @@ pub struct SubtaskInfo {
     pub metrics: Metrics,
     /// The operator's own metrics, by name.
     pub user_metrics: Vec<UserMetricInfo>,
+    /// Its channels to the subtasks it sends to: which one keeps it
+    /// waiting.
+    #[serde(default)]
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// A channel from a subtask to a subtask downstream, and the time its
+/// sender waits for room in it: a slow consumer shows on exactly the
+/// channels into it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ChannelInfo {
+    /// The vertex it sends to.
+    pub to: String,
+    /// Which of its subtasks.
+    pub subtask: u32,
+    /// Whether it crosses to another worker (over QUIC).
+    pub remote: bool,
+    /// Milliseconds per second the sender waited for room (a full queue,
+    /// or no credit from the other worker).
+    #[serde(rename = "backPressuredTimeMsPerSecond")]
+    pub back_pressured_time_ms_per_second: f64,
+    /// Its level.
+    pub backpressure: Backpressure,
 }
 
 /// A vertex of the job graph: a source, operator or sink.

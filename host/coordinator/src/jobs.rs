@@ -8,8 +8,8 @@
 //! outlive the coordinator.
 
 use crate::api::{
-    Backpressure, CheckpointCounts, CheckpointDetail, CheckpointInfo, Checkpoints, ComponentRef, ErrorItem,
-    ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, JobStateInfo, KeyStateInfo, Metrics,
+    Backpressure, ChannelInfo, CheckpointCounts, CheckpointDetail, CheckpointInfo, Checkpoints, ComponentRef,
+    ErrorItem, ExceptionInfo, Exceptions, JobDetail, JobInfo, JobList, JobState, JobStateInfo, KeyStateInfo, Metrics,
     NamedStateInfo, Operation, OperationStatus, OperatorListInfo, OperatorStateInfo, RateHistory, SavepointBody,
     SavepointOperation, SpecCheck, SpecProblem, SubmitRequest, Submitted, SubtaskInfo, TaskCheckpointInfo, Triggered,
     UserMetricInfo, VertexInfo, VertexRates,
@@ -185,6 +185,10 @@ impl Run {
             for st in &mut v.subtasks {
                 rest(&mut st.metrics);
                 st.backpressure = Backpressure::Ok;
+                for c in &mut st.channels {
+                    c.back_pressured_time_ms_per_second = 0.0;
+                    c.backpressure = Backpressure::Ok;
+                }
             }
         }
     }
@@ -248,13 +252,15 @@ impl Run {
             let mut subtasks = Vec::with_capacity(m.subtasks.len());
             for (si, s) in m.subtasks.iter().enumerate() {
                 let mut x = v.subtasks.get(si).map(|x| x.metrics.clone()).unwrap_or_default();
+                let mut channels = v.subtasks.get(si).map(|x| x.channels.clone()).unwrap_or_default();
                 totals(&mut x, s);
                 if let Some((secs, p)) = last.and_then(|(secs, l)| Some((secs, l.get(vi)?.subtasks.get(si)?))) {
                     rates(&mut x, s, p, secs);
+                    channels = channel_rates(s, p, secs);
                 }
                 let backpressure = Backpressure::of(x.back_pressured_time_ms_per_second);
                 let user_metrics = s.user.iter().map(|(name, m)| user_metric(name, m)).collect();
-                subtasks.push(SubtaskInfo { subtask: s.subtask, backpressure, metrics: x, user_metrics });
+                subtasks.push(SubtaskInfo { subtask: s.subtask, backpressure, metrics: x, user_metrics, channels });
             }
             v.metrics = aggregate(&subtasks);
             v.user_metrics = aggregate_user(&subtasks);
@@ -322,6 +328,32 @@ fn rates(x: &mut Metrics, now: &SubtaskMetrics, then: &SubtaskMetrics, secs: f64
     x.idle_time_ms_per_second = idle * scale;
     x.back_pressured_time_ms_per_second = bp * scale;
     x.busy_time_ms_per_second = 1000.0 - x.idle_time_ms_per_second - x.back_pressured_time_ms_per_second;
+}
+
+/// Each channel's back-pressured time per second, from two samples of
+/// its subtask `secs` seconds apart (a channel new since reads from 0).
+fn channel_rates(now: &SubtaskMetrics, then: &SubtaskMetrics, secs: f64) -> Vec<ChannelInfo> {
+    let before = |c: &weir_runtime::ChannelMetrics| {
+        let same = |p: &&weir_runtime::ChannelMetrics| p.to == c.to && p.subtask == c.subtask;
+        then.channels.iter().find(same).map_or(0, |p| p.backpressured_ns)
+    };
+    now.channels
+        .iter()
+        .map(|c| {
+            let ms = if now.finished {
+                0.0
+            } else {
+                (c.backpressured_ns.saturating_sub(before(c)) as f64 / secs / 1e6).min(1000.0)
+            };
+            ChannelInfo {
+                to: c.to.clone(),
+                subtask: c.subtask,
+                remote: c.remote,
+                back_pressured_time_ms_per_second: ms,
+                backpressure: Backpressure::of(ms),
+            }
+        })
+        .collect()
 }
 
 fn user_metric(name: &str, m: &UserMetric) -> UserMetricInfo {

@@ -692,6 +692,7 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
                             Ok(d) => (d, Some(Arc::new(Savepoint::default()))),
                             Err(e) => {
                                 report(PartReport::Declined { id, why: format!("{}: {e}", t.folder.display()) });
+                                triggered = triggered.max(id);
                                 continue;
                             }
                         },
@@ -704,13 +705,23 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
                     let abandoned = finished
                         .keys()
                         .find(|t| last_seen.get(t).is_some_and(|&s| s >= id) && !acks.iter().any(|a| a.task == **t));
+                    // Declined, its barrier still goes: tasks aligning on it
+                    // would wait for this worker's sources otherwise.
                     if let Some(&t) = abandoned {
                         let why = format!("task {} abandoned it before it finished", global(t));
                         report(PartReport::Declined { id, why });
+                        if savepoint.is_none() {
+                            shared.trigger.fetch_max(id, Ordering::AcqRel);
+                        }
                         continue;
                     }
                     if let Err(e) = store::begin(&dir) {
                         report(PartReport::Declined { id, why: format!("cannot make {}: {e}", dir.display()) });
+                        // A savepoint's barrier goes nowhere: it is injected
+                        // only once every worker is ready.
+                        if savepoint.is_none() {
+                            shared.trigger.fetch_max(id, Ordering::AcqRel);
+                        }
                         continue;
                     }
                     if let Some(t) = &savepoint {
@@ -729,7 +740,17 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
                         let timing = AckTiming::default();
                         made.push_back(TaskAck { checkpoint: id, task, stages: stages.clone(), seen: 0, timing });
                     }
-                    shared.trigger.fetch_max(id, Ordering::AcqRel);
+                    if savepoint.is_some() {
+                        // Its barrier waits until every worker knows.
+                        report(PartReport::Ready { id });
+                    } else {
+                        shared.trigger.fetch_max(id, Ordering::AcqRel);
+                    }
+                }
+                CheckpointCommand::Inject { id } => {
+                    if flights.contains_key(&id) {
+                        shared.trigger.fetch_max(id, Ordering::AcqRel);
+                    }
                 }
                 CheckpointCommand::Complete { id } => {
                     if let Some(f) = flights.remove(&id) {
@@ -850,8 +871,10 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
                 continue;
             }
             Ok(ack) => ack,
+            // Acknowledgements waiting for their trigger may diff against
+            // chains a collection now would forget.
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if collect_due || floor > collected_at {
+                if early.is_empty() && (collect_due || floor > collected_at) {
                     collect(store, &mut chains, &flights, floor, own.as_ref());
                     (collect_due, collected_at) = (false, floor);
                 }

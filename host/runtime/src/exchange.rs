@@ -141,11 +141,21 @@ impl Inbox {
     /// drained to half the budget, so a full queue does not wake its
     /// sender for every message taken (a context switch each).
     pub fn send(&self, input: usize, message: MessageKind) -> Result<(), Closed> {
+        self.send_on(input, message, None)
+    }
+
+    /// [`Inbox::send`], a wait counted on `channel` too.
+    fn send_on(
+        &self,
+        input: usize,
+        message: MessageKind,
+        channel: Option<&crate::metrics::ChannelTimes>,
+    ) -> Result<(), Closed> {
         let size = message.footprint();
         let mut q = self.lock();
         let full = |q: &Queues| !q.closed && q.bytes[input] >= self.budget && !q.queues[input].is_empty();
         if full(&q) {
-            let waiting = crate::metrics::begin(crate::metrics::Wait::Backpressured);
+            let waiting = crate::metrics::begin_on(crate::metrics::Wait::Backpressured, channel);
             while full(&q) {
                 q.writers_waiting[input] += 1;
                 q = self.writable.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -249,6 +259,8 @@ pub(crate) enum InputSender {
         inbox: Arc<Inbox>,
         /// Which of its queues.
         input: usize,
+        /// Its waits.
+        channel: Arc<crate::metrics::ChannelTimes>,
     },
     /// In another process.
     Remote(Arc<RemoteInput>),
@@ -259,6 +271,8 @@ pub(crate) struct RemoteInput {
     pub sender: Mutex<Box<dyn crate::remote::RemoteSender>>,
     /// A broken channel fails the job (and the sender sees [`Closed`]).
     pub failure: crate::remote::ChannelFailure,
+    /// Its waits.
+    pub channel: Arc<crate::metrics::ChannelTimes>,
 }
 
 impl RemoteInput {
@@ -267,7 +281,7 @@ impl RemoteInput {
         let sent = if sender.has_room() {
             sender.send(message)
         } else {
-            let waiting = crate::metrics::begin(crate::metrics::Wait::Backpressured);
+            let waiting = crate::metrics::begin_on(crate::metrics::Wait::Backpressured, Some(&self.channel));
             let sent = sender.send(message);
             waiting.end();
             sent
@@ -280,10 +294,18 @@ impl RemoteInput {
 }
 
 impl InputSender {
+    /// The channel's waits.
+    pub fn channel(&self) -> &Arc<crate::metrics::ChannelTimes> {
+        match self {
+            InputSender::Local { channel, .. } => channel,
+            InputSender::Remote(r) => &r.channel,
+        }
+    }
+
     fn send(&self, message: MessageKind) -> Result<(), Closed> {
         use crate::remote::ChannelMessage;
         match self {
-            InputSender::Local { inbox, input } => inbox.send(*input, message),
+            InputSender::Local { inbox, input, channel } => inbox.send_on(*input, message, Some(channel)),
             InputSender::Remote(r) => r.send(match message {
                 MessageKind::Data(b) => ChannelMessage::Data(b),
                 MessageKind::Idle(idle) => ChannelMessage::Idle(idle),
@@ -296,7 +318,7 @@ impl InputSender {
 
     fn send_first(&self, id: u64) -> Result<(), Closed> {
         match self {
-            InputSender::Local { inbox, input } => inbox.send_first(*input, id),
+            InputSender::Local { inbox, input, .. } => inbox.send_first(*input, id),
             // It overtakes what is queued on the consumer's side.
             InputSender::Remote(r) => r.send(crate::remote::ChannelMessage::Priority(id)),
         }
@@ -347,6 +369,11 @@ impl Router {
     pub fn new(consumer: String, route: Route, targets: Vec<InputSender>) -> Self {
         let buffers = (0..targets.len()).map(|_| Batch::new()).collect();
         Router { consumer, route, targets, buffers }
+    }
+
+    /// Its channels' waits, one per target.
+    pub fn channels(&self) -> impl Iterator<Item = &Arc<crate::metrics::ChannelTimes>> {
+        self.targets.iter().map(InputSender::channel)
     }
 
     fn broadcast(&self, kind: impl Fn() -> MessageKind) -> Result<(), Closed> {

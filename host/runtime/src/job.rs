@@ -273,6 +273,10 @@ pub struct JobHandle {
     /// Per task: whether it ended.
     task_finished: Vec<Arc<AtomicBool>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// A spread job's checkpointer, which outlives its tasks when they
+    /// finish (their final snapshots stand in until the job ends): joined
+    /// only when they did not.
+    detached: Mutex<Option<std::thread::JoinHandle<()>>>,
     vertices: Vec<(String, u32)>,
     started: Instant,
 }
@@ -359,6 +363,14 @@ impl JobHandle {
         for t in threads {
             // Tasks catch their own panics and report them as errors.
             let _ = t.join();
+        }
+        if self.status() != JobStatus::Finished {
+            // Failed or cancelled: it stops now, and has stopped writing
+            // before the job is said to have ended.
+            let detached = self.detached.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(t) = detached {
+                let _ = t.join();
+            }
         }
         let p = self.shared.progress();
         if let Some(e) = p.errors.first() {
@@ -563,9 +575,14 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
                     };
                     let (sender, close) = p.exchange.connect(&graph.vertices[c].id, t, input, s, failure.clone());
                     shared.remote_closers.lock().unwrap_or_else(|p| p.into_inner()).push(close);
-                    InputSender::Remote(Arc::new(RemoteInput { sender: Mutex::new(sender), failure }))
+                    let channel = crate::metrics::ChannelTimes::new(&graph.vertices[c].id, t, true);
+                    InputSender::Remote(Arc::new(RemoteInput { sender: Mutex::new(sender), failure, channel }))
                 }
-                _ => InputSender::Local { inbox: inboxes[&(c, t)].clone(), input },
+                _ => InputSender::Local {
+                    inbox: inboxes[&(c, t)].clone(),
+                    input,
+                    channel: crate::metrics::ChannelTimes::new(&graph.vertices[c].id, t, false),
+                },
             };
             out.push(match &e.partition {
                 Partition::Forward => Router::new(id, Route::Forward, vec![to(s, base)]),
@@ -679,6 +696,14 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
                 key_buf: Vec::new(),
                 clock: options.clock.clone(),
             };
+            // Each vertex's channels downstream, for its metrics.
+            for stage in &stages {
+                let mut channels: Vec<_> = stage.side_routers.iter().flat_map(|(_, r)| r.channels()).cloned().collect();
+                if stage.vertex == last {
+                    channels.extend(tail.routers.iter().flat_map(|r| r.channels()).cloned());
+                }
+                let _ = shared.counters[stage.vertex][s as usize].channels.set(channels);
+            }
             let h = match &graph.vertices[head].kind {
                 VertexKind::Source(src) => {
                     let p = graph.vertices[head].parallelism;
@@ -756,6 +781,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
         shared: shared.clone(),
         task_finished: task_finished.clone(),
         threads: Mutex::new(Vec::new()),
+        detached: Mutex::new(None),
         vertices: graph.vertices.iter().map(|v| (v.id.clone(), v.parallelism)).collect(),
         started,
     };
@@ -829,7 +855,7 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
     {
         let job = shared.clone();
         match std::thread::Builder::new().name("weir-checkpointer".into()).spawn(move || run(job)) {
-            Ok(_) if detached => {}
+            Ok(t) if detached => *handle.detached.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(t),
             Ok(t) => threads.push(t),
             Err(e) => {
                 tracing::warn!("cannot start the checkpointer ({e}); the job runs without checkpoints");

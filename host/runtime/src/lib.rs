@@ -31,7 +31,7 @@ pub use checkpoint::{
 pub use driver::ProcessDriver;
 pub use graph::{PlanVertex, plan};
 pub use job::{JobError, JobHandle, JobStatus, JobSummary, VertexMetrics, ledger, run, start};
-pub use metrics::SubtaskMetrics;
+pub use metrics::{ChannelMetrics, SubtaskMetrics};
 pub use operators::{NativeMapFn, NativeProcessFn};
 pub use remote::{ChannelFailure, ChannelMessage, Placement, RemoteExchange, RemoteInbox, RemoteSender};
 pub use task::TaskError;

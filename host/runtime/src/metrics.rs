@@ -24,6 +24,8 @@ pub(crate) struct SubtaskCounters {
     pub times: Arc<TaskTimes>,
     /// The metrics its Wasm instances report (set once they exist).
     pub user: OnceLock<Vec<Arc<UserMetrics>>>,
+    /// Its channels downstream (set once they exist).
+    pub channels: OnceLock<Vec<Arc<ChannelTimes>>>,
 }
 
 impl SubtaskCounters {
@@ -37,6 +39,7 @@ impl SubtaskCounters {
             output_watermark: AtomicI64::new(i64::MIN),
             times,
             user: OnceLock::new(),
+            channels: OnceLock::new(),
         }
     }
 
@@ -74,6 +77,7 @@ impl SubtaskCounters {
             backpressured_ns,
             finished: self.times.finished.load(Ordering::Relaxed),
             user: self.user_metrics(),
+            channels: self.channels.get().map_or_else(Vec::new, |c| c.iter().map(|c| c.snapshot()).collect()),
         }
     }
 
@@ -158,6 +162,57 @@ pub struct SubtaskMetrics {
     pub user: Vec<(String, UserMetric)>,
     /// Its task has ended.
     pub finished: bool,
+    /// Its channels to the subtasks it sends to, and how long each kept
+    /// it waiting.
+    #[serde(default)]
+    pub channels: Vec<ChannelMetrics>,
+}
+
+/// One channel from a subtask to a subtask of a vertex it sends to.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ChannelMetrics {
+    /// The vertex it sends to.
+    pub to: String,
+    /// Which of its subtasks.
+    pub subtask: u32,
+    /// Whether the channel crosses to another worker.
+    pub remote: bool,
+    /// Nanoseconds the sender spent waiting for room on this channel (a
+    /// full queue, or no credit from the other worker).
+    pub backpressured_ns: u64,
+}
+
+/// A channel's waits: its producer's time waiting for room at its
+/// consumer, with the wait in progress.
+pub(crate) struct ChannelTimes {
+    to: String,
+    subtask: u32,
+    remote: bool,
+    backpressured_ns: AtomicU64,
+    since: AtomicU64,
+}
+
+impl ChannelTimes {
+    pub fn new(to: &str, subtask: u32, remote: bool) -> Arc<ChannelTimes> {
+        Arc::new(ChannelTimes {
+            to: to.to_owned(),
+            subtask,
+            remote,
+            backpressured_ns: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+        })
+    }
+
+    pub fn snapshot(&self) -> ChannelMetrics {
+        let since = self.since.load(Ordering::Relaxed);
+        let now = if since == 0 { 0 } else { (clock_ns() + 1).saturating_sub(since) };
+        ChannelMetrics {
+            to: self.to.clone(),
+            subtask: self.subtask,
+            remote: self.remote,
+            backpressured_ns: self.backpressured_ns.load(Ordering::Relaxed) + now,
+        }
+    }
 }
 
 thread_local! {
@@ -181,9 +236,11 @@ pub(crate) enum Wait {
 }
 
 /// A wait begun: end it with [`Waiting::end`].
-pub(crate) struct Waiting {
+pub(crate) struct Waiting<'a> {
     kind: Wait,
     since: u64,
+    /// The channel waited on, which counts it too.
+    channel: Option<&'a ChannelTimes>,
 }
 
 fn fields(t: &TaskTimes, kind: Wait) -> (&AtomicU64, &AtomicU64) {
@@ -194,20 +251,32 @@ fn fields(t: &TaskTimes, kind: Wait) -> (&AtomicU64, &AtomicU64) {
 }
 
 /// This thread's task begins to wait.
-pub(crate) fn begin(kind: Wait) -> Waiting {
+pub(crate) fn begin(kind: Wait) -> Waiting<'static> {
+    begin_on(kind, None)
+}
+
+/// This thread's task begins to wait, on `channel` (for room in it).
+pub(crate) fn begin_on(kind: Wait, channel: Option<&ChannelTimes>) -> Waiting<'_> {
     let since = clock_ns() + 1;
     CURRENT.with(|c| {
         if let Some(t) = c.borrow().as_ref() {
             fields(t, kind).1.store(since, Ordering::Relaxed);
         }
     });
-    Waiting { kind, since }
+    if let Some(ch) = channel {
+        ch.since.store(since, Ordering::Relaxed);
+    }
+    Waiting { kind, since, channel }
 }
 
-impl Waiting {
+impl Waiting<'_> {
     /// The wait is over: its time is counted.
     pub(crate) fn end(self) {
         let waited = (clock_ns() + 1).saturating_sub(self.since);
+        if let Some(ch) = self.channel {
+            ch.since.store(0, Ordering::Relaxed);
+            ch.backpressured_ns.fetch_add(waited, Ordering::Relaxed);
+        }
         CURRENT.with(|c| {
             if let Some(t) = c.borrow().as_ref() {
                 let (total, since) = fields(t, self.kind);

@@ -756,7 +756,15 @@ mod tests {
     }
 
     fn to(inbox: &Arc<Inbox>) -> Router {
-        Router::new("next".into(), Route::Forward, vec![InputSender::Local { inbox: inbox.clone(), input: 0 }])
+        Router::new(
+            "next".into(),
+            Route::Forward,
+            vec![InputSender::Local {
+                inbox: inbox.clone(),
+                input: 0,
+                channel: crate::metrics::ChannelTimes::new("next", 0, false),
+            }],
+        )
     }
 
     fn stage(vertex: usize, op: impl Operator + 'static) -> Stage {

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import {
+  type ChannelInfo,
   type JobDetail,
   type RateHistory,
   type Operation,
@@ -193,6 +194,7 @@ function VertexPanel({ vertex: v, history: h }: { vertex: VertexInfo; history?: 
             <th>In/s</th>
             <th>Out/s</th>
             <th>Input watermark</th>
+            <th>Slowest channel</th>
             <th>Own metrics</th>
           </tr>
         </thead>
@@ -213,6 +215,9 @@ function VertexPanel({ vertex: v, history: h }: { vertex: VertexInfo; history?: 
                 {behind.has(s.subtask) && <span className="warn"> holds the watermark back</span>}
               </td>
               <td>
+                <SlowestChannel channels={s.channels ?? []} />
+              </td>
+              <td>
                 {s["user-metrics"].map((m) => (
                   <div key={m.name}>
                     {m.name} = {count(m.value)}
@@ -224,6 +229,21 @@ function VertexPanel({ vertex: v, history: h }: { vertex: VertexInfo; history?: 
         </tbody>
       </table>
     </section>
+  );
+}
+
+/** The channel that keeps a subtask waiting longest, if any does. */
+function SlowestChannel({ channels }: { channels: ChannelInfo[] }) {
+  const slowest = channels.reduce<ChannelInfo | undefined>(
+    (a, c) => (c.backPressuredTimeMsPerSecond > (a?.backPressuredTimeMsPerSecond ?? 0) ? c : a),
+    undefined,
+  );
+  if (!slowest || slowest.backPressuredTimeMsPerSecond < 1) return <span className="muted">none</span>;
+  return (
+    <span className={`channel bp-${slowest.backpressure.toLowerCase()}`} title="time waiting for room in this channel">
+      → {slowest.to}[{slowest.subtask}] {slowest.backPressuredTimeMsPerSecond.toFixed(0)} ms/s
+      {slowest.remote ? " (other worker)" : ""}
+    </span>
   );
 }
 

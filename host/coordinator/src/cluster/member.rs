@@ -272,6 +272,8 @@ fn command(
         }
         ToWorker::Cancel { job, attempt } => {
             let mut jobs = lock(jobs);
+            // Its checkpointer stops too (a part that finished keeps one).
+            jobs.checkpointers.remove(&(job.clone(), attempt));
             match jobs.running.get(&(job.clone(), attempt)) {
                 Some(r) => r.exec.cancel(),
                 // Still being deployed (or never here): it must not start.

@@ -345,7 +345,11 @@ impl Execution for RemoteExecution {
         lock(&self.state).report.as_ref().is_some_and(|r| r.committed >= id)
     }
 
+    /// Waits for room in the control queue: a checkpoint command is not
+    /// dropped (a lost `Complete` would leave a sink uncommitted). A lost
+    /// worker's queue is closed, which ends the wait.
     fn coordinate(&self, command: weir_runtime::CheckpointCommand) -> Result<(), String> {
-        self.command(ToWorker::Checkpoint { job: self.job.clone(), attempt: self.attempt, command })
+        let message = ToWorker::Checkpoint { job: self.job.clone(), attempt: self.attempt, command };
+        self.to.blocking_send(message).map_err(|_| format!("worker `{}` is gone", self.worker))
     }
 }

@@ -211,6 +211,11 @@ impl crate::worker::Worker for SpreadDeployer {
                 Err(errors) => {
                     for e in &started {
                         e.cancel();
+                        // A part that finished already keeps its checkpointer
+                        // until told the job is over.
+                        if reports.is_some() {
+                            let _ = e.coordinate(CheckpointCommand::Over);
+                        }
                     }
                     // Ended before their slots go to a restart.
                     for e in &started {
@@ -231,13 +236,14 @@ impl crate::worker::Worker for SpreadDeployer {
                         }
                     }
                 });
-                let link = weir_runtime::LedgerLink { reports: received, commands };
+                let link = weir_runtime::LedgerLink { reports: received, commands, workers: started.len() };
                 let restore = d.restore.as_deref();
                 match weir_runtime::ledger(&d.spec, Some(d.checkpoint_name.clone()), restore, link) {
                     Ok(l) => l,
                     Err(e) => {
                         for p in &started {
                             p.cancel();
+                            let _ = p.coordinate(CheckpointCommand::Over);
                         }
                         return Err(vec![TaskError::job(&name, e.to_string())]);
                     }

@@ -24,12 +24,20 @@ use weir_core::checkpoint::{AckResult, CheckpointEvent, CheckpointTracker};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", rename_all_fields = "kebab-case", tag = "type")]
 pub enum CheckpointCommand {
-    /// Take checkpoint `id` (sources inject its barrier).
+    /// Take checkpoint `id` (sources inject its barrier). A savepoint's
+    /// barrier waits for [`CheckpointCommand::Inject`]: every worker must
+    /// know it is one before any task meets it (a savepoint is taken
+    /// whole and aligned), and another worker's barrier may come first.
     Trigger {
         /// Its number.
         id: u64,
         /// For a savepoint: its folder, and whether the job stops after it.
         savepoint: Option<SavepointTarget>,
+    },
+    /// Every worker is ready for savepoint `id`: sources inject it.
+    Inject {
+        /// Its number.
+        id: u64,
     },
     /// Checkpoint `id` is complete (its metadata is written): tasks may
     /// commit it.
@@ -83,6 +91,11 @@ pub enum PartReport {
         /// The task.
         task: usize,
     },
+    /// The worker knows savepoint `id` is one: its barrier may come.
+    Ready {
+        /// Its number.
+        id: u64,
+    },
 }
 
 /// A worker's part of a checkpoint: the files it wrote, for the metadata.
@@ -122,6 +135,9 @@ pub struct LedgerLink {
     pub reports: mpsc::Receiver<PartReport>,
     /// To every worker of the job.
     pub commands: Box<dyn Fn(CheckpointCommand) + Send>,
+    /// How many workers run the job (each answers a savepoint's trigger
+    /// with [`PartReport::Ready`]).
+    pub workers: usize,
 }
 
 /// The checkpoints of one execution of a spread job, kept by the
@@ -180,6 +196,8 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
     let mut tracker = CheckpointTracker::new(plan.timing, tasks, plan.first, now_ms());
     let mut flights: HashMap<u64, InFlight> = HashMap::new();
     let mut finished: HashSet<usize> = HashSet::new();
+    // Savepoints triggered: the workers ready for them so far.
+    let mut ready: HashMap<u64, usize> = HashMap::new();
     let mut stopped = false;
     let send = |c: CheckpointCommand| (link.commands)(c);
     let fail = |id: u64, f: InFlight, why: &str| {
@@ -222,6 +240,7 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
                 tracker.pause();
             }
             begin(id, InFlight::new(dir, Some(ticket)), &mut flights);
+            ready.insert(id, 0);
             let savepoint = Some(SavepointTarget { folder: path, stop: request.stop });
             send(CheckpointCommand::Trigger { id, savepoint });
         }
@@ -256,6 +275,16 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
             }
         };
         match report {
+            PartReport::Ready { id } => {
+                let Some(n) = ready.get_mut(&id) else { continue };
+                *n += 1;
+                if *n >= link.workers {
+                    ready.remove(&id);
+                    if flights.contains_key(&id) {
+                        send(CheckpointCommand::Inject { id });
+                    }
+                }
+            }
             PartReport::Finished { task } => {
                 finished.insert(task);
                 if !stopped && plan.sources.iter().all(|t| finished.contains(t)) {
@@ -295,8 +324,13 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
                     AckResult::Complete { .. } => {
                         let f = flights.remove(&id).expect("invariant: the flight was just found");
                         let metadata = metadata_of(&plan, id, &f);
-                        let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
                         shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        if let Err(why) = every_file_there(store, &f) {
+                            tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
+                            fail(id, f, &why);
+                            continue;
+                        }
+                        let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
                         match synced.and_then(|()| store::complete(&f.dir, &metadata)) {
                             Ok(()) => {
                                 let mut chains = Default::default();
@@ -316,10 +350,42 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
         }
     }
     for (id, f) in flights {
-        fail(id, f, "the job ended before every task acknowledged it");
+        // Their folders stay until the next attempt's start discards
+        // them: a worker still writing into one (its part lost, not yet
+        // fenced) cannot meet a new checkpoint of the same number.
+        fail_flight(shared, id, f, "the job ended before every task acknowledged it", tasks, false);
+        send(CheckpointCommand::Abort { id, why: "the job ended".into() });
     }
     for (_, ticket) in std::mem::take(&mut *shared.requests.lock().unwrap_or_else(|p| p.into_inner())) {
         ticket.finish(Err("the job ended before the savepoint could be taken".into()));
     }
     send(CheckpointCommand::Over);
+}
+
+/// Whether the coordinator sees every file the workers say they wrote:
+/// a spread job's checkpoints need storage they all share.
+fn every_file_there(store: &store::CheckpointStore, f: &InFlight) -> Result<(), String> {
+    let shared_dir = store.dir();
+    let missing = |what: &str, e: String| {
+        format!(
+            "{what}, which a worker wrote, is not there for the coordinator ({e}): a job spread over several \
+             workers needs its `checkpoints: dir` (and savepoint folder) on storage the coordinator and every \
+             worker share, such as object storage (`s3://…`) or a shared volume"
+        )
+    };
+    for t in &f.files {
+        match f.dir.exists(&t.file) {
+            Ok(true) => {}
+            Ok(false) => return Err(missing(&f.dir.display_file(&t.file), "not found".into())),
+            Err(e) => return Err(missing(&f.dir.display_file(&t.file), e.to_string())),
+        }
+    }
+    for file in f.shared.iter().flat_map(|c| c.files.iter()) {
+        match store.shared_exists(&file.file) {
+            Ok(true) => {}
+            Ok(false) => return Err(missing(&format!("{}/{}", shared_dir.display(), file.file), "not found".into())),
+            Err(e) => return Err(missing(&format!("{}/{}", shared_dir.display(), file.file), e.to_string())),
+        }
+    }
+    Ok(())
 }

@@ -234,6 +234,13 @@ impl CheckpointStore {
         Ok(file)
     }
 
+    /// Whether shared file `name` (as the metadata names it,
+    /// `shared/…`) is there.
+    pub(crate) fn shared_exists(&self, name: &str) -> std::io::Result<bool> {
+        let base = name.strip_prefix(&format!("{SHARED}/")).unwrap_or(name);
+        self.dir.join(SHARED).exists(base)
+    }
+
     /// Syncs the folder of shared files (their names).
     pub(crate) fn sync_shared(&self) -> std::io::Result<()> {
         self.dir.join(SHARED).sync()
