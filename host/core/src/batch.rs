@@ -138,6 +138,13 @@ impl Batch {
         Ok(Batch { data, offsets, timestamps, origins, key_groups: vec![NO_KEY_GROUP; n], marks: Vec::new() })
     }
 
+    /// Its columns, moved out: data, offsets, timestamps, origins, key
+    /// groups and marks (a data frame is made of them without a copy).
+    #[allow(clippy::type_complexity)]
+    pub fn into_columns(self) -> (Vec<u8>, Vec<u32>, Vec<i64>, Vec<u64>, Vec<u16>, Vec<Mark>) {
+        (self.data, self.offsets, self.timestamps, self.origins, self.key_groups, self.marks)
+    }
+
     /// A batch from all its columns as another process sent them (a data
     /// frame), checked as [`Batch::from_parts`] checks, and besides: one
     /// key group per event, each below `key_groups` or [`NO_KEY_GROUP`];

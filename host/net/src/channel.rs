@@ -67,7 +67,12 @@ pub const MTU_UPPER_BOUND: u16 = 16_384;
 /// Sends `frame` on `stream`: its length, then its bytes. Waits while the
 /// consumer's credit is used up.
 pub async fn send(stream: &mut quinn::SendStream, frame: &Frame) -> Result<(), ChannelError> {
-    let bytes = frame::encode(frame);
+    send_encoded(stream, frame::encode(frame)).await
+}
+
+/// [`send`] of a frame [`frame::encode`]d already (by the producer, off
+/// the network threads).
+pub async fn send_encoded(stream: &mut quinn::SendStream, bytes: bytes::Bytes) -> Result<(), ChannelError> {
     if bytes.len() > frame::MAX_FRAME {
         return Err(ChannelError::Frame(FrameError(format!(
             "{} bytes, more than the {} a frame may have: cut the batch smaller",
@@ -75,9 +80,10 @@ pub async fn send(stream: &mut quinn::SendStream, frame: &Frame) -> Result<(), C
             frame::MAX_FRAME
         ))));
     }
-    // Two writes, not one of a joined copy: the stream buffers both.
+    // Two writes, not one of a joined copy: the stream keeps the frame's
+    // buffer as it is.
     stream.write_all(&frame::prefix(bytes.len())).await.map_err(|e| ChannelError::Stream(e.to_string()))?;
-    stream.write_all(&bytes).await.map_err(|e| ChannelError::Stream(e.to_string()))
+    stream.write_chunk(bytes).await.map_err(|e| ChannelError::Stream(e.to_string()))
 }
 
 /// The next frame on `stream`, checked for a job of `key_groups` key

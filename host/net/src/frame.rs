@@ -47,7 +47,24 @@ pub struct WireBatch {
 }
 
 impl WireBatch {
-    /// The columns of `b`.
+    /// The columns of `b`, moved (a sent batch is not needed again).
+    pub fn from_batch(b: Batch) -> WireBatch {
+        let (data, offsets, timestamps, origins, key_groups, marks) = b.into_columns();
+        let marks = marks.iter().map(|m| (m.after, m.watermark)).collect();
+        WireBatch { data, offsets, timestamps, origins, key_groups, marks }
+    }
+
+    /// Bytes its archive takes, about (to size the buffer once).
+    fn size_hint(&self) -> usize {
+        self.data.len()
+            + 4 * self.offsets.len()
+            + 8 * (self.timestamps.len() + self.origins.len())
+            + 2 * self.key_groups.len()
+            + 16 * self.marks.len()
+            + 256
+    }
+
+    /// The columns of `b`, copied.
     pub fn of(b: &Batch) -> WireBatch {
         WireBatch {
             data: b.data().to_vec(),
@@ -81,13 +98,19 @@ pub enum Received {
 pub struct FrameError(pub String);
 
 /// The frame's bytes (without the length prefix): the archive and its
-/// CRC-32.
-pub fn encode(frame: &Frame) -> Vec<u8> {
-    let mut bytes =
-        rkyv::to_bytes::<rancor::Error>(frame).expect("invariant: a frame of owned vectors serializes").into_vec();
+/// CRC-32, written once into a buffer of the right size and handed over
+/// as it is (a QUIC stream takes it without a copy).
+pub fn encode(frame: &Frame) -> bytes::Bytes {
+    let hint = match frame {
+        Frame::Data(b) => b.size_hint(),
+        _ => 64,
+    };
+    let buffer = rkyv::util::AlignedVec::<16>::with_capacity(hint);
+    let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(frame, buffer)
+        .expect("invariant: a frame of owned vectors serializes");
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes
+    bytes::Bytes::from_owner(bytes)
 }
 
 /// `bytes` as a frame of a job of `key_groups` key groups, or what is wrong
@@ -196,7 +219,7 @@ mod tests {
         // Every byte flipped in turn: the checksum tells.
         for i in 0..bytes.len() {
             for bit in [0x01, 0x80] {
-                let mut bad = bytes.clone();
+                let mut bad = bytes.to_vec();
                 bad[i] ^= bit;
                 assert!(decode(&bad, 128).is_err(), "byte {i} flipped");
             }

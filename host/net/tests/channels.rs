@@ -119,7 +119,7 @@ fn a_frame_cut_short_or_damaged_fails_its_channel_with_what_is_wrong() {
         let link = Link::new(None).await;
         let (out, inbound) = (&link.out, &link.inbound);
         let good = weir_net::frame::encode(&Frame::Data(WireBatch::of(&batch(0))));
-        let mut damaged = good.clone();
+        let mut damaged = good.to_vec();
         damaged[10] ^= 0xff;
         let cases: Vec<(Vec<u8>, &str)> = vec![
             ([&weir_net::frame::prefix(good.len())[..], &good[..100]].concat(), "ended inside a frame"),

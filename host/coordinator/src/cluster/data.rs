@@ -330,15 +330,14 @@ async fn write_channel(
     plane: &DataPlane,
     peer: &Peer,
     header: ChannelHeader,
-    rx: &mut tokio::sync::mpsc::Receiver<Frame>,
+    rx: &mut tokio::sync::mpsc::Receiver<Encoded>,
 ) -> Result<(), String> {
     let written = async {
         let connection = plane.connection(peer).await?;
         let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
         weir_net::control::write(&mut stream, &header).await.map_err(|e| e.0)?;
-        while let Some(frame) = rx.recv().await {
-            let end = matches!(frame, Frame::End);
-            channel::send(&mut stream, &frame).await.map_err(|e| e.to_string())?;
+        while let Some(Encoded { bytes, end }) = rx.recv().await {
+            channel::send_encoded(&mut stream, bytes).await.map_err(|e| e.to_string())?;
             if end {
                 stream.finish().map_err(|e| e.to_string())?;
                 // Until the consumer has it all (or the connection goes).
@@ -354,9 +353,16 @@ async fn write_channel(
     written.await.map_err(|e| format!("to worker `{}` at {}: {e}", peer.name, peer.addr))
 }
 
+/// A frame as the producer encoded it, for the channel's writer.
+struct Encoded {
+    bytes: bytes::Bytes,
+    /// It is the channel's last.
+    end: bool,
+}
+
 /// A channel to a subtask on another worker.
 struct QuicSender {
-    tx: tokio::sync::mpsc::Sender<Frame>,
+    tx: tokio::sync::mpsc::Sender<Encoded>,
     failed: Arc<Mutex<Option<String>>>,
 }
 
@@ -367,13 +373,15 @@ impl RemoteSender for QuicSender {
 
     fn send(&mut self, message: ChannelMessage) -> Result<(), String> {
         let frame = match message {
-            ChannelMessage::Data(b) => Frame::Data(WireBatch::of(&b)),
+            ChannelMessage::Data(b) => Frame::Data(WireBatch::from_batch(b)),
             ChannelMessage::Idle(idle) => Frame::Idle(idle),
             ChannelMessage::Barrier(id) => Frame::Barrier(id),
             ChannelMessage::Priority(id) => Frame::Priority(id),
             ChannelMessage::End => Frame::End,
         };
-        if self.tx.blocking_send(frame).is_err() {
+        // Encoded here, on the producer's thread, not the network's.
+        let encoded = Encoded { end: matches!(frame, Frame::End), bytes: weir_net::frame::encode(&frame) };
+        if self.tx.blocking_send(encoded).is_err() {
             return Err(lock(&self.failed).clone().unwrap_or_else(|| "the channel closed".to_owned()));
         }
         Ok(())
