@@ -48,6 +48,11 @@ pub struct Spec {
     /// Events per batch at sources.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// How long a keyed channel may hold a part of a batch, to send it
+    /// with later ones as one larger batch (Flink's buffer timeout); 0:
+    /// every part goes at once.
+    #[serde(default = "default_buffer_timeout_ms")]
+    pub buffer_timeout_ms: u64,
     /// Where streams come from.
     pub sources: Vec<SourceSpec>,
     /// What transforms them, in any order.
@@ -127,6 +132,9 @@ fn default_max_parallelism() -> u32 {
 }
 fn default_batch_size() -> usize {
     DEFAULT_BATCH_SIZE
+}
+fn default_buffer_timeout_ms() -> u64 {
+    100
 }
 
 /// Source types.
@@ -715,6 +723,11 @@ impl Spec {
         }
         if self.batch_size == 0 || self.batch_size > 1 << 20 {
             return Err(top("batch-size must be between 1 and 1048576".into()));
+        }
+        if self.buffer_timeout_ms > 60_000 {
+            return Err(top(
+                "buffer-timeout-ms must be between 0 (send every batch at once) and 60000 (a minute)".into()
+            ));
         }
         if self.state.memory_mb == 0 || self.state.memory_mb > 1 << 30 {
             return Err(top("state: memory-mb must be between 1 and 1073741824 (MiB)".into()));

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use weir_core::keys::{key_group, subtask_of_group};
 use weir_core::spec::KeySelector;
 use weir_core::{Batch, Mark};
@@ -326,6 +326,7 @@ impl InputSender {
 }
 
 /// Why routing stopped.
+#[derive(Debug)]
 pub(crate) enum RouteError {
     /// A consumer's inbox is closed: the job is being torn down.
     Cancelled,
@@ -352,6 +353,19 @@ pub(crate) struct Router {
     /// One input per target subtask (one for forward).
     pub targets: Vec<InputSender>,
     buffers: Vec<Batch>,
+    /// A keyed route's buffer timeout: parts of batches wait to go with
+    /// later ones (`None`: each goes at once).
+    linger: Option<Linger>,
+}
+
+/// How long, and up to what size, a keyed route's parts wait.
+struct Linger {
+    timeout: Duration,
+    /// A part this large goes at once.
+    events: usize,
+    bytes: usize,
+    /// Since when a part has waited.
+    since: Option<Instant>,
 }
 
 fn key_from_json(value: &[u8], pointer: &str, out: &mut Vec<u8>) -> Result<(), String> {
@@ -368,7 +382,48 @@ fn key_from_json(value: &[u8], pointer: &str, out: &mut Vec<u8>) -> Result<(), S
 impl Router {
     pub fn new(consumer: String, route: Route, targets: Vec<InputSender>) -> Self {
         let buffers = (0..targets.len()).map(|_| Batch::new()).collect();
-        Router { consumer, route, targets, buffers }
+        Router { consumer, route, targets, buffers, linger: None }
+    }
+
+    /// A keyed route whose parts of batches wait up to `timeout` (the
+    /// job's buffer timeout) to go as one batch of up to `events` events
+    /// or `bytes` bytes; 0 sends each at once.
+    pub fn lingering(mut self, timeout: Duration, events: usize, bytes: usize) -> Self {
+        if !timeout.is_zero() && matches!(self.route, Route::Hash { .. }) {
+            self.linger = Some(Linger { timeout, events, bytes, since: None });
+        }
+        self
+    }
+
+    /// Sends what waits in the buffers.
+    pub fn flush(&mut self) -> Result<(), Closed> {
+        if let Some(l) = &mut self.linger {
+            l.since = None;
+        }
+        for t in 0..self.buffers.len() {
+            if !self.buffers[t].is_void() {
+                self.send_buffer(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what has waited its buffer timeout by `now`; how long until
+    /// the next part is due (`None`: none waits).
+    pub fn flush_due(&mut self, now: Instant) -> Result<Option<Duration>, Closed> {
+        let Some(l) = &self.linger else { return Ok(None) };
+        let Some(since) = l.since else { return Ok(None) };
+        let due = since + l.timeout;
+        if now >= due {
+            self.flush()?;
+            return Ok(None);
+        }
+        Ok(Some(due - now))
+    }
+
+    /// Sends buffer `t` ([`send_part`]).
+    fn send_buffer(&mut self, t: usize) -> Result<(), Closed> {
+        send_part(&mut self.buffers, &self.targets, t)
     }
 
     /// Its channels' waits, one per target.
@@ -404,9 +459,10 @@ impl Router {
             Route::Hash { selector, max_parallelism } => {
                 let parallelism = self.targets.len() as u32;
                 let mut marks = batch.marks().iter().peekable();
+                let hold = self.linger.is_some();
                 for i in 0..batch.len() {
                     while let Some(m) = marks.next_if(|m| m.after as usize == i) {
-                        push_mark(&mut self.buffers, m);
+                        push_mark(&mut self.buffers, &self.targets, hold, m)?;
                     }
                     let e = batch.event(i);
                     let key = match selector {
@@ -434,32 +490,44 @@ impl Router {
                     self.buffers[t].push_keyed(key, group as u16, e.value, e.timestamp, e.origin);
                 }
                 for m in marks {
-                    push_mark(&mut self.buffers, m);
+                    push_mark(&mut self.buffers, &self.targets, hold, m)?;
                 }
+                let mut held = false;
                 for t in 0..self.buffers.len() {
-                    if !self.buffers[t].is_void() {
-                        // The next buffer starts as large as this one ended,
-                        // plus an eighth: growing it event by event copies it
-                        // again and again, and batches differ by a few events.
-                        let (cap, bytes) = (self.buffers[t].len(), self.buffers[t].bytes());
-                        let next = Batch::with_capacity(cap + cap / 8, bytes + bytes / 8);
-                        let full = std::mem::replace(&mut self.buffers[t], next);
-                        self.targets[t].send(MessageKind::Data(full))?;
+                    if self.buffers[t].is_void() {
+                        continue;
                     }
+                    let small = |l: &Linger, b: &Batch| b.len() < l.events && b.bytes() < l.bytes;
+                    if self.linger.as_ref().is_some_and(|l| small(l, &self.buffers[t])) {
+                        held = true;
+                        continue;
+                    }
+                    self.send_buffer(t)?;
+                }
+                if let Some(l) = &mut self.linger
+                    && held
+                    && l.since.is_none()
+                {
+                    l.since = Some(Instant::now());
                 }
                 Ok(())
             }
         }
     }
 
-    /// Tells every target this subtask is idle (or active again).
-    pub fn idle(&self, idle: bool) -> Result<(), Closed> {
+    /// Tells every target this subtask is idle (or active again), after
+    /// what waits.
+    pub fn idle(&mut self, idle: bool) -> Result<(), Closed> {
+        self.flush()?;
         self.broadcast(|| MessageKind::Idle(idle))
     }
 
-    /// Sends checkpoint `id`'s barrier to every target: behind what was
-    /// sent before it, or (`unaligned`) ahead of what is still queued.
-    pub fn barrier(&self, id: u64, unaligned: bool) -> Result<(), Closed> {
+    /// Sends checkpoint `id`'s barrier to every target, after what waits
+    /// in the buffers: behind what was sent before it, or (`unaligned`)
+    /// ahead of what is still queued (which the consumer keeps with its
+    /// part of the checkpoint).
+    pub fn barrier(&mut self, id: u64, unaligned: bool) -> Result<(), Closed> {
+        self.flush()?;
         if unaligned {
             self.targets.iter().try_for_each(|t| t.send_first(id))
         } else {
@@ -467,16 +535,37 @@ impl Router {
         }
     }
 
-    /// Tells every target this subtask has ended.
-    pub fn end(&self) -> Result<(), Closed> {
+    /// Tells every target this subtask has ended, after what waits.
+    pub fn end(&mut self) -> Result<(), Closed> {
+        self.flush()?;
         self.broadcast(|| MessageKind::End)
     }
 }
 
-fn push_mark(buffers: &mut [Batch], m: &Mark) {
-    for b in buffers {
-        b.mark(m.watermark);
+/// Puts watermark `m` in every buffer. A part held back (`hold`) that
+/// ends in a watermark goes first: the new one would take the old one's
+/// place, and the consumer would never see the old one (its timers
+/// would fire at a later watermark than they should).
+fn push_mark(buffers: &mut [Batch], targets: &[InputSender], hold: bool, m: &Mark) -> Result<(), Closed> {
+    for t in 0..buffers.len() {
+        let b = &buffers[t];
+        let merges = b.marks().last().is_some_and(|l| l.after as usize >= b.len() && l.watermark < m.watermark);
+        if hold && merges {
+            send_part(buffers, targets, t)?;
+        }
+        buffers[t].mark(m.watermark);
     }
+    Ok(())
+}
+
+/// Sends buffer `t` to its target; the next starts as large as it ended,
+/// plus an eighth: growing it event by event copies it again and again,
+/// and batches differ by a few events.
+fn send_part(buffers: &mut [Batch], targets: &[InputSender], t: usize) -> Result<(), Closed> {
+    let (cap, bytes) = (buffers[t].len(), buffers[t].bytes());
+    let next = Batch::with_capacity(cap + cap / 8, bytes + bytes / 8);
+    let full = std::mem::replace(&mut buffers[t], next);
+    targets[t].send(MessageKind::Data(full))
 }
 
 #[cfg(test)]
@@ -513,6 +602,81 @@ mod tests {
         );
         let Recv::Message(0, MessageKind::Data(b)) = inbox.recv(Duration::ZERO).unwrap() else { panic!() };
         assert_eq!(b.len(), 1, "the overtaken data is still processed");
+    }
+
+    /// A keyed router to one consumer subtask of `inbox`'s input 0.
+    fn keyed(inbox: &Arc<Inbox>, timeout: Duration) -> Router {
+        let channel = crate::metrics::ChannelTimes::new("next", 0, false);
+        let target = InputSender::Local { inbox: inbox.clone(), input: 0, channel };
+        let route = Route::Hash { selector: KeySelector::EventKey, max_parallelism: 128 };
+        Router::new("next".into(), route, vec![target]).lingering(timeout, 100, 1 << 20)
+    }
+
+    fn keyed_batch(n: usize, watermark: i64) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..n {
+            b.push(b"k", b"v", i as i64, 0);
+        }
+        b.mark(watermark);
+        b
+    }
+
+    fn events(inbox: &Inbox) -> Vec<usize> {
+        let mut got = Vec::new();
+        while let Ok(Recv::Message(_, m)) = inbox.recv(Duration::ZERO) {
+            got.push(match m {
+                MessageKind::Data(b) => b.len(),
+                MessageKind::Barrier(_) => usize::MAX,
+                _ => 0,
+            });
+        }
+        got
+    }
+
+    #[test]
+    fn a_keyed_route_holds_small_parts_until_its_buffer_timeout_or_size_and_before_a_barrier() {
+        let inbox = Inbox::new(1, 1 << 20);
+        let mut r = keyed(&inbox, Duration::from_millis(50));
+        let mut key = Vec::new();
+        r.route(keyed_batch(10, 1), &mut key).unwrap();
+        r.route(keyed_batch(10, 2), &mut key).unwrap();
+        assert_eq!(events(&inbox), Vec::<usize>::new(), "two small parts wait");
+        let t0 = Instant::now();
+        let left = r.flush_due(t0).unwrap().expect("a part waits");
+        assert!(left <= Duration::from_millis(50));
+        assert_eq!(r.flush_due(t0 + Duration::from_millis(51)).unwrap(), None, "due: sent");
+        assert_eq!(events(&inbox), vec![20], "as one batch");
+
+        r.route(keyed_batch(150, 3), &mut key).unwrap();
+        assert_eq!(events(&inbox), vec![150], "a part of the size goes at once");
+        r.route(keyed_batch(5, 4), &mut key).unwrap();
+        r.barrier(7, false).unwrap();
+        assert_eq!(events(&inbox), vec![5, usize::MAX], "what waits goes before the barrier");
+
+        // A watermark with nothing after the last one sends what waits,
+        // so the consumer sees each.
+        r.route(keyed_batch(5, 5), &mut key).unwrap();
+        r.route(keyed_batch(0, 6), &mut key).unwrap();
+        let inbox_marks: Vec<i64> = std::iter::from_fn(|| match inbox.recv(Duration::ZERO) {
+            Ok(Recv::Message(_, MessageKind::Data(b))) => {
+                Some(b.marks().iter().map(|m| m.watermark).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+        assert_eq!(inbox_marks, vec![5], "watermark 5 went before 6 could take its place");
+        r.end().unwrap();
+        let Ok(Recv::Message(_, MessageKind::Data(b))) = inbox.recv(Duration::ZERO) else {
+            panic!("6 comes at the end")
+        };
+        assert_eq!(b.last_watermark(), Some(6));
+
+        // Without a buffer timeout every part goes at once.
+        let inbox = Inbox::new(1, 1 << 20);
+        let mut r = keyed(&inbox, Duration::ZERO);
+        r.route(keyed_batch(10, 1), &mut key).unwrap();
+        assert_eq!(events(&inbox), vec![10]);
     }
 
     #[test]

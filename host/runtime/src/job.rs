@@ -590,6 +590,11 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
                     id,
                     Route::Hash { selector: sel.clone(), max_parallelism: graph.max_parallelism },
                     (0..p).map(|t| to(t, base + s as usize)).collect(),
+                )
+                .lingering(
+                    Duration::from_millis(spec.buffer_timeout_ms),
+                    spec.batch_size,
+                    options.batch_bytes,
                 ),
                 Partition::Rebalance => Router::new(
                     id,

@@ -287,12 +287,25 @@ impl Chain {
         Ok(())
     }
 
-    fn all_routers(&self) -> impl Iterator<Item = &Router> {
-        self.tail.routers.iter().chain(self.stages.iter().flat_map(|s| s.side_routers.iter().map(|(_, r)| r)))
+    fn all_routers(&mut self) -> impl Iterator<Item = &mut Router> {
+        let side = self.stages.iter_mut().flat_map(|s| s.side_routers.iter_mut().map(|(_, r)| r));
+        self.tail.routers.iter_mut().chain(side)
+    }
+
+    /// Sends what waited its buffer timeout in keyed routes; how long
+    /// until the next part is due (`None`: none waits).
+    fn flush_due(&mut self, now: Instant) -> Result<Option<Duration>, TaskError> {
+        let mut next: Option<Duration> = None;
+        for r in self.all_routers() {
+            if let Some(d) = r.flush_due(now)? {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        }
+        Ok(next)
     }
 
     /// Tells every consumer this task is idle (or active again).
-    fn set_idle(&self, idle: bool) -> Result<(), TaskError> {
+    fn set_idle(&mut self, idle: bool) -> Result<(), TaskError> {
         for r in self.all_routers() {
             r.idle(idle)?;
         }
@@ -413,7 +426,7 @@ impl Chain {
     }
 
     /// Passes checkpoint `id`'s barrier on to every consumer.
-    fn barriers(&self, id: u64, unaligned: bool) -> Result<(), TaskError> {
+    fn barriers(&mut self, id: u64, unaligned: bool) -> Result<(), TaskError> {
         for r in self.all_routers() {
             r.barrier(id, unaligned)?;
         }
@@ -543,6 +556,7 @@ fn run_source(
             }
             chain.notify()?;
         }
+        let flush_in = chain.flush_due(Instant::now())?;
         let mut batch = Batch::with_capacity(batch_size, last_bytes + last_bytes / 8);
         let poll = source.next_batch(&mut batch, batch_size).map_err(|e| {
             chain.tail.error(head, OpError { origin: None, message: format!("{}: {}", e.place, e.message) })
@@ -567,7 +581,8 @@ fn run_source(
                 // In short naps: a barrier, a cancel or a stop is not
                 // kept waiting by an idle subtask.
                 let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
-                std::thread::sleep(d.min(Duration::from_millis(10)));
+                let nap = flush_in.map_or(d, |f| d.min(f));
+                std::thread::sleep(nap.min(Duration::from_millis(10)));
                 waiting.end();
             }
             Poll::Wait(d) => {
@@ -584,7 +599,7 @@ fn run_source(
                 }
                 chain.tick(chain.tail.clock.now())?;
                 let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
-                std::thread::sleep(d);
+                std::thread::sleep(flush_in.map_or(d, |f| d.min(f)));
                 waiting.end();
             }
             Poll::End => {
@@ -639,7 +654,9 @@ fn run_input(
                     // Under steady input recv never times out: check the clock here.
                     chain.tick(chain.tail.clock.now())?;
                 }
-                match inbox.recv(gate.until_tick(now))? {
+                let flush_in = chain.flush_due(now)?;
+                let wait = flush_in.map_or(gate.until_tick(now), |f| f.min(gate.until_tick(now)));
+                match inbox.recv(wait)? {
                     Recv::Message(input, message) => (input, message),
                     Recv::Timeout => continue,
                 }
