@@ -115,3 +115,47 @@ fn timers_due_at_one_watermark_flow_out_in_bounded_batches() {
     let largest = largest.load(Ordering::Relaxed);
     assert!(largest <= 512, "a batch of {largest} events reached the next stage");
 }
+
+/// Records in per subtask of vertex `id`.
+fn per_subtask(summary: &weir_runtime::JobSummary, id: &str) -> Vec<u64> {
+    let v = summary.vertices.iter().find(|v| v.id == id).unwrap();
+    v.subtasks.iter().map(|s| s.records_in).collect()
+}
+
+#[test]
+fn broadcast_sends_every_event_to_every_subtask_and_rescale_keeps_each_producer_to_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = WasmRuntime::new(None).unwrap();
+    let spec = load(
+        dir.path(),
+        "parallelism: 3\n\
+         sources: [{id: gen, type: generator, parallelism: 1, count: 1000, keys: 10}]\n\
+         sinks: [{id: all, type: discard, input: gen, partition: broadcast}]\n",
+    );
+    let summary = weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    assert_eq!(per_subtask(&summary, "all"), vec![1000, 1000, 1000], "each subtask gets every event");
+
+    // Two producers, four consumers: producer 0 feeds subtasks 0 and 1,
+    // producer 1 subtasks 2 and 3 (rebalance would feed all four from each).
+    let spec = load(
+        dir.path(),
+        "parallelism: 4\nbatch-size: 100\n\
+         sources: [{id: gen, type: generator, parallelism: 2, count: 20000, keys: 10}]\n\
+         sinks: [{id: out, type: discard, input: gen, partition: rescale}]\n",
+    );
+    let summary = weir_runtime::run(&spec, &rt, RunOptions::default()).unwrap();
+    let got = per_subtask(&summary, "out");
+    let sources = summary.vertices.iter().find(|v| v.id == "gen").unwrap();
+    let produced: Vec<u64> = sources.subtasks.iter().map(|s| s.records_out).collect();
+    assert_eq!(got[0] + got[1], produced[0], "producer 0's events went to subtasks 0 and 1: {got:?}");
+    assert_eq!(got[2] + got[3], produced[1], "producer 1's to 2 and 3: {got:?}");
+    assert!(got.iter().all(|&n| n > 0), "round robin within each share: {got:?}");
+
+    // Keyed and spread at once is a contradiction, said so.
+    let text = "sources: [{id: gen, type: generator, count: 10}]\n\
+                operators: [{id: m, kind: map, component: x.wasm, input: gen, key-by: \"@key\", partition: broadcast}]\n\
+                sinks: [{id: out, type: discard, input: m}]\n";
+    std::fs::write(dir.path().join("bad.yaml"), text).unwrap();
+    let err = Spec::load(&dir.path().join("bad.yaml")).unwrap_err().to_string();
+    assert!(err.contains("`partition: broadcast`") && err.contains("key-by"), "{err}");
+}

@@ -294,6 +294,10 @@ pub struct OperatorSpec {
     /// the key already on the event. Required for `process`.
     #[serde(default)]
     pub key_by: Option<String>,
+    /// How an unkeyed input is spread over its subtasks (default: forward
+    /// at the same parallelism, rebalance otherwise).
+    #[serde(default)]
+    pub partition: Option<PartitionSpec>,
     /// Subtasks (default: the spec's `parallelism`).
     #[serde(default)]
     pub parallelism: Option<u32>,
@@ -343,6 +347,33 @@ pub enum SinkType {
     Discard,
 }
 
+/// How an unkeyed input is spread over the reader's subtasks, as Flink's
+/// `rebalance()`, `rescale()` and `broadcast()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionSpec {
+    /// Whole batches round-robin over every subtask.
+    Rebalance,
+    /// Whole batches round-robin over a few subtasks: each upstream
+    /// subtask feeds its own share of them (fewer channels than
+    /// rebalance).
+    Rescale,
+    /// Every batch to every subtask.
+    Broadcast,
+}
+
+impl PartitionSpec {
+    /// Its name in a spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionSpec::Rebalance => "rebalance",
+            PartitionSpec::Rescale => "rescale",
+            PartitionSpec::Broadcast => "broadcast",
+        }
+    }
+}
+
 /// A sink.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -358,6 +389,10 @@ pub struct SinkSpec {
     pub path: Option<PathBuf>,
     /// Upstream ids.
     pub input: Inputs,
+    /// How the input is spread over its subtasks (default: forward at the
+    /// same parallelism, rebalance otherwise).
+    #[serde(default)]
+    pub partition: Option<PartitionSpec>,
     /// How values are written: `json` lines (default) or `text`, where a
     /// value that is a JSON string is written as its plain text (CSV
     /// lines, for example) and any other value as JSON.
@@ -862,6 +897,14 @@ impl Spec {
                 return Err(at(format!(
                     "operator `{}`: `key-by: \"@key\"` keeps the key on the event, but file source `{src}` sets none; key by a field instead",
                     o.id
+                )));
+            }
+            if let (Some(p), Some(_)) = (o.partition, &o.key_by) {
+                return Err(at(format!(
+                    "operator `{}`: `partition: {}` spreads an unkeyed input, and `key-by` sends each key to its \
+                     subtask; keep one of them",
+                    o.id,
+                    p.name()
                 )));
             }
             if matches!(o.kind, OperatorKind::Process | OperatorKind::Window) && o.key_by.is_none() {

@@ -342,8 +342,22 @@ impl From<Closed> for RouteError {
 
 pub(crate) enum Route {
     Forward,
-    Hash { selector: KeySelector, max_parallelism: u32 },
-    Rebalance { next: usize },
+    Hash {
+        selector: KeySelector,
+        max_parallelism: u32,
+    },
+    Rebalance {
+        next: usize,
+    },
+    /// Round-robin over targets `first..first + count` (the producer's
+    /// share); watermarks go to every target.
+    Rescale {
+        next: usize,
+        first: usize,
+        count: usize,
+    },
+    /// Every batch to every target.
+    Broadcast,
 }
 
 /// Sends one stream of a subtask to the subtasks of one consumer vertex.
@@ -455,6 +469,23 @@ impl Router {
                     }
                 }
                 Ok(self.targets[target].send(MessageKind::Data(batch))?)
+            }
+            Route::Rescale { next, first, count } => {
+                let target = *first + *next % (*count).max(1);
+                *next += 1;
+                if let Some(wm) = batch.last_watermark() {
+                    for t in (0..self.targets.len()).filter(|&t| t != target) {
+                        self.targets[t].send(MessageKind::Data(Batch::watermark(wm)))?;
+                    }
+                }
+                Ok(self.targets[target].send(MessageKind::Data(batch))?)
+            }
+            Route::Broadcast => {
+                let last = self.targets.len() - 1;
+                for t in &self.targets[..last] {
+                    t.send(MessageKind::Data(batch.clone()))?;
+                }
+                Ok(self.targets[last].send(MessageKind::Data(batch))?)
             }
             Route::Hash { selector, max_parallelism } => {
                 let parallelism = self.targets.len() as u32;

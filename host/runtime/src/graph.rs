@@ -18,6 +18,11 @@ pub(crate) enum Partition {
     Hash(KeySelector),
     /// Round-robin by batch.
     Rebalance,
+    /// Round-robin by batch over the upstream subtask's share of the
+    /// downstream ones.
+    Rescale,
+    /// Every batch to every subtask.
+    Broadcast,
 }
 
 #[derive(Debug, Clone)]
@@ -132,18 +137,22 @@ impl JobGraph {
         };
         let mut all_inputs = Vec::new();
         for (vi, v) in vertices.iter().enumerate() {
-            let (names, key_by) = match &v.kind {
+            let (names, key_by, explicit) = match &v.kind {
                 VertexKind::Source(_) => continue,
-                VertexKind::Operator(o) => (&o.input.0, o.key_by.as_deref()),
-                VertexKind::Sink(s) => (&s.input.0, None),
+                VertexKind::Operator(o) => (&o.input.0, o.key_by.as_deref(), o.partition),
+                VertexKind::Sink(s) => (&s.input.0, None, s.partition),
             };
             for name in names {
                 let r = StreamRef::parse(name);
                 let from = index(&r.id);
-                let partition = match key_by {
-                    Some(k) => Partition::Hash(KeySelector::parse(k)),
-                    None if vertices[from].parallelism == v.parallelism => Partition::Forward,
-                    None => Partition::Rebalance,
+                use weir_core::spec::PartitionSpec;
+                let partition = match (key_by, explicit) {
+                    (Some(k), _) => Partition::Hash(KeySelector::parse(k)),
+                    (None, Some(PartitionSpec::Rebalance)) => Partition::Rebalance,
+                    (None, Some(PartitionSpec::Rescale)) => Partition::Rescale,
+                    (None, Some(PartitionSpec::Broadcast)) => Partition::Broadcast,
+                    (None, None) if vertices[from].parallelism == v.parallelism => Partition::Forward,
+                    (None, None) => Partition::Rebalance,
                 };
                 all_inputs.push((vi, Edge { from, tag: r.tag, partition }));
             }

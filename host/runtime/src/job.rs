@@ -601,6 +601,22 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
                     Route::Rebalance { next: s as usize },
                     (0..p).map(|t| to(t, base + s as usize)).collect(),
                 ),
+                Partition::Rescale => {
+                    // Flink's rescale: upstream subtask `s` of `up` feeds its
+                    // share of the `p` downstream subtasks (or one of them).
+                    let up = graph.vertices[v].parallelism as usize;
+                    let (s, p) = (s as usize, p as usize);
+                    let first = s * p / up;
+                    let count = ((s + 1) * p / up).saturating_sub(first).max(1);
+                    Router::new(
+                        id,
+                        Route::Rescale { next: 0, first, count },
+                        (0..p as u32).map(|t| to(t, base + s)).collect(),
+                    )
+                }
+                Partition::Broadcast => {
+                    Router::new(id, Route::Broadcast, (0..p).map(|t| to(t, base + s as usize)).collect())
+                }
             });
         }
         out
