@@ -449,3 +449,41 @@ fn a_worker_whose_network_link_is_cut_is_noticed_and_its_job_restarts_on_another
     let _ = far.kill();
     let _ = far.wait();
 }
+
+#[test]
+fn a_worker_offering_no_slots_or_too_many_is_refused_saying_why_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let c =
+        Coordinator::start_with_slots(0, &["--cluster-listen", "127.0.0.1:0", "--allow-path", root.to_str().unwrap()]);
+    let line = c.line_with("--join-token", 30);
+    let port = line.split("HOST:").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let token = std::fs::read_to_string(c.data.path().join("join-token")).unwrap().trim().to_owned();
+    for (slots, says) in
+        [("0", "needs at least one slot"), ("2000", "2000 slots is more than one worker may offer (1024)")]
+    {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(weir_bin())
+            .args(["worker", "--coordinator", &format!("127.0.0.1:{port}"), "--slots", slots, "--name", "greedy"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("WEIR_JOIN_TOKEN", &token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "a refused worker stops by itself (--slots {slots})");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success() && stderr.contains("refused") && stderr.contains(says), "--slots {slots}: {stderr}");
+        let workers = c.get("/v1/workers").1;
+        assert_eq!(workers["workers"].as_array().map(Vec::len), Some(0), "not registered: {workers:#}");
+    }
+}

@@ -542,10 +542,22 @@ pub fn start(spec: &Spec, rt: &WasmRuntime, mut options: RunOptions) -> Result<J
         for s in (0..graph.vertices[head].parallelism).filter(|&s| local(s)) {
             let inbox = Inbox::new(inputs, options.channel_bytes);
             if let Some(p) = &placement {
+                let v = &graph.vertices[head];
+                let bases = graph.input_layout(head).1;
+                let edges = v.inputs.iter().zip(bases).map(|(e, &base)| {
+                    let forward = e.partition == crate::graph::Partition::Forward;
+                    let n = if forward { 1 } else { graph.vertices[e.from].parallelism as usize };
+                    (base, n, forward)
+                });
+                let keyed = v.inputs.iter().any(|e| matches!(e.partition, crate::graph::Partition::Hash(_)));
                 let remote = crate::remote::RemoteInbox {
                     inbox: inbox.clone(),
                     inputs,
-                    vertex: graph.vertices[head].id.clone(),
+                    edges: edges.collect(),
+                    groups: keyed
+                        .then(|| weir_core::keys::key_group_range(s, graph.max_parallelism, v.parallelism))
+                        .flatten(),
+                    vertex: v.id.clone(),
                     subtask: s,
                     what: names[head].what,
                     job: Arc::downgrade(&shared),

@@ -108,6 +108,11 @@ impl ChannelFailure {
 pub struct RemoteInbox {
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) inputs: usize,
+    /// Per input edge: its first input, how many (one per upstream
+    /// subtask, or one for forward), and whether it is forward.
+    pub(crate) edges: Vec<(usize, usize, bool)>,
+    /// The key groups this subtask owns, when an input is keyed.
+    pub(crate) groups: Option<std::ops::RangeInclusive<u16>>,
     pub(crate) vertex: String,
     pub(crate) subtask: u32,
     pub(crate) what: &'static str,
@@ -126,6 +131,24 @@ impl RemoteInbox {
         self.job.upgrade().is_some_and(|j| !j.cancelled() && j.running())
     }
 
+    /// Whether upstream subtask `from` may send into input `input`: the
+    /// input of that subtask on one of the edges (forward: only the
+    /// subtask of the same number).
+    pub fn check_channel(&self, input: usize, from: u32) -> Result<(), String> {
+        let from = from as usize;
+        let fits = self.edges.iter().any(|&(base, n, forward)| {
+            (base..base + n).contains(&input)
+                && if forward { from == self.subtask as usize } else { input - base == from }
+        });
+        match fits {
+            true => Ok(()),
+            false => Err(format!(
+                "input {input} of `{}` subtask {} is not upstream subtask {from}'s",
+                self.vertex, self.subtask
+            )),
+        }
+    }
+
     /// Puts `message` into input `input`, waiting while the input is full.
     /// `Err`: the input does not exist, or the job is being torn down.
     pub fn deliver(&self, input: usize, message: ChannelMessage) -> Result<(), String> {
@@ -136,6 +159,18 @@ impl RemoteInbox {
             return Err(format!(
                 "input {input} of `{}` subtask {} does not exist (it has {})",
                 self.vertex, self.subtask, self.inputs
+            ));
+        }
+        if let (ChannelMessage::Data(b), Some(own)) = (&message, &self.groups)
+            && let Some(&g) = b.key_groups().iter().find(|&&g| g != weir_core::NO_KEY_GROUP && !own.contains(&g))
+        {
+            return Err(format!(
+                "a record of key group {g} came to `{}` subtask {}, which owns key groups {} to {}: the producer \
+                 routed it wrong",
+                self.vertex,
+                self.subtask,
+                own.start(),
+                own.end()
             ));
         }
         let sent = match message {
@@ -160,5 +195,47 @@ impl RemoteInbox {
                 cancelled: false,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_core::Batch;
+
+    /// Subtask 1 of 2 of `count` (key groups 64 to 127 of 128), reading
+    /// a keyed edge from two upstream subtasks (inputs 0 and 1) and a
+    /// forward edge (input 2).
+    fn inbox(job: &Arc<JobShared>) -> RemoteInbox {
+        RemoteInbox {
+            inbox: Inbox::new(3, 1 << 20),
+            inputs: 3,
+            edges: vec![(0, 2, false), (2, 1, true)],
+            groups: weir_core::keys::key_group_range(1, 128, 2),
+            vertex: "count".into(),
+            subtask: 1,
+            what: "operator",
+            job: Arc::downgrade(job),
+        }
+    }
+
+    #[test]
+    fn a_channel_is_refused_on_an_input_not_its_producers_and_a_record_outside_the_subtasks_key_groups() {
+        let job = Arc::new(JobShared::new(vec![2]));
+        let inbox = inbox(&job);
+        assert!(inbox.check_channel(0, 0).is_ok() && inbox.check_channel(1, 1).is_ok());
+        assert!(inbox.check_channel(2, 1).is_ok(), "forward: the subtask of the same number");
+        let e = inbox.check_channel(0, 1).unwrap_err();
+        assert!(e.contains("input 0 of `count` subtask 1 is not upstream subtask 1's"), "{e}");
+        assert!(inbox.check_channel(2, 0).is_err(), "forward from another subtask");
+        assert!(inbox.check_channel(3, 0).is_err(), "no such input");
+
+        let mut own = Batch::new();
+        own.push_keyed(b"a", 100, b"v", 1, 0);
+        inbox.deliver(0, ChannelMessage::Data(own)).unwrap();
+        let mut stray = Batch::new();
+        stray.push_keyed(b"b", 3, b"v", 1, 0);
+        let e = inbox.deliver(0, ChannelMessage::Data(stray)).unwrap_err();
+        assert!(e.contains("key group 3") && e.contains("owns key groups 64 to 127"), "{e}");
     }
 }

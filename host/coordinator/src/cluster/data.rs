@@ -190,6 +190,11 @@ impl DataPlane {
             let _ = stream.stop(1u32.into());
             return;
         }
+        if let Err(e) = inbox.check_channel(header.input, header.from) {
+            tracing::warn!("worker `{from}` sent a channel from slot {}: {e}: refused", header.from);
+            let _ = stream.stop(1u32.into());
+            return;
+        }
         let place = format!(
             "the channel from worker `{from}` into `{}` subtask {} (input {})",
             header.vertex, header.subtask, header.input
