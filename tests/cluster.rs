@@ -487,3 +487,60 @@ fn a_worker_offering_no_slots_or_too_many_is_refused_saying_why_and_stops() {
         assert_eq!(workers["workers"].as_array().map(Vec::len), Some(0), "not registered: {workers:#}");
     }
 }
+
+/// PEM files of a certificate for `name` from `ca`: (cert, key).
+fn own_certificate(ca: &weir_net::pki::ClusterCa, dir: &Path, name: &str) -> (String, String) {
+    let id = ca.identity(name).unwrap();
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, id.cert_pem).unwrap();
+    std::fs::write(&key, id.key_pem).unwrap();
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn with_certificates_its_operators_brought_workers_connect_without_a_token_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let expected = local_output(&root.join("local"), 40_000);
+    // The operators' CA (made outside the coordinator), and another.
+    let pki = root.join("pki");
+    let ca = weir_net::pki::ClusterCa::open_or_create(&pki).unwrap();
+    let ca_pem = pki.join("ca.pem").display().to_string();
+    let other = weir_net::pki::ClusterCa::open_or_create(&root.join("other")).unwrap();
+    let (cert, key) = own_certificate(&ca, &pki, "weir-coordinator");
+    let listen = ["--cluster-listen", "127.0.0.1:0", "--allow-path", root.to_str().unwrap()];
+    let own = ["--cluster-cert", &cert, "--cluster-key", &key, "--cluster-ca", &ca_pem];
+    let c = Coordinator::start_with_slots(0, &[&listen[..], &own[..]].concat());
+    let line = c.line_with("--cert FILE", 30);
+    let port = line.split("HOST:").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert!(!c.data.path().join("join-token").exists(), "no join token is made");
+    let worker = |name: &str, ca_of: &weir_net::pki::ClusterCa, ca_file: &str| {
+        let (cert, key) = own_certificate(ca_of, &pki, name);
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new(weir_bin())
+            .args(["worker", "--coordinator", &format!("127.0.0.1:{port}"), "--slots", "2", "--data-dir"])
+            .arg(data.path())
+            .args(["--cert", &cert, "--key", &key, "--ca", ca_file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker { child, _data: data }
+    };
+    let registered = |c: &Coordinator| {
+        let w = c.get("/v1/workers").1;
+        w["workers"].as_array().unwrap().iter().filter_map(|w| w["id"].as_str().map(str::to_owned)).collect::<Vec<_>>()
+    };
+    let _ours = [worker("own-1", &ca, &ca_pem), worker("own-2", &ca, &ca_pem)];
+    wait_for(&c, 60, "the workers with the operators' certificates", |c| registered(c).len() == 2);
+    let other_pem = root.join("other/ca.pem").display().to_string();
+    let _stranger = worker("stranger", &other, &other_pem);
+    let spec = write_spec(&root.join("remote"), 40_000);
+    let id = c.ok(&["submit", &spec]);
+    let job = c.wait_job(&id, 120, |j| j["state"].as_str().is_some_and(|s| s != "CREATED" && s != "RUNNING"));
+    assert_eq!(job["state"], "FINISHED", "{job:#}");
+    assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "the same lines as local mode");
+    let mut names = registered(&c);
+    names.sort();
+    assert_eq!(names, ["own-1", "own-2"], "known by their certificates' names; another CA's worker is refused");
+}

@@ -345,3 +345,50 @@ impl Request {
         Ok(Request { key_pem: key.serialize_pem(), request_pem })
     }
 }
+
+/// Certificates an operator brought instead of the coordinator's CA: a
+/// certificate with its key, and the CA that signed every peer's.
+#[derive(Clone)]
+pub struct OwnCertificates {
+    /// This process's certificate and key.
+    pub identity: Identity,
+    /// The CA certificate, DER (peers' certificates must chain to it).
+    pub ca_der: Vec<u8>,
+    /// The name the certificate gives (its first DNS name).
+    pub name: String,
+}
+
+impl OwnCertificates {
+    /// Reads `cert` and `key` (PEM) and the CA certificate `ca` (PEM),
+    /// each refused with its path and what is wrong.
+    pub fn load(cert: &Path, key: &Path, ca: &Path) -> Result<OwnCertificates, PkiError> {
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| file_err(p, format!("cannot read it: {e}")));
+        let (cert_pem, key_pem, ca_pem) = (read(cert)?, read(key)?, read(ca)?);
+        let der_of = |p: &Path, pem_text: &str| -> Result<Vec<u8>, PkiError> {
+            let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+                .map_err(|e| file_err(p, format!("not a PEM certificate: {e}")))?;
+            Ok(pem.contents)
+        };
+        let ca_der = der_of(ca, &ca_pem)?;
+        let der = der_of(cert, &cert_pem)?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| file_err(cert, format!("not an X.509 certificate: {e}")))?;
+        let name = parsed
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .and_then(|names| {
+                names.value.general_names.iter().find_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    _ => None,
+                })
+            })
+            .ok_or_else(|| {
+                file_err(cert, "names no DNS name (subject alternative name): peers know it by that name")
+            })?;
+        if !key_pem.contains("PRIVATE KEY") {
+            return Err(file_err(key, "not a PEM private key"));
+        }
+        Ok(OwnCertificates { identity: Identity { cert_pem, key_pem }, ca_der, name })
+    }
+}

@@ -45,6 +45,18 @@ pub(crate) struct CoordinatorArgs {
     /// runs jobs in its embedded worker only.
     #[arg(long, value_name = "ADDR", value_parser = cluster_addr)]
     cluster_listen: Option<SocketAddr>,
+    /// The coordinator's own certificate (PEM, for the DNS name
+    /// `weir-coordinator`) instead of the cluster CA it makes; with
+    /// --cluster-key and --cluster-ca. Workers then bring certificates of
+    /// that CA (`weir worker --cert`), and no join token is made.
+    #[arg(long, value_name = "FILE", requires_all = ["cluster_key", "cluster_ca", "cluster_listen"])]
+    cluster_cert: Option<PathBuf>,
+    /// The key of --cluster-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    cluster_key: Option<PathBuf>,
+    /// The CA certificate (PEM) every worker's certificate must chain to.
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    cluster_ca: Option<PathBuf>,
 }
 
 /// Flink's port for its cluster, ours too.
@@ -81,8 +93,19 @@ pub(crate) struct WorkerArgs {
     coordinator: String,
     /// The join token the coordinator printed (also in its
     /// `<data-dir>/join-token`).
-    #[arg(long, env = "WEIR_JOIN_TOKEN", hide_env_values = true)]
-    join_token: String,
+    #[arg(long, env = "WEIR_JOIN_TOKEN", hide_env_values = true, required_unless_present = "cert")]
+    join_token: Option<String>,
+    /// The worker's own certificate (PEM) instead of joining with a
+    /// token; its DNS name is the worker's name. With --key and --ca.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "join_token")]
+    cert: Option<PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The CA certificate (PEM) the coordinator's and the other workers'
+    /// certificates chain to.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    ca: Option<PathBuf>,
     /// Slots: one holds one parallel slice of a job (default: the number
     /// of CPUs).
     #[arg(long)]
@@ -118,8 +141,27 @@ fn default_worker_name() -> String {
 }
 
 pub(crate) fn worker(a: WorkerArgs) -> Result<(), String> {
-    let token: weir_net::pki::JoinToken = a.join_token.parse().map_err(|e| format!("--join-token: {e}"))?;
-    let name = a.name.unwrap_or_else(default_worker_name);
+    use weir_coordinator::cluster::member::Credentials;
+    let (credentials, name) = match (&a.cert, &a.key, &a.ca, &a.join_token) {
+        (Some(cert), Some(key), Some(ca), _) => {
+            let own = weir_net::pki::OwnCertificates::load(cert, key, ca).map_err(|e| format!("--cert: {e}"))?;
+            // The certificate names the worker: the coordinator knows it so.
+            if let Some(n) = a.name.as_ref().filter(|n| **n != own.name) {
+                return Err(format!(
+                    "--name {n}: the certificate {} names the worker `{}`; leave --name out or give that",
+                    cert.display(),
+                    own.name
+                ));
+            }
+            let name = own.name.clone();
+            (Credentials::Own(own), name)
+        }
+        (_, _, _, Some(token)) => {
+            let token = token.parse().map_err(|e| format!("--join-token: {e}"))?;
+            (Credentials::Token(token), a.name.unwrap_or_else(default_worker_name))
+        }
+        _ => return Err("give --join-token, or --cert with --key and --ca".into()),
+    };
     weir_net::join::valid_name(&name).map_err(|e| format!("--name: {e}"))?;
     let coordinator = with_cluster_port(&a.coordinator);
     let data_dir = match a.data_dir {
@@ -131,7 +173,7 @@ pub(crate) fn worker(a: WorkerArgs) -> Result<(), String> {
     let slots = a.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let rt = WasmRuntime::new(Some(data_dir.join("cache"))).map_err(|e| e.to_string())?;
     eprintln!("weir worker `{name}` {} joining the coordinator at {coordinator}", env!("CARGO_PKG_VERSION"));
-    let config = weir_coordinator::cluster::member::MemberConfig { coordinator, token, name, slots, data_dir };
+    let config = weir_coordinator::cluster::member::MemberConfig { coordinator, credentials, name, slots, data_dir };
     weir_coordinator::cluster::member::run(config, Arc::new(rt)).map_err(|e| e.to_string())
 }
 
@@ -207,14 +249,27 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
     let cluster = match a.cluster_listen {
         None => None,
         Some(addr) => {
-            let cluster = c.listen_for_workers(addr).map_err(|e| e.to_string())?;
-            eprintln!("  workers join on {} (UDP) with:", cluster.addr());
-            eprintln!(
-                "    weir worker --coordinator HOST:{} --join-token {}",
-                cluster.addr().port(),
-                cluster.join_token()
-            );
-            eprintln!("  (the token is also in {})", data_dir.join("join-token").display());
+            let own = match (&a.cluster_cert, &a.cluster_key, &a.cluster_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(
+                    weir_net::pki::OwnCertificates::load(cert, key, ca).map_err(|e| format!("--cluster-cert: {e}"))?,
+                ),
+                _ => None,
+            };
+            let cluster = c.listen_for_workers_with(addr, own).map_err(|e| e.to_string())?;
+            match cluster.join_token() {
+                Some(token) => {
+                    eprintln!("  workers join on {} (UDP) with:", cluster.addr());
+                    eprintln!("    weir worker --coordinator HOST:{} --join-token {token}", cluster.addr().port());
+                    eprintln!("  (the token is also in {})", data_dir.join("join-token").display());
+                }
+                None => {
+                    eprintln!("  workers connect on {} (UDP) with certificates of the operators' CA:", cluster.addr());
+                    eprintln!(
+                        "    weir worker --coordinator HOST:{} --cert FILE --key FILE --ca FILE",
+                        cluster.addr().port()
+                    );
+                }
+            }
             Some(cluster)
         }
     };

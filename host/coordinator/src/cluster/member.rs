@@ -24,14 +24,24 @@ use weir_wasm::WasmRuntime;
 pub struct MemberConfig {
     /// The coordinator's cluster address, `HOST:PORT`.
     pub coordinator: String,
-    /// The join token.
-    pub token: JoinToken,
+    /// How it gets its certificate: the join token, or the operators' own
+    /// certificates.
+    pub credentials: Credentials,
     /// Its name (its certificate's, and its id in the REST API).
     pub name: String,
     /// Its slots.
     pub slots: u32,
     /// Where it keeps fetched components.
     pub data_dir: PathBuf,
+}
+
+/// How a worker proves itself to the coordinator.
+pub enum Credentials {
+    /// Joins with the coordinator's token and gets a certificate of the
+    /// cluster CA.
+    Token(JoinToken),
+    /// Certificates its operators issued (the coordinator's CA too).
+    Own(weir_net::pki::OwnCertificates),
 }
 
 /// Why a worker stopped for good.
@@ -121,10 +131,13 @@ async fn connected(
         .ok_or_else(|| lost(format!("{} resolves to no address", config.coordinator)))?;
     let bind: std::net::SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("invariant");
     let endpoint = join::client_endpoint(bind).map_err(|e| lost(e.0))?;
-    let (identity, ca) = join::join(&endpoint, addr, &config.token, &config.name).await.map_err(|e| {
-        // Refused is final; unreachable is not.
-        if e.0.contains("refused:") { Ended::Refused(e.0) } else { lost(e.0) }
-    })?;
+    let (identity, ca) = match &config.credentials {
+        Credentials::Own(own) => (own.identity.clone(), own.ca_der.clone()),
+        Credentials::Token(token) => join::join(&endpoint, addr, token, &config.name).await.map_err(|e| {
+            // Refused is final; unreachable is not.
+            if e.0.contains("refused:") { Ended::Refused(e.0) } else { lost(e.0) }
+        })?,
+    };
     let tls = weir_net::tls::client(&identity, &ca).map_err(|e| Ended::Refused(e.to_string()))?;
     let mut client = join::quic_client(tls).map_err(|e| Ended::Refused(e.0))?;
     client.transport_config(super::control_transport());

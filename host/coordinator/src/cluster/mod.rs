@@ -56,9 +56,10 @@ impl Cluster {
         self.addr
     }
 
-    /// The join token workers start with.
-    pub fn join_token(&self) -> &str {
-        &self.token
+    /// The token workers join with (`None`: workers bring certificates
+    /// of the operators' CA instead).
+    pub fn join_token(&self) -> Option<&str> {
+        (!self.token.is_empty()).then_some(self.token.as_str())
     }
 }
 
@@ -91,11 +92,37 @@ impl Coordinator {
     /// `<data-dir>/join-token`). Jobs lacking slots then wait for workers
     /// to join instead of failing.
     pub fn listen_for_workers(self: &Arc<Self>, addr: SocketAddr) -> Result<Cluster, OpenError> {
+        self.listen_for_workers_with(addr, None)
+    }
+
+    /// [`Coordinator::listen_for_workers`], with the operators' own
+    /// certificates (`own`) instead of the cluster CA: workers then
+    /// connect with certificates of the same CA, and none joins by token.
+    /// The coordinator's certificate must name `weir-coordinator`.
+    pub fn listen_for_workers_with(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        own: Option<weir_net::pki::OwnCertificates>,
+    ) -> Result<Cluster, OpenError> {
         let dir = &self.config.data_dir;
         let fail = |what: &str, e: &dyn std::fmt::Display| OpenError(format!("{what}: {e}"));
-        let ca = Arc::new(ClusterCa::open_or_create(dir).map_err(|e| fail("the cluster CA", &e))?);
-        let identity = ca.identity(COORDINATOR_NAME).map_err(|e| fail("the coordinator's certificate", &e))?;
-        let tls = weir_net::tls::server(&identity, ca.cert_der(), false).map_err(|e| fail("TLS", &e))?;
+        let (ca, identity, ca_der) = match own {
+            None => {
+                let ca = Arc::new(ClusterCa::open_or_create(dir).map_err(|e| fail("the cluster CA", &e))?);
+                let identity = ca.identity(COORDINATOR_NAME).map_err(|e| fail("the coordinator's certificate", &e))?;
+                let der = ca.cert_der().to_vec();
+                (Some(ca), identity, der)
+            }
+            Some(own) if own.name != COORDINATOR_NAME => {
+                return Err(OpenError(format!(
+                    "--cluster-cert names `{}`, and workers check the coordinator's certificate for the DNS name \
+                     `{COORDINATOR_NAME}`: issue it for that name",
+                    own.name
+                )));
+            }
+            Some(own) => (None, own.identity, own.ca_der),
+        };
+        let tls = weir_net::tls::server(&identity, &ca_der, false).map_err(|e| fail("TLS", &e))?;
         let mut server = join::quic_server(tls).map_err(|e| fail("QUIC", &e))?;
         server.transport_config(control_transport());
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -111,28 +138,40 @@ impl Coordinator {
         };
         let bound = endpoint.local_addr().map_err(|e| fail("the cluster address", &e))?;
         self.accepts_workers.store(true, std::sync::atomic::Ordering::Release);
-        let token = ca.token().to_string();
+        let token = ca.as_ref().map(|ca| ca.token().to_string()).unwrap_or_default();
         let registry = Registry::default();
         runtime.spawn(accept(self.clone(), ca, endpoint.clone(), registry.clone()));
         Ok(Cluster { addr: bound, token, endpoint, registry, coordinator: self.clone(), runtime: Some(runtime) })
     }
 }
 
-async fn accept(coordinator: Arc<Coordinator>, ca: Arc<ClusterCa>, endpoint: quinn::Endpoint, registry: Registry) {
+async fn accept(
+    coordinator: Arc<Coordinator>,
+    ca: Option<Arc<ClusterCa>>,
+    endpoint: quinn::Endpoint,
+    registry: Registry,
+) {
     while let Some(incoming) = endpoint.accept().await {
         let (coordinator, ca, registry) = (coordinator.clone(), ca.clone(), registry.clone());
         tokio::spawn(async move {
             let Ok(connection) = incoming.await else { return };
             let peer = connection.remote_address();
-            match weir_net::tls::peer_name(&connection) {
-                None => match join::serve_join(&ca, connection).await {
+            match (weir_net::tls::peer_name(&connection), &ca) {
+                (None, None) => {
+                    // No join without the CA's key: say so, and close.
+                    let message = "this coordinator takes no join tokens (its operators bring certificates): \
+                                   start the worker with --cert, --key and --ca";
+                    tracing::warn!("refused a worker at {peer} that asked to join: {message}");
+                    connection.close(1u32.into(), message.as_bytes());
+                }
+                (None, Some(ca)) => match join::serve_join(ca, connection).await {
                     Ok(join::JoinAnswer::Accepted { .. }) => tracing::info!("a worker at {peer} joined"),
                     Ok(join::JoinAnswer::Refused { message }) => {
                         tracing::warn!("refused a worker at {peer} that asked to join: {message}")
                     }
                     Err(e) => tracing::warn!("a peer at {peer} did not join: {e}"),
                 },
-                Some(name) => {
+                (Some(name), _) => {
                     if let Err(e) = member_session(&coordinator, connection, &name, &registry).await {
                         tracing::warn!("worker `{name}` at {peer}: {e}");
                     }
