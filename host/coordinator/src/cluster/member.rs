@@ -297,7 +297,11 @@ fn command(
         }
         ToWorker::Savepoint { job, attempt, request, dir, stop } => {
             let mut jobs = lock(jobs);
-            let Some(r) = jobs.running.get_mut(&(job, attempt)) else { return };
+            let Some(r) = jobs.running.get_mut(&(job.clone(), attempt)) else {
+                let message = format!("job {job} (deployment {attempt}) does not run on this worker any more");
+                let _ = tx.try_send(ToCoordinator::SavepointFailed { job, attempt, request, message });
+                return;
+            };
             let sp = r
                 .exec
                 .savepoint(SavepointRequest { dir, stop })

@@ -62,6 +62,17 @@ pub enum ToCoordinator {
         /// Its jobs.
         jobs: Vec<JobReport>,
     },
+    /// A savepoint asked of a job it does not run (any more): it failed.
+    SavepointFailed {
+        /// The job.
+        job: String,
+        /// Which deployment of it.
+        attempt: u64,
+        /// The request's number.
+        request: u64,
+        /// Why.
+        message: String,
+    },
     /// Its part of a spread job's checkpoint, for the coordinator's
     /// ledger of them.
     Checkpoint {

@@ -96,6 +96,11 @@ impl RemoteWorker {
                     }
                 }
             }
+            ToCoordinator::SavepointFailed { job, attempt, request, message } => {
+                if let Some(e) = inner.executions.get(&(job, attempt)) {
+                    e.savepoint_failed(request, message);
+                }
+            }
             ToCoordinator::Checkpoint { job, attempt, report } => {
                 let key = (job, attempt);
                 // Its ledger gone (the job ended), the report is moot.
@@ -269,6 +274,13 @@ impl RemoteExecution {
         s.report = Some(report);
         drop(s);
         self.changed.notify_all();
+    }
+
+    /// The worker could not take savepoint request `request`.
+    fn savepoint_failed(&self, request: u64, message: String) {
+        if let Some(sp) = lock(&self.state).savepoints.get(&request) {
+            sp.update(0, Some(Err(message)));
+        }
     }
 
     fn lost(&self, message: &str) {
