@@ -545,6 +545,14 @@ fn fail_flight(shared: &CheckpointShared, id: u64, f: InFlight, why: &str, tasks
     f.fail(why, remove);
 }
 
+/// Completes checkpoint `f`: its shared files' folder entries made
+/// durable before the metadata that lists them, then the metadata.
+/// `Err`: why it cannot complete.
+fn write_completion(store: &CheckpointStore, f: &InFlight, metadata: &store::Metadata) -> Result<(), String> {
+    let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
+    synced.and_then(|()| store::complete(&f.dir, metadata)).map_err(|e| format!("cannot write its metadata: {e}"))
+}
+
 /// The metadata that completes checkpoint `id`.
 fn metadata_of(plan: &Plan, id: u64, f: &InFlight) -> store::Metadata {
     store::Metadata {
@@ -945,19 +953,14 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
             AckResult::Ignored => {}
             AckResult::Complete { .. } => {
                 let f = flights.remove(&id).expect("invariant: the flight was just found");
-                let metadata = metadata_of(&plan, id, &f);
-                // The shared files' folder entries are durable before the
-                // metadata that lists them.
-                let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
                 shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                match synced.and_then(|()| store::complete(&f.dir, &metadata)) {
+                match write_completion(store, &f, &metadata_of(&plan, id, &f)) {
                     Ok(()) => {
                         on_completed(&plan, &shared, id, f, tasks, &mut flights, &mut chains, true);
                         collect_due = true;
                         store.retain(plan.retain);
                     }
-                    Err(e) => {
-                        let why = format!("cannot write its metadata: {e}");
+                    Err(why) => {
                         tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
                         fail(id, f, &why);
                     }

@@ -10,7 +10,7 @@
 
 use super::{
     CheckpointShared, CheckpointStats, CheckpointStatus, InFlight, Plan, Savepoint, SavepointRequest,
-    TaskCheckpointStats, epoch_ms, fail_flight, metadata_of, on_completed, stats_of, store,
+    TaskCheckpointStats, epoch_ms, fail_flight, metadata_of, on_completed, stats_of, store, write_completion,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -323,23 +323,20 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
                     AckResult::Ignored => {}
                     AckResult::Complete { .. } => {
                         let f = flights.remove(&id).expect("invariant: the flight was just found");
-                        let metadata = metadata_of(&plan, id, &f);
                         shared.savepoints.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                         if let Err(why) = every_file_there(store, &f) {
                             tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
                             fail(id, f, &why);
                             continue;
                         }
-                        let synced = if f.shared.is_empty() { Ok(()) } else { store.sync_shared() };
-                        match synced.and_then(|()| store::complete(&f.dir, &metadata)) {
+                        match write_completion(store, &f, &metadata_of(&plan, id, &f)) {
                             Ok(()) => {
                                 let mut chains = Default::default();
                                 on_completed(&plan, shared, id, f, tasks, &mut flights, &mut chains, true);
                                 send(CheckpointCommand::Complete { id });
                                 store.retain(plan.retain);
                             }
-                            Err(e) => {
-                                let why = format!("cannot write its metadata: {e}");
+                            Err(why) => {
                                 tracing::warn!("checkpoint {id} of `{}`: {why}", plan.job);
                                 fail(id, f, &why);
                             }
