@@ -535,6 +535,8 @@ fn with_certificates_its_operators_brought_workers_connect_without_a_token_and_o
     wait_for(&c, 60, "the workers with the operators' certificates", |c| registered(c).len() == 2);
     let other_pem = root.join("other/ca.pem").display().to_string();
     let _stranger = worker("stranger", &other, &other_pem);
+    // A name a joining worker could not have: refused the same.
+    let _impostor = worker("embedded", &ca, &ca_pem);
     let spec = write_spec(&root.join("remote"), 40_000);
     let id = c.ok(&["submit", &spec]);
     let job = c.wait_job(&id, 120, |j| j["state"].as_str().is_some_and(|s| s != "CREATED" && s != "RUNNING"));
@@ -542,5 +544,5 @@ fn with_certificates_its_operators_brought_workers_connect_without_a_token_and_o
     assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "the same lines as local mode");
     let mut names = registered(&c);
     names.sort();
-    assert_eq!(names, ["own-1", "own-2"], "known by their certificates' names; another CA's worker is refused");
+    assert_eq!(names, ["own-1", "own-2"], "known by their certificates' names; another CA's worker and a reserved name are refused");
 }

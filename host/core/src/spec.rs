@@ -356,8 +356,8 @@ pub enum PartitionSpec {
     /// Whole batches round-robin over every subtask.
     Rebalance,
     /// Whole batches round-robin over a few subtasks: each upstream
-    /// subtask feeds its own share of them (fewer channels than
-    /// rebalance).
+    /// subtask feeds its own share of them (watermarks, barriers and the
+    /// end still go to all).
     Rescale,
     /// Every batch to every subtask.
     Broadcast,

@@ -82,6 +82,19 @@ pub fn valid_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Whether a worker may go by `name`: a [`valid_name`], and not reserved
+/// (the coordinator's name would let a worker pose as it; the embedded
+/// worker's would be mistaken for it).
+pub fn usable_name(name: &str) -> Result<(), String> {
+    valid_name(name)?;
+    if name == crate::pki::COORDINATOR_NAME || name.starts_with("weir-") || name == "embedded" {
+        return Err(format!(
+            "`{name}` is reserved (`embedded`, and names starting with `weir-`): choose another worker name"
+        ));
+    }
+    Ok(())
+}
+
 /// The coordinator's answer to `request`: checked, then signed.
 pub fn answer(ca: &ClusterCa, request: &JoinRequest) -> JoinAnswer {
     let refuse = |message: String| JoinAnswer::Refused { message };
@@ -101,16 +114,8 @@ pub fn answer(ca: &ClusterCa, request: &JoinRequest) -> JoinAnswer {
                 .into(),
         );
     }
-    if let Err(e) = valid_name(&request.name) {
+    if let Err(e) = usable_name(&request.name) {
         return refuse(e);
-    }
-    if request.name == crate::pki::COORDINATOR_NAME || request.name.starts_with("weir-") || request.name == "embedded" {
-        // The coordinator's name would let the joiner pose as it; its
-        // embedded worker's would be mistaken for it.
-        return refuse(format!(
-            "`{}` is reserved (`embedded`, and names starting with `weir-`): choose another worker name",
-            request.name
-        ));
     }
     match ca.issue(&request.name, &request.request) {
         Ok(certificate) => JoinAnswer::Accepted { certificate, ca: ca.cert_pem().to_owned() },

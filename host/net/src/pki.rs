@@ -354,8 +354,11 @@ pub struct OwnCertificates {
     pub identity: Identity,
     /// The CA certificate, DER (peers' certificates must chain to it).
     pub ca_der: Vec<u8>,
-    /// The name the certificate gives (its first DNS name).
+    /// The name the certificate gives (its first DNS name: peers know it
+    /// by that).
     pub name: String,
+    /// Every DNS name it gives.
+    pub names: Vec<String>,
 }
 
 impl OwnCertificates {
@@ -373,22 +376,27 @@ impl OwnCertificates {
         let der = der_of(cert, &cert_pem)?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| file_err(cert, format!("not an X.509 certificate: {e}")))?;
-        let name = parsed
+        let names: Vec<String> = parsed
             .subject_alternative_name()
             .ok()
             .flatten()
-            .and_then(|names| {
-                names.value.general_names.iter().find_map(|n| match n {
+            .map(|names| {
+                let dns = names.value.general_names.iter().filter_map(|n| match n {
                     x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
                     _ => None,
-                })
+                });
+                dns.collect()
             })
-            .ok_or_else(|| {
-                file_err(cert, "names no DNS name (subject alternative name): peers know it by that name")
-            })?;
+            .unwrap_or_default();
+        let name = names.first().cloned().ok_or_else(|| {
+            file_err(cert, "names no DNS name (subject alternative name): peers know it by that name")
+        })?;
         if !key_pem.contains("PRIVATE KEY") {
             return Err(file_err(key, "not a PEM private key"));
         }
-        Ok(OwnCertificates { identity: Identity { cert_pem, key_pem }, ca_der, name })
+        if key_pem.contains("ENCRYPTED") {
+            return Err(file_err(key, "is encrypted: give the key unencrypted (PEM, PKCS #8 or SEC1)"));
+        }
+        Ok(OwnCertificates { identity: Identity { cert_pem, key_pem }, ca_der, name, names })
     }
 }

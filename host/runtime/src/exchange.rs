@@ -134,6 +134,23 @@ impl Inbox {
         Ok(())
     }
 
+    /// Appends to queue `input` whatever its fill (held data that an
+    /// unaligned barrier is about to overtake).
+    pub fn push_now(&self, input: usize, message: MessageKind) -> Result<(), Closed> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(Closed);
+        }
+        q.bytes[input] += message.footprint();
+        q.queues[input].push_back(message);
+        let wake = q.reader_waiting;
+        drop(q);
+        if wake {
+            self.readable.notify_one();
+        }
+        Ok(())
+    }
+
     /// Appends to queue `input`, waiting while it is over its budget.
     ///
     /// Wake-ups are what this costs, not the lock: the receiver is woken
@@ -313,6 +330,15 @@ impl InputSender {
                 MessageKind::End => ChannelMessage::End,
                 MessageKind::Priority { id, .. } | MessageKind::Overtaking { id, .. } => ChannelMessage::Priority(id),
             }),
+        }
+    }
+
+    /// [`InputSender::send`] without waiting for room in a local queue
+    /// (a remote channel still waits for credit).
+    fn send_now(&self, message: MessageKind) -> Result<(), Closed> {
+        match self {
+            InputSender::Local { inbox, input, .. } => inbox.push_now(*input, message),
+            InputSender::Remote(_) => self.send(message),
         }
     }
 
@@ -518,6 +544,13 @@ impl Router {
                     };
                     let group = key_group(key, *max_parallelism);
                     let t = subtask_of_group(group, *max_parallelism, parallelism) as usize;
+                    // A held part goes once it is a batch's size: parts
+                    // never outgrow the batch limits (or a frame's).
+                    if let Some(l) = &self.linger
+                        && (self.buffers[t].len() >= l.events || self.buffers[t].bytes() >= l.bytes)
+                    {
+                        send_part(&mut self.buffers, &self.targets, t)?;
+                    }
                     self.buffers[t].push_keyed(key, group as u16, e.value, e.timestamp, e.origin);
                 }
                 for m in marks {
@@ -558,7 +591,22 @@ impl Router {
     /// ahead of what is still queued (which the consumer keeps with its
     /// part of the checkpoint).
     pub fn barrier(&mut self, id: u64, unaligned: bool) -> Result<(), Closed> {
-        self.flush()?;
+        if unaligned {
+            // Held parts join the queue at once, whatever its fill: the
+            // barrier overtakes them with the rest, and the consumer keeps
+            // them with its part of the checkpoint.
+            if let Some(l) = &mut self.linger {
+                l.since = None;
+            }
+            for t in 0..self.buffers.len() {
+                if !self.buffers[t].is_void() {
+                    let part = std::mem::take(&mut self.buffers[t]);
+                    self.targets[t].send_now(MessageKind::Data(part))?;
+                }
+            }
+        } else {
+            self.flush()?;
+        }
         if unaligned {
             self.targets.iter().try_for_each(|t| t.send_first(id))
         } else {
@@ -679,10 +727,10 @@ mod tests {
         assert_eq!(events(&inbox), vec![20], "as one batch");
 
         r.route(keyed_batch(150, 3), &mut key).unwrap();
-        assert_eq!(events(&inbox), vec![150], "a part of the size goes at once");
+        assert_eq!(events(&inbox), vec![100], "a part goes once it is a batch's size, never larger");
         r.route(keyed_batch(5, 4), &mut key).unwrap();
         r.barrier(7, false).unwrap();
-        assert_eq!(events(&inbox), vec![5, usize::MAX], "what waits goes before the barrier");
+        assert_eq!(events(&inbox), vec![55, usize::MAX], "what waits goes before the barrier");
 
         // A watermark with nothing after the last one sends what waits,
         // so the consumer sees each.
@@ -702,6 +750,18 @@ mod tests {
             panic!("6 comes at the end")
         };
         assert_eq!(b.last_watermark(), Some(6));
+
+        // An unaligned barrier does not wait for room: what is held joins
+        // the full queue at once, for the barrier to overtake.
+        let tight = Inbox::new(1, 1);
+        let mut r2 = keyed(&tight, Duration::from_millis(50));
+        tight.send(0, data(1)).unwrap();
+        r2.route(keyed_batch(10, 1), &mut key).unwrap();
+        r2.barrier(9, true).unwrap();
+        let Ok(Recv::Message(0, MessageKind::Overtaking { id: 9, overtaken })) = tight.recv(Duration::ZERO) else {
+            panic!("the barrier first")
+        };
+        assert_eq!(overtaken.iter().map(Batch::len).collect::<Vec<_>>(), vec![1, 10], "with the held part behind it");
 
         // Without a buffer timeout every part goes at once.
         let inbox = Inbox::new(1, 1 << 20);

@@ -580,6 +580,8 @@ fn run_source(
                 chain.tick(chain.tail.clock.now())?;
                 // In short naps: a barrier, a cancel or a stop is not
                 // kept waiting by an idle subtask.
+                // What the tick emitted may wait for a flush too.
+                let flush_in = chain.flush_due(Instant::now())?.or(flush_in);
                 let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
                 let nap = flush_in.map_or(d, |f| d.min(f));
                 std::thread::sleep(nap.min(Duration::from_millis(10)));
@@ -598,6 +600,7 @@ fn run_source(
                     chain.set_idle(true)?;
                 }
                 chain.tick(chain.tail.clock.now())?;
+                let flush_in = chain.flush_due(Instant::now())?.or(flush_in);
                 let waiting = crate::metrics::begin(crate::metrics::Wait::Idle);
                 std::thread::sleep(flush_in.map_or(d, |f| d.min(f)));
                 waiting.end();

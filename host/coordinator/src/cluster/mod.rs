@@ -113,7 +113,7 @@ impl Coordinator {
                 let der = ca.cert_der().to_vec();
                 (Some(ca), identity, der)
             }
-            Some(own) if own.name != COORDINATOR_NAME => {
+            Some(own) if !own.names.iter().any(|n| n == COORDINATOR_NAME) => {
                 return Err(OpenError(format!(
                     "--cluster-cert names `{}`, and workers check the coordinator's certificate for the DNS name \
                      `{COORDINATOR_NAME}`: issue it for that name",
@@ -189,6 +189,12 @@ async fn member_session(
     registry: &Registry,
 ) -> Result<(), String> {
     let peer = connection.remote_address();
+    // A certificate of the operators' CA may name anything: the same
+    // rules as for a joining worker's name.
+    if let Err(e) = join::usable_name(name) {
+        connection.close(1u32.into(), e.as_bytes());
+        return Err(format!("refused its certificate's name: {e}"));
+    }
     let handshake = async {
         let mut from = connection.accept_uni().await.map_err(|e| format!("no control stream: {e}"))?;
         let hello = control::read::<ToCoordinator>(&mut from).await.map_err(|e| e.to_string())?;
