@@ -544,5 +544,9 @@ fn with_certificates_its_operators_brought_workers_connect_without_a_token_and_o
     assert_eq!(sorted_lines(&root.join("remote/out/counts.csv")), expected, "the same lines as local mode");
     let mut names = registered(&c);
     names.sort();
-    assert_eq!(names, ["own-1", "own-2"], "known by their certificates' names; another CA's worker and a reserved name are refused");
+    assert_eq!(
+        names,
+        ["own-1", "own-2"],
+        "known by their certificates' names; another CA's worker and a reserved name are refused"
+    );
 }
