@@ -27,10 +27,18 @@ fn chain(
     identity: &Identity,
     ca_der: &[u8],
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
-    let leaf = CertificateDer::from_pem_slice(identity.cert_pem.as_bytes()).map_err(|e| tls_err("a certificate", e))?;
+    // The leaf and any intermediates after it (a certificate file of an
+    // operator's PKI often holds both).
+    let mut certs = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err("a certificate", e))?;
+    if certs.is_empty() {
+        return Err(tls_err("a certificate", "the file holds none"));
+    }
     let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).map_err(|e| tls_err("a private key", e))?;
-    // The CA goes with the leaf: a joining worker finds it there.
-    Ok((vec![leaf, CertificateDer::from(ca_der.to_vec())], key))
+    // The CA goes with them: a joining worker finds it there.
+    certs.push(CertificateDer::from(ca_der.to_vec()));
+    Ok((certs, key))
 }
 
 fn roots(ca_der: &[u8]) -> Result<RootCertStore, PkiError> {
