@@ -359,6 +359,9 @@ pub struct OwnCertificates {
     pub name: String,
     /// Every DNS name it gives.
     pub names: Vec<String>,
+    /// Whether it may serve TLS and authenticate a client (its extended
+    /// key usages; none listed: any).
+    usages: (bool, bool),
 }
 
 impl OwnCertificates {
@@ -394,9 +397,72 @@ impl OwnCertificates {
         if !key_pem.contains("PRIVATE KEY") {
             return Err(file_err(key, "not a PEM private key"));
         }
+        let usages = match parsed.extended_key_usage() {
+            Ok(Some(eku)) => (eku.value.any || eku.value.server_auth, eku.value.any || eku.value.client_auth),
+            Ok(None) => (true, true),
+            Err(e) => return Err(file_err(cert, format!("its extended key usage cannot be read: {e}"))),
+        };
         if key_pem.contains("ENCRYPTED") {
             return Err(file_err(key, "is encrypted: give the key unencrypted (PEM, PKCS #8 or SEC1)"));
         }
-        Ok(OwnCertificates { identity: Identity { cert_pem, key_pem }, ca_der, name, names })
+        Ok(OwnCertificates { identity: Identity { cert_pem, key_pem }, ca_der, name, names, usages })
+    }
+
+    /// Whether it allows what its holder does with it: serve TLS (the
+    /// coordinator, and a worker's data plane) and, with `client`, show it
+    /// as a client (a worker). `Err`: which usage to add.
+    pub fn check_usages(&self, client: bool) -> Result<(), String> {
+        let (server, as_client) = self.usages;
+        let missing: Vec<&str> = [(!server).then_some("serverAuth"), (client && !as_client).then_some("clientAuth")]
+            .into_iter()
+            .flatten()
+            .collect();
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "the certificate for `{}` lacks the extended key usage {}: issue it with {}",
+                self.name,
+                missing.join(" and "),
+                if client { "both serverAuth and clientAuth" } else { "serverAuth" }
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `name` with these extended key
+    /// usages, written as cert, key and CA files in `dir`.
+    fn files(dir: &Path, name: &str, usages: Vec<ExtendedKeyUsagePurpose>) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = usages;
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn own_certificates_name_their_holder_and_say_which_key_usage_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = files(dir.path(), "w1", vec![ExtendedKeyUsagePurpose::ClientAuth]);
+        let own = OwnCertificates::load(&c, &k, &c).unwrap();
+        assert_eq!(own.name, "w1");
+        let e = own.check_usages(true).unwrap_err();
+        assert!(e.contains("lacks the extended key usage serverAuth"), "{e}");
+        let (c, k) = files(dir.path(), "w2", vec![]);
+        assert!(OwnCertificates::load(&c, &k, &c).unwrap().check_usages(true).is_ok(), "none listed: any");
+        let (c, k) = files(dir.path(), "weir-coordinator", vec![ExtendedKeyUsagePurpose::ServerAuth]);
+        let own = OwnCertificates::load(&c, &k, &c).unwrap();
+        assert!(own.check_usages(false).is_ok() && own.check_usages(true).is_err());
+        let e = OwnCertificates::load(&k, &k, &c).err().unwrap().to_string();
+        assert!(
+            e.contains("weir-coordinator.key") && e.contains("not an X.509 certificate"),
+            "a key given as the certificate: {e}"
+        );
     }
 }

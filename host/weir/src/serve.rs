@@ -145,6 +145,8 @@ pub(crate) fn worker(a: WorkerArgs) -> Result<(), String> {
     let (credentials, name) = match (&a.cert, &a.key, &a.ca, &a.join_token) {
         (Some(cert), Some(key), Some(ca), _) => {
             let own = weir_net::pki::OwnCertificates::load(cert, key, ca).map_err(|e| format!("--cert: {e}"))?;
+            // Its data plane serves with it, and it connects with it.
+            own.check_usages(true).map_err(|e| format!("--cert: {e}"))?;
             // The certificate names the worker: the coordinator knows it so.
             if let Some(n) = a.name.as_ref().filter(|n| **n != own.name) {
                 return Err(format!(
@@ -250,9 +252,12 @@ pub(crate) fn coordinator(a: CoordinatorArgs) -> Result<(), String> {
         None => None,
         Some(addr) => {
             let own = match (&a.cluster_cert, &a.cluster_key, &a.cluster_ca) {
-                (Some(cert), Some(key), Some(ca)) => Some(
-                    weir_net::pki::OwnCertificates::load(cert, key, ca).map_err(|e| format!("--cluster-cert: {e}"))?,
-                ),
+                (Some(cert), Some(key), Some(ca)) => {
+                    let own = weir_net::pki::OwnCertificates::load(cert, key, ca)
+                        .map_err(|e| format!("--cluster-cert: {e}"))?;
+                    own.check_usages(false).map_err(|e| format!("--cluster-cert: {e}"))?;
+                    Some(own)
+                }
                 _ => None,
             };
             let cluster = c.listen_for_workers_with(addr, own).map_err(|e| e.to_string())?;
