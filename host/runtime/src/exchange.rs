@@ -118,31 +118,33 @@ impl Inbox {
     /// `input`, ahead of everything queued there, without waiting for
     /// room: backpressure is what it gets past.
     pub fn send_first(&self, input: usize, id: u64) -> Result<(), Closed> {
-        let mut q = self.lock();
-        if q.closed {
-            return Err(Closed);
-        }
-        let overtook = q.queues[input].len();
-        let message = MessageKind::Priority { id, overtook };
-        q.bytes[input] += message.footprint();
-        q.queues[input].push_front(message);
-        let wake = q.reader_waiting;
-        drop(q);
-        if wake {
-            self.readable.notify_one();
-        }
-        Ok(())
+        self.enqueue(input, true, |q| MessageKind::Priority { id, overtook: q.len() })
     }
 
     /// Appends to queue `input` whatever its fill (held data that an
     /// unaligned barrier is about to overtake).
     pub fn push_now(&self, input: usize, message: MessageKind) -> Result<(), Closed> {
+        self.enqueue(input, false, |_| message)
+    }
+
+    /// Puts the message `make` makes of queue `input` at its front or
+    /// back, without waiting for room, and wakes a waiting receiver.
+    fn enqueue(
+        &self,
+        input: usize,
+        front: bool,
+        make: impl FnOnce(&VecDeque<MessageKind>) -> MessageKind,
+    ) -> Result<(), Closed> {
         let mut q = self.lock();
         if q.closed {
             return Err(Closed);
         }
+        let message = make(&q.queues[input]);
         q.bytes[input] += message.footprint();
-        q.queues[input].push_back(message);
+        match front {
+            true => q.queues[input].push_front(message),
+            false => q.queues[input].push_back(message),
+        }
         let wake = q.reader_waiting;
         drop(q);
         if wake {
