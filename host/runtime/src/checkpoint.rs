@@ -533,6 +533,15 @@ fn stats_of(id: u64, f: &InFlight, status: CheckpointStatus, acknowledged: usize
     }
 }
 
+/// Checkpoint `id` has begun: recorded as in progress, its barriers
+/// asked for from now (start delays count from here).
+fn begin_flight(shared: &CheckpointShared, id: u64, f: InFlight, flights: &mut HashMap<u64, InFlight>, tasks: usize) {
+    let mut f = f;
+    shared.record(stats_of(id, &f, CheckpointStatus::InProgress, 0, tasks));
+    f.injected = Instant::now();
+    flights.insert(id, f);
+}
+
 /// Checkpoint `id` failed: recorded with why, and its flight ended
 /// (`remove`: its folder too).
 fn fail_flight(shared: &CheckpointShared, id: u64, f: InFlight, why: &str, tasks: usize, remove: bool) {
@@ -738,10 +747,7 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
                             shared.stop_at.store(id, Ordering::Release);
                         }
                     }
-                    let mut flight = InFlight::new(dir, ticket);
-                    shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
-                    flight.injected = Instant::now();
-                    flights.insert(id, flight);
+                    begin_flight(&shared, id, InFlight::new(dir, ticket), &mut flights, tasks);
                     let stood_for: HashSet<usize> = acks.iter().map(|a| a.task).collect();
                     made.extend(acks);
                     for (&task, stages) in finished.iter().filter(|(t, _)| !stood_for.contains(t)) {
@@ -802,10 +808,7 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
                 shared.stop_at.store(id, Ordering::Release);
                 tracker.pause();
             }
-            let mut flight = InFlight::new(dir, Some(ticket));
-            shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
-            flight.injected = Instant::now();
-            flights.insert(id, flight);
+            begin_flight(&shared, id, InFlight::new(dir, Some(ticket)), &mut flights, tasks);
             stand_in(&finished, id, &mut made);
             shared.trigger.store(id, Ordering::Release);
         }
@@ -813,16 +816,14 @@ fn run(mut plan: Plan, tasks: usize, shared: Arc<CheckpointShared>, rx: mpsc::Re
         for event in events {
             match event {
                 CheckpointEvent::Trigger(id) => {
-                    let mut flight = InFlight::new(store.checkpoint_dir(id), None);
+                    let flight = InFlight::new(store.checkpoint_dir(id), None);
                     if let Err(e) = store::begin(&flight.dir) {
                         tracing::warn!("checkpoint {id} of `{}` cannot start: {e}", plan.job);
                         tracker.abort(id, now_ms());
                         fail(id, flight, &format!("cannot make its folder: {e}"));
                         continue;
                     }
-                    shared.record(stats(id, &flight, CheckpointStatus::InProgress, 0));
-                    flight.injected = Instant::now();
-                    flights.insert(id, flight);
+                    begin_flight(&shared, id, flight, &mut flights, tasks);
                     stand_in(&finished, id, &mut made);
                     shared.trigger.store(id, Ordering::Release);
                 }

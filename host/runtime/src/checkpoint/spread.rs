@@ -10,7 +10,8 @@
 
 use super::{
     CheckpointShared, CheckpointStats, CheckpointStatus, InFlight, Plan, Savepoint, SavepointRequest,
-    TaskCheckpointStats, epoch_ms, fail_flight, metadata_of, on_completed, stats_of, store, write_completion,
+    TaskCheckpointStats, begin_flight, epoch_ms, fail_flight, metadata_of, on_completed, stats_of, store,
+    write_completion,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -204,12 +205,6 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
         fail_flight(shared, id, f, why, tasks, true);
         send(CheckpointCommand::Abort { id, why: why.to_owned() });
     };
-    let begin = |id: u64, flight: InFlight, flights: &mut HashMap<u64, InFlight>| {
-        let mut flight = flight;
-        shared.record(stats_of(id, &flight, CheckpointStatus::InProgress, 0, tasks));
-        flight.injected = Instant::now();
-        flights.insert(id, flight);
-    };
     while !over.load(Ordering::Acquire) {
         let requests = std::mem::take(&mut *shared.requests.lock().unwrap_or_else(|p| p.into_inner()));
         for (request, ticket) in requests {
@@ -239,7 +234,7 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
             if request.stop {
                 tracker.pause();
             }
-            begin(id, InFlight::new(dir, Some(ticket)), &mut flights);
+            begin_flight(shared, id, InFlight::new(dir, Some(ticket)), &mut flights, tasks);
             ready.insert(id, 0);
             let savepoint = Some(SavepointTarget { folder: path, stop: request.stop });
             send(CheckpointCommand::Trigger { id, savepoint });
@@ -254,7 +249,7 @@ fn run(plan: Plan, tasks: usize, shared: &CheckpointShared, link: LedgerLink, ov
                         fail_flight(shared, id, flight, &format!("cannot make its folder: {e}"), tasks, true);
                         continue;
                     }
-                    begin(id, flight, &mut flights);
+                    begin_flight(shared, id, flight, &mut flights, tasks);
                     send(CheckpointCommand::Trigger { id, savepoint: None });
                 }
                 CheckpointEvent::Expired(id) => {
