@@ -70,11 +70,11 @@ async fn quic(total: usize) {
     let client_id = ca.identity("bench").unwrap();
     let mut server = join::quic_server(tls::server(&server_id, ca.cert_der(), true).unwrap()).unwrap();
     server.transport_config(channel::transport(64));
-    let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = channel::endpoint("127.0.0.1:0".parse().unwrap(), Some(server)).unwrap();
     let addr = endpoint.local_addr().unwrap();
     let mut client = join::quic_client(tls::client(&client_id, ca.cert_der()).unwrap()).unwrap();
     client.transport_config(channel::transport(64));
-    let mut out = join::client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut out = channel::endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
     out.set_default_client_config(client);
     let accepting = tokio::spawn(async move { endpoint.accept().await.unwrap().await.unwrap() });
     let connection = out.connect(addr, COORDINATOR_NAME).unwrap().await.unwrap();

@@ -108,7 +108,7 @@ impl DataPlane {
         client.transport_config(channel::transport(CHANNELS));
         let endpoint = {
             let _in = handle.enter();
-            quinn::Endpoint::server(server, bind).map_err(|e| format!("cannot open the data plane on {bind}: {e}"))?
+            channel::endpoint(bind, Some(server)).map_err(|e| format!("cannot open the data plane on {bind}: {e}"))?
         };
         let plane = Arc::new(DataPlane {
             name: name.to_owned(),

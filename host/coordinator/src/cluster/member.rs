@@ -88,9 +88,8 @@ enum Ended {
 struct Running {
     exec: Arc<dyn Execution>,
     savepoints: Vec<(u64, Arc<Savepoint>)>,
-    /// Set once it ended and its threads were joined.
+    /// Set once it ended and its threads were joined (by its watcher).
     summary: Arc<OnceLock<Option<JobSummary>>>,
-    waiting: bool,
     /// Its checkpoints at the last report.
     reported: Vec<weir_runtime::CheckpointStats>,
 }
@@ -107,6 +106,8 @@ struct SessionJobs {
     /// commands go to them until it says the job is over (after its part
     /// here may have finished). Dropped with the session, they stop.
     checkpointers: HashMap<(String, u64), std::sync::mpsc::Sender<weir_runtime::CheckpointCommand>>,
+    /// A job ended here: its report goes now, not at the next heartbeat.
+    ended: Arc<tokio::sync::Notify>,
 }
 
 type Jobs = Arc<Mutex<SessionJobs>>;
@@ -188,8 +189,12 @@ async fn connected(
         let (jobs, tx) = (jobs.clone(), tx.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
+            let ended = lock(&jobs).ended.clone();
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = ended.notified() => {}
+                }
                 let report = ToCoordinator::Report { jobs: reports(&jobs) };
                 if tx.send(report).await.is_err() {
                     return;
@@ -264,13 +269,9 @@ fn command(
                             exec.cancel();
                             vec![TaskError::job(&job, "cancelled while it was being deployed")]
                         } else {
-                            let running = Running {
-                                exec,
-                                savepoints: Vec::new(),
-                                summary: Arc::new(OnceLock::new()),
-                                waiting: false,
-                                reported: Vec::new(),
-                            };
+                            let summary = Arc::new(OnceLock::new());
+                            watch(exec.clone(), summary.clone(), jobs.ended.clone());
+                            let running = Running { exec, savepoints: Vec::new(), summary, reported: Vec::new() };
                             jobs.running.insert(key.clone(), running);
                             Vec::new()
                         }
@@ -398,6 +399,26 @@ async fn fetch(connection: &quinn::Connection, sha: &str, dir: &Path) -> Result<
     Ok(path)
 }
 
+/// Waits on its own thread for `exec` to end, then for its threads, and
+/// sets its `summary`: the heartbeat reports the end at once (a job's
+/// duration is not a heartbeat longer than its run).
+fn watch(exec: Arc<dyn Execution>, summary: Arc<OnceLock<Option<JobSummary>>>, ended: Arc<tokio::sync::Notify>) {
+    let (e, s, n) = (exec.clone(), summary.clone(), ended.clone());
+    let watching = std::thread::Builder::new().name("weir-job-watch".into()).spawn(move || {
+        while !e.wait_timeout(Duration::from_secs(1)).is_terminal() {}
+        let _ = s.set(e.summary());
+        n.notify_one();
+    });
+    if let Err(e) = watching {
+        // Unwatched, it would never be reported ended: it stops instead.
+        tracing::warn!("cannot start a thread to watch a job: {e}: the job is cancelled");
+        exec.cancel();
+        exec.wait_timeout(Duration::from_secs(10));
+        let _ = summary.set(None);
+        ended.notify_one();
+    }
+}
+
 /// The heartbeat: every job's report. A job that ended is reported once,
 /// with its summary, and forgotten.
 fn reports(jobs: &Jobs) -> Vec<JobReport> {
@@ -407,13 +428,6 @@ fn reports(jobs: &Jobs) -> Vec<JobReport> {
     for ((job, attempt), r) in jobs.running.iter_mut() {
         let mut status = r.exec.status();
         if status.is_terminal() && r.summary.get().is_none() {
-            if !r.waiting {
-                r.waiting = true;
-                let (exec, summary) = (r.exec.clone(), r.summary.clone());
-                std::thread::spawn(move || {
-                    let _ = summary.set(exec.summary());
-                });
-            }
             // Terminal once its threads are joined and its summary known.
             use weir_runtime::JobStatus::*;
             status = match status {
